@@ -26,6 +26,8 @@ pub mod fuzzing;
 mod rx;
 mod sa;
 pub mod sectag;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 mod stats;
 mod suite;
 mod tx;

@@ -1,90 +1,10 @@
-//! Helpers shared by the integration tests: hex, the Annex C vectors, and a matched
-//! transmitter/receiver pair.
+//! Helpers shared by the integration tests: a matched transmitter/receiver pair.
 #![allow(dead_code)]
 
 use interlink_macsec::{
     An, Backend, CipherSuite, RxConfig, RxSecY, RxStats, SaKey, Sci, TxConfig, TxSecY, TxStats,
     ICV_LEN,
 };
-
-pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length in {s}");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// One frame of IEEE 802.1AE Annex C / 802.1AEbw Annex C, as the JSON file describes it.
-#[derive(Debug, Clone)]
-pub struct Vector {
-    pub name: String,
-    pub suite: CipherSuite,
-    pub confidentiality: bool,
-    pub sak: Vec<u8>,
-    pub tci_an: u8,
-    pub short_len: u8,
-    pub pn: u64,
-    pub sci: Sci,
-    pub sci_in_frame: bool,
-    pub xpn: Option<(u32, [u8; 12])>,
-    pub plain: Vec<u8>,
-    pub protected: Vec<u8>,
-}
-
-impl Vector {
-    pub fn an(&self) -> An {
-        An::new(self.tci_an & 3).unwrap()
-    }
-
-    pub fn key(&self) -> SaKey<'_> {
-        SaKey {
-            sak: &self.sak,
-            xpn: self.xpn,
-        }
-    }
-}
-
-/// The vectors in this crate's copy of `shared/vectors/macsec-annex-c.json`.
-pub fn annex_c() -> Vec<Vector> {
-    let text = include_str!("../vectors/macsec-annex-c.json");
-    let json: serde_json::Value = serde_json::from_str(text).unwrap();
-    let field = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_owned);
-    json["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let s = |k: &str| field(v, k).unwrap_or_else(|| panic!("{k} missing"));
-            let pn_low = u32::from_str_radix(&s("pn"), 16).unwrap();
-            let xpn = field(v, "ssci").map(|ssci| {
-                let salt: [u8; 12] = hex(&s("salt")).try_into().unwrap();
-                (u32::from_str_radix(&ssci, 16).unwrap(), salt)
-            });
-            let pn_high = field(v, "xpn_pn_high")
-                .map(|h| u64::from(u32::from_str_radix(&h, 16).unwrap()))
-                .unwrap_or(0);
-            Vector {
-                name: s("name"),
-                suite: s("cipher_suite").parse().unwrap(),
-                confidentiality: match s("mode").as_str() {
-                    "confidentiality" => true,
-                    "integrity" => false,
-                    m => panic!("unknown mode {m}"),
-                },
-                sak: hex(&s("sak")),
-                tci_an: hex(&s("tci_an"))[0],
-                short_len: hex(&s("sl"))[0],
-                pn: pn_high << 32 | u64::from(pn_low),
-                sci: s("sci").parse().unwrap(),
-                sci_in_frame: v["sci_in_frame"].as_bool().unwrap(),
-                xpn,
-                plain: hex(&s("plain_frame")),
-                protected: hex(&s("protected_frame")),
-            }
-        })
-        .collect()
-}
 
 pub const LOCAL_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 pub const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
