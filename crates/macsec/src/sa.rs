@@ -61,13 +61,21 @@ impl IvBase {
     }
 }
 
-/// Checks the key against the suite and makes the backend key and the IV base.
+/// Checks the key and the starting PN against the suite, and makes the backend key and the
+/// IV base. An SA starts at a PN of at least 1, within the suite's PN space (§10.7.21).
 fn keying(
     suite: CipherSuite,
     backend: Backend,
     sci: Sci,
     key: &SaKey<'_>,
+    first_pn: u64,
 ) -> Result<(Box<dyn Aead>, IvBase), SaError> {
+    if first_pn == 0 || first_pn > suite.max_pn() {
+        return Err(SaError::PnOutOfRange {
+            pn: first_pn,
+            max: suite.max_pn(),
+        });
+    }
     let iv = match (suite.is_xpn(), key.xpn) {
         (true, Some((ssci, salt))) => IvBase::Xpn { ssci, salt },
         (false, None) => IvBase::Sci(*sci.as_bytes()),
@@ -100,14 +108,7 @@ impl TxSa {
         next_pn: u64,
         rekey_threshold: u64,
     ) -> Result<TxSa, SaError> {
-        // §10.7.21: a transmit SA starts at a PN of at least 1, within the suite's PN space.
-        if next_pn == 0 || next_pn > suite.max_pn() {
-            return Err(SaError::PnOutOfRange {
-                pn: next_pn,
-                max: suite.max_pn(),
-            });
-        }
-        let (key, iv) = keying(suite, backend, sci, key)?;
+        let (key, iv) = keying(suite, backend, sci, key, next_pn)?;
         Ok(TxSa {
             an,
             key,
@@ -254,13 +255,7 @@ impl RxSa {
         lowest_pn: u64,
         window: u32,
     ) -> Result<RxSa, SaError> {
-        if lowest_pn == 0 || lowest_pn > suite.max_pn() {
-            return Err(SaError::PnOutOfRange {
-                pn: lowest_pn,
-                max: suite.max_pn(),
-            });
-        }
-        let (key, iv) = keying(suite, backend, sci, key)?;
+        let (key, iv) = keying(suite, backend, sci, key, lowest_pn)?;
         Ok(RxSa {
             an,
             key,

@@ -77,7 +77,10 @@ impl Vector {
     pub fn check(&self, backend: Backend) -> Result<(), String> {
         let tx = self.transmitter(backend)?;
         let hdr = tx.header_len();
-        let user = self.plain.get(12..).ok_or("plain frame shorter than DA SA")?;
+        let user = self
+            .plain
+            .get(12..)
+            .ok_or("plain frame shorter than DA SA")?;
         let mut frame = vec![0; hdr + user.len() + ICV_LEN];
         frame[..12].copy_from_slice(&self.plain[..12]);
         frame[hdr..hdr + user.len()].copy_from_slice(user);
@@ -144,7 +147,9 @@ fn vector(v: &serde_json::Value) -> Result<Vector, String> {
         let b = hex(s(k)?)?;
         b.first().copied().ok_or_else(|| format!("{k} is empty"))
     };
-    let pn_low = u32_hex("pn").map_err(ctx)?.ok_or_else(|| ctx("pn missing".into()))?;
+    let pn_low = u32_hex("pn")
+        .map_err(ctx)?
+        .ok_or_else(|| ctx("pn missing".into()))?;
     let pn_high = u32_hex("xpn_pn_high").map_err(ctx)?.unwrap_or(0);
     let xpn = match (u32_hex("ssci").map_err(ctx)?, opt("salt")) {
         (Some(ssci), Some(salt)) => {
@@ -158,7 +163,9 @@ fn vector(v: &serde_json::Value) -> Result<Vector, String> {
         _ => return Err(ctx("ssci and salt come together".into())),
     };
     Ok(Vector {
-        suite: s("cipher_suite")?.parse().map_err(|e| ctx(format!("{e}")))?,
+        suite: s("cipher_suite")?
+            .parse()
+            .map_err(|e| ctx(format!("{e}")))?,
         confidentiality: match s("mode")? {
             "confidentiality" => true,
             "integrity" => false,
@@ -230,7 +237,8 @@ pub fn throughput(
         let t = Instant::now();
         for f in frames.iter_mut() {
             f[hdr..hdr + 2].copy_from_slice(&[0x08, 0x00]);
-            tx.protect(&mut tx_stats, f, size).map_err(|e| e.to_string())?;
+            tx.protect(&mut tx_stats, f, size)
+                .map_err(|e| e.to_string())?;
         }
         protect_time += t.elapsed();
         let t = Instant::now();

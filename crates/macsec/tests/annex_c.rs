@@ -76,7 +76,12 @@ fn protected_to_plain_is_byte_exact() {
                 v.name
             );
             assert_eq!(&frame[..12], &v.plain[..12], "{}", v.name);
-            assert_eq!(&frame[r.user.clone()], &v.plain[12..], "{} {backend}", v.name);
+            assert_eq!(
+                &frame[r.user.clone()],
+                &v.plain[12..],
+                "{} {backend}",
+                v.name
+            );
             assert_eq!(stats.in_pkts_ok, 1);
             let octets = if v.confidentiality {
                 stats.in_octets_decrypted
@@ -84,7 +89,10 @@ fn protected_to_plain_is_byte_exact() {
                 stats.in_octets_validated
             };
             assert_eq!(octets, (v.plain.len() - 12) as u64);
-            assert_eq!(rx.sc(v.sci).unwrap().sa(v.an()).unwrap().next_pn(), v.pn + 1);
+            assert_eq!(
+                rx.sc(v.sci).unwrap().sa(v.an()).unwrap().next_pn(),
+                v.pn + 1
+            );
         }
     }
 }
