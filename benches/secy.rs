@@ -35,9 +35,12 @@ fn secy_pair(suite: CipherSuite, backend: Backend) -> (TxSecY, RxSecY, Sci) {
     let mut tx = TxSecY::new(suite, backend, TxConfig::new(sci)).unwrap();
     tx.install_sa(an, &key(suite), 1).unwrap();
     tx.set_encoding_sa(an).unwrap();
-    // Replay protection off: the same frame is validated over and over, with the same work.
+    // Replay protection off and the widest window: the same frame is validated over and
+    // over, with the same work. The window keeps the lowest acceptable PN where it was, so
+    // that XPN recovers the same full PN every time (802.1AEbw §10.6.2).
     let cfg = RxConfig {
         replay_protect: false,
+        replay_window: u32::MAX,
         ..RxConfig::default()
     };
     let mut rx = RxSecY::new(suite, backend, cfg);

@@ -1,0 +1,637 @@
+//! interlinkd's configuration: one TOML file.
+//!
+//! Parsing is strict. Unknown fields and sections are errors, values are checked against each
+//! other, key files must exist and be private to their owner, and every problem is reported,
+//! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
+//!
+//! Sections parsed so far: `[[link]]` with its `[link.macsec]`. The others of the product
+//! sketch (`[router]`, `[[neighbor]]`, `[bgp]`, `[fib]`, `[metrics]`) are refused as unknown
+//! until the code that uses them exists.
+
+mod error;
+mod text;
+
+use core::fmt;
+use core::ops::Range;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use interlink_macsec::{An, CipherSuite, Salt, Sci, Ssci, ValidateFrames};
+use serde::Deserialize;
+use toml::Spanned;
+
+use error::Diagnostics;
+pub use error::{Error, Errors};
+pub use text::{parse_duration, parse_mac, IfAddr, MacAddr};
+
+/// The default place of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";
+
+/// The longest interface name Linux accepts (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub links: Vec<Link>,
+}
+
+/// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    /// The TUN interface's name.
+    pub interface: String,
+    pub addresses: Vec<IfAddr>,
+    pub transport: Transport,
+    /// The TUN MTU; `None` for the underlay MTU minus the encapsulation overhead.
+    pub mtu: Option<u32>,
+    /// How often a liveness probe goes through the secure channel.
+    pub probe_interval: Duration,
+    pub macsec: Macsec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// SecTAG, secure data and ICV as the payload of UDP datagrams between two addresses.
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// Genuine 802.1AE frames on an Ethernet interface, to the peer's MAC address.
+    Ethernet { underlay: String, peer_mac: MacAddr },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Macsec {
+    pub cipher_suite: CipherSuite,
+    pub replay_window: u32,
+    pub validate: ValidateFrames,
+    pub keying: Keying,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keying {
+    /// One SAK per direction, as `ip macsec add ... sa` takes them.
+    Static(StaticKeys),
+}
+
+/// Static SAs: ours to send with, the peer's to receive with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticKeys {
+    pub tx_sak: Secret,
+    pub rx_sak: Secret,
+    /// The AN of both SAs.
+    pub an: An,
+    /// The SCI port; with the interface's (or derived) MAC address it makes the SCI.
+    pub port: u16,
+    /// Our SCI, when not derived from the MAC address and port.
+    pub sci: Option<Sci>,
+    /// The peer's SCI, when not derived from its MAC address and the port.
+    pub peer_sci: Option<Sci>,
+    /// XPN suites: our SSCI, the peer's SSCI and the salt shared by both SAs.
+    pub xpn: Option<XpnKeys>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XpnKeys {
+    pub tx_ssci: Ssci,
+    pub rx_ssci: Ssci,
+    pub salt: Salt,
+}
+
+/// Key material read from a file. Never printed; wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} octets>)", self.0.len())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // Volatile so the wipe is not optimised away as a dead store.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+// What serde reads, before any check. Spans locate the errors.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    link: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    name: Spanned<String>,
+    interface: Spanned<String>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    transport: Spanned<String>,
+    local: Option<Spanned<String>>,
+    remote: Option<Spanned<String>>,
+    underlay: Option<Spanned<String>>,
+    peer_mac: Option<Spanned<String>>,
+    mtu: Option<Spanned<i64>>,
+    probe_interval: Option<Spanned<String>>,
+    macsec: Spanned<RawMacsec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMacsec {
+    cipher_suite: Spanned<String>,
+    keying: Spanned<String>,
+    replay_window: Option<Spanned<i64>>,
+    validate: Option<Spanned<String>>,
+    tx_sak_file: Option<Spanned<String>>,
+    rx_sak_file: Option<Spanned<String>>,
+    an: Option<Spanned<i64>>,
+    port: Option<Spanned<i64>>,
+    sci: Option<Spanned<String>>,
+    peer_sci: Option<Spanned<String>>,
+    tx_ssci: Option<Spanned<i64>>,
+    rx_ssci: Option<Spanned<i64>>,
+    salt: Option<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and checks the configuration at `path`. Relative key file paths are taken from
+    /// the configuration file's directory.
+    pub fn load(path: &Path) -> Result<Config, Errors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Errors(vec![Error {
+                file: path.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read the configuration: {e}"),
+                hint: None,
+            }])
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse(path, &text, dir)
+    }
+
+    /// Checks configuration `text`, reported as `file`, with key files relative to `dir`.
+    pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Config, Errors> {
+        let mut diag = Diagnostics::new(file, text);
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                diag.error(span, e.message().trim_end(), None);
+                return Err(diag.finish());
+            }
+        };
+        let mut checker = Checker {
+            diag: &mut diag,
+            dir,
+        };
+        let links = checker.links(&raw.link);
+        if diag.is_empty() {
+            Ok(Config { links })
+        } else {
+            Err(diag.finish())
+        }
+    }
+}
+
+struct Checker<'d, 'a> {
+    diag: &'d mut Diagnostics<'a>,
+    dir: &'d Path,
+}
+
+impl Checker<'_, '_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.diag.error(span, message, None);
+    }
+
+    fn hint(&mut self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+        self.diag.error(span, message, Some(hint.into()));
+    }
+
+    fn links(&mut self, raw: &[Spanned<RawLink>]) -> Vec<Link> {
+        let mut names = HashSet::new();
+        let mut interfaces = HashSet::new();
+        let mut links = Vec::new();
+        for l in raw {
+            let span = l.span();
+            let l = l.get_ref();
+            if !names.insert(l.name.get_ref().clone()) {
+                self.error(
+                    l.name.span(),
+                    format!("link {:?} is defined twice", l.name.get_ref()),
+                );
+            }
+            if !interfaces.insert(l.interface.get_ref().clone()) {
+                self.error(
+                    l.interface.span(),
+                    format!("interface {:?} is used by two links", l.interface.get_ref()),
+                );
+            }
+            if let Some(link) = self.link(span, l) {
+                links.push(link);
+            }
+        }
+        links
+    }
+
+    fn link(&mut self, span: Range<usize>, l: &RawLink) -> Option<Link> {
+        let name = l.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.hint(
+                l.name.span(),
+                format!("link name {name:?} is not valid"),
+                "letters, digits, '-', '_' and '.'",
+            );
+        }
+        let ifname = l.interface.get_ref();
+        if ifname.is_empty()
+            || ifname.len() > IFNAME_MAX
+            || ifname.contains(['/', ':'])
+            || ifname.chars().any(char::is_whitespace)
+        {
+            self.hint(
+                l.interface.span(),
+                format!("interface name {ifname:?} is not valid"),
+                "1 to 15 characters, without '/', ':' or spaces",
+            );
+        }
+        let addresses: Vec<IfAddr> = l
+            .addresses
+            .iter()
+            .filter_map(|a| match a.get_ref().parse::<IfAddr>() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    self.hint(
+                        a.span(),
+                        e,
+                        "an address with its prefix length, e.g. \"169.254.10.2/30\"",
+                    );
+                    None
+                }
+            })
+            .collect();
+        let transport = self.transport(span.clone(), l);
+        let mtu = l.mtu.as_ref().and_then(|m| {
+            let v = *m.get_ref();
+            let min = if addresses.iter().any(|a| a.addr.is_ipv6()) {
+                1280
+            } else {
+                68
+            };
+            if !(min..=65535).contains(&v) {
+                self.hint(
+                    m.span(),
+                    format!("mtu {v} is out of range"),
+                    format!("{min} to 65535; IPv6 needs at least 1280"),
+                );
+                None
+            } else {
+                Some(v as u32)
+            }
+        });
+        let probe_interval = match &l.probe_interval {
+            None => Duration::from_secs(1),
+            Some(p) => match parse_duration(p.get_ref()) {
+                Ok(d) if d >= Duration::from_millis(10) => d,
+                Ok(_) => {
+                    self.hint(p.span(), "probe_interval is too short", "at least \"10ms\"");
+                    Duration::from_secs(1)
+                }
+                Err(e) => {
+                    self.hint(p.span(), e, "a duration such as \"1s\" or \"500ms\"");
+                    Duration::from_secs(1)
+                }
+            },
+        };
+        let macsec = self.macsec(l.macsec.span(), l.macsec.get_ref());
+        Some(Link {
+            name: name.clone(),
+            interface: ifname.clone(),
+            addresses,
+            transport: transport?,
+            mtu,
+            probe_interval,
+            macsec: macsec?,
+        })
+    }
+
+    fn transport(&mut self, span: Range<usize>, l: &RawLink) -> Option<Transport> {
+        let refuse = |c: &mut Self, field: &Option<Spanned<String>>, name: &str, kind: &str| {
+            if let Some(f) = field {
+                c.error(
+                    f.span(),
+                    format!("{name} does not apply to the {kind} transport"),
+                );
+            }
+        };
+        match l.transport.get_ref().as_str() {
+            "udp" => {
+                refuse(self, &l.underlay, "underlay", "udp");
+                refuse(self, &l.peer_mac, "peer_mac", "udp");
+                let endpoint = |c: &mut Self, f: &Option<Spanned<String>>, name: &str| match f {
+                    None => {
+                        c.hint(
+                            span.clone(),
+                            format!("a udp link needs {name}"),
+                            format!("{name} = \"ADDRESS:PORT\""),
+                        );
+                        None
+                    }
+                    Some(v) => match v.get_ref().parse::<SocketAddr>() {
+                        Ok(a) if a.port() != 0 => Some(a),
+                        _ => {
+                            c.hint(
+                                v.span(),
+                                format!("{name} {:?} is not an address and port", v.get_ref()),
+                                "\"198.51.100.2:4789\" or \"[2001:db8::2]:4789\"",
+                            );
+                            None
+                        }
+                    },
+                };
+                let local = endpoint(self, &l.local, "local");
+                let remote = endpoint(self, &l.remote, "remote");
+                let (local, remote) = (local?, remote?);
+                if local.is_ipv4() != remote.is_ipv4() {
+                    if let Some(r) = &l.remote {
+                        self.error(
+                            r.span(),
+                            "local and remote are of different address families",
+                        );
+                    }
+                    return None;
+                }
+                Some(Transport::Udp { local, remote })
+            }
+            "ethernet" => {
+                refuse(self, &l.local, "local", "ethernet");
+                refuse(self, &l.remote, "remote", "ethernet");
+                let underlay = match &l.underlay {
+                    Some(u) => Some(u.get_ref().clone()),
+                    None => {
+                        self.hint(
+                            span.clone(),
+                            "an ethernet link needs underlay",
+                            "underlay = \"eth1\"",
+                        );
+                        None
+                    }
+                };
+                let peer_mac = match &l.peer_mac {
+                    Some(m) => match parse_mac(m.get_ref()) {
+                        Ok(mac) => Some(mac),
+                        Err(e) => {
+                            self.hint(m.span(), e, "six octets, e.g. \"02:00:00:00:00:02\"");
+                            None
+                        }
+                    },
+                    None => {
+                        self.hint(
+                            span,
+                            "an ethernet link needs peer_mac",
+                            "peer_mac = \"02:00:00:00:00:02\"",
+                        );
+                        None
+                    }
+                };
+                Some(Transport::Ethernet {
+                    underlay: underlay?,
+                    peer_mac: peer_mac?,
+                })
+            }
+            other => {
+                self.hint(
+                    l.transport.span(),
+                    format!("unknown transport {other:?}"),
+                    "\"udp\" or \"ethernet\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn int<T: TryFrom<i64>>(
+        &mut self,
+        field: &Option<Spanned<i64>>,
+        name: &str,
+        range: &str,
+    ) -> Option<Option<T>> {
+        match field {
+            None => Some(None),
+            Some(v) => match T::try_from(*v.get_ref()) {
+                Ok(x) => Some(Some(x)),
+                Err(_) => {
+                    self.hint(
+                        v.span(),
+                        format!("{name} {} is out of range", v.get_ref()),
+                        range.to_owned(),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn macsec(&mut self, span: Range<usize>, m: &RawMacsec) -> Option<Macsec> {
+        let suite = match m.cipher_suite.get_ref().parse::<CipherSuite>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(m.cipher_suite.span(), e.to_string());
+                None
+            }
+        };
+        let replay_window = self.int::<u32>(&m.replay_window, "replay_window", "0 to 4294967295");
+        let validate = match &m.validate {
+            None => Some(ValidateFrames::Strict),
+            Some(v) => match v.get_ref().parse() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.error(v.span(), format!("{e}"));
+                    None
+                }
+            },
+        };
+        let keying = match m.keying.get_ref().as_str() {
+            "static" => suite.and_then(|suite| self.static_keys(span, m, suite)),
+            "mka" => {
+                self.hint(
+                    m.keying.span(),
+                    "keying \"mka\" is not available yet",
+                    "use keying = \"static\" with tx_sak_file and rx_sak_file",
+                );
+                None
+            }
+            other => {
+                self.hint(
+                    m.keying.span(),
+                    format!("unknown keying {other:?}"),
+                    "\"static\" or \"mka\"",
+                );
+                None
+            }
+        };
+        Some(Macsec {
+            cipher_suite: suite?,
+            replay_window: replay_window?.unwrap_or(0),
+            validate: validate?,
+            keying: Keying::Static(keying?),
+        })
+    }
+
+    fn static_keys(
+        &mut self,
+        span: Range<usize>,
+        m: &RawMacsec,
+        suite: CipherSuite,
+    ) -> Option<StaticKeys> {
+        let tx_sak = self.key_file(span.clone(), &m.tx_sak_file, "tx_sak_file", suite);
+        let rx_sak = self.key_file(span.clone(), &m.rx_sak_file, "rx_sak_file", suite);
+        let an = self
+            .int::<u8>(&m.an, "an", "0 to 3")
+            .and_then(|an| match an {
+                None => An::new(0),
+                Some(v) => An::new(v).or_else(|| {
+                    if let Some(f) = &m.an {
+                        self.hint(f.span(), format!("an {v} is out of range"), "0 to 3");
+                    }
+                    None
+                }),
+            });
+        let port = self
+            .int::<u16>(&m.port, "port", "1 to 65535")
+            .map(|p| p.unwrap_or(1));
+        let sci = |c: &mut Self, f: &Option<Spanned<String>>| match f {
+            None => Some(None),
+            Some(s) => match s.get_ref().parse::<Sci>() {
+                Ok(sci) => Some(Some(sci)),
+                Err(e) => {
+                    c.error(s.span(), e.to_string());
+                    None
+                }
+            },
+        };
+        let own_sci = sci(self, &m.sci);
+        let peer_sci = sci(self, &m.peer_sci);
+        let xpn = if suite.is_xpn() {
+            let tx = self.int::<u32>(&m.tx_ssci, "tx_ssci", "0 to 4294967295");
+            let rx = self.int::<u32>(&m.rx_ssci, "rx_ssci", "0 to 4294967295");
+            let salt = match &m.salt {
+                Some(s) => match text::hex(s.get_ref())
+                    .ok()
+                    .and_then(|b| Salt::try_from(b).ok())
+                {
+                    Some(salt) => Some(Some(salt)),
+                    None => {
+                        self.hint(s.span(), "salt is not 12 octets of hex", "24 hex digits");
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+            match (tx?, rx?, salt?) {
+                (Some(tx_ssci), Some(rx_ssci), Some(salt)) => {
+                    if tx_ssci == rx_ssci {
+                        if let Some(f) = &m.rx_ssci {
+                            self.hint(
+                                f.span(),
+                                "rx_ssci equals tx_ssci",
+                                "each SecY of the link has its own SSCI",
+                            );
+                        }
+                    }
+                    Some(XpnKeys {
+                        tx_ssci,
+                        rx_ssci,
+                        salt,
+                    })
+                }
+                _ => {
+                    self.hint(
+                        span,
+                        format!("{suite} with static keys needs tx_ssci, rx_ssci and salt"),
+                        "as `ip macsec add ... ssci N salt HEX` takes them",
+                    );
+                    return None;
+                }
+            }
+        } else {
+            for (f, name) in [(&m.tx_ssci, "tx_ssci"), (&m.rx_ssci, "rx_ssci")] {
+                if let Some(f) = f {
+                    self.error(
+                        f.span(),
+                        format!("{name} only applies to the XPN cipher suites"),
+                    );
+                }
+            }
+            if let Some(f) = &m.salt {
+                self.error(f.span(), "salt only applies to the XPN cipher suites");
+            }
+            None
+        };
+        Some(StaticKeys {
+            tx_sak: tx_sak?,
+            rx_sak: rx_sak?,
+            an: an?,
+            port: port?,
+            sci: own_sci?,
+            peer_sci: peer_sci?,
+            xpn: if suite.is_xpn() { Some(xpn?) } else { None },
+        })
+    }
+
+    /// Reads a SAK: hex in a file private to its owner, of the suite's key length.
+    fn key_file(
+        &mut self,
+        span: Range<usize>,
+        field: &Option<Spanned<String>>,
+        name: &str,
+        suite: CipherSuite,
+    ) -> Option<Secret> {
+        let Some(f) = field else {
+            self.hint(
+                span,
+                format!("static keying needs {name}"),
+                format!("{name} = \"/etc/interlink/keys/LINK.sak\""),
+            );
+            return None;
+        };
+        let path = self.dir.join(f.get_ref());
+        match text::read_key_file(&path, suite.key_len()) {
+            Ok(key) => Some(Secret(key)),
+            Err((message, hint)) => {
+                self.diag.error(
+                    f.span(),
+                    format!("{name} {}: {message}", path.display()),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+}

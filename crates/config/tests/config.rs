@@ -1,0 +1,322 @@
+//! The configuration parser on whole files: what parses, and what each mistake says.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use interlink_config::{Config, Keying, MacAddr, Transport};
+use interlink_macsec::{CipherSuite, ValidateFrames};
+
+/// A directory of key files for one test, removed when dropped.
+struct KeyDir(PathBuf);
+
+impl KeyDir {
+    fn new(test: &str) -> KeyDir {
+        let dir =
+            std::env::temp_dir().join(format!("interlink-config-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        KeyDir(dir)
+    }
+
+    fn key(&self, name: &str, hex: &str, mode: u32) -> &Self {
+        let path = self.0.join(name);
+        std::fs::write(&path, hex).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(Path::new("interlink.toml"), text, &self.0)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+}
+
+impl Drop for KeyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const K128_A: &str = "000102030405060708090a0b0c0d0e0f\n";
+const K128_B: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n";
+const K256: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+const UDP_LINK: &str = r#"
+[[link]]
+name = "site-b"
+interface = "il-b"
+addresses = ["169.254.10.1/30", "fd00:10::1/125"]
+transport = "udp"
+local = "192.0.2.1:4789"
+remote = "192.0.2.2:4789"
+
+[link.macsec]
+cipher_suite = "gcm-aes-128"
+keying = "static"
+tx_sak_file = "tx.sak"
+rx_sak_file = "rx.sak"
+"#;
+
+fn keys(test: &str) -> KeyDir {
+    let d = KeyDir::new(test);
+    d.key("tx.sak", K128_A, 0o600).key("rx.sak", K128_B, 0o400);
+    d
+}
+
+#[test]
+fn a_udp_link_parses_with_defaults() {
+    let d = keys("udp");
+    let c = d.parse(UDP_LINK).unwrap();
+    assert_eq!(c.links.len(), 1);
+    let l = &c.links[0];
+    assert_eq!((l.name.as_str(), l.interface.as_str()), ("site-b", "il-b"));
+    assert_eq!(l.addresses.len(), 2);
+    assert_eq!(l.addresses[1].to_string(), "fd00:10::1/125");
+    assert_eq!(
+        l.transport,
+        Transport::Udp {
+            local: "192.0.2.1:4789".parse().unwrap(),
+            remote: "192.0.2.2:4789".parse().unwrap()
+        }
+    );
+    assert_eq!(l.mtu, None);
+    assert_eq!(l.probe_interval, std::time::Duration::from_secs(1));
+    assert_eq!(l.macsec.cipher_suite, CipherSuite::GcmAes128);
+    assert_eq!(l.macsec.replay_window, 0);
+    assert_eq!(l.macsec.validate, ValidateFrames::Strict);
+    let Keying::Static(k) = &l.macsec.keying;
+    assert_eq!(k.tx_sak.expose()[15], 0x0f);
+    assert_eq!(k.rx_sak.expose()[0], 0xf0);
+    assert_eq!(
+        (k.an.value(), k.port, k.sci, k.xpn.is_some()),
+        (0, 1, None, false)
+    );
+    // Keys never reach a debug print.
+    assert!(!format!("{c:?}").contains("0f"));
+}
+
+#[test]
+fn an_ethernet_xpn_link_parses() {
+    let d = KeyDir::new("eth");
+    d.key("tx", K256, 0o600).key("rx", K256, 0o600);
+    let c = d
+        .parse(
+            r#"
+[[link]]
+name = "dc2"
+interface = "il-dc2"
+transport = "ethernet"
+underlay = "eth1"
+peer_mac = "02:00:00:00:00:02"
+mtu = 1400
+probe_interval = "250ms"
+[link.macsec]
+cipher_suite = "gcm-aes-xpn-256"
+keying = "static"
+tx_sak_file = "tx"
+rx_sak_file = "rx"
+an = 2
+port = 7
+tx_ssci = 1
+rx_ssci = 2
+salt = "000102030405060708090a0b"
+replay_window = 64
+validate = "check"
+"#,
+        )
+        .unwrap();
+    let l = &c.links[0];
+    assert_eq!(
+        l.transport,
+        Transport::Ethernet {
+            underlay: "eth1".into(),
+            peer_mac: MacAddr([2, 0, 0, 0, 0, 2])
+        }
+    );
+    assert_eq!(l.mtu, Some(1400));
+    assert_eq!(l.probe_interval, std::time::Duration::from_millis(250));
+    assert_eq!(l.macsec.validate, ValidateFrames::Check);
+    let Keying::Static(k) = &l.macsec.keying;
+    let x = k.xpn.as_ref().unwrap();
+    assert_eq!(
+        (k.an.value(), k.port, x.tx_ssci, x.rx_ssci, x.salt[11]),
+        (2, 7, 1, 2, 0x0b)
+    );
+}
+
+#[test]
+fn unknown_fields_and_sections_are_refused_with_their_place() {
+    let d = keys("unknown");
+    let e = d
+        .parse(&format!("{UDP_LINK}colour = \"blue\"\n"))
+        .unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("interlink.toml:15:1: unknown field `colour`"),
+        "{e:?}"
+    );
+    let e = d.parse("[bgp]\nnetworks = []\n").unwrap_err();
+    assert!(
+        e[0].starts_with("interlink.toml:1:2: unknown field `bgp`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_their_place() {
+    let d = keys("syntax");
+    let e = d.parse("[[link]]\nname = \"x\n").unwrap_err();
+    assert!(e[0].starts_with("interlink.toml:2:"), "{e:?}");
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let d = KeyDir::new("many");
+    d.key("tx.sak", K128_A, 0o644).key("rx.sak", "0011", 0o600);
+    let text = UDP_LINK
+        .replace("il-b", "an-interface-name-too-long")
+        .replace("192.0.2.2:4789", "[2001:db8::2]:4789")
+        .replace("fd00:10::1/125", "fd00:10::1/130");
+    let e = d.parse(&text).unwrap_err();
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert!(
+        e[0].starts_with("interlink.toml:4:13: interface name"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("interlink.toml:5:33: prefix length \"130\""),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].contains(":8:10: local and remote are of different address families"),
+        "{}",
+        e[2]
+    );
+    assert!(
+        e[3].contains("tx_sak_file")
+            && e[3].contains("readable by group or others (mode 644) (chmod 600 "),
+        "{}",
+        e[3]
+    );
+    assert!(
+        e[4].contains("rx_sak_file")
+            && e[4].contains("holds 2 octets, the cipher suite takes 16 (32 hex digits)"),
+        "{}",
+        e[4]
+    );
+}
+
+#[test]
+fn transport_fields_must_match_the_transport() {
+    let d = keys("transport");
+    let e = d
+        .parse(&UDP_LINK.replace(
+            "transport = \"udp\"",
+            "transport = \"udp\"\nunderlay = \"eth0\"",
+        ))
+        .unwrap_err();
+    assert!(
+        e[0].contains("underlay does not apply to the udp transport"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("remote = \"192.0.2.2:4789\"\n", ""))
+        .unwrap_err();
+    assert!(
+        e[0].contains("a udp link needs remote (remote = \"ADDRESS:PORT\")"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("\"udp\"", "\"gre\""))
+        .unwrap_err();
+    assert!(
+        e[0].contains("unknown transport \"gre\" (\"udp\" or \"ethernet\")"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn keying_and_suite_mistakes() {
+    let d = keys("keying");
+    let e = d
+        .parse(&UDP_LINK.replace("gcm-aes-128", "gcm-aes-xpn-128"))
+        .unwrap_err();
+    assert!(
+        e[0].contains("gcm-aes-xpn-128 with static keys needs tx_ssci, rx_ssci and salt"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"static\"\nsalt = \"00\""))
+        .unwrap_err();
+    assert!(
+        e[0].contains("salt only applies to the XPN cipher suites"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"mka\""))
+        .unwrap_err();
+    assert!(
+        e[0].contains("keying \"mka\" is not available yet"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("gcm-aes-128", "aes-ccm"))
+        .unwrap_err();
+    assert!(e[0].contains("unknown cipher suite \"aes-ccm\""), "{e:?}");
+    let e = d
+        .parse(&UDP_LINK.replace(
+            "keying = \"static\"",
+            "keying = \"static\"\nan = 4\nport = 70000",
+        ))
+        .unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].contains("an 4 is out of range (0 to 3)"), "{e:?}");
+    assert!(
+        e[1].contains("port 70000 is out of range (1 to 65535)"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(&UDP_LINK.replace("tx_sak_file = \"tx.sak\"", "tx_sak_file = \"missing.sak\""))
+        .unwrap_err();
+    assert!(e[0].contains("missing.sak: No such file"), "{e:?}");
+}
+
+#[test]
+fn links_must_be_unique() {
+    let d = keys("unique");
+    let e = d.parse(&format!("{UDP_LINK}{UDP_LINK}")).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].contains("link \"site-b\" is defined twice"), "{e:?}");
+    assert!(
+        e[1].contains("interface \"il-b\" is used by two links"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn mtu_range_depends_on_ipv6() {
+    let d = keys("mtu");
+    let e = d
+        .parse(&UDP_LINK.replace("transport = \"udp\"", "transport = \"udp\"\nmtu = 1000"))
+        .unwrap_err();
+    assert!(
+        e[0].contains("mtu 1000 is out of range (1280 to 65535; IPv6 needs at least 1280)"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_empty_file_has_no_links() {
+    let d = KeyDir::new("empty");
+    assert_eq!(d.parse("").unwrap().links.len(), 0);
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let e = Config::load(Path::new("/nonexistent/interlink.toml")).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/interlink.toml:0:0: cannot read the configuration"));
+}
