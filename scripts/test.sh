@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of interlink: installs what the tests need with apt-get, then builds and
-# runs all tests of the workspace, the pure-Rust build of the SecY, and the fuzz corpus replay.
+# runs all tests of the workspace (unit tests, the fuzz corpus replay, and the end-to-end tests
+# in network namespaces, which need root), and the pure-Rust build of the SecY.
 # As root on a fresh Debian machine: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
 
-# Debian packages the tests need. Later test suites add theirs here (iproute2, bird2, frr, ...).
-bootstrap
+# Debian packages the tests need: iproute2 and ping for the network namespace tests.
+bootstrap iproute2 iputils-ping
 
 cargo test --workspace --locked
 # The RustCrypto backend alone: the build that compiles no C.

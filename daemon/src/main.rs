@@ -1,50 +1,78 @@
 //! interlinkd: wiring only. Protocol logic lives in the crates under `crates/`.
-//!
-//! This first version carries the `self-test` command: the IEEE 802.1AE Annex C known-answer
-//! test on every AES-GCM backend compiled in, and the protect/validate rate of this machine.
 
+mod run;
+mod selftest;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use interlink_macsec::{selftest, Backend, CipherSuite};
+use interlink_macsec::Backend;
+
+use selftest::SelfTest;
 
 const USAGE: &str = "\
-usage: interlinkd self-test [--backend aws-lc-rs|rustcrypto] [--size OCTETS] [--quick]
+usage: interlinkd [--config FILE] [--check]
+       interlinkd self-test [--backend aws-lc-rs|rustcrypto] [--size OCTETS] [--quick]
        interlinkd --version | --help
 
-commands:
-  self-test   Runs the IEEE 802.1AE Annex C known-answer test (33 frames, all four cipher
-              suites) through the SecY on each AES-GCM backend, then measures protect and
-              validate on this machine.
+  --config FILE   The configuration (default /etc/interlink/interlink.toml).
+  --check         Check the configuration, print every problem as FILE:LINE:COL, and exit.
 
-options:
+Without --check, interlinkd brings up every [[link]] of the configuration (a TUN interface
+protected with IEEE 802.1AE over UDP) and runs until SIGTERM or SIGINT, when it removes its
+interfaces.
+
+self-test       Runs the IEEE 802.1AE Annex C known-answer test (33 frames, all four cipher
+                suites) through the SecY on each AES-GCM backend, then measures protect and
+                validate on this machine.
   --backend NAME  Measure with this backend (default: aws-lc-rs, the fastest compiled in).
   --size OCTETS   User data per frame for the measurement (default 1420, 2..=65000).
   --quick         Measure for 50 ms per suite instead of 500 ms.
 
-exit status: 0 all passed, 1 a known-answer test failed, 2 bad command line.";
+exit status: 0 success; 1 a link could not be brought up, or a known-answer test failed;
+2 a bad command line or configuration.";
 
-struct SelfTest {
-    backend: Backend,
-    size: usize,
-    time: Duration,
+enum Command {
+    Run { config: PathBuf, check: bool },
+    SelfTest(SelfTest),
+    Print(String),
 }
 
-fn parse_args(args: &[String]) -> Result<Option<SelfTest>, String> {
-    let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("self-test") => {}
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter().peekable();
+    match it.peek().map(|s| s.as_str()) {
         Some("--version") | Some("-V") => {
-            println!("interlinkd {}", env!("CARGO_PKG_VERSION"));
-            return Ok(None);
+            return Ok(Command::Print(format!(
+                "interlinkd {}",
+                env!("CARGO_PKG_VERSION")
+            )))
         }
-        Some("--help") | Some("-h") => {
-            println!("{USAGE}");
-            return Ok(None);
+        Some("--help") | Some("-h") => return Ok(Command::Print(USAGE.to_owned())),
+        Some("self-test") => {
+            it.next();
+            return parse_self_test(it);
         }
-        Some(other) => return Err(format!("unknown command {other:?}")),
-        None => return Err("a command is required".into()),
+        _ => {}
     }
+    let mut config = PathBuf::from(interlink_config::DEFAULT_PATH);
+    let mut check = false;
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                config = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("--config needs a file")?;
+            }
+            "--check" => check = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Command::Run { config, check })
+}
+
+fn parse_self_test<'a>(mut it: impl Iterator<Item = &'a String>) -> Result<Command, String> {
     let mut cmd = SelfTest {
         backend: Backend::default(),
         size: 1420,
@@ -76,75 +104,18 @@ fn parse_args(args: &[String]) -> Result<Option<SelfTest>, String> {
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    Ok(Some(cmd))
-}
-
-fn self_test(cmd: &SelfTest) -> ExitCode {
-    let vectors = match selftest::annex_c() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("interlinkd: embedded vectors unreadable: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    println!(
-        "IEEE 802.1AE Annex C known-answer test: {} frames",
-        vectors.len()
-    );
-    println!("  {:<12} {:>8}  result", "backend", "frames");
-    let mut failed = false;
-    for &backend in Backend::available() {
-        let failures: Vec<_> = vectors
-            .iter()
-            .filter_map(|v| v.check(backend).err().map(|e| format!("{}: {e}", v.name)))
-            .collect();
-        let passed = vectors.len() - failures.len();
-        let result = if failures.is_empty() { "pass" } else { "FAIL" };
-        println!(
-            "  {:<12} {:>8}  {result}",
-            backend.name(),
-            format!("{passed}/{}", vectors.len())
-        );
-        for f in &failures {
-            println!("      {f}");
-        }
-        failed |= !failures.is_empty();
-    }
-    if failed {
-        return ExitCode::from(1);
-    }
-
-    println!(
-        "\nProtect and validate on this machine, one core, {} octets of user data, {}:",
-        cmd.size, cmd.backend
-    );
-    println!(
-        "  {:<16} {:>14} {:>14} {:>12}",
-        "cipher suite", "protect", "validate", "frames/s"
-    );
-    for suite in CipherSuite::ALL {
-        match selftest::throughput(suite, cmd.backend, cmd.size, cmd.time) {
-            Ok(t) => println!(
-                "  {:<16} {:>9.2} Gb/s {:>9.2} Gb/s {:>12.0}",
-                suite.name(),
-                t.protect_gbps(),
-                t.validate_gbps(),
-                t.protect_fps
-            ),
-            Err(e) => {
-                eprintln!("interlinkd: measuring {suite}: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    }
-    ExitCode::SUCCESS
+    Ok(Command::SelfTest(cmd))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
-        Ok(Some(cmd)) => self_test(&cmd),
-        Ok(None) => ExitCode::SUCCESS,
+        Ok(Command::Run { config, check }) => run::main(&config, check),
+        Ok(Command::SelfTest(cmd)) => selftest::self_test(&cmd),
+        Ok(Command::Print(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("interlinkd: {e}\n\n{USAGE}");
             ExitCode::from(2)
@@ -160,11 +131,17 @@ mod tests {
         s.split_whitespace().map(str::to_owned).collect()
     }
 
+    fn err(s: &str) -> String {
+        match parse_args(&args(s)) {
+            Err(e) => e,
+            Ok(_) => panic!("{s:?} parsed"),
+        }
+    }
+
     #[test]
     fn command_line_errors_are_clear() {
-        let err = |s: &str| parse_args(&args(s)).err().unwrap();
-        assert_eq!(err(""), "a command is required");
-        assert_eq!(err("run"), "unknown command \"run\"");
+        assert_eq!(err("run"), "unknown argument \"run\"");
+        assert_eq!(err("--config"), "--config needs a file");
         assert_eq!(err("self-test --size"), "--size needs a value");
         assert!(err("self-test --size 1").contains("from 2 to 65000"));
         assert!(err("self-test --size lots").contains("from 2 to 65000"));
@@ -173,12 +150,28 @@ mod tests {
     }
 
     #[test]
-    fn self_test_options_parse() {
-        let cmd = parse_args(&args("self-test --backend rustcrypto --size 64 --quick"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(cmd.backend, Backend::RustCrypto);
-        assert_eq!(cmd.size, 64);
-        assert_eq!(cmd.time, Duration::from_millis(50));
+    fn run_and_self_test_options_parse() {
+        match parse_args(&args("--config /tmp/x.toml --check")).unwrap() {
+            Command::Run { config, check } => {
+                assert_eq!(config, PathBuf::from("/tmp/x.toml"));
+                assert!(check);
+            }
+            _ => panic!("not run"),
+        }
+        match parse_args(&args("")).unwrap() {
+            Command::Run { config, check } => {
+                assert_eq!(config, PathBuf::from("/etc/interlink/interlink.toml"));
+                assert!(!check);
+            }
+            _ => panic!("not run"),
+        }
+        match parse_args(&args("self-test --backend rustcrypto --size 64 --quick")).unwrap() {
+            Command::SelfTest(cmd) => {
+                assert_eq!(cmd.backend, Backend::RustCrypto);
+                assert_eq!(cmd.size, 64);
+                assert_eq!(cmd.time, Duration::from_millis(50));
+            }
+            _ => panic!("not self-test"),
+        }
     }
 }

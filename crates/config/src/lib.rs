@@ -11,14 +11,13 @@
 mod error;
 mod text;
 
-use core::fmt;
 use core::ops::Range;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use interlink_macsec::{An, CipherSuite, Salt, Sci, Ssci, ValidateFrames};
+use interlink_macsec::{An, CipherSuite, Sak, Salt, Sci, Ssci, ValidateFrames};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -81,8 +80,8 @@ pub enum Keying {
 /// Static SAs: ours to send with, the peer's to receive with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticKeys {
-    pub tx_sak: Secret,
-    pub rx_sak: Secret,
+    pub tx_sak: Sak,
+    pub rx_sak: Sak,
     /// The AN of both SAs.
     pub an: An,
     /// The SCI port; with the interface's (or derived) MAC address it makes the SCI.
@@ -100,35 +99,6 @@ pub struct XpnKeys {
     pub tx_ssci: Ssci,
     pub rx_ssci: Ssci,
     pub salt: Salt,
-}
-
-/// Key material read from a file. Never printed; wiped when dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Secret {
-        Secret(bytes)
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(<{} octets>)", self.0.len())
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // Volatile so the wipe is not optimised away as a dead store.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-    }
 }
 
 // What serde reads, before any check. Spans locate the errors.
@@ -612,7 +582,7 @@ impl Checker<'_, '_> {
         field: &Option<Spanned<String>>,
         name: &str,
         suite: CipherSuite,
-    ) -> Option<Secret> {
+    ) -> Option<Sak> {
         let Some(f) = field else {
             self.hint(
                 span,
@@ -623,7 +593,7 @@ impl Checker<'_, '_> {
         };
         let path = self.dir.join(f.get_ref());
         match text::read_key_file(&path, suite.key_len()) {
-            Ok(key) => Some(Secret(key)),
+            Ok(key) => Some(Sak::new(key)),
             Err((message, hint)) => {
                 self.diag.error(
                     f.span(),

@@ -85,8 +85,8 @@ fn a_udp_link_parses_with_defaults() {
     assert_eq!(l.macsec.replay_window, 0);
     assert_eq!(l.macsec.validate, ValidateFrames::Strict);
     let Keying::Static(k) = &l.macsec.keying;
-    assert_eq!(k.tx_sak.expose()[15], 0x0f);
-    assert_eq!(k.rx_sak.expose()[0], 0xf0);
+    assert_eq!(k.tx_sak.as_bytes()[15], 0x0f);
+    assert_eq!(k.rx_sak.as_bytes()[0], 0xf0);
     assert_eq!(
         (k.an.value(), k.port, k.sci, k.xpn.is_some()),
         (0, 1, None, false)

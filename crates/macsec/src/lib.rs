@@ -34,7 +34,7 @@ mod tx;
 
 pub use crypto::{Aead, Backend, CryptoError, KeyError, UnknownBackend, IV_LEN};
 pub use rx::{Accepted, Received, RxConfig, RxSc, RxSecY, UnknownValidateFrames, ValidateFrames};
-pub use sa::{RxSa, SaKey, Salt, Ssci, TxSa};
+pub use sa::{RxSa, SaKey, Sak, Salt, Ssci, TxSa};
 pub use sectag::{An, BadAn, BadSci, Sci, SecTag, SecTagRepr, Tci};
 pub use stats::{RxStats, TxStats};
 pub use suite::{CipherSuite, UnknownCipherSuite};

@@ -12,6 +12,35 @@ pub type Ssci = u32;
 /// Salt of an XPN SA: 96 bits that are XORed into the IV (§14.7, 802.1AEbw).
 pub type Salt = [u8; 12];
 
+/// A Secure Association Key held in memory: never printed, wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sak(Vec<u8>);
+
+impl Sak {
+    pub fn new(bytes: Vec<u8>) -> Sak {
+        Sak(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sak(<{} octets>)", self.0.len())
+    }
+}
+
+impl Drop for Sak {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, aligned u8. Volatile so the wipe is not optimised away.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
 /// The keying material of one SA, as `ip macsec add ... sa` or MKA provide it.
 #[derive(Clone, Copy)]
 pub struct SaKey<'a> {

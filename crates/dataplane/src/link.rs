@@ -1,0 +1,735 @@
+//! One link: a TUN interface and a UDP underlay socket, joined by two worker threads.
+//!
+//! The transmit worker reads a batch of packets from TUN, protects each in place and sends
+//! the batch with one `sendmmsg`. The receive worker takes a batch with one `recvmmsg`,
+//! validates each in place and writes the user data to TUN. Buffers are allocated when the
+//! link starts; the per-packet path allocates nothing and takes no lock.
+//!
+//! ## UDP wire format
+//! The UDP payload is the MACsec frame from the SecTAG on: SecTAG (always with the SCI),
+//! secure data, ICV. The 802.1AE AAD still starts with DA and SA; over UDP they are the MAC
+//! parts of the receiver's and the sender's SCIs, followed by the EtherType 88E5. The secure
+//! data is the user data of an Ethernet frame: EtherType (0800 or 86DD) and the IP packet, or
+//! 88B5 and a liveness probe.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use interlink_macsec::{
+    Accepted, An, Backend, CipherSuite, RxConfig, RxSecY, SaError, SaKey, Sak, Salt, Sci, Ssci,
+    TxConfig, TxSecY, ADDRS_LEN, ETHERTYPE_MACSEC, ICV_LEN,
+};
+
+use crate::counters::{Counters, Liveness, Published};
+use crate::probe::{Probe, ETHERTYPE_PROBE, PROBE_LEN};
+use crate::sys::{self, MmsgBatch};
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+/// One packet buffer: room for the headers, a 64 KiB packet and the ICV.
+const SLOT: usize = 65_536 + 64;
+/// Offset of the UDP payload (the SecTAG) in a frame buffer: after DA, SA and EtherType.
+const PAYLOAD: usize = ADDRS_LEN + 2;
+/// SecTAG with SCI, the inner EtherType and the ICV: what protection adds to an IP packet.
+pub const OVERHEAD: usize = 14 + 2 + ICV_LEN;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+/// The keys of one SA, owned.
+#[derive(Clone, Debug)]
+pub struct SaKeys {
+    pub sak: Sak,
+    /// SSCI and salt for the XPN suites.
+    pub xpn: Option<(Ssci, Salt)>,
+}
+
+impl SaKeys {
+    fn as_key(&self) -> SaKey<'_> {
+        SaKey {
+            sak: self.sak.as_bytes(),
+            xpn: self.xpn,
+        }
+    }
+}
+
+/// Static keying: one SA per direction on the same AN, as `ip macsec` configures them.
+#[derive(Clone, Debug)]
+pub struct StaticSas {
+    pub an: An,
+    pub tx: SaKeys,
+    pub rx: SaKeys,
+}
+
+/// What a link needs to start.
+#[derive(Clone, Debug)]
+pub struct LinkSpec {
+    pub name: String,
+    pub ifname: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub suite: CipherSuite,
+    pub backend: Backend,
+    /// Our SCI and the peer's; `None` derives them from the underlay addresses and `port`.
+    pub sci: Option<Sci>,
+    pub peer_sci: Option<Sci>,
+    pub port: u16,
+    pub rx: RxConfig,
+    /// The TUN MTU; `None` for the path MTU towards the peer minus the overhead.
+    pub mtu: Option<u32>,
+    pub probe_interval: Duration,
+    pub keys: Option<StaticSas>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mtu {mtu} does not fit: the path to {remote} carries at most {max} octets of IP packet inside the protection")]
+    MtuTooLarge {
+        mtu: u32,
+        max: u32,
+        remote: SocketAddr,
+    },
+    #[error(transparent)]
+    Sa(#[from] SaError),
+    #[error("the link has stopped")]
+    Stopped,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LinkError {
+    let what = what.into();
+    move |source| LinkError::Io { what, source }
+}
+
+/// A MAC address for an underlay address, for the implicit SCI and the AAD over UDP:
+/// locally administered, 02:00 and the IPv4 address, or 02 and the last five octets of IPv6.
+pub fn udp_mac(addr: &SocketAddr) -> [u8; 6] {
+    match addr {
+        SocketAddr::V4(a) => {
+            let o = a.ip().octets();
+            [0x02, 0x00, o[0], o[1], o[2], o[3]]
+        }
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            [0x02, o[11], o[12], o[13], o[14], o[15]]
+        }
+    }
+}
+
+enum TxCmd {
+    SecY(TxSecY),
+    ProbeReply { seq: u32, sent_ns: u64 },
+}
+
+enum RxCmd {
+    InstallSa {
+        an: An,
+        keys: SaKeys,
+        lowest_pn: u64,
+        done: Sender<Result<(), SaError>>,
+    },
+}
+
+struct Shared {
+    stop: AtomicBool,
+    tx: Published,
+    rx: Published,
+    liveness: Mutex<(Liveness, Option<Instant>)>,
+    dead_interval: Duration,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// An eventfd that wakes a worker out of poll when a command or the stop flag is set.
+struct Waker(OwnedFd);
+
+impl Waker {
+    fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall; the result is checked before use.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+        Ok(Waker(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn wake(&self) {
+        let _ = sys::write(self.0.as_raw_fd(), &1u64.to_ne_bytes());
+    }
+
+    fn drain(&self) {
+        let mut b = [0u8; 8];
+        let _ = sys::read_nonblocking(self.0.as_raw_fd(), &mut b);
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// A running link. Dropping it (or [`Link::stop`]) stops the workers and removes the TUN
+/// interface.
+pub struct Link {
+    name: String,
+    ifname: String,
+    ifindex: u32,
+    mtu: u32,
+    sci: Sci,
+    peer_sci: Sci,
+    tx_secy: TxSecY,
+    shared: Arc<Shared>,
+    tx_cmds: Sender<TxCmd>,
+    rx_cmds: Sender<RxCmd>,
+    tx_wake: Arc<Waker>,
+    rx_wake: Arc<Waker>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Opens the underlay socket and the TUN interface, installs the static SAs if any, and
+    /// starts the workers. The interface is left down and unaddressed: see
+    /// [`crate::netlink::configure`].
+    pub fn start(spec: LinkSpec) -> Result<Link, LinkError> {
+        let sock = UdpSocket::bind(spec.local).map_err(io_err(format!("bind {}", spec.local)))?;
+        sock.connect(spec.remote)
+            .map_err(io_err(format!("connect to {}", spec.remote)))?;
+        let fd = sock.as_raw_fd();
+        // Never fragment outside the protection: the DF bit is set and oversized datagrams
+        // fail instead of being split (the TUN MTU keeps packets under the path MTU).
+        let (level, opt, val, mtu_opt, ip_header) = if spec.local.is_ipv4() {
+            (
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+                libc::IP_MTU,
+                20,
+            )
+        } else {
+            (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DO,
+                libc::IPV6_MTU,
+                40,
+            )
+        };
+        sys::set_int_opt(fd, level, opt, val).map_err(io_err("set DF on the underlay socket"))?;
+        for (force, plain) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        ] {
+            // Root may exceed net.core.[rw]mem_max; others get what the sysctl allows.
+            if sys::set_int_opt(fd, libc::SOL_SOCKET, force, 4 << 20).is_err() {
+                let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, plain, 4 << 20);
+            }
+        }
+        let path_mtu =
+            sys::get_int_opt(fd, level, mtu_opt).map_err(io_err("read the path MTU"))? as usize;
+        let max_pdu = path_mtu.saturating_sub(ip_header + 8);
+        let max_mtu = max_pdu.saturating_sub(OVERHEAD) as u32;
+        let mtu = spec.mtu.unwrap_or(max_mtu);
+        if mtu > max_mtu || mtu < 68 {
+            return Err(LinkError::MtuTooLarge {
+                mtu,
+                max: max_mtu,
+                remote: spec.remote,
+            });
+        }
+
+        let sci = spec
+            .sci
+            .unwrap_or(Sci::new(udp_mac(&spec.local), spec.port));
+        let peer_sci = spec
+            .peer_sci
+            .unwrap_or(Sci::new(udp_mac(&spec.remote), spec.port));
+        let tx_cfg = TxConfig {
+            mtu: max_pdu,
+            ..TxConfig::new(sci)
+        };
+        let mut tx_secy = TxSecY::new(spec.suite, spec.backend, tx_cfg)?;
+        let mut rx_secy = RxSecY::new(spec.suite, spec.backend, spec.rx);
+        rx_secy.add_sc(peer_sci)?;
+        if let Some(keys) = &spec.keys {
+            tx_secy.install_sa(keys.an, &keys.tx.as_key(), 1)?;
+            tx_secy.set_encoding_sa(keys.an)?;
+            rx_secy.install_sa(peer_sci, keys.an, &keys.rx.as_key(), 1)?;
+        }
+
+        let tun = Arc::new(
+            sys::open_tun_queue(&spec.ifname, false)
+                .map_err(io_err(format!("create TUN interface {}", spec.ifname)))?,
+        );
+        let ifindex =
+            sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
+        let sock = Arc::new(sock);
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            tx: Published::default(),
+            rx: Published::default(),
+            liveness: Mutex::new((Liveness::default(), None)),
+            dead_interval: spec.probe_interval * 3,
+            epoch: Instant::now(),
+        });
+        let (tx_cmds, tx_cmd_rx) = mpsc::channel();
+        let (rx_cmds, rx_cmd_rx) = mpsc::channel();
+        let tx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+        let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+
+        // DA and SA as each direction's AAD has them (see the module documentation).
+        let tx_addrs = addrs(peer_sci, sci);
+        let rx_addrs = addrs(sci, peer_sci);
+        let tx = TxWorker {
+            tun: tun.clone(),
+            sock: sock.clone(),
+            secy: tx_secy.clone(),
+            cmds: tx_cmd_rx,
+            wake: tx_wake.clone(),
+            shared: shared.clone(),
+            addrs: tx_addrs,
+            probe_interval: spec.probe_interval,
+        };
+        let rx = RxWorker {
+            tun,
+            sock,
+            secy: rx_secy,
+            cmds: rx_cmd_rx,
+            wake: rx_wake.clone(),
+            shared: shared.clone(),
+            addrs: rx_addrs,
+            tx_cmds: tx_cmds.clone(),
+            tx_wake: tx_wake.clone(),
+        };
+        let short = &spec.name[..spec.name.len().min(10)];
+        let threads = vec![
+            std::thread::Builder::new()
+                .name(format!("il-tx-{short}"))
+                .spawn(move || tx.run())
+                .map_err(io_err("spawn the transmit worker"))?,
+            std::thread::Builder::new()
+                .name(format!("il-rx-{short}"))
+                .spawn(move || rx.run())
+                .map_err(io_err("spawn the receive worker"))?,
+        ];
+        Ok(Link {
+            name: spec.name,
+            ifname: spec.ifname,
+            ifindex,
+            mtu,
+            sci,
+            peer_sci,
+            tx_secy,
+            shared,
+            tx_cmds,
+            rx_cmds,
+            tx_wake,
+            rx_wake,
+            threads,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+    /// The TUN MTU: configured, or derived from the path MTU.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+    pub fn sci(&self) -> Sci {
+        self.sci
+    }
+    pub fn peer_sci(&self) -> Sci {
+        self.peer_sci
+    }
+
+    /// The counters of both workers, summed.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.shared.tx.read();
+        c.merge(&self.shared.rx.read());
+        c
+    }
+
+    /// Liveness and RTT from the probes.
+    pub fn liveness(&self) -> Liveness {
+        let (mut l, last) = self
+            .shared
+            .liveness
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        l.up = last.is_some_and(|t| t.elapsed() <= self.shared.dead_interval);
+        l
+    }
+
+    /// Installs the receive SA `an` for the peer, replacing any SA on that AN. Frames on it
+    /// are accepted from `lowest_pn` on. Install the receive SA before the peer starts sending
+    /// with it (802.1X §9.10.1), then the transmit SA.
+    pub fn install_rx_sa(&self, an: An, keys: SaKeys, lowest_pn: u64) -> Result<(), LinkError> {
+        let (done, result) = mpsc::channel();
+        self.rx_cmds
+            .send(RxCmd::InstallSa {
+                an,
+                keys,
+                lowest_pn,
+                done,
+            })
+            .map_err(|_| LinkError::Stopped)?;
+        self.rx_wake.wake();
+        result
+            .recv()
+            .map_err(|_| LinkError::Stopped)?
+            .map_err(LinkError::from)
+    }
+
+    /// Installs a transmit SA on an AN not in use, starting at `next_pn`.
+    pub fn install_tx_sa(&mut self, an: An, keys: &SaKeys, next_pn: u64) -> Result<(), LinkError> {
+        self.tx_secy.install_sa(an, &keys.as_key(), next_pn)?;
+        self.push_tx_secy()
+    }
+
+    /// Switches transmission to the SA of `an`; the next packet uses it.
+    pub fn use_tx_sa(&mut self, an: An) -> Result<(), LinkError> {
+        self.tx_secy.set_encoding_sa(an)?;
+        self.push_tx_secy()
+    }
+
+    /// The transmit SC as the control plane sees it (SAs, PNs).
+    pub fn tx_secy(&self) -> &TxSecY {
+        &self.tx_secy
+    }
+
+    fn push_tx_secy(&self) -> Result<(), LinkError> {
+        // The worker's copy shares the SAs, so packet numbers carry on where they were.
+        self.tx_cmds
+            .send(TxCmd::SecY(self.tx_secy.clone()))
+            .map_err(|_| LinkError::Stopped)?;
+        self.tx_wake.wake();
+        Ok(())
+    }
+
+    /// Stops the workers and closes the TUN interface, which removes it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.tx_wake.wake();
+        self.rx_wake.wake();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn addrs(da: Sci, sa: Sci) -> [u8; ADDRS_LEN] {
+    let mut a = [0; ADDRS_LEN];
+    a[..6].copy_from_slice(&da.mac());
+    a[6..].copy_from_slice(&sa.mac());
+    a
+}
+
+fn ip_ethertype(packet: &[u8]) -> Option<u16> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => Some(ETHERTYPE_IPV4),
+        Some(6) => Some(ETHERTYPE_IPV6),
+        _ => None,
+    }
+}
+
+struct TxWorker {
+    tun: Arc<OwnedFd>,
+    sock: Arc<UdpSocket>,
+    secy: TxSecY,
+    cmds: Receiver<TxCmd>,
+    wake: Arc<Waker>,
+    shared: Arc<Shared>,
+    addrs: [u8; ADDRS_LEN],
+    probe_interval: Duration,
+}
+
+impl TxWorker {
+    fn run(mut self) {
+        let mut arena = vec![0u8; BATCH * SLOT];
+        let mut lens = [0usize; BATCH];
+        let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut counters = Counters::default();
+        let mut control = vec![0u8; 128];
+        let mut probes = Vec::with_capacity(BATCH);
+        let mut next_probe = Instant::now();
+        let mut seq = 0u32;
+        let tun = self.tun.as_raw_fd();
+        let sock = self.sock.as_raw_fd();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            // Control messages and probes: between batches, never per packet.
+            while let Ok(cmd) = self.cmds.try_recv() {
+                match cmd {
+                    TxCmd::SecY(secy) => self.secy = secy,
+                    TxCmd::ProbeReply { seq, sent_ns } => {
+                        probes.push(Probe::Reply { seq, sent_ns })
+                    }
+                }
+            }
+            if Instant::now() >= next_probe {
+                seq = seq.wrapping_add(1);
+                probes.push(Probe::Request {
+                    seq,
+                    sent_ns: self.shared.now_ns(),
+                });
+                next_probe = Instant::now() + self.probe_interval;
+            }
+            for p in probes.drain(..) {
+                if self.send_probe(&mut control, p, &mut counters) {
+                    match p {
+                        Probe::Request { .. } => counters.link.probes_sent += 1,
+                        Probe::Reply { .. } => counters.link.probe_replies_sent += 1,
+                    }
+                }
+            }
+
+            let timeout = next_probe
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .clamp(1, 1000) as i32;
+            let Ok([readable, woken]) = sys::poll_readable([tun, self.wake.fd()], timeout) else {
+                break;
+            };
+            if woken {
+                self.wake.drain();
+            }
+            if !readable {
+                self.shared.tx.publish(&counters);
+                continue;
+            }
+
+            let hdr = self.secy.header_len();
+            let mut n = 0;
+            for slot in arena.chunks_exact_mut(SLOT) {
+                match sys::read_nonblocking(tun, &mut slot[hdr + 2..SLOT - ICV_LEN]) {
+                    Ok(Some(len)) => {
+                        lens[n] = len;
+                        n += 1;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            for (slot, len) in arena.chunks_exact_mut(SLOT).zip(lens.iter_mut()).take(n) {
+                counters.link.tun_rx_packets += 1;
+                counters.link.tun_rx_bytes += *len as u64;
+                let Some(ethertype) = ip_ethertype(&slot[hdr + 2..hdr + 2 + *len]) else {
+                    counters.link.not_ip += 1;
+                    *len = 0;
+                    continue;
+                };
+                slot[..ADDRS_LEN].copy_from_slice(&self.addrs);
+                slot[hdr..hdr + 2].copy_from_slice(&ethertype.to_be_bytes());
+                // A refusal (no SA, PN exhausted, too long) is counted by the SecY.
+                *len = match self.secy.protect(&mut counters.secy_tx, slot, *len + 2) {
+                    Ok(p) => p.len,
+                    Err(_) => 0,
+                };
+            }
+            let mut packets: [&[u8]; BATCH] = [&[]; BATCH];
+            let mut m = 0;
+            for (slot, &len) in arena.chunks_exact(SLOT).zip(lens.iter()).take(n) {
+                if len > 0 {
+                    packets[m] = &slot[PAYLOAD..len];
+                    m += 1;
+                }
+            }
+            send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+            self.shared.tx.publish(&counters);
+        }
+        self.shared.tx.publish(&counters);
+    }
+
+    /// Protects and sends one probe; false if it could not go out.
+    fn send_probe(&self, buf: &mut [u8], probe: Probe, counters: &mut Counters) -> bool {
+        let hdr = self.secy.header_len();
+        let user_len = 2 + PROBE_LEN;
+        if buf.len() < hdr + user_len + ICV_LEN {
+            return false;
+        }
+        buf[..ADDRS_LEN].copy_from_slice(&self.addrs);
+        buf[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_PROBE.to_be_bytes());
+        probe.emit(&mut buf[hdr + 2..hdr + user_len]);
+        let Ok(p) = self.secy.protect(&mut counters.secy_tx, buf, user_len) else {
+            return false;
+        };
+        let mut mmsg = MmsgBatch::<1>::new();
+        let before = counters.link.underlay_tx_packets;
+        send_all(
+            &mut mmsg,
+            self.sock.as_raw_fd(),
+            &[&buf[PAYLOAD..p.len]],
+            counters,
+        );
+        counters.link.underlay_tx_packets > before
+    }
+}
+
+/// Sends every packet, skipping one that the kernel refuses and going on with the rest.
+fn send_all<const N: usize>(
+    mmsg: &mut MmsgBatch<N>,
+    sock: RawFd,
+    packets: &[&[u8]],
+    counters: &mut Counters,
+) {
+    let mut start = 0;
+    while start < packets.len() {
+        let (sent, err) = mmsg.send(sock, &packets[start..]);
+        for p in &packets[start..start + sent] {
+            counters.link.underlay_tx_packets += 1;
+            counters.link.underlay_tx_bytes += p.len() as u64;
+        }
+        start += sent;
+        if err.is_some() {
+            counters.link.underlay_tx_errors += 1;
+            start += 1;
+        }
+    }
+}
+
+struct RxWorker {
+    tun: Arc<OwnedFd>,
+    sock: Arc<UdpSocket>,
+    secy: RxSecY,
+    cmds: Receiver<RxCmd>,
+    wake: Arc<Waker>,
+    shared: Arc<Shared>,
+    addrs: [u8; ADDRS_LEN],
+    tx_cmds: Sender<TxCmd>,
+    tx_wake: Arc<Waker>,
+}
+
+impl RxWorker {
+    fn run(mut self) {
+        let mut arena = vec![0u8; BATCH * SLOT];
+        let mut lens = [0usize; BATCH];
+        let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut counters = Counters::default();
+        let tun = self.tun.as_raw_fd();
+        let sock = self.sock.as_raw_fd();
+        let Some(peer) = self.secy.scs().next().map(|sc| sc.sci()) else {
+            return;
+        };
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            while let Ok(cmd) = self.cmds.try_recv() {
+                match cmd {
+                    RxCmd::InstallSa {
+                        an,
+                        keys,
+                        lowest_pn,
+                        done,
+                    } => {
+                        let r = self.secy.install_sa(peer, an, &keys.as_key(), lowest_pn);
+                        let _ = done.send(r);
+                    }
+                }
+            }
+            let Ok([readable, woken]) = sys::poll_readable([sock, self.wake.fd()], 1000) else {
+                break;
+            };
+            if woken {
+                self.wake.drain();
+            }
+            if !readable {
+                continue;
+            }
+            let n = {
+                let mut chunks = arena.chunks_exact_mut(SLOT);
+                let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| {
+                    chunks.next().map_or(&mut [][..], |c| &mut c[PAYLOAD..])
+                });
+                match mmsg.recv(sock, &mut slots, &mut lens) {
+                    Ok(n) => n,
+                    // ECONNREFUSED and the like, reported by ICMP for an earlier send.
+                    Err(_) => continue,
+                }
+            };
+            for (slot, &len) in arena.chunks_exact_mut(SLOT).zip(lens.iter()).take(n) {
+                counters.link.underlay_rx_packets += 1;
+                counters.link.underlay_rx_bytes += len as u64;
+                let frame = &mut slot[..PAYLOAD + len];
+                frame[..ADDRS_LEN].copy_from_slice(&self.addrs);
+                frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
+                // A discard is counted by the SecY.
+                let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
+                    continue;
+                };
+                let user = &frame[r.user.clone()];
+                let (ethertype, payload) = match user {
+                    [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
+                    _ => (0, &[][..]),
+                };
+                match ethertype {
+                    ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => match sys::write(tun, payload) {
+                        Ok(_) => {
+                            counters.link.tun_tx_packets += 1;
+                            counters.link.tun_tx_bytes += payload.len() as u64;
+                        }
+                        Err(_) => counters.link.tun_tx_errors += 1,
+                    },
+                    // Only an authenticated probe says anything about the link.
+                    ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
+                        self.probe(Probe::parse(payload), &mut counters)
+                    }
+                    _ => counters.link.not_ip += 1,
+                }
+            }
+            self.shared.rx.publish(&counters);
+        }
+        self.shared.rx.publish(&counters);
+    }
+
+    fn probe(&self, probe: Option<Probe>, counters: &mut Counters) {
+        match probe {
+            Some(Probe::Request { seq, sent_ns }) => {
+                // The transmit worker sends the reply, so one thread sends in PN order.
+                if self
+                    .tx_cmds
+                    .send(TxCmd::ProbeReply { seq, sent_ns })
+                    .is_ok()
+                {
+                    self.tx_wake.wake();
+                }
+            }
+            Some(Probe::Reply { sent_ns, .. }) => {
+                counters.link.probe_replies_received += 1;
+                let rtt = Duration::from_nanos(self.shared.now_ns().saturating_sub(sent_ns));
+                if let Ok(mut l) = self.shared.liveness.lock() {
+                    l.0.record(rtt);
+                    l.1 = Some(Instant::now());
+                }
+            }
+            None => counters.link.not_ip += 1,
+        }
+    }
+}

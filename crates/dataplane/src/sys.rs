@@ -1,0 +1,246 @@
+//! The few system calls the data plane needs, wrapped once: TUN creation, poll, and batched
+//! datagram I/O (recvmmsg/sendmmsg). Everything else stays safe Rust.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `_IOW('T', 202, int)` from linux/if_tun.h; libc does not export it.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Opens one queue of the TUN device `name` (created by the first open), layer 3, no packet
+/// information header, non-blocking. The device disappears when its last queue is closed.
+pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<OwnedFd> {
+    let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
+    // SAFETY: a valid C string and flags; the result is checked.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    })?;
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= req.ifr_name.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) })?;
+    Ok(fd)
+}
+
+/// The index of interface `name`, or an error if there is none.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid C string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes; returns which are readable.
+pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout_ms: i32) -> io::Result<[bool; N]> {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: `pfds` is a valid array of N pollfd for the duration of the call.
+    match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, timeout_ms) }) {
+        Ok(_) => Ok(pfds.map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok([false; N]),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads one packet into `buf`; `Ok(None)` when none is waiting.
+pub fn read_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is valid for writes of its length.
+    match cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes one packet.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length.
+    cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+pub fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that lives across the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes and sized for a c_int.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Message headers for up to `N` datagrams per system call, built once over fixed slots of a
+/// buffer that the caller owns: no allocation per call.
+pub struct MmsgBatch<const N: usize> {
+    iovs: [libc::iovec; N],
+    hdrs: [libc::mmsghdr; N],
+}
+
+impl<const N: usize> MmsgBatch<N> {
+    pub fn new() -> Self {
+        // SAFETY: iovec and mmsghdr are plain old data; zero is a valid (empty) value.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// Receives up to `N` datagrams without blocking, datagram `i` into `slots[i]`. Returns how
+    /// many arrived; their lengths are in `lens`.
+    pub fn recv(
+        &mut self,
+        fd: RawFd,
+        slots: &mut [&mut [u8]; N],
+        lens: &mut [usize; N],
+    ) -> io::Result<usize> {
+        for ((iov, hdr), slot) in self
+            .iovs
+            .iter_mut()
+            .zip(self.hdrs.iter_mut())
+            .zip(slots.iter_mut())
+        {
+            *iov = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
+            // SAFETY: zero is a valid msghdr.
+            hdr.msg_hdr = unsafe { std::mem::zeroed() };
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_len = 0;
+        }
+        // SAFETY: the headers point at iovecs that point at `slots`, all alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                N as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        match cvt(n) {
+            Ok(n) => {
+                let n = n as usize;
+                for (len, hdr) in lens.iter_mut().zip(self.hdrs.iter()).take(n) {
+                    *len = hdr.msg_len as usize;
+                }
+                Ok(n)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `packets` on a connected socket, as few system calls as the kernel allows.
+    /// Returns how many were sent before an error, with the error if one stopped it.
+    pub fn send(&mut self, fd: RawFd, packets: &[&[u8]]) -> (usize, Option<io::Error>) {
+        let count = packets.len().min(N);
+        for (i, p) in packets[..count].iter().enumerate() {
+            self.iovs[i] = libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            };
+            // SAFETY: zero is a valid msghdr.
+            self.hdrs[i].msg_hdr = unsafe { std::mem::zeroed() };
+            self.hdrs[i].msg_hdr.msg_iov = &mut self.iovs[i];
+            self.hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < count {
+            // SAFETY: headers [sent..count] point at iovecs over `packets`, alive for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs[sent..].as_mut_ptr(),
+                    (count - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            match cvt(n) {
+                Ok(n) => sent += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return (sent, Some(e)),
+            }
+        }
+        (sent, None)
+    }
+}
+
+impl<const N: usize> Default for MmsgBatch<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

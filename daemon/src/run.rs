@@ -1,0 +1,176 @@
+//! The daemon proper: read the configuration, bring the links up, run until told to stop.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use interlink_config::{Config, Keying, Link as LinkConfig, Transport};
+use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas};
+use interlink_macsec::{Backend, RxConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("interlinkd: {}", format_args!($($arg)*)) };
+}
+
+pub fn main(path: &Path, check: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if check {
+        println!("{}: ok, {} link(s)", path.display(), config.links.len());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+/// What the data plane needs from a `[[link]]`.
+fn spec(link: &LinkConfig) -> Result<LinkSpec, String> {
+    let (local, remote) = match &link.transport {
+        Transport::Udp { local, remote } => (*local, *remote),
+        Transport::Ethernet { .. } => {
+            return Err(
+                "the ethernet transport is not available yet; use transport = \"udp\"".into(),
+            )
+        }
+    };
+    let Keying::Static(keys) = &link.macsec.keying;
+    let (tx_xpn, rx_xpn) = match &keys.xpn {
+        Some(x) => (Some((x.tx_ssci, x.salt)), Some((x.rx_ssci, x.salt))),
+        None => (None, None),
+    };
+    Ok(LinkSpec {
+        name: link.name.clone(),
+        ifname: link.interface.clone(),
+        local,
+        remote,
+        suite: link.macsec.cipher_suite,
+        backend: Backend::default(),
+        sci: keys.sci,
+        peer_sci: keys.peer_sci,
+        port: keys.port,
+        rx: RxConfig {
+            validate_frames: link.macsec.validate,
+            replay_protect: true,
+            replay_window: link.macsec.replay_window,
+        },
+        mtu: link.mtu,
+        probe_interval: link.probe_interval,
+        keys: Some(StaticSas {
+            an: keys.an,
+            tx: SaKeys {
+                sak: keys.tx_sak.clone(),
+                xpn: tx_xpn,
+            },
+            rx: SaKeys {
+                sak: keys.rx_sak.clone(),
+                xpn: rx_xpn,
+            },
+        }),
+    })
+}
+
+async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link, String> {
+    let running = Link::start(spec(link)?).map_err(|e| e.to_string())?;
+    let addresses: Vec<_> = link
+        .addresses
+        .iter()
+        .map(|a| (a.addr, a.prefix_len))
+        .collect();
+    netlink::configure(handle, running.ifindex(), running.mtu(), &addresses)
+        .await
+        .map_err(|e| format!("configure {}: {e}", link.interface))?;
+    Ok(running)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let (connection, handle, _) = match rtnetlink::new_connection() {
+        Ok(c) => c,
+        Err(e) => {
+            log!("cannot open rtnetlink: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::spawn(connection);
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            log!("cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+    };
+
+    let mut links = Vec::new();
+    for l in &config.links {
+        match bring_up(&handle, l).await {
+            Ok(link) => {
+                log!(
+                    "link {}: {} up, mtu {}, {}, SCI {} to {}",
+                    link.name(),
+                    link.ifname(),
+                    link.mtu(),
+                    l.macsec.cipher_suite,
+                    link.sci(),
+                    link.peer_sci()
+                );
+                links.push((link, false));
+            }
+            Err(e) => {
+                log!("link {}: {e}", l.name);
+                // Links already up are stopped (and their interfaces removed) on return.
+                return ExitCode::from(1);
+            }
+        }
+    }
+    log!("running with {} link(s)", links.len());
+
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                for (link, was_up) in links.iter_mut() {
+                    let l = link.liveness();
+                    if l.up != *was_up {
+                        match l.last_rtt {
+                            Some(rtt) if l.up => log!("link {}: peer reachable, rtt {:?}", link.name(), rtt),
+                            _ => log!("link {}: peer unreachable", link.name()),
+                        }
+                        *was_up = l.up;
+                    }
+                }
+            }
+        }
+    }
+    log!("stopping");
+    for (link, _) in links {
+        let name = link.name().to_owned();
+        let c = link.counters();
+        link.stop();
+        log!(
+            "link {name}: stopped; sent {} packets, received {}, dropped {}",
+            c.link.underlay_tx_packets,
+            c.secy_rx.in_pkts_ok,
+            c.secy_rx.dropped()
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,221 @@
+//! Network namespaces for tests: each test gets its own, prefixed with its name and the
+//! process id, and removes them (and the daemons in them) on every path, panics included.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fails unless running as root, the way CI runs; `INTERLINK_SKIP_NETNS=1` skips instead.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("INTERLINK_SKIP_NETNS").is_some() {
+        eprintln!("skipped: network namespace tests need root");
+        return false;
+    }
+    panic!("network namespace tests need root (set INTERLINK_SKIP_NETNS=1 to skip them)");
+}
+
+/// Runs a command; panics with its output if it fails.
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The namespaces, files and processes of one test.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    daemons: Vec<(String, Child)>,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new(test: &str) -> Lab {
+        let prefix = format!("il-{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Lab {
+            prefix,
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            dir,
+        }
+    }
+
+    /// The full name of namespace `short`.
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    pub fn add_ns(&mut self, short: &str) -> String {
+        let name = self.ns(short);
+        sh(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Runs `args` inside namespace `short`.
+    pub fn exec(&self, short: &str, args: &[&str]) -> Output {
+        let ns = self.ns(short);
+        let mut full = vec!["ip", "netns", "exec", &ns];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Like `exec`, but returns the output whatever the exit status.
+    pub fn try_exec(&self, short: &str, args: &[&str]) -> Output {
+        let ns = self.ns(short);
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// A veth pair from `a`'s `a_if` to `b`'s `b_if`, both up.
+    pub fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str) {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        sh(&[
+            "ip", "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
+            &nb,
+        ]);
+        sh(&["ip", "-n", &na, "link", "set", a_if, "up"]);
+        sh(&["ip", "-n", &nb, "link", "set", b_if, "up"]);
+    }
+
+    pub fn addr(&self, ns: &str, dev: &str, addr: &str) {
+        sh(&[
+            "ip",
+            "-n",
+            &self.ns(ns),
+            "addr",
+            "add",
+            addr,
+            "dev",
+            dev,
+            "nodad",
+        ]);
+    }
+
+    /// `ip route add ARGS` in `ns`; IPv6 when an argument is an IPv6 address or prefix.
+    pub fn route(&self, ns: &str, args: &[&str]) {
+        let n = self.ns(ns);
+        let family = if args.iter().any(|a| a.contains(':')) {
+            "-6"
+        } else {
+            "-4"
+        };
+        let mut full = vec!["ip", family, "-n", &n, "route", "add"];
+        full.extend_from_slice(args);
+        sh(&full);
+    }
+
+    pub fn forwarding(&self, ns: &str) {
+        self.exec(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        self.exec(ns, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    }
+
+    /// Writes a file only its owner may read, as key files must be.
+    pub fn secret(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Starts `bin args` inside namespace `short`, its output in `<dir>/<short>.log`.
+    pub fn spawn(&mut self, short: &str, bin: &Path, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{short}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(short)])
+            .arg(bin)
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.daemons.push((short.to_owned(), child));
+    }
+
+    pub fn log(&self, short: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{short}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until `cond` holds, or panics after `timeout` with `what`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > timeout {
+                let logs: Vec<String> = self
+                    .daemons
+                    .iter()
+                    .map(|(n, _)| format!("--- {n}.log\n{}", self.log(n)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM to the daemon in `short` and returns its exit status and log.
+    pub fn stop(&mut self, short: &str) -> (Option<i32>, String) {
+        let i = self
+            .daemons
+            .iter()
+            .position(|(n, _)| n == short)
+            .expect("no such daemon");
+        let (_, mut child) = self.daemons.remove(i);
+        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+        sh(&["kill", "-TERM", &child.id().to_string()]);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, self.log(short))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in self.daemons.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
