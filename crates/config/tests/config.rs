@@ -320,3 +320,15 @@ fn load_reports_a_missing_file() {
         .to_string()
         .starts_with("/nonexistent/interlink.toml:0:0: cannot read the configuration"));
 }
+
+#[test]
+fn the_example_config_parses() {
+    let d = KeyDir::new("example");
+    std::fs::create_dir_all(d.0.join("keys")).unwrap();
+    d.key("keys/site-b.tx.sak", K256, 0o600)
+        .key("keys/site-b.rx.sak", K256, 0o600);
+    let text = include_str!("../../../config/interlink.toml");
+    let c = d.parse(text).unwrap();
+    assert_eq!(c.links.len(), 1);
+    assert_eq!(c.links[0].macsec.cipher_suite, CipherSuite::GcmAesXpn256);
+}
