@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use interlink_config::{Config, Keying, Link as LinkConfig, Transport};
-use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas};
+use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
 use interlink_macsec::{Backend, RxConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -39,25 +39,26 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
 }
 
 /// What the data plane needs from a `[[link]]`.
-fn spec(link: &LinkConfig) -> Result<LinkSpec, String> {
-    let (local, remote) = match &link.transport {
-        Transport::Udp { local, remote } => (*local, *remote),
-        Transport::Ethernet { .. } => {
-            return Err(
-                "the ethernet transport is not available yet; use transport = \"udp\"".into(),
-            )
-        }
+fn spec(link: &LinkConfig) -> LinkSpec {
+    let underlay = match &link.transport {
+        Transport::Udp { local, remote } => Underlay::Udp {
+            local: *local,
+            remote: *remote,
+        },
+        Transport::Ethernet { underlay, peer_mac } => Underlay::Ethernet {
+            ifname: underlay.clone(),
+            peer_mac: peer_mac.0,
+        },
     };
     let Keying::Static(keys) = &link.macsec.keying;
     let (tx_xpn, rx_xpn) = match &keys.xpn {
         Some(x) => (Some((x.tx_ssci, x.salt)), Some((x.rx_ssci, x.salt))),
         None => (None, None),
     };
-    Ok(LinkSpec {
+    LinkSpec {
         name: link.name.clone(),
         ifname: link.interface.clone(),
-        local,
-        remote,
+        underlay,
         suite: link.macsec.cipher_suite,
         backend: Backend::default(),
         sci: keys.sci,
@@ -81,11 +82,11 @@ fn spec(link: &LinkConfig) -> Result<LinkSpec, String> {
                 xpn: rx_xpn,
             },
         }),
-    })
+    }
 }
 
 async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link, String> {
-    let running = Link::start(spec(link)?).map_err(|e| e.to_string())?;
+    let running = Link::start(spec(link)).map_err(|e| e.to_string())?;
     let addresses: Vec<_> = link
         .addresses
         .iter()
@@ -165,11 +166,19 @@ async fn serve(config: Config) -> ExitCode {
         let name = link.name().to_owned();
         let c = link.counters();
         link.stop();
+        let secy: Vec<String> = c
+            .secy_tx
+            .entries()
+            .chain(c.secy_rx.entries())
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
         log!(
-            "link {name}: stopped; sent {} packets, received {}, dropped {}",
+            "link {name}: stopped; sent {} packets, received {}, dropped {}; {}",
             c.link.underlay_tx_packets,
             c.secy_rx.in_pkts_ok,
-            c.secy_rx.dropped()
+            c.secy_rx.dropped(),
+            secy.join(" ")
         );
     }
     ExitCode::SUCCESS

@@ -12,4 +12,4 @@ pub mod probe;
 mod sys;
 
 pub use counters::{Counters, LinkCounters, Liveness, RTT_BUCKETS};
-pub use link::{udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, BATCH, OVERHEAD};
+pub use link::{udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH, OVERHEAD};

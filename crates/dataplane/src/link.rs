@@ -1,4 +1,5 @@
-//! One link: a TUN interface and a UDP underlay socket, joined by two worker threads.
+//! One link: a TUN interface and an underlay socket (UDP, or `AF_PACKET` on an Ethernet
+//! interface), joined by two worker threads.
 //!
 //! The transmit worker reads a batch of packets from TUN, protects each in place and sends
 //! the batch with one `sendmmsg`. The receive worker takes a batch with one `recvmmsg`,
@@ -11,6 +12,11 @@
 //! parts of the receiver's and the sender's SCIs, followed by the EtherType 88E5. The secure
 //! data is the user data of an Ethernet frame: EtherType (0800 or 86DD) and the IP packet, or
 //! 88B5 and a liveness probe.
+//!
+//! ## Ethernet wire format
+//! Genuine 802.1AE frames: `DA SA 88E5 SecTAG(with SCI) {EtherType IP-packet}encrypted ICV`,
+//! from the underlay interface's MAC address to the peer's, as Linux `macsec` or Wireshark
+//! read them. The SCIs are the two MAC addresses and the port unless configured.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -66,21 +72,33 @@ pub struct StaticSas {
     pub rx: SaKeys,
 }
 
+/// How protected frames travel to the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Underlay {
+    /// The MACsec frame from the SecTAG on, in UDP datagrams between two addresses.
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// Whole 802.1AE frames on an Ethernet interface, to the peer's MAC address.
+    Ethernet { ifname: String, peer_mac: [u8; 6] },
+}
+
 /// What a link needs to start.
 #[derive(Clone, Debug)]
 pub struct LinkSpec {
     pub name: String,
     pub ifname: String,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    pub underlay: Underlay,
     pub suite: CipherSuite,
     pub backend: Backend,
-    /// Our SCI and the peer's; `None` derives them from the underlay addresses and `port`.
+    /// Our SCI and the peer's; `None` derives them from the underlay addresses (MAC, or IP
+    /// over UDP) and `port`.
     pub sci: Option<Sci>,
     pub peer_sci: Option<Sci>,
     pub port: u16,
     pub rx: RxConfig,
-    /// The TUN MTU; `None` for the path MTU towards the peer minus the overhead.
+    /// The TUN MTU; `None` for the underlay's (path) MTU minus the overhead.
     pub mtu: Option<u32>,
     pub probe_interval: Duration,
     pub keys: Option<StaticSas>,
@@ -94,12 +112,8 @@ pub enum LinkError {
         #[source]
         source: io::Error,
     },
-    #[error("mtu {mtu} does not fit: the path to {remote} carries at most {max} octets of IP packet inside the protection")]
-    MtuTooLarge {
-        mtu: u32,
-        max: u32,
-        remote: SocketAddr,
-    },
+    #[error("mtu {mtu} does not fit: {path} carries at most {max} octets of IP packet inside the protection")]
+    MtuTooLarge { mtu: u32, max: u32, path: String },
     #[error(transparent)]
     Sa(#[from] SaError),
     #[error("the link has stopped")]
@@ -206,60 +220,20 @@ impl Link {
     /// starts the workers. The interface is left down and unaddressed: see
     /// [`crate::netlink::configure`].
     pub fn start(spec: LinkSpec) -> Result<Link, LinkError> {
-        let sock = UdpSocket::bind(spec.local).map_err(io_err(format!("bind {}", spec.local)))?;
-        sock.connect(spec.remote)
-            .map_err(io_err(format!("connect to {}", spec.remote)))?;
-        let fd = sock.as_raw_fd();
-        // Never fragment outside the protection: the DF bit is set and oversized datagrams
-        // fail instead of being split (the TUN MTU keeps packets under the path MTU).
-        let (level, opt, val, mtu_opt, ip_header) = if spec.local.is_ipv4() {
-            (
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                libc::IP_PMTUDISC_DO,
-                libc::IP_MTU,
-                20,
-            )
-        } else {
-            (
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MTU_DISCOVER,
-                libc::IPV6_PMTUDISC_DO,
-                libc::IPV6_MTU,
-                40,
-            )
-        };
-        sys::set_int_opt(fd, level, opt, val).map_err(io_err("set DF on the underlay socket"))?;
-        for (force, plain) in [
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        ] {
-            // Root may exceed net.core.[rw]mem_max; others get what the sysctl allows.
-            if sys::set_int_opt(fd, libc::SOL_SOCKET, force, 4 << 20).is_err() {
-                let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, plain, 4 << 20);
-            }
-        }
-        let path_mtu =
-            sys::get_int_opt(fd, level, mtu_opt).map_err(io_err("read the path MTU"))? as usize;
-        let max_pdu = path_mtu.saturating_sub(ip_header + 8);
-        let max_mtu = max_pdu.saturating_sub(OVERHEAD) as u32;
+        let wire = Wire::open(&spec)?;
+        let max_mtu = wire.max_pdu.saturating_sub(OVERHEAD) as u32;
         let mtu = spec.mtu.unwrap_or(max_mtu);
         if mtu > max_mtu || mtu < 68 {
             return Err(LinkError::MtuTooLarge {
                 mtu,
                 max: max_mtu,
-                remote: spec.remote,
+                path: wire.path.clone(),
             });
         }
-
-        let sci = spec
-            .sci
-            .unwrap_or(Sci::new(udp_mac(&spec.local), spec.port));
-        let peer_sci = spec
-            .peer_sci
-            .unwrap_or(Sci::new(udp_mac(&spec.remote), spec.port));
+        let sci = spec.sci.unwrap_or(Sci::new(wire.local_mac, spec.port));
+        let peer_sci = spec.peer_sci.unwrap_or(Sci::new(wire.peer_mac, spec.port));
         let tx_cfg = TxConfig {
-            mtu: max_pdu,
+            mtu: wire.max_pdu,
             ..TxConfig::new(sci)
         };
         let mut tx_secy = TxSecY::new(spec.suite, spec.backend, tx_cfg)?;
@@ -277,7 +251,7 @@ impl Link {
         );
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
-        let sock = Arc::new(sock);
+        let sock = Arc::new(wire.fd);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             tx: Published::default(),
@@ -291,9 +265,15 @@ impl Link {
         let tx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
         let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
 
-        // DA and SA as each direction's AAD has them (see the module documentation).
-        let tx_addrs = addrs(peer_sci, sci);
-        let rx_addrs = addrs(sci, peer_sci);
+        // DA and SA as each direction's AAD has them (see the module documentation): on
+        // Ethernet the real addresses, over UDP the SCIs' MAC parts, written in on receive.
+        let (tx_addrs, rx_addrs) = match wire.offset {
+            0 => (addrs(wire.peer_mac, wire.local_mac), None),
+            _ => (
+                addrs(peer_sci.mac(), sci.mac()),
+                Some(addrs(sci.mac(), peer_sci.mac())),
+            ),
+        };
         let tx = TxWorker {
             tun: tun.clone(),
             sock: sock.clone(),
@@ -302,6 +282,7 @@ impl Link {
             wake: tx_wake.clone(),
             shared: shared.clone(),
             addrs: tx_addrs,
+            wire: wire.offset,
             probe_interval: spec.probe_interval,
         };
         let rx = RxWorker {
@@ -312,6 +293,7 @@ impl Link {
             wake: rx_wake.clone(),
             shared: shared.clone(),
             addrs: rx_addrs,
+            wire: wire.offset,
             tx_cmds: tx_cmds.clone(),
             tx_wake: tx_wake.clone(),
         };
@@ -449,11 +431,100 @@ impl Drop for Link {
     }
 }
 
-fn addrs(da: Sci, sa: Sci) -> [u8; ADDRS_LEN] {
+fn addrs(da: [u8; 6], sa: [u8; 6]) -> [u8; ADDRS_LEN] {
     let mut a = [0; ADDRS_LEN];
-    a[..6].copy_from_slice(&da.mac());
-    a[6..].copy_from_slice(&sa.mac());
+    a[..6].copy_from_slice(&da);
+    a[6..].copy_from_slice(&sa);
     a
+}
+
+/// The underlay socket and what the link needs to know about it.
+struct Wire {
+    fd: OwnedFd,
+    /// Where the bytes on the wire start in a frame buffer: 0 for Ethernet (the whole frame),
+    /// after DA, SA and EtherType for UDP.
+    offset: usize,
+    /// The largest PDU (SecTAG to ICV) one datagram or frame carries.
+    max_pdu: usize,
+    local_mac: [u8; 6],
+    peer_mac: [u8; 6],
+    /// For messages: what the MTU was derived from.
+    path: String,
+}
+
+impl Wire {
+    fn open(spec: &LinkSpec) -> Result<Wire, LinkError> {
+        match &spec.underlay {
+            Underlay::Udp { local, remote } => Wire::udp(*local, *remote),
+            Underlay::Ethernet { ifname, peer_mac } => {
+                let ifindex = sys::if_index(ifname).map_err(io_err(format!("find {ifname}")))?;
+                let (local_mac, if_mtu) =
+                    sys::if_mac_mtu(ifname).map_err(io_err(format!("read {ifname}")))?;
+                let fd = sys::open_packet_socket(ifindex, ETHERTYPE_MACSEC)
+                    .map_err(io_err(format!("open a packet socket on {ifname}")))?;
+                set_buffers(fd.as_raw_fd());
+                Ok(Wire {
+                    fd,
+                    offset: 0,
+                    max_pdu: if_mtu as usize,
+                    local_mac,
+                    peer_mac: *peer_mac,
+                    path: format!("{ifname} (mtu {if_mtu})"),
+                })
+            }
+        }
+    }
+
+    fn udp(local: SocketAddr, remote: SocketAddr) -> Result<Wire, LinkError> {
+        let sock = UdpSocket::bind(local).map_err(io_err(format!("bind {local}")))?;
+        sock.connect(remote)
+            .map_err(io_err(format!("connect to {remote}")))?;
+        let fd = sock.as_raw_fd();
+        // Never fragment outside the protection: the DF bit is set and oversized datagrams
+        // fail instead of being split (the TUN MTU keeps packets under the path MTU).
+        let (level, opt, val, mtu_opt, ip_header) = if local.is_ipv4() {
+            (
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+                libc::IP_MTU,
+                20,
+            )
+        } else {
+            (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DO,
+                libc::IPV6_MTU,
+                40,
+            )
+        };
+        sys::set_int_opt(fd, level, opt, val).map_err(io_err("set DF on the underlay socket"))?;
+        set_buffers(fd);
+        let path_mtu =
+            sys::get_int_opt(fd, level, mtu_opt).map_err(io_err("read the path MTU"))? as usize;
+        Ok(Wire {
+            fd: OwnedFd::from(sock),
+            offset: PAYLOAD,
+            max_pdu: path_mtu.saturating_sub(ip_header + 8),
+            local_mac: udp_mac(&local),
+            peer_mac: udp_mac(&remote),
+            path: format!("the path to {remote} (mtu {path_mtu})"),
+        })
+    }
+}
+
+/// Large socket buffers absorb bursts between batches. Root may exceed
+/// net.core.[rw]mem_max; others get what the sysctl allows.
+fn set_buffers(fd: RawFd) {
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if sys::set_int_opt(fd, libc::SOL_SOCKET, force, 4 << 20).is_err() {
+            let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, plain, 4 << 20);
+        }
+    }
 }
 
 fn ip_ethertype(packet: &[u8]) -> Option<u16> {
@@ -466,12 +537,13 @@ fn ip_ethertype(packet: &[u8]) -> Option<u16> {
 
 struct TxWorker {
     tun: Arc<OwnedFd>,
-    sock: Arc<UdpSocket>,
+    sock: Arc<OwnedFd>,
     secy: TxSecY,
     cmds: Receiver<TxCmd>,
     wake: Arc<Waker>,
     shared: Arc<Shared>,
     addrs: [u8; ADDRS_LEN],
+    wire: usize,
     probe_interval: Duration,
 }
 
@@ -560,7 +632,7 @@ impl TxWorker {
             let mut m = 0;
             for (slot, &len) in arena.chunks_exact(SLOT).zip(lens.iter()).take(n) {
                 if len > 0 {
-                    packets[m] = &slot[PAYLOAD..len];
+                    packets[m] = &slot[self.wire..len];
                     m += 1;
                 }
             }
@@ -588,7 +660,7 @@ impl TxWorker {
         send_all(
             &mut mmsg,
             self.sock.as_raw_fd(),
-            &[&buf[PAYLOAD..p.len]],
+            &[&buf[self.wire..p.len]],
             counters,
         );
         counters.link.underlay_tx_packets > before
@@ -619,12 +691,14 @@ fn send_all<const N: usize>(
 
 struct RxWorker {
     tun: Arc<OwnedFd>,
-    sock: Arc<UdpSocket>,
+    sock: Arc<OwnedFd>,
     secy: RxSecY,
     cmds: Receiver<RxCmd>,
     wake: Arc<Waker>,
     shared: Arc<Shared>,
-    addrs: [u8; ADDRS_LEN],
+    /// Over UDP, the stand-in DA and SA written before validation.
+    addrs: Option<[u8; ADDRS_LEN]>,
+    wire: usize,
     tx_cmds: Sender<TxCmd>,
     tx_wake: Arc<Waker>,
 }
@@ -666,7 +740,7 @@ impl RxWorker {
             let n = {
                 let mut chunks = arena.chunks_exact_mut(SLOT);
                 let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| {
-                    chunks.next().map_or(&mut [][..], |c| &mut c[PAYLOAD..])
+                    chunks.next().map_or(&mut [][..], |c| &mut c[self.wire..])
                 });
                 match mmsg.recv(sock, &mut slots, &mut lens) {
                     Ok(n) => n,
@@ -677,9 +751,11 @@ impl RxWorker {
             for (slot, &len) in arena.chunks_exact_mut(SLOT).zip(lens.iter()).take(n) {
                 counters.link.underlay_rx_packets += 1;
                 counters.link.underlay_rx_bytes += len as u64;
-                let frame = &mut slot[..PAYLOAD + len];
-                frame[..ADDRS_LEN].copy_from_slice(&self.addrs);
-                frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
+                let frame = &mut slot[..self.wire + len];
+                if let Some(addrs) = &self.addrs {
+                    frame[..ADDRS_LEN].copy_from_slice(addrs);
+                    frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
+                }
                 // A discard is counted by the SecY.
                 let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
                     continue;

@@ -1,5 +1,6 @@
-//! Two sites joined by an interlink link over UDP, in network namespaces:
-//! host A - gateway A - underlay - gateway B - host B, with interlinkd on both gateways.
+//! Two sites joined by an interlink link, in network namespaces:
+//! host A - gateway A - underlay - gateway B - host B, with interlinkd on both gateways,
+//! on both transports: UDP over IPv4, and 802.1AE frames on the Ethernet underlay.
 
 mod netns;
 
@@ -11,7 +12,16 @@ use netns::Lab;
 const KEY_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 const KEY_B: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfefff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n";
 
-fn config(lab: &Lab, side: &str, suite: &str) -> std::path::PathBuf {
+const MAC_A: &str = "02:00:00:00:00:0a";
+const MAC_B: &str = "02:00:00:00:00:0b";
+
+#[derive(Clone, Copy)]
+enum Wire {
+    Udp,
+    Ethernet,
+}
+
+fn config(lab: &Lab, side: &str, suite: &str, wire: Wire) -> std::path::PathBuf {
     let (me, peer, tun4, tun6, ssci) = match side {
         "a" => (
             "192.0.2.1",
@@ -41,6 +51,15 @@ fn config(lab: &Lab, side: &str, suite: &str) -> std::path::PathBuf {
     } else {
         String::new()
     };
+    let transport = match wire {
+        Wire::Udp => {
+            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+        }
+        Wire::Ethernet => format!(
+            "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
+            if side == "a" { MAC_B } else { MAC_A }
+        ),
+    };
     lab.file(
         &format!("{side}.toml"),
         &format!(
@@ -49,9 +68,7 @@ fn config(lab: &Lab, side: &str, suite: &str) -> std::path::PathBuf {
 name = "to-{peer_side}"
 interface = "il0"
 addresses = ["{tun4}", "{tun6}"]
-transport = "udp"
-local = "{me}:4789"
-remote = "{peer}:4789"
+{transport}
 probe_interval = "200ms"
 
 [link.macsec]
@@ -72,6 +89,8 @@ fn topology(lab: &mut Lab) {
     }
     lab.veth("ha", "eth0", "ga", "lan");
     lab.veth("ga", "wan", "gb", "wan");
+    lab.exec("ga", &["ip", "link", "set", "wan", "address", MAC_A]);
+    lab.exec("gb", &["ip", "link", "set", "wan", "address", MAC_B]);
     lab.veth("gb", "lan", "hb", "eth0");
     lab.addr("ha", "eth0", "10.1.0.2/24");
     lab.addr("ha", "eth0", "fd01::2/64");
@@ -89,8 +108,13 @@ fn topology(lab: &mut Lab) {
     lab.route("hb", &["default", "via", "fd02::1"]);
     lab.forwarding("ga");
     lab.forwarding("gb");
-    lab.secret("a.sak", KEY_A);
-    lab.secret("b.sak", KEY_B);
+}
+
+/// Writes both SAKs at the length `suite` takes.
+fn keys(lab: &Lab, suite: &str) {
+    let hex_len = if suite.ends_with("128") { 32 } else { 64 };
+    lab.secret("a.sak", &KEY_A[..hex_len]);
+    lab.secret("b.sak", &KEY_B[..hex_len]);
 }
 
 fn interface_up(lab: &Lab, ns: &str) -> bool {
@@ -98,10 +122,10 @@ fn interface_up(lab: &Lab, ns: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP")
 }
 
-fn start_gateways(lab: &mut Lab, suite: &str) {
+fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire) {
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     for side in ["a", "b"] {
-        let cfg = config(lab, side, suite);
+        let cfg = config(lab, side, suite, wire);
         let cfg = cfg.to_str().unwrap().to_owned();
         lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
     }
@@ -125,13 +149,14 @@ fn ping(lab: &Lab, from: &str, to: &str) {
     );
 }
 
-fn hosts_reach_each_other(suite: &str, test: &str) {
+fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
     if !netns::require_root() {
         return;
     }
     let mut lab = Lab::new(test);
     topology(&mut lab);
-    start_gateways(&mut lab, suite);
+    keys(&lab, suite);
+    start_gateways(&mut lab, suite, wire);
     ping(&lab, "ha", "10.2.0.2");
     ping(&lab, "hb", "10.1.0.2");
     ping(&lab, "ha", "fd02::2");
@@ -157,12 +182,22 @@ fn hosts_reach_each_other(suite: &str, test: &str) {
 
 #[test]
 fn udp_gcm_aes_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-256", "udp256");
+    hosts_reach_each_other("gcm-aes-256", Wire::Udp, "udp256");
 }
 
 #[test]
 fn udp_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-xpn-256", "udpxpn");
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Udp, "udpxpn");
+}
+
+#[test]
+fn ethernet_gcm_aes_128_carries_ipv4_and_ipv6() {
+    hosts_reach_each_other("gcm-aes-128", Wire::Ethernet, "eth128");
+}
+
+#[test]
+fn ethernet_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Ethernet, "ethxpn");
 }
 
 #[test]
