@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
 
-# Debian packages the tests need: iproute2 and ping for the network namespace tests.
-bootstrap iproute2 iputils-ping
+# Debian packages the tests need: iproute2, ping and tcpdump for the network namespace tests.
+bootstrap iproute2 iputils-ping tcpdump
 
 cargo test --workspace --locked
 # The RustCrypto backend alone: the build that compiles no C.

@@ -7,7 +7,7 @@ mod netns;
 use std::path::Path;
 use std::time::Duration;
 
-use netns::Lab;
+use netns::{inject, pcap_frames, Lab};
 
 const KEY_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 const KEY_B: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfefff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n";
@@ -138,8 +138,17 @@ fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire) {
     lab.route("gb", &["fd01::/64", "dev", "il0"]);
 }
 
+/// The hosts' traffic carries this, and the underlay must never show it.
+const MARKER: &[u8] = b"interlink-marker";
+
 fn ping(lab: &Lab, from: &str, to: &str) {
-    let out = lab.try_exec(from, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to]);
+    let pattern: String = MARKER.iter().map(|b| format!("{b:02x}")).collect();
+    let out = lab.try_exec(
+        from,
+        &[
+            "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", &pattern, to,
+        ],
+    );
     assert!(
         out.status.success(),
         "ping {to} from {from} failed:\n{}\n--- ga.log\n{}\n--- gb.log\n{}",
@@ -157,10 +166,28 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
     topology(&mut lab);
     keys(&lab, suite);
     start_gateways(&mut lab, suite, wire);
+    capture(&mut lab, "cap-wan", "wan", "");
+    capture(&mut lab, "cap-lan", "lan", "");
     ping(&lab, "ha", "10.2.0.2");
     ping(&lab, "hb", "10.1.0.2");
     ping(&lab, "ha", "fd02::2");
     ping(&lab, "hb", "fd01::2");
+    let lan = stop_capture(&mut lab, "cap-lan");
+    let wan = stop_capture(&mut lab, "cap-wan");
+    let carries = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .filter(|f| f.windows(MARKER.len()).any(|w| w == MARKER))
+            .count()
+    };
+    // On the LAN side the pings carry the marker in clear; on the underlay it never shows.
+    assert!(
+        carries(&lan) >= 12,
+        "only {} marked frames on the LAN",
+        carries(&lan)
+    );
+    assert!(wan.len() >= 24, "only {} frames on the underlay", wan.len());
+    assert_eq!(carries(&wan), 0, "the marker crossed the underlay in clear");
     // The tunnel addresses answer too: the gateways reach each other across the link.
     ping(&lab, "ga", "169.254.0.2");
     ping(&lab, "ga", "fd00::2");
@@ -178,6 +205,27 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
         let out = lab.try_exec(side, &["ip", "link", "show", "il0"]);
         assert!(!out.status.success(), "il0 still exists in {side}");
     }
+}
+
+/// Starts tcpdump on `dev` of gateway A, writing `<dir>/<name>.pcap`.
+fn capture(lab: &mut Lab, name: &str, dev: &str, filter: &str) {
+    let path = lab.dir.join(format!("{name}.pcap"));
+    let path = path.to_str().unwrap().to_owned();
+    let mut args = vec!["-i", dev, "--immediate-mode", "-U", "-n", "-w", &path];
+    if !filter.is_empty() {
+        args.push(filter);
+    }
+    lab.spawn_in(name, "ga", Path::new("tcpdump"), &args);
+    lab.wait_for("tcpdump to listen", Duration::from_secs(5), || {
+        lab.log(name).contains("listening on")
+    });
+}
+
+fn stop_capture(lab: &mut Lab, name: &str) -> Vec<Vec<u8>> {
+    // Let the last replies land in the capture before stopping it.
+    std::thread::sleep(Duration::from_millis(200));
+    lab.stop(name);
+    pcap_frames(&lab.dir.join(format!("{name}.pcap")))
 }
 
 #[test]
@@ -217,4 +265,118 @@ fn a_bad_configuration_exits_2_with_its_place() {
         err.contains("bad.toml:3:1: unknown field `colour`"),
         "{err}"
     );
+}
+
+/// Where the SecTAG starts in a captured frame: after the Ethernet header, or after
+/// Ethernet, IPv4 and UDP headers.
+fn sectag_at(frame: &[u8], wire: Wire) -> usize {
+    match wire {
+        Wire::Ethernet => 14,
+        Wire::Udp => 14 + usize::from(frame[14] & 0x0f) * 4 + 8,
+    }
+}
+
+/// After changing a UDP payload: fix the lengths and the IPv4 header checksum, and drop the
+/// UDP checksum (0 means none over IPv4).
+fn fix_udp(frame: &mut [u8]) {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let ip_len = (frame.len() - 14) as u16;
+    frame[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    let udp = 14 + ihl;
+    frame[udp + 4..udp + 6].copy_from_slice(&(ip_len - ihl as u16).to_be_bytes());
+    frame[udp + 6..udp + 8].fill(0);
+    frame[24..26].fill(0);
+    let sum: u32 = frame[14..14 + ihl]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    frame[24..26].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+}
+
+/// The counter `name` in the shutdown line of a gateway's log.
+fn counter(log: &str, name: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("stopped;"))
+        .flat_map(|l| l.split_whitespace())
+        .find_map(|w| {
+            w.strip_prefix(&format!("{name}="))
+                .map(|n| n.parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// Frames forged from a captured one are dropped, each counted under its reason, and the
+/// hosts' traffic goes on.
+fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
+    if !netns::require_root() {
+        return;
+    }
+    let suite = "gcm-aes-256";
+    let mut lab = Lab::new(test);
+    topology(&mut lab);
+    keys(&lab, suite);
+    start_gateways(&mut lab, suite, wire);
+    let filter = match wire {
+        Wire::Ethernet => "ether src 02:00:00:00:00:0a and ether proto 0x88e5",
+        Wire::Udp => "src host 192.0.2.1 and udp port 4789",
+    };
+    capture(&mut lab, "cap-wan", "wan", filter);
+    ping(&lab, "ha", "10.2.0.2");
+    let captured = stop_capture(&mut lab, "cap-wan");
+    let original = captured
+        .iter()
+        .find(|f| f.len() > 100)
+        .unwrap_or_else(|| {
+            panic!(
+                "no protected frame from gateway A captured:\n{}",
+                lab.log("cap-wan")
+            )
+        })
+        .clone();
+    let tag = sectag_at(&original, wire);
+
+    let replayed = original.clone();
+    // A PN the receiver has not seen yet, so the frame reaches the ICV check; one bit of the
+    // ciphertext flipped.
+    let mut flipped = original.clone();
+    flipped[tag + 2..tag + 6].copy_from_slice(&0x7fff_0000u32.to_be_bytes());
+    flipped[tag + 30] ^= 0x01;
+    let mut unknown_sci = original.clone();
+    unknown_sci[tag + 2..tag + 6].copy_from_slice(&0x7fff_0001u32.to_be_bytes());
+    unknown_sci[tag + 13] ^= 0xff;
+    let mut truncated = original[..tag + 10].to_vec();
+    let mut forged = [replayed, flipped, unknown_sci, truncated.clone()];
+    if let Wire::Udp = wire {
+        for f in forged.iter_mut() {
+            fix_udp(f);
+        }
+        fix_udp(&mut truncated);
+    }
+    inject(&lab.ns("ga"), "wan", &forged);
+    // The link carries on.
+    ping(&lab, "ha", "10.2.0.2");
+
+    let (status, log) = lab.stop("gb");
+    assert_eq!(status, Some(0), "{log}");
+    for (name, expected) in [
+        ("InPktsLate", 1),
+        ("InPktsNotValid", 1),
+        ("InPktsNoSCI", 1),
+        ("InPktsBadTag", 1),
+    ] {
+        assert_eq!(counter(&log, name), expected, "{name} in:\n{log}");
+    }
+    assert!(counter(&log, "InPktsOK") >= 6, "{log}");
+}
+
+#[test]
+fn udp_forged_frames_are_dropped_and_counted() {
+    forged_frames_are_dropped_and_counted(Wire::Udp, "udpforge");
+}
+
+#[test]
+fn ethernet_forged_frames_are_dropped_and_counted() {
+    forged_frames_are_dropped_and_counted(Wire::Ethernet, "ethforge");
 }

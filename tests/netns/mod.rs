@@ -148,9 +148,15 @@ impl Lab {
 
     /// Starts `bin args` inside namespace `short`, its output in `<dir>/<short>.log`.
     pub fn spawn(&mut self, short: &str, bin: &Path, args: &[&str]) {
+        self.spawn_in(short, short, bin, args)
+    }
+
+    /// Starts `bin args`, known as `name`, inside namespace `ns`; output in `<dir>/<name>.log`.
+    pub fn spawn_in(&mut self, name: &str, ns: &str, bin: &Path, args: &[&str]) {
+        let short = name;
         let log = std::fs::File::create(self.dir.join(format!("{short}.log"))).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(short)])
+            .args(["netns", "exec", &self.ns(ns)])
             .arg(bin)
             .args(args)
             .stdout(log.try_clone().unwrap())
@@ -218,4 +224,62 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The frames of a pcap file (as tcpdump -w writes it on this host).
+pub fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        if at + len > data.len() {
+            break;
+        }
+        frames.push(data[at..at + len].to_vec());
+        at += len;
+    }
+    frames
+}
+
+/// Sends raw Ethernet frames out of `ifname` in namespace `ns`, from a thread that enters it.
+pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
+    let ns_path = format!("/run/netns/{ns}");
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let frames = frames.to_vec();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a namespace file, for this thread only.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+        // SAFETY: plain syscalls with checked results; sll is valid for the calls.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "packet socket");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
+            assert!(sll.sll_ifindex > 0, "no such interface");
+            sll.sll_halen = 6;
+            for frame in &frames {
+                let n = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(n, frame.len() as isize, "sendto");
+            }
+            libc::close(fd);
+        }
+    })
+    .join()
+    .unwrap();
 }
