@@ -7,13 +7,10 @@ mod netns;
 use std::path::Path;
 use std::time::Duration;
 
-use netns::{inject, pcap_frames, Lab};
+use netns::{inject, pcap_frames, Lab, MAC_A, MAC_B};
 
 const KEY_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 const KEY_B: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfefff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n";
-
-const MAC_A: &str = "02:00:00:00:00:0a";
-const MAC_B: &str = "02:00:00:00:00:0b";
 
 #[derive(Clone, Copy)]
 enum Wire {
@@ -82,34 +79,6 @@ rx_sak_file = "{rx}"
     )
 }
 
-/// Builds the five-node topology; interlinkd is not started yet.
-fn topology(lab: &mut Lab) {
-    for ns in ["ha", "ga", "gb", "hb"] {
-        lab.add_ns(ns);
-    }
-    lab.veth("ha", "eth0", "ga", "lan");
-    lab.veth("ga", "wan", "gb", "wan");
-    lab.exec("ga", &["ip", "link", "set", "wan", "address", MAC_A]);
-    lab.exec("gb", &["ip", "link", "set", "wan", "address", MAC_B]);
-    lab.veth("gb", "lan", "hb", "eth0");
-    lab.addr("ha", "eth0", "10.1.0.2/24");
-    lab.addr("ha", "eth0", "fd01::2/64");
-    lab.addr("ga", "lan", "10.1.0.1/24");
-    lab.addr("ga", "lan", "fd01::1/64");
-    lab.addr("ga", "wan", "192.0.2.1/24");
-    lab.addr("gb", "wan", "192.0.2.2/24");
-    lab.addr("gb", "lan", "10.2.0.1/24");
-    lab.addr("gb", "lan", "fd02::1/64");
-    lab.addr("hb", "eth0", "10.2.0.2/24");
-    lab.addr("hb", "eth0", "fd02::2/64");
-    lab.route("ha", &["default", "via", "10.1.0.1"]);
-    lab.route("ha", &["default", "via", "fd01::1"]);
-    lab.route("hb", &["default", "via", "10.2.0.1"]);
-    lab.route("hb", &["default", "via", "fd02::1"]);
-    lab.forwarding("ga");
-    lab.forwarding("gb");
-}
-
 /// Writes both SAKs at the length `suite` takes.
 fn keys(lab: &Lab, suite: &str) {
     let hex_len = if suite.ends_with("128") { 32 } else { 64 };
@@ -163,7 +132,7 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
         return;
     }
     let mut lab = Lab::new(test);
-    topology(&mut lab);
+    lab.two_sites();
     keys(&lab, suite);
     start_gateways(&mut lab, suite, wire);
     capture(&mut lab, "cap-wan", "wan", "");
@@ -315,7 +284,7 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
     }
     let suite = "gcm-aes-256";
     let mut lab = Lab::new(test);
-    topology(&mut lab);
+    lab.two_sites();
     keys(&lab, suite);
     start_gateways(&mut lab, suite, wire);
     let filter = match wire {

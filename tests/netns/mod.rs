@@ -36,6 +36,10 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// The underlay MAC addresses of gateway A and gateway B in [`Lab::two_sites`].
+pub const MAC_A: &str = "02:00:00:00:00:0a";
+pub const MAC_B: &str = "02:00:00:00:00:0b";
+
 /// The namespaces, files and processes of one test.
 pub struct Lab {
     prefix: String,
@@ -210,6 +214,43 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         };
         (status, self.log(short))
+    }
+}
+
+impl Lab {
+    /// host A (ha) - gateway A (ga) - underlay - gateway B (gb) - host B (hb):
+    /// 10.1.0.0/24 and fd01::/64 on site A, 10.2.0.0/24 and fd02::/64 on site B, the underlay
+    /// 192.0.2.0/24 between the gateways' `wan` interfaces (MACs [`MAC_A`], [`MAC_B`]). The
+    /// hosts route through their gateways; the routes across the link are the test's to add.
+    pub fn two_sites(&mut self) {
+        for ns in ["ha", "ga", "gb", "hb"] {
+            self.add_ns(ns);
+        }
+        self.veth("ha", "eth0", "ga", "lan");
+        self.veth("ga", "wan", "gb", "wan");
+        self.exec("ga", &["ip", "link", "set", "wan", "address", MAC_A]);
+        self.exec("gb", &["ip", "link", "set", "wan", "address", MAC_B]);
+        self.veth("gb", "lan", "hb", "eth0");
+        for (ns, dev, addr) in [
+            ("ha", "eth0", "10.1.0.2/24"),
+            ("ha", "eth0", "fd01::2/64"),
+            ("ga", "lan", "10.1.0.1/24"),
+            ("ga", "lan", "fd01::1/64"),
+            ("ga", "wan", "192.0.2.1/24"),
+            ("gb", "wan", "192.0.2.2/24"),
+            ("gb", "lan", "10.2.0.1/24"),
+            ("gb", "lan", "fd02::1/64"),
+            ("hb", "eth0", "10.2.0.2/24"),
+            ("hb", "eth0", "fd02::2/64"),
+        ] {
+            self.addr(ns, dev, addr);
+        }
+        self.route("ha", &["default", "via", "10.1.0.1"]);
+        self.route("ha", &["default", "via", "fd01::1"]);
+        self.route("hb", &["default", "via", "10.2.0.1"]);
+        self.route("hb", &["default", "via", "fd02::1"]);
+        self.forwarding("ga");
+        self.forwarding("gb");
     }
 }
 

@@ -1,0 +1,156 @@
+//! SA rotation while a TCP transfer runs across the link: no frame is dropped because of it.
+//! Two `Link`s run in this process, each created from a thread that entered its gateway's
+//! network namespace (the sockets and the TUN interface stay in that namespace). Needs root.
+
+#[path = "../../../tests/netns/mod.rs"]
+mod netns;
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
+use interlink_macsec::{An, Backend, CipherSuite, RxConfig, Sak};
+use netns::Lab;
+
+fn key(seed: u8) -> SaKeys {
+    SaKeys {
+        sak: Sak::new((0..32).map(|i| i ^ seed).collect()),
+        xpn: None,
+    }
+}
+
+/// Starts a link inside namespace `ns` and configures its TUN interface there.
+fn start_in(ns: &str, local: &str, remote: &str, tun_addr: &str, keys: StaticSas) -> Link {
+    let ns_path = format!("/run/netns/{ns}");
+    let spec = LinkSpec {
+        name: "rot".into(),
+        ifname: "il0".into(),
+        underlay: Underlay::Udp {
+            local: local.parse::<SocketAddr>().unwrap(),
+            remote: remote.parse().unwrap(),
+        },
+        suite: CipherSuite::GcmAes256,
+        backend: Backend::default(),
+        sci: None,
+        peer_sci: None,
+        port: 1,
+        rx: RxConfig::default(),
+        mtu: None,
+        probe_interval: Duration::from_millis(200),
+        keys: Some(keys),
+    };
+    let addr: std::net::IpAddr = tun_addr.parse().unwrap();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        // SAFETY: setns on a namespace file, for this thread only.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let link = Link::start(spec).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+            tokio::spawn(conn);
+            netlink::configure(&handle, link.ifindex(), link.mtu(), &[(addr, 30)])
+                .await
+                .unwrap();
+        });
+        link
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("rotate");
+    lab.two_sites();
+    let an = |n| An::new(n).unwrap();
+    let mut a = start_in(
+        &lab.ns("ga"),
+        "192.0.2.1:4789",
+        "192.0.2.2:4789",
+        "169.254.0.1",
+        StaticSas {
+            an: an(0),
+            tx: key(0xa0),
+            rx: key(0xb0),
+        },
+    );
+    let mut b = start_in(
+        &lab.ns("gb"),
+        "192.0.2.2:4789",
+        "192.0.2.1:4789",
+        "169.254.0.2",
+        StaticSas {
+            an: an(0),
+            tx: key(0xb0),
+            rx: key(0xa0),
+        },
+    );
+    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
+    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+
+    lab.spawn_in(
+        "server",
+        "hb",
+        Path::new("iperf3"),
+        &["-s", "-1", "--forceflush"],
+    );
+    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
+        lab.log("server").contains("listening")
+    });
+    lab.spawn_in(
+        "client",
+        "ha",
+        Path::new("iperf3"),
+        &["-c", "10.2.0.2", "-t", "6", "-i", "0", "--forceflush"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Twice, as a key agreement protocol would: both receive SAs first, then both
+    // transmitters switch. Frames still in flight on the old AN keep validating.
+    for (n, seed) in [(1, 0x10), (2, 0x20)] {
+        let (ka, kb) = (key(0xa0 ^ seed), key(0xb0 ^ seed));
+        b.install_rx_sa(an(n), ka.clone(), 1).unwrap();
+        a.install_rx_sa(an(n), kb.clone(), 1).unwrap();
+        a.install_tx_sa(an(n), &ka, 1).unwrap();
+        b.install_tx_sa(an(n), &kb, 1).unwrap();
+        a.use_tx_sa(an(n)).unwrap();
+        b.use_tx_sa(an(n)).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    lab.wait_for("the transfer to end", Duration::from_secs(15), || {
+        lab.log("client").contains("iperf Done")
+    });
+    let report = lab.log("client");
+    assert!(report.contains("receiver"), "{report}");
+
+    // The last SA carried traffic both ways, and nothing was dropped on either side.
+    for (name, link) in [("a", &a), ("b", &b)] {
+        let sent_on_an2 = link
+            .tx_secy()
+            .sa(an(2))
+            .and_then(|sa| sa.next_pn())
+            .unwrap();
+        assert!(
+            sent_on_an2 > 100,
+            "{name} sent only {} frames on AN 2",
+            sent_on_an2 - 1
+        );
+        let c = link.counters();
+        assert_eq!(c.secy_rx.dropped(), 0, "{name}: {:?}", c.secy_rx);
+        assert_eq!(c.secy_tx.dropped(), 0, "{name}: {:?}", c.secy_tx);
+        assert_eq!(c.link.underlay_tx_errors, 0, "{name}: {:?}", c.link);
+        assert_eq!(c.link.tun_tx_errors, 0, "{name}: {:?}", c.link);
+        assert!(c.secy_rx.in_pkts_ok > 1000, "{name}: {:?}", c.secy_rx);
+    }
+    a.stop();
+    b.stop();
+}
