@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
 
-# Debian packages the tests need: iproute2, ping, tcpdump and iperf3 for the network
+# Debian packages the tests need: iproute2, ping, tcpdump, tshark and iperf3 for the network
 # namespace tests.
-bootstrap iproute2 iputils-ping tcpdump iperf3
+bootstrap iproute2 iputils-ping tcpdump tshark iperf3
 
 cargo test --workspace --locked
 # The RustCrypto backend alone: the build that compiles no C.

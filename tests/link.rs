@@ -157,6 +157,9 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
     );
     assert!(wan.len() >= 24, "only {} frames on the underlay", wan.len());
     assert_eq!(carries(&wan), 0, "the marker crossed the underlay in clear");
+    if let Wire::Ethernet = wire {
+        dissects_as_macsec(&lab.dir.join("cap-wan.pcap"));
+    }
     // The tunnel addresses answer too: the gateways reach each other across the link.
     ping(&lab, "ga", "169.254.0.2");
     ping(&lab, "ga", "fd00::2");
@@ -174,6 +177,67 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
         let out = lab.try_exec(side, &["ip", "link", "show", "il0"]);
         assert!(!out.status.success(), "il0 still exists in {side}");
     }
+}
+
+/// Every 802.1AE frame gateway A sent dissects in tshark as MACsec, without a malformed-packet
+/// warning, with gateway A's SCI, AN 0, confidentiality (E and C) and rising packet numbers.
+fn dissects_as_macsec(pcap: &Path) {
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args([
+            "-Y",
+            "eth.src == 02:00:00:00:00:0a && eth.type == 0x88e5",
+            "-T",
+            "fields",
+        ])
+        .args([
+            "-e",
+            "macsec.SCI.system_identifier",
+            "-e",
+            "macsec.SCI.port_identifier",
+        ])
+        .args([
+            "-e",
+            "macsec.AN",
+            "-e",
+            "macsec.PN",
+            "-e",
+            "macsec.TCI.E",
+            "-e",
+            "macsec.TCI.C",
+        ])
+        .args(["-e", "_ws.malformed", "-E", "separator=,"])
+        .output()
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut last_pn = 0u64;
+    let mut frames = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 7, "{line}");
+        assert_eq!(f[0], MAC_A, "SCI system identifier in {line}");
+        assert_eq!(f[1], "1", "SCI port in {line}");
+        assert!(matches!(f[2], "0" | "0x00"), "AN in {line}");
+        let pn: u64 = f[3].parse().unwrap_or_else(|_| panic!("no PN in {line}"));
+        assert!(pn > last_pn, "PN {pn} after {last_pn}");
+        last_pn = pn;
+        assert!(
+            matches!((f[4], f[5]), ("1", "1") | ("True", "True")),
+            "E and C in {line}"
+        );
+        assert_eq!(f[6], "", "malformed: {line}");
+        frames += 1;
+    }
+    assert!(
+        frames >= 12,
+        "only {frames} MACsec frames from gateway A:\n{text}"
+    );
 }
 
 /// Starts tcpdump on `dev` of gateway A, writing `<dir>/<name>.pcap`.
