@@ -1,0 +1,276 @@
+//! Link throughput, in one run, on the two-site namespace topology of the tests:
+//! TCP one stream, TCP four streams and delivered 64-octet UDP packets per second (iperf3),
+//! for three paths between host A and host B:
+//! - the plain routed veth path, the ceiling;
+//! - interlink over UDP with GCM-AES-XPN-256;
+//! - wireguard-go (the Debian package, configured with `wg`), the reference.
+//!
+//! Needs root, iperf3, wireguard-go, wireguard-tools and a release interlinkd:
+//! `./scripts/bench-link.sh` installs and builds them, then runs
+//! `cargo bench -p interlink-benches --bench link`.
+
+#[path = "../tests/netns/mod.rs"]
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netns::Lab;
+
+const SECONDS: &str = "5";
+
+struct Figures {
+    tcp1_gbps: f64,
+    tcp4_gbps: f64,
+    udp64_kpps: f64,
+}
+
+fn iperf(lab: &mut Lab, tag: &str, args: &[&str]) -> serde_json::Value {
+    let server = format!("iperf-server-{tag}");
+    lab.spawn_in(
+        &server,
+        "hb",
+        Path::new("iperf3"),
+        &["-s", "-1", "--forceflush"],
+    );
+    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
+        lab.log(&server).contains("listening")
+    });
+    let mut full = vec!["iperf3", "-c", "10.2.0.2", "-J", "-t", SECONDS];
+    full.extend_from_slice(args);
+    let out = lab.try_exec("ha", &full);
+    let _ = lab.stop(&server);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 {args:?}: {e}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn measure(lab: &mut Lab, path: &str) -> Figures {
+    let tcp1 = iperf(lab, &format!("{path}-tcp1"), &[]);
+    let tcp4 = iperf(lab, &format!("{path}-tcp4"), &["-P", "4"]);
+    let udp = iperf(lab, &format!("{path}-udp"), &["-u", "-b", "0", "-l", "64"]);
+    let gbps = |v: &serde_json::Value| {
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e9
+    };
+    let sum = &udp["end"]["sum"];
+    let sent = sum["packets"].as_f64().unwrap_or(0.0);
+    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+    let secs = sum["seconds"].as_f64().unwrap_or(1.0);
+    Figures {
+        tcp1_gbps: gbps(&tcp1),
+        tcp4_gbps: gbps(&tcp4),
+        udp64_kpps: (sent - lost) / secs / 1e3,
+    }
+}
+
+fn interlinkd() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("release/interlinkd");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build --release -p interlinkd",
+        bin.display()
+    );
+    bin
+}
+
+fn plain(lab: &mut Lab) -> Figures {
+    lab.route("ga", &["10.2.0.0/24", "via", "192.0.2.2"]);
+    lab.route("gb", &["10.1.0.0/24", "via", "192.0.2.1"]);
+    let f = measure(lab, "veth");
+    lab.exec("ga", &["ip", "route", "del", "10.2.0.0/24"]);
+    lab.exec("gb", &["ip", "route", "del", "10.1.0.0/24"]);
+    f
+}
+
+fn interlink(lab: &mut Lab) -> Figures {
+    let key = |seed: u8| -> String { (0..32).map(|i| format!("{:02x}", i ^ seed)).collect() };
+    lab.secret("a.sak", &key(0xa0));
+    lab.secret("b.sak", &key(0xb0));
+    let bin = interlinkd();
+    for (side, me, peer, tun, tx, rx, ssci) in [
+        (
+            "a",
+            "192.0.2.1",
+            "192.0.2.2",
+            "169.254.0.1/30",
+            "a.sak",
+            "b.sak",
+            (1, 2),
+        ),
+        (
+            "b",
+            "192.0.2.2",
+            "192.0.2.1",
+            "169.254.0.2/30",
+            "b.sak",
+            "a.sak",
+            (2, 1),
+        ),
+    ] {
+        let cfg = lab.file(
+            &format!("{side}.toml"),
+            &format!(
+                "[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
+                 transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"\n\
+                 [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"static\"\n\
+                 tx_sak_file = \"{tx}\"\nrx_sak_file = \"{rx}\"\ntx_ssci = {}\nrx_ssci = {}\n\
+                 salt = \"000102030405060708090a0b\"\n",
+                ssci.0, ssci.1
+            ),
+        );
+        let cfg = cfg.to_str().unwrap().to_owned();
+        lab.spawn(&format!("g{side}"), &bin, &["--config", &cfg]);
+    }
+    lab.wait_for(
+        "interlinkd up on both gateways",
+        Duration::from_secs(10),
+        || lab.log("ga").contains("running") && lab.log("gb").contains("running"),
+    );
+    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
+    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+    let f = measure(lab, "interlink");
+    lab.stop("ga");
+    lab.stop("gb");
+    f
+}
+
+fn wireguard_go(lab: &mut Lab) -> Figures {
+    let genkey = || String::from_utf8(netns::sh(&["wg", "genkey"]).stdout).unwrap();
+    let pubkey = |private: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("wg")
+            .arg("pubkey")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(private.as_bytes())
+            .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let (ka, kb) = (genkey(), genkey());
+    let (pa, pb) = (pubkey(&ka), pubkey(&kb));
+    let ka_file = lab.secret("wg-a.key", &ka);
+    let kb_file = lab.secret("wg-b.key", &kb);
+    // Distinct interface names: wireguard-go's control socket, /var/run/wireguard/NAME.sock,
+    // is not per namespace.
+    for (side, dev, key, peer_pub, peer, tun, remote_net) in [
+        (
+            "ga",
+            "wga",
+            &ka_file,
+            pb.trim(),
+            "192.0.2.2",
+            "169.254.1.1/30",
+            "10.2.0.0/24",
+        ),
+        (
+            "gb",
+            "wgb",
+            &kb_file,
+            pa.trim(),
+            "192.0.2.1",
+            "169.254.1.2/30",
+            "10.1.0.0/24",
+        ),
+    ] {
+        // wireguard-go daemonizes itself and creates the TUN interface. It refuses to run
+        // where the kernel has WireGuard unless told that userspace is what we want.
+        lab.exec(
+            side,
+            &[
+                "env",
+                "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
+                "wireguard-go",
+                dev,
+            ],
+        );
+        lab.exec(
+            side,
+            &[
+                "wg",
+                "set",
+                dev,
+                "private-key",
+                key.to_str().unwrap(),
+                "listen-port",
+                "51820",
+                "peer",
+                peer_pub,
+                "endpoint",
+                &format!("{peer}:51820"),
+                "allowed-ips",
+                "0.0.0.0/0",
+            ],
+        );
+        lab.addr(side, dev, tun);
+        lab.exec(side, &["ip", "link", "set", dev, "up"]);
+        lab.route(side, &[remote_net, "dev", dev]);
+    }
+    let f = measure(lab, "wireguard-go");
+    for (side, dev) in [("ga", "wga"), ("gb", "wgb")] {
+        lab.exec(side, &["ip", "link", "del", dev]);
+    }
+    f
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter that names another bench means not this one.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !"link".contains(a.as_str()))
+    {
+        return;
+    }
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("bench");
+    lab.two_sites();
+    let veth = plain(&mut lab);
+    let il = interlink(&mut lab);
+    let wg = wireguard_go(&mut lab);
+
+    println!("\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, one run:");
+    println!(
+        "  {:<34} {:>14} {:>15} {:>16}",
+        "path", "TCP 1 stream", "TCP 4 streams", "UDP 64 B deliv."
+    );
+    for (name, f) in [
+        ("plain routed veth (ceiling)", &veth),
+        ("interlink, UDP, GCM-AES-XPN-256", &il),
+        ("wireguard-go (reference)", &wg),
+    ] {
+        println!(
+            "  {:<34} {:>9.2} Gb/s {:>10.2} Gb/s {:>11.1} kpps",
+            name, f.tcp1_gbps, f.tcp4_gbps, f.udp64_kpps
+        );
+    }
+    println!(
+        "  interlink / wireguard-go:          {:>9.2}x {:>14.2}x {:>15.2}x",
+        il.tcp1_gbps / wg.tcp1_gbps,
+        il.tcp4_gbps / wg.tcp4_gbps,
+        il.udp64_kpps / wg.udp64_kpps
+    );
+    println!(
+        "  interlink / plain veth:            {:>9.2}x {:>14.2}x {:>15.2}x",
+        il.tcp1_gbps / veth.tcp1_gbps,
+        il.tcp4_gbps / veth.tcp4_gbps,
+        il.udp64_kpps / veth.udp64_kpps
+    );
+}
