@@ -9,8 +9,14 @@
 //! protect/seal is then the framing overhead, read off one report:
 //! `cargo bench -p interlink-benches --bench secy`. Narrow it with a filter, e.g.
 //! `cargo bench -p interlink-benches --bench secy -- 'aws-lc-rs/gcm-aes-128/.*/1420'`.
+//!
+//! On a shared machine the clock rate drifts by tens of percent between benchmarks run
+//! seconds apart, which can swamp a few nanoseconds of framing. The `overhead` group measures
+//! it drift-free: protect and the bare seal run interleaved in blocks of 32, and the reported
+//! time is protect's time minus seal's, per frame (`cargo bench ... -- overhead`).
 
-use std::time::Duration;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use interlink_macsec::{
@@ -116,5 +122,47 @@ fn secy(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, secy);
+/// Framing overhead per frame, measured against the bare seal interleaved with it.
+fn overhead(c: &mut Criterion) {
+    for &backend in Backend::available() {
+        for suite in [CipherSuite::GcmAes128, CipherSuite::GcmAesXpn256] {
+            let mut group = c.benchmark_group(format!("overhead/{backend}/{suite}"));
+            group.measurement_time(Duration::from_secs(3));
+            let (tx, _, _) = secy_pair(suite, backend);
+            let aead = backend.key(suite, key(suite).sak).unwrap();
+            let aad_len = header_len(true);
+            for size in [64, 1420] {
+                let mut f = frame(&tx, size);
+                let mut buf = vec![0xab; aad_len + size];
+                let mut stats = TxStats::default();
+                let iv = [7u8; 12];
+                group.bench_function(BenchmarkId::new("protect-minus-seal", size), |b| {
+                    b.iter_custom(|iters| {
+                        let (mut protect, mut seal) = (Duration::ZERO, Duration::ZERO);
+                        let mut left = iters;
+                        while left > 0 {
+                            let n = left.min(32);
+                            let t = Instant::now();
+                            for _ in 0..n {
+                                black_box(tx.protect(&mut stats, &mut f, size).unwrap());
+                            }
+                            protect += t.elapsed();
+                            let t = Instant::now();
+                            for _ in 0..n {
+                                let (aad, data) = buf.split_at_mut(aad_len);
+                                black_box(aead.seal(&iv, aad, data).unwrap());
+                            }
+                            seal += t.elapsed();
+                            left -= n;
+                        }
+                        protect.saturating_sub(seal)
+                    })
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, secy, overhead);
 criterion_main!(benches);
