@@ -18,7 +18,9 @@ enum Wire {
     Ethernet,
 }
 
-fn config(lab: &Lab, side: &str, suite: &str, wire: Wire) -> std::path::PathBuf {
+/// Gateway `side`'s config. Gateway A sends on AN `ans.0`, gateway B on `ans.1`.
+fn config(lab: &Lab, side: &str, suite: &str, wire: Wire, ans: (u8, u8)) -> std::path::PathBuf {
+    let (tx_an, rx_an) = if side == "a" { ans } else { (ans.1, ans.0) };
     let (me, peer, tun4, tun6, ssci) = match side {
         "a" => (
             "192.0.2.1",
@@ -73,6 +75,8 @@ cipher_suite = "{suite}"
 keying = "static"
 tx_sak_file = "{tx}"
 rx_sak_file = "{rx}"
+an = {tx_an}
+rx_an = {rx_an}
 {xpn}"#,
             peer_side = if side == "a" { "b" } else { "a" },
         ),
@@ -91,10 +95,10 @@ fn interface_up(lab: &Lab, ns: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP")
 }
 
-fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire) {
+fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire, ans: (u8, u8)) {
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     for side in ["a", "b"] {
-        let cfg = config(lab, side, suite, wire);
+        let cfg = config(lab, side, suite, wire, ans);
         let cfg = cfg.to_str().unwrap().to_owned();
         lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
     }
@@ -127,14 +131,14 @@ fn ping(lab: &Lab, from: &str, to: &str) {
     );
 }
 
-fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
+fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), test: &str) {
     if !netns::require_root() {
         return;
     }
     let mut lab = Lab::new(test);
     lab.two_sites();
     keys(&lab, suite);
-    start_gateways(&mut lab, suite, wire);
+    start_gateways(&mut lab, suite, wire, ans);
     capture(&mut lab, "cap-wan", "wan", "");
     capture(&mut lab, "cap-lan", "lan", "");
     ping(&lab, "ha", "10.2.0.2");
@@ -158,7 +162,7 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
     assert!(wan.len() >= 24, "only {} frames on the underlay", wan.len());
     assert_eq!(carries(&wan), 0, "the marker crossed the underlay in clear");
     if let Wire::Ethernet = wire {
-        dissects_as_macsec(&lab.dir.join("cap-wan.pcap"));
+        dissects_as_macsec(&lab.dir.join("cap-wan.pcap"), ans.0);
     }
     // The tunnel addresses answer too: the gateways reach each other across the link.
     ping(&lab, "ga", "169.254.0.2");
@@ -180,8 +184,8 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, test: &str) {
 }
 
 /// Every 802.1AE frame gateway A sent dissects in tshark as MACsec, without a malformed-packet
-/// warning, with gateway A's SCI, AN 0, confidentiality (E and C) and rising packet numbers.
-fn dissects_as_macsec(pcap: &Path) {
+/// warning, with gateway A's SCI, its AN, confidentiality (E and C) and rising packet numbers.
+fn dissects_as_macsec(pcap: &Path, an: u8) {
     let out = std::process::Command::new("tshark")
         .args(["-n", "-r"])
         .arg(pcap)
@@ -223,7 +227,10 @@ fn dissects_as_macsec(pcap: &Path) {
         assert_eq!(f.len(), 7, "{line}");
         assert_eq!(f[0], MAC_A, "SCI system identifier in {line}");
         assert_eq!(f[1], "1", "SCI port in {line}");
-        assert!(matches!(f[2], "0" | "0x00"), "AN in {line}");
+        assert!(
+            f[2] == an.to_string() || f[2] == format!("0x{an:02x}"),
+            "AN in {line}"
+        );
         let pn: u64 = f[3].parse().unwrap_or_else(|_| panic!("no PN in {line}"));
         assert!(pn > last_pn, "PN {pn} after {last_pn}");
         last_pn = pn;
@@ -263,22 +270,23 @@ fn stop_capture(lab: &mut Lab, name: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn udp_gcm_aes_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-256", Wire::Udp, "udp256");
+    hosts_reach_each_other("gcm-aes-256", Wire::Udp, (0, 0), "udp256");
 }
 
 #[test]
 fn udp_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Udp, "udpxpn");
+    // Each side on its own AN, as `ip macsec` allows.
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Udp, (1, 3), "udpxpn");
 }
 
 #[test]
 fn ethernet_gcm_aes_128_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-128", Wire::Ethernet, "eth128");
+    hosts_reach_each_other("gcm-aes-128", Wire::Ethernet, (0, 0), "eth128");
 }
 
 #[test]
 fn ethernet_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Ethernet, "ethxpn");
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Ethernet, (2, 1), "ethxpn");
 }
 
 #[test]
@@ -350,7 +358,7 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
     let mut lab = Lab::new(test);
     lab.two_sites();
     keys(&lab, suite);
-    start_gateways(&mut lab, suite, wire);
+    start_gateways(&mut lab, suite, wire, (0, 0));
     let filter = match wire {
         Wire::Ethernet => "ether src 02:00:00:00:00:0a and ether proto 0x88e5",
         Wire::Udp => "src host 192.0.2.1 and udp port 4789",

@@ -72,7 +72,8 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         mtu: link.mtu,
         probe_interval: link.probe_interval,
         keys: Some(StaticSas {
-            an: keys.an,
+            tx_an: keys.an,
+            rx_an: keys.rx_an,
             tx: SaKeys {
                 sak: keys.tx_sak.clone(),
                 xpn: tx_xpn,

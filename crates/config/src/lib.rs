@@ -82,8 +82,10 @@ pub enum Keying {
 pub struct StaticKeys {
     pub tx_sak: Sak,
     pub rx_sak: Sak,
-    /// The AN of both SAs.
+    /// The AN of our transmit SA.
     pub an: An,
+    /// The AN of the peer's SA, which we receive with; the same as `an` unless configured.
+    pub rx_an: An,
     /// The SCI port; with the interface's (or derived) MAC address it makes the SCI.
     pub port: u16,
     /// Our SCI, when not derived from the MAC address and port.
@@ -137,6 +139,7 @@ struct RawMacsec {
     tx_sak_file: Option<Spanned<String>>,
     rx_sak_file: Option<Spanned<String>>,
     an: Option<Spanned<i64>>,
+    rx_an: Option<Spanned<i64>>,
     port: Option<Spanned<i64>>,
     sci: Option<Spanned<String>>,
     peer_sci: Option<Spanned<String>>,
@@ -428,6 +431,24 @@ impl Checker<'_, '_> {
         }
     }
 
+    /// An association number field, 0 to 3, or `default` when absent.
+    fn an(&mut self, field: &Option<Spanned<i64>>, name: &str, default: An) -> Option<An> {
+        match field {
+            None => Some(default),
+            Some(f) => {
+                let an = u8::try_from(*f.get_ref()).ok().and_then(An::new);
+                if an.is_none() {
+                    self.hint(
+                        f.span(),
+                        format!("{name} {} is out of range", f.get_ref()),
+                        "0 to 3",
+                    );
+                }
+                an
+            }
+        }
+    }
+
     fn macsec(&mut self, span: Range<usize>, m: &RawMacsec) -> Option<Macsec> {
         let suite = match m.cipher_suite.get_ref().parse::<CipherSuite>() {
             Ok(s) => Some(s),
@@ -482,17 +503,9 @@ impl Checker<'_, '_> {
     ) -> Option<StaticKeys> {
         let tx_sak = self.key_file(span.clone(), &m.tx_sak_file, "tx_sak_file", suite);
         let rx_sak = self.key_file(span.clone(), &m.rx_sak_file, "rx_sak_file", suite);
-        let an = self
-            .int::<u8>(&m.an, "an", "0 to 3")
-            .and_then(|an| match an {
-                None => An::new(0),
-                Some(v) => An::new(v).or_else(|| {
-                    if let Some(f) = &m.an {
-                        self.hint(f.span(), format!("an {v} is out of range"), "0 to 3");
-                    }
-                    None
-                }),
-            });
+        let an = self.an(&m.an, "an", An::ALL[0]);
+        // Checked even when `an` is wrong, so that both mistakes are reported.
+        let rx_an = self.an(&m.rx_an, "rx_an", an.unwrap_or(An::ALL[0]));
         let port = self
             .int::<u16>(&m.port, "port", "1 to 65535")
             .map(|p| p.unwrap_or(1));
@@ -568,6 +581,7 @@ impl Checker<'_, '_> {
             tx_sak: tx_sak?,
             rx_sak: rx_sak?,
             an: an?,
+            rx_an: rx_an?,
             port: port?,
             sci: own_sci?,
             peer_sci: peer_sci?,

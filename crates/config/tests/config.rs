@@ -116,6 +116,7 @@ keying = "static"
 tx_sak_file = "tx"
 rx_sak_file = "rx"
 an = 2
+rx_an = 3
 port = 7
 tx_ssci = 1
 rx_ssci = 2
@@ -268,13 +269,14 @@ fn keying_and_suite_mistakes() {
     let e = d
         .parse(&UDP_LINK.replace(
             "keying = \"static\"",
-            "keying = \"static\"\nan = 4\nport = 70000",
+            "keying = \"static\"\nan = 4\nrx_an = -1\nport = 70000",
         ))
         .unwrap_err();
-    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e.len(), 3, "{e:?}");
     assert!(e[0].contains("an 4 is out of range (0 to 3)"), "{e:?}");
+    assert!(e[1].contains("rx_an -1 is out of range (0 to 3)"), "{e:?}");
     assert!(
-        e[1].contains("port 70000 is out of range (1 to 65535)"),
+        e[2].contains("port 70000 is out of range (1 to 65535)"),
         "{e:?}"
     );
     let e = d

@@ -64,10 +64,12 @@ impl SaKeys {
     }
 }
 
-/// Static keying: one SA per direction on the same AN, as `ip macsec` configures them.
+/// Static keying: one SA per direction, as `ip macsec` configures them.
 #[derive(Clone, Debug)]
 pub struct StaticSas {
-    pub an: An,
+    /// The AN we send with, and the AN the peer sends with.
+    pub tx_an: An,
+    pub rx_an: An,
     pub tx: SaKeys,
     pub rx: SaKeys,
 }
@@ -240,9 +242,9 @@ impl Link {
         let mut rx_secy = RxSecY::new(spec.suite, spec.backend, spec.rx);
         rx_secy.add_sc(peer_sci)?;
         if let Some(keys) = &spec.keys {
-            tx_secy.install_sa(keys.an, &keys.tx.as_key(), 1)?;
-            tx_secy.set_encoding_sa(keys.an)?;
-            rx_secy.install_sa(peer_sci, keys.an, &keys.rx.as_key(), 1)?;
+            tx_secy.install_sa(keys.tx_an, &keys.tx.as_key(), 1)?;
+            tx_secy.set_encoding_sa(keys.tx_an)?;
+            rx_secy.install_sa(peer_sci, keys.rx_an, &keys.rx.as_key(), 1)?;
         }
 
         let tun = Arc::new(

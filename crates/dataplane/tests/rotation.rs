@@ -78,7 +78,8 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
         "192.0.2.2:4789",
         "169.254.0.1",
         StaticSas {
-            an: an(0),
+            tx_an: an(0),
+            rx_an: an(0),
             tx: key(0xa0),
             rx: key(0xb0),
         },
@@ -89,7 +90,8 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
         "192.0.2.1:4789",
         "169.254.0.2",
         StaticSas {
-            an: an(0),
+            tx_an: an(0),
+            rx_an: an(0),
             tx: key(0xb0),
             rx: key(0xa0),
         },
