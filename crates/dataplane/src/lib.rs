@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod link;
 pub mod netlink;
+pub mod offload;
 pub mod probe;
 mod sys;
 

@@ -33,6 +33,10 @@ use interlink_macsec::{
 };
 
 use crate::counters::{Counters, Liveness, Published};
+use crate::offload::{
+    complete_checksum, tcp_segment, TcpCoalescer, TcpShape, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN,
+    GSO_NONE, VNET_HDR_LEN,
+};
 use crate::probe::{Probe, ETHERTYPE_PROBE, PROBE_LEN};
 use crate::sys::{self, MmsgBatch};
 
@@ -285,6 +289,7 @@ impl Link {
             shared: shared.clone(),
             addrs: tx_addrs,
             wire: wire.offset,
+            mtu,
             probe_interval: spec.probe_interval,
         };
         let rx = RxWorker {
@@ -502,6 +507,9 @@ impl Wire {
             )
         };
         sys::set_int_opt(fd, level, opt, val).map_err(io_err("set DF on the underlay socket"))?;
+        // Receive coalesced datagrams where the kernel can (Linux 5.0 on); without it, one
+        // datagram per message as before.
+        let _ = sys::set_int_opt(fd, libc::SOL_UDP, sys::UDP_GRO, 1);
         set_buffers(fd);
         let path_mtu =
             sys::get_int_opt(fd, level, mtu_opt).map_err(io_err("read the path MTU"))? as usize;
@@ -546,6 +554,7 @@ struct TxWorker {
     shared: Arc<Shared>,
     addrs: [u8; ADDRS_LEN],
     wire: usize,
+    mtu: u32,
     probe_interval: Duration,
 }
 
@@ -554,6 +563,7 @@ impl TxWorker {
         let mut arena = vec![0u8; BATCH * SLOT];
         let mut lens = [0usize; BATCH];
         let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut segs = Segments::new(self.secy.header_len() + 2 + self.mtu as usize + ICV_LEN);
         let mut counters = Counters::default();
         let mut control = vec![0u8; 128];
         let mut probes = Vec::with_capacity(BATCH);
@@ -604,44 +614,137 @@ impl TxWorker {
             }
 
             let hdr = self.secy.header_len();
+            // Each read lands with its virtio header just before the packet, so that the
+            // packet starts where the user data goes (after the EtherType).
+            let at = hdr + 2 - VNET_HDR_LEN;
             let mut n = 0;
             for slot in arena.chunks_exact_mut(SLOT) {
-                match sys::read_nonblocking(tun, &mut slot[hdr + 2..SLOT - ICV_LEN]) {
-                    Ok(Some(len)) => {
-                        lens[n] = len;
+                match sys::read_nonblocking(tun, &mut slot[at..SLOT - ICV_LEN]) {
+                    Ok(Some(len)) if len >= VNET_HDR_LEN => {
+                        lens[n] = len - VNET_HDR_LEN;
                         n += 1;
                     }
+                    Ok(Some(_)) => counters.link.not_ip += 1,
                     Ok(None) | Err(_) => break,
                 }
             }
-            for (slot, len) in arena.chunks_exact_mut(SLOT).zip(lens.iter_mut()).take(n) {
+            // Packets are protected in order and sent in order, so that PNs rise on the wire:
+            // before the segments of a TSO packet go out, the packets protected before it do.
+            let mut pending = 0;
+            for i in 0..n {
+                let slot = &mut arena[i * SLOT..(i + 1) * SLOT];
+                let len = lens[i];
+                lens[i] = 0;
                 counters.link.tun_rx_packets += 1;
-                counters.link.tun_rx_bytes += *len as u64;
-                let Some(ethertype) = ip_ethertype(&slot[hdr + 2..hdr + 2 + *len]) else {
-                    counters.link.not_ip += 1;
-                    *len = 0;
+                counters.link.tun_rx_bytes += len as u64;
+                let vh = VirtioNetHdr::parse(&slot[at..hdr + 2]).unwrap_or_default();
+                let pkt = &mut slot[hdr + 2..hdr + 2 + len];
+                if vh.gso_type & !GSO_ECN != GSO_NONE {
+                    let (packets, m) =
+                        wire_packets::<BATCH>(&arena, SLOT, &lens, pending, i, self.wire);
+                    send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+                    pending = i + 1;
+                    let pkt = &arena[i * SLOT + hdr + 2..i * SLOT + hdr + 2 + len];
+                    self.send_segments(pkt, &vh, &mut segs, &mut counters);
                     continue;
-                };
-                slot[..ADDRS_LEN].copy_from_slice(&self.addrs);
-                slot[hdr..hdr + 2].copy_from_slice(&ethertype.to_be_bytes());
-                // A refusal (no SA, PN exhausted, too long) is counted by the SecY.
-                *len = match self.secy.protect(&mut counters.secy_tx, slot, *len + 2) {
-                    Ok(p) => p.len,
-                    Err(_) => 0,
-                };
-            }
-            let mut packets: [&[u8]; BATCH] = [&[]; BATCH];
-            let mut m = 0;
-            for (slot, &len) in arena.chunks_exact(SLOT).zip(lens.iter()).take(n) {
-                if len > 0 {
-                    packets[m] = &slot[self.wire..len];
-                    m += 1;
                 }
+                if vh.flags & F_NEEDS_CSUM != 0
+                    && complete_checksum(
+                        pkt,
+                        usize::from(vh.csum_start),
+                        usize::from(vh.csum_offset),
+                    )
+                    .is_err()
+                {
+                    counters.link.not_ip += 1;
+                    continue;
+                }
+                lens[i] = self.protect(slot, len, &mut counters);
             }
+            let (packets, m) = wire_packets::<BATCH>(&arena, SLOT, &lens, pending, n, self.wire);
             send_all(&mut mmsg, sock, &packets[..m], &mut counters);
             self.shared.tx.publish(&counters);
         }
         self.shared.tx.publish(&counters);
+    }
+
+    /// Frames the IP packet at `hdr + 2` of `slot` and protects it; the frame length, or 0 if
+    /// the packet is not IP or the SecY refused it (and counted why).
+    fn protect(&self, slot: &mut [u8], len: usize, counters: &mut Counters) -> usize {
+        let hdr = self.secy.header_len();
+        let Some(ethertype) = ip_ethertype(&slot[hdr + 2..hdr + 2 + len]) else {
+            counters.link.not_ip += 1;
+            return 0;
+        };
+        slot[..ADDRS_LEN].copy_from_slice(&self.addrs);
+        slot[hdr..hdr + 2].copy_from_slice(&ethertype.to_be_bytes());
+        match self.secy.protect(&mut counters.secy_tx, slot, len + 2) {
+            Ok(p) => p.len,
+            Err(_) => 0,
+        }
+    }
+
+    /// Splits a TSO packet into segments, protects and sends them, a batch at a time.
+    fn send_segments(
+        &self,
+        pkt: &[u8],
+        vh: &VirtioNetHdr,
+        segs: &mut Segments,
+        counters: &mut Counters,
+    ) {
+        let Ok(shape) = TcpShape::of(pkt) else {
+            counters.link.not_ip += 1;
+            return;
+        };
+        let hdr = self.secy.header_len();
+        let mss = usize::from(vh.gso_size);
+        let count = shape.segments(mss);
+        // Over UDP the segments of a chunk leave as one GSO send, whose payload the kernel
+        // limits to a UDP datagram's (64 KiB); Ethernet frames go out one by one.
+        let udp = self.wire != 0;
+        let datagram = hdr - self.wire + 2 + shape.hdr_len + mss + ICV_LEN;
+        let per_send = if udp {
+            (MAX_GSO_PAYLOAD / datagram).clamp(1, SEG_BATCH)
+        } else {
+            SEG_BATCH
+        };
+        let mut k = 0;
+        while k < count {
+            let chunk = (count - k).min(per_send);
+            for j in 0..chunk {
+                let slot = segs.slot(j);
+                let end = slot.len() - ICV_LEN;
+                segs.lens[j] = match tcp_segment(pkt, &shape, mss, k + j, &mut slot[hdr + 2..end]) {
+                    Ok(len) => self.protect(slot, len, counters),
+                    Err(_) => {
+                        counters.link.not_ip += 1;
+                        0
+                    }
+                };
+            }
+            let (packets, m) = wire_packets::<SEG_BATCH>(
+                &segs.arena,
+                segs.slot_len,
+                &segs.lens,
+                0,
+                chunk,
+                self.wire,
+            );
+            let packets = &packets[..m];
+            // GSO needs every datagram but the last of the first one's size.
+            let even = m > 1
+                && m == chunk
+                && packets[..m - 1].iter().all(|p| p.len() == packets[0].len())
+                && packets[m - 1].len() <= packets[0].len();
+            if udp && even && segs.mmsg.send_gso(self.sock.as_raw_fd(), packets).is_ok() {
+                counters.link.underlay_tx_packets += m as u64;
+                counters.link.underlay_tx_bytes +=
+                    packets.iter().map(|p| p.len() as u64).sum::<u64>();
+            } else {
+                send_all(&mut segs.mmsg, self.sock.as_raw_fd(), packets, counters);
+            }
+            k += chunk;
+        }
     }
 
     /// Protects and sends one probe; false if it could not go out.
@@ -667,6 +770,76 @@ impl TxWorker {
         );
         counters.link.underlay_tx_packets > before
     }
+}
+
+/// Writes the coalesced TCP train, if any, to TUN.
+fn flush(gro: &mut TcpCoalescer, tun: RawFd, counters: &mut Counters) {
+    if gro.is_empty() {
+        return;
+    }
+    let segments = gro.segments();
+    let packet = gro.finish();
+    write_tun(tun, packet, segments, counters);
+}
+
+/// Writes one packet, virtio header first, carrying `segments` IP packets, to TUN.
+fn write_tun(tun: RawFd, packet: &[u8], segments: usize, counters: &mut Counters) {
+    match sys::write(tun, packet) {
+        Ok(_) => {
+            counters.link.tun_tx_packets += segments as u64;
+            counters.link.tun_tx_bytes += (packet.len() - VNET_HDR_LEN) as u64;
+        }
+        Err(_) => counters.link.tun_tx_errors += segments as u64,
+    }
+}
+
+/// Segments of one TSO packet protected per send (the kernel's UDP GSO limit is 64).
+const SEG_BATCH: usize = 64;
+/// What one UDP GSO send may carry: the largest UDP payload, with room to spare.
+const MAX_GSO_PAYLOAD: usize = 65_000;
+
+/// Buffers for the segments of a TSO packet, allocated once per worker.
+struct Segments {
+    arena: Vec<u8>,
+    slot_len: usize,
+    lens: [usize; SEG_BATCH],
+    mmsg: MmsgBatch<SEG_BATCH>,
+}
+
+impl Segments {
+    fn new(slot_len: usize) -> Segments {
+        Segments {
+            arena: vec![0; slot_len * SEG_BATCH],
+            slot_len,
+            lens: [0; SEG_BATCH],
+            mmsg: MmsgBatch::new(),
+        }
+    }
+
+    fn slot(&mut self, j: usize) -> &mut [u8] {
+        &mut self.arena[j * self.slot_len..(j + 1) * self.slot_len]
+    }
+}
+
+/// The protected frames of slots `from..to` (at most `N`) of an arena of `slot`-sized slots,
+/// as they go on the wire, and how many there are.
+fn wire_packets<'a, const N: usize>(
+    arena: &'a [u8],
+    slot: usize,
+    lens: &[usize],
+    from: usize,
+    to: usize,
+    wire: usize,
+) -> ([&'a [u8]; N], usize) {
+    let mut packets: [&[u8]; N] = [&[]; N];
+    let mut m = 0;
+    for i in from..to.min(from + N) {
+        if lens[i] > 0 {
+            packets[m] = &arena[i * slot + wire..i * slot + lens[i]];
+            m += 1;
+        }
+    }
+    (packets, m)
 }
 
 /// Sends every packet, skipping one that the kernel refuses and going on with the rest.
@@ -710,6 +883,8 @@ impl RxWorker {
         let mut arena = vec![0u8; BATCH * SLOT];
         let mut lens = [0usize; BATCH];
         let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut gro = TcpCoalescer::new();
+        let mut gro_sizes = [0usize; BATCH];
         let mut counters = Counters::default();
         let tun = self.tun.as_raw_fd();
         let sock = self.sock.as_raw_fd();
@@ -744,47 +919,74 @@ impl RxWorker {
                 let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| {
                     chunks.next().map_or(&mut [][..], |c| &mut c[self.wire..])
                 });
-                match mmsg.recv(sock, &mut slots, &mut lens) {
+                match mmsg.recv(sock, &mut slots, &mut lens, &mut gro_sizes) {
                     Ok(n) => n,
                     // ECONNREFUSED and the like, reported by ICMP for an earlier send.
                     Err(_) => continue,
                 }
             };
-            for (slot, &len) in arena.chunks_exact_mut(SLOT).zip(lens.iter()).take(n) {
-                counters.link.underlay_rx_packets += 1;
-                counters.link.underlay_rx_bytes += len as u64;
-                let frame = &mut slot[..self.wire + len];
-                if let Some(addrs) = &self.addrs {
-                    frame[..ADDRS_LEN].copy_from_slice(addrs);
-                    frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
-                }
-                // A discard is counted by the SecY.
-                let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
-                    continue;
-                };
-                let user = &frame[r.user.clone()];
-                let (ethertype, payload) = match user {
-                    [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
-                    _ => (0, &[][..]),
-                };
-                match ethertype {
-                    ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => match sys::write(tun, payload) {
-                        Ok(_) => {
-                            counters.link.tun_tx_packets += 1;
-                            counters.link.tun_tx_bytes += payload.len() as u64;
-                        }
-                        Err(_) => counters.link.tun_tx_errors += 1,
-                    },
-                    // Only an authenticated probe says anything about the link.
-                    ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
-                        self.probe(Probe::parse(payload), &mut counters)
-                    }
-                    _ => counters.link.not_ip += 1,
+            for (i, slot) in arena.chunks_exact_mut(SLOT).take(n).enumerate() {
+                // A UDP GRO message holds datagrams of `size` octets back to back. Each is
+                // validated where it lies; over UDP the stand-in header goes into the 14
+                // octets before it: headroom for the first, the spent ICV of the one before
+                // for the others.
+                let len = lens[i];
+                let size = if gro_sizes[i] == 0 { len } else { gro_sizes[i] };
+                let mut at = 0;
+                while at < len {
+                    let dlen = size.min(len - at);
+                    let frame = &mut slot[at..self.wire + at + dlen];
+                    self.receive(frame, &mut gro, &mut counters);
+                    at += dlen.max(1);
                 }
             }
+            flush(&mut gro, tun, &mut counters);
             self.shared.rx.publish(&counters);
         }
         self.shared.rx.publish(&counters);
+    }
+
+    /// Validates one frame and delivers its user data: IP to TUN (joined into TCP trains
+    /// where it can be), probes to the liveness logic.
+    fn receive(&mut self, frame: &mut [u8], gro: &mut TcpCoalescer, counters: &mut Counters) {
+        let tun = self.tun.as_raw_fd();
+        counters.link.underlay_rx_packets += 1;
+        counters.link.underlay_rx_bytes += (frame.len() - self.wire) as u64;
+        if let Some(addrs) = &self.addrs {
+            frame[..ADDRS_LEN].copy_from_slice(addrs);
+            frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
+        }
+        // A discard is counted by the SecY.
+        let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
+            return;
+        };
+        if r.user.len() < 2 {
+            counters.link.not_ip += 1;
+            return;
+        }
+        let ip = r.user.start + 2;
+        let ethertype = u16::from_be_bytes([frame[r.user.start], frame[ip - 1]]);
+        match ethertype {
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+                if gro.append(&frame[ip..r.user.end]) {
+                    return;
+                }
+                flush(gro, tun, counters);
+                if gro.start(&frame[ip..r.user.end]) {
+                    return;
+                }
+                // Not TCP data: on its own. TUN takes a virtio header before each packet; it
+                // goes over octets of the SecTAG that have served.
+                let vh = ip - VNET_HDR_LEN;
+                VirtioNetHdr::default().emit(&mut frame[vh..ip]);
+                write_tun(tun, &frame[vh..r.user.end], 1, counters);
+            }
+            // Only an authenticated probe says anything about the link.
+            ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
+                self.probe(Probe::parse(&frame[ip..r.user.end]), counters)
+            }
+            _ => counters.link.not_ip += 1,
+        }
     }
 
     fn probe(&self, probe: Option<Probe>, counters: &mut Counters) {

@@ -7,6 +7,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `_IOW('T', 202, int)` from linux/if_tun.h; libc does not export it.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 208, unsigned int)`: which offloads userspace accepts from TUN.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -25,7 +31,10 @@ fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
 }
 
 /// Opens one queue of the TUN device `name` (created by the first open), layer 3, no packet
-/// information header, non-blocking. The device disappears when its last queue is closed.
+/// information header, non-blocking. Every packet read or written starts with a
+/// `virtio_net_hdr`, and the interface offloads checksums and TCP segmentation (TSO) to us:
+/// reads may be partial-checksum packets or TCP super-packets (see `offload`). The device
+/// disappears when its last queue is closed.
 pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<OwnedFd> {
     let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
     // SAFETY: a valid C string and flags; the result is checked.
@@ -38,13 +47,16 @@ pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<OwnedFd> {
     // SAFETY: `fd` was just opened and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut req = ifreq_for(name)?;
-    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
     if multi_queue {
         flags |= libc::IFF_MULTI_QUEUE;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) })?;
+    let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    // SAFETY: TUNSETOFFLOAD takes its flags by value.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads) })?;
     Ok(fd)
 }
 
@@ -128,11 +140,20 @@ pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resu
     Ok(value)
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): the datagram size of a UDP GSO send.
+pub const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive coalesced datagrams; the cmsg gives their size.
+pub const UDP_GRO: libc::c_int = 104;
+
+/// Room for one cmsg carrying an int, whatever the alignment rules.
+const CTRL_LEN: usize = 32;
+
 /// Message headers for up to `N` datagrams per system call, built once over fixed slots of a
 /// buffer that the caller owns: no allocation per call.
 pub struct MmsgBatch<const N: usize> {
     iovs: [libc::iovec; N],
     hdrs: [libc::mmsghdr; N],
+    ctrl: [[u64; CTRL_LEN / 8]; N],
 }
 
 impl<const N: usize> MmsgBatch<N> {
@@ -141,19 +162,22 @@ impl<const N: usize> MmsgBatch<N> {
         unsafe { std::mem::zeroed() }
     }
 
-    /// Receives up to `N` datagrams without blocking, datagram `i` into `slots[i]`. Returns how
-    /// many arrived; their lengths are in `lens`.
+    /// Receives up to `N` messages without blocking, message `i` into `slots[i]`. Returns how
+    /// many arrived; their lengths are in `lens`. With `UDP_GRO` on, a message may hold several
+    /// datagrams of `gro[i]` octets each (the last may be shorter); `gro[i]` is 0 otherwise.
     pub fn recv(
         &mut self,
         fd: RawFd,
         slots: &mut [&mut [u8]; N],
         lens: &mut [usize; N],
+        gro: &mut [usize; N],
     ) -> io::Result<usize> {
-        for ((iov, hdr), slot) in self
+        for (((iov, hdr), slot), ctrl) in self
             .iovs
             .iter_mut()
             .zip(self.hdrs.iter_mut())
             .zip(slots.iter_mut())
+            .zip(self.ctrl.iter_mut())
         {
             *iov = libc::iovec {
                 iov_base: slot.as_mut_ptr().cast(),
@@ -163,9 +187,12 @@ impl<const N: usize> MmsgBatch<N> {
             hdr.msg_hdr = unsafe { std::mem::zeroed() };
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = CTRL_LEN as _;
             hdr.msg_len = 0;
         }
-        // SAFETY: the headers point at iovecs that point at `slots`, all alive for the call.
+        // SAFETY: the headers point at iovecs over `slots` and at control buffers, all alive
+        // for the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -178,8 +205,9 @@ impl<const N: usize> MmsgBatch<N> {
         match cvt(n) {
             Ok(n) => {
                 let n = n as usize;
-                for (len, hdr) in lens.iter_mut().zip(self.hdrs.iter()).take(n) {
-                    *len = hdr.msg_len as usize;
+                for i in 0..n {
+                    lens[i] = self.hdrs[i].msg_len as usize;
+                    gro[i] = gro_size(&self.hdrs[i].msg_hdr);
                 }
                 Ok(n)
             }
@@ -190,6 +218,38 @@ impl<const N: usize> MmsgBatch<N> {
                 Ok(0)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `datagrams`, all of one size but the last (which may be shorter), as one UDP GSO
+    /// message on a connected socket: the kernel splits it back into datagrams, and carries
+    /// it as one packet as far as it can.
+    pub fn send_gso(&mut self, fd: RawFd, datagrams: &[&[u8]]) -> io::Result<()> {
+        let count = datagrams.len().min(N);
+        let Some(first) = datagrams.first() else {
+            return Ok(());
+        };
+        for (iov, d) in self.iovs.iter_mut().zip(&datagrams[..count]) {
+            *iov = libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+        }
+        let ctrl = &mut self.ctrl[0];
+        // SAFETY: zero is a valid msghdr; the cmsg macros stay inside `ctrl`, which is sized
+        // for one int-sized cmsg; everything pointed at lives across the call.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = self.iovs.as_mut_ptr();
+            msg.msg_iovlen = count as _;
+            msg.msg_control = ctrl.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), first.len() as u16);
+            cvt_size(libc::sendmsg(fd, &msg, 0)).map(|_| ())
         }
     }
 
@@ -226,6 +286,23 @@ impl<const N: usize> MmsgBatch<N> {
         }
         (sent, None)
     }
+}
+
+/// The datagram size of a `UDP_GRO` message, or 0.
+fn gro_size(msg: &libc::msghdr) -> usize {
+    // SAFETY: the kernel filled the control buffer; the cmsg macros walk it within
+    // msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return v.max(0) as usize;
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    0
 }
 
 impl<const N: usize> Default for MmsgBatch<N> {
