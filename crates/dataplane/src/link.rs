@@ -2,9 +2,12 @@
 //! interface), joined by two worker threads.
 //!
 //! The transmit worker reads a batch of packets from TUN, protects each in place and sends
-//! the batch with one `sendmmsg`. The receive worker takes a batch with one `recvmmsg`,
-//! validates each in place and writes the user data to TUN. Buffers are allocated when the
-//! link starts; the per-packet path allocates nothing and takes no lock.
+//! the batch with one `sendmmsg`; a TCP super-packet from TUN's segmentation offload is split
+//! into segments that leave as one UDP GSO send (see [`crate::offload`]). The receive worker
+//! takes a batch with one `recvmmsg` (UDP GRO messages hold many datagrams), validates each
+//! in place, joins consecutive segments of a TCP flow into one super-packet and writes it to
+//! TUN. Buffers are allocated when the link starts; the per-packet path allocates nothing and
+//! takes no lock.
 //!
 //! ## UDP wire format
 //! The UDP payload is the MACsec frame from the SecTAG on: SecTAG (always with the SCI),
