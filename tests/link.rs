@@ -167,6 +167,11 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), test: &str) {
     // The tunnel addresses answer too: the gateways reach each other across the link.
     ping(&lab, "ga", "169.254.0.2");
     ping(&lab, "ga", "fd00::2");
+    // TCP transfers, over IPv4 and over IPv6.
+    for (tag, server) in [("tcp4", "10.2.0.2"), ("tcp6", "fd02::2")] {
+        let received = tcp_transfer(&mut lab, tag, server);
+        assert!(received > 1_000_000, "{tag}: only {received} octets");
+    }
     lab.wait_for(
         "the probes to report the peer",
         Duration::from_secs(5),
@@ -245,6 +250,37 @@ fn dissects_as_macsec(pcap: &Path, an: u8) {
         frames >= 12,
         "only {frames} MACsec frames from gateway A:\n{text}"
     );
+}
+
+/// A one-second iperf3 TCP transfer from host A to `server` on host B; the octets received.
+fn tcp_transfer(lab: &mut Lab, tag: &str, server: &str) -> u64 {
+    let name = format!("iperf-{tag}");
+    lab.spawn_in(
+        &name,
+        "hb",
+        Path::new("iperf3"),
+        &["-s", "-1", "--forceflush"],
+    );
+    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
+        lab.log(&name).contains("listening")
+    });
+    let out = lab.try_exec("ha", &["iperf3", "-c", server, "-t", "1", "-J"]);
+    let _ = lab.stop(&name);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "bytes" of "sum_received", without a JSON parser: the last "bytes" of the report.
+    let key = "\"sum_received\"";
+    let Some(at) = text.find(key) else {
+        panic!(
+            "iperf3 to {server} failed:\n{text}\n--- ga.log\n{}",
+            lab.log("ga")
+        );
+    };
+    text[at..]
+        .split("\"bytes\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
 }
 
 /// Starts tcpdump on `dev` of gateway A, writing `<dir>/<name>.pcap`.
@@ -398,6 +434,7 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
     inject(&lab.ns("ga"), "wan", &forged);
     // The link carries on.
     ping(&lab, "ha", "10.2.0.2");
+    ping(&lab, "ha", "fd02::2");
 
     let (status, log) = lab.stop("gb");
     assert_eq!(status, Some(0), "{log}");

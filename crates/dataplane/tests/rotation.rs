@@ -1,4 +1,5 @@
-//! SA rotation while a TCP transfer runs across the link: no frame is dropped because of it.
+//! SA rotation while TCP transfers (IPv4 and IPv6) run across the link, on both transports:
+//! no frame is dropped because of it.
 //! Two `Link`s run in this process, each created from a thread that entered its gateway's
 //! network namespace (the sockets and the TUN interface stay in that namespace). Needs root.
 
@@ -21,16 +22,31 @@ fn key(seed: u8) -> SaKeys {
     }
 }
 
+fn udp(local: &str, remote: &str) -> Underlay {
+    Underlay::Udp {
+        local: local.parse::<SocketAddr>().unwrap(),
+        remote: remote.parse().unwrap(),
+    }
+}
+
+fn ethernet(peer_mac: &str) -> Underlay {
+    let mut mac = [0u8; 6];
+    for (m, part) in mac.iter_mut().zip(peer_mac.split(':')) {
+        *m = u8::from_str_radix(part, 16).unwrap();
+    }
+    Underlay::Ethernet {
+        ifname: "wan".into(),
+        peer_mac: mac,
+    }
+}
+
 /// Starts a link inside namespace `ns` and configures its TUN interface there.
-fn start_in(ns: &str, local: &str, remote: &str, tun_addr: &str, keys: StaticSas) -> Link {
+fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Link {
     let ns_path = format!("/run/netns/{ns}");
     let spec = LinkSpec {
         name: "rot".into(),
         ifname: "il0".into(),
-        underlay: Underlay::Udp {
-            local: local.parse::<SocketAddr>().unwrap(),
-            remote: remote.parse().unwrap(),
-        },
+        underlay,
         suite: CipherSuite::GcmAes256,
         backend: Backend::default(),
         sci: None,
@@ -64,18 +80,24 @@ fn start_in(ns: &str, local: &str, remote: &str, tun_addr: &str, keys: StaticSas
     .unwrap()
 }
 
-#[test]
-fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
+fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bool) {
     if !netns::require_root() {
         return;
     }
-    let mut lab = Lab::new("rotate");
+    let mut lab = Lab::new(test);
     lab.two_sites();
     let an = |n| An::new(n).unwrap();
+    let (underlay_a, underlay_b) = if ethernet_underlay {
+        (ethernet(netns::MAC_B), ethernet(netns::MAC_A))
+    } else {
+        (
+            udp("192.0.2.1:4789", "192.0.2.2:4789"),
+            udp("192.0.2.2:4789", "192.0.2.1:4789"),
+        )
+    };
     let mut a = start_in(
         &lab.ns("ga"),
-        "192.0.2.1:4789",
-        "192.0.2.2:4789",
+        underlay_a,
         "169.254.0.1",
         StaticSas {
             tx_an: an(0),
@@ -86,8 +108,7 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
     );
     let mut b = start_in(
         &lab.ns("gb"),
-        "192.0.2.2:4789",
-        "192.0.2.1:4789",
+        underlay_b,
         "169.254.0.2",
         StaticSas {
             tx_an: an(0),
@@ -98,23 +119,35 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
     );
     lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
     lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+    lab.route("ga", &["fd02::/64", "dev", "il0"]);
+    lab.route("gb", &["fd01::/64", "dev", "il0"]);
 
-    lab.spawn_in(
-        "server",
-        "hb",
-        Path::new("iperf3"),
-        &["-s", "-1", "--forceflush"],
-    );
-    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
-        lab.log("server").contains("listening")
-    });
-    lab.spawn_in(
-        "client",
-        "ha",
-        Path::new("iperf3"),
-        &["-c", "10.2.0.2", "-t", "6", "-i", "0", "--forceflush"],
-    );
+    // One transfer over IPv4 and one over IPv6, at the same time.
+    for (tag, port) in [("4", "5201"), ("6", "5202")] {
+        let server = format!("server{tag}");
+        lab.spawn_in(
+            &server,
+            "hb",
+            Path::new("iperf3"),
+            &["-s", "-1", "--forceflush", "-p", port],
+        );
+        lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
+            lab.log(&server).contains("listening")
+        });
+    }
+    for (tag, dst, port) in [("4", "10.2.0.2", "5201"), ("6", "fd02::2", "5202")] {
+        lab.spawn_in(
+            &format!("client{tag}"),
+            "ha",
+            Path::new("iperf3"),
+            &["-c", dst, "-p", port, "-t", "6", "-i", "0", "--forceflush"],
+        );
+    }
     std::thread::sleep(Duration::from_millis(1500));
+
+    // What happened before the rotations (a packet can meet an interface that is not up yet
+    // while the link starts) is not the rotation's doing.
+    let before = [a.counters(), b.counters()];
 
     // Twice, as a key agreement protocol would: both receive SAs first, then both
     // transmitters switch. Frames still in flight on the old AN keep validating.
@@ -128,14 +161,17 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
         b.use_tx_sa(an(n)).unwrap();
         std::thread::sleep(Duration::from_millis(1500));
     }
-    lab.wait_for("the transfer to end", Duration::from_secs(15), || {
-        lab.log("client").contains("iperf Done")
-    });
-    let report = lab.log("client");
-    assert!(report.contains("receiver"), "{report}");
+    for tag in ["4", "6"] {
+        let client = format!("client{tag}");
+        lab.wait_for("the transfers to end", Duration::from_secs(15), || {
+            lab.log(&client).contains("iperf Done")
+        });
+        let report = lab.log(&client);
+        assert!(report.contains("receiver"), "{report}");
+    }
 
     // The last SA carried traffic both ways, and nothing was dropped on either side.
-    for (name, link) in [("a", &a), ("b", &b)] {
+    for ((name, link), before) in [("a", &a), ("b", &b)].into_iter().zip(before) {
         let sent_on_an2 = link
             .tx_secy()
             .sa(an(2))
@@ -147,12 +183,47 @@ fn sa_rotation_during_a_tcp_transfer_drops_nothing() {
             sent_on_an2 - 1
         );
         let c = link.counters();
-        assert_eq!(c.secy_rx.dropped(), 0, "{name}: {:?}", c.secy_rx);
-        assert_eq!(c.secy_tx.dropped(), 0, "{name}: {:?}", c.secy_tx);
-        assert_eq!(c.link.underlay_tx_errors, 0, "{name}: {:?}", c.link);
-        assert_eq!(c.link.tun_tx_errors, 0, "{name}: {:?}", c.link);
-        assert!(c.secy_rx.in_pkts_ok > 1000, "{name}: {:?}", c.secy_rx);
+        let grew = |now: u64, then: u64| now - then;
+        assert_eq!(
+            grew(c.secy_rx.dropped(), before.secy_rx.dropped()),
+            0,
+            "{name}: {:?}",
+            c.secy_rx
+        );
+        assert_eq!(
+            grew(c.secy_tx.dropped(), before.secy_tx.dropped()),
+            0,
+            "{name}: {:?}",
+            c.secy_tx
+        );
+        assert_eq!(
+            grew(c.link.underlay_tx_errors, before.link.underlay_tx_errors),
+            0,
+            "{name}: {:?}",
+            c.link
+        );
+        assert_eq!(
+            grew(c.link.tun_tx_errors, before.link.tun_tx_errors),
+            0,
+            "{name}: {:?}",
+            c.link
+        );
+        assert!(
+            grew(c.secy_rx.in_pkts_ok, before.secy_rx.in_pkts_ok) > 1000,
+            "{name}: {:?}",
+            c.secy_rx
+        );
     }
     a.stop();
     b.stop();
+}
+
+#[test]
+fn udp_sa_rotation_during_tcp_transfers_drops_nothing() {
+    rotation_during_tcp_transfers_drops_nothing("rotudp", false);
+}
+
+#[test]
+fn ethernet_sa_rotation_during_tcp_transfers_drops_nothing() {
+    rotation_during_tcp_transfers_drops_nothing("roteth", true);
 }
