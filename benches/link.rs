@@ -27,15 +27,7 @@ struct Figures {
 
 fn iperf(lab: &mut Lab, tag: &str, args: &[&str]) -> serde_json::Value {
     let server = format!("iperf-server-{tag}");
-    lab.spawn_in(
-        &server,
-        "hb",
-        Path::new("iperf3"),
-        &["-s", "-1", "--forceflush"],
-    );
-    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
-        lab.log(&server).contains("listening")
-    });
+    lab.iperf3_server(&server, "hb", "5201");
     let mut full = vec!["iperf3", "-c", "10.2.0.2", "-J", "-t", SECONDS];
     full.extend_from_slice(args);
     let out = lab.try_exec("ha", &full);

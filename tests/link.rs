@@ -255,32 +255,17 @@ fn dissects_as_macsec(pcap: &Path, an: u8) {
 /// A one-second iperf3 TCP transfer from host A to `server` on host B; the octets received.
 fn tcp_transfer(lab: &mut Lab, tag: &str, server: &str) -> u64 {
     let name = format!("iperf-{tag}");
-    lab.spawn_in(
-        &name,
-        "hb",
-        Path::new("iperf3"),
-        &["-s", "-1", "--forceflush"],
-    );
-    lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
-        lab.log(&name).contains("listening")
-    });
+    lab.iperf3_server(&name, "hb", "5201");
     let out = lab.try_exec("ha", &["iperf3", "-c", server, "-t", "1", "-J"]);
     let _ = lab.stop(&name);
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "bytes" of "sum_received", without a JSON parser: the last "bytes" of the report.
-    let key = "\"sum_received\"";
-    let Some(at) = text.find(key) else {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "iperf3 to {server} failed:\n{text}\n--- ga.log\n{}",
+            "iperf3 to {server}: {e}\n{}\n--- ga.log\n{}",
+            String::from_utf8_lossy(&out.stdout),
             lab.log("ga")
-        );
-    };
-    text[at..]
-        .split("\"bytes\":")
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .map_or(0, |n| n as u64)
+        )
+    });
+    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
 }
 
 /// Starts tcpdump on `dev` of gateway A, writing `<dir>/<name>.pcap`.

@@ -171,6 +171,20 @@ impl Lab {
         self.daemons.push((short.to_owned(), child));
     }
 
+    /// Starts a one-shot iperf3 server, known as `name`, in namespace `ns` on `port`, and
+    /// waits until it listens.
+    pub fn iperf3_server(&mut self, name: &str, ns: &str, port: &str) {
+        self.spawn_in(
+            name,
+            ns,
+            Path::new("iperf3"),
+            &["-s", "-1", "--forceflush", "-p", port],
+        );
+        self.wait_for("iperf3 to listen", Duration::from_secs(5), || {
+            self.log(name).contains("listening")
+        });
+    }
+
     pub fn log(&self, short: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{short}.log"))).unwrap_or_default()
     }

@@ -124,16 +124,7 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
 
     // One transfer over IPv4 and one over IPv6, at the same time.
     for (tag, port) in [("4", "5201"), ("6", "5202")] {
-        let server = format!("server{tag}");
-        lab.spawn_in(
-            &server,
-            "hb",
-            Path::new("iperf3"),
-            &["-s", "-1", "--forceflush", "-p", port],
-        );
-        lab.wait_for("iperf3 to listen", Duration::from_secs(5), || {
-            lab.log(&server).contains("listening")
-        });
+        lab.iperf3_server(&format!("server{tag}"), "hb", port);
     }
     for (tag, dst, port) in [("4", "10.2.0.2", "5201"), ("6", "fd02::2", "5202")] {
         lab.spawn_in(
