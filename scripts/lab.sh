@@ -118,6 +118,6 @@ The lab is up. Things to try:
   ip netns exec $P-gw-a tcpdump -ni wan -X udp port 4789         # only ciphertext on the underlay
   ip -n $P-gw-a -s link show il0                               # the TUN interface and its counters
   cat $RUN/gw-a.toml $RUN/gw-a.log                             # config and log of gw-a
-  interlinkd self-test                                         # known-answer test, crypto rates
+  $BIN self-test   # known-answer test, crypto rates
 Tear it down with: ./scripts/lab.sh down
 TXT
