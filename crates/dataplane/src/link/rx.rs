@@ -1,0 +1,189 @@
+//! The receive worker: the underlay to TUN. Takes a batch of datagrams or frames (a UDP GRO
+//! message holds many), validates each where it lies, joins consecutive segments of a TCP
+//! flow into one super-packet and writes the user data to TUN; probes go to the liveness
+//! logic.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use interlink_macsec::{Accepted, RxSecY, ADDRS_LEN, ETHERTYPE_MACSEC};
+
+use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
+use crate::counters::Counters;
+use crate::offload::{TcpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
+use crate::probe::{Probe, ETHERTYPE_PROBE};
+use crate::sys::{self, MmsgBatch};
+
+/// Writes the coalesced TCP train, if any, to TUN.
+fn flush(gro: &mut TcpCoalescer, tun: RawFd, counters: &mut Counters) {
+    if gro.is_empty() {
+        return;
+    }
+    let segments = gro.segments();
+    let packet = gro.finish();
+    write_tun(tun, packet, segments, counters);
+}
+
+/// Writes one packet, virtio header first, carrying `segments` IP packets, to TUN.
+fn write_tun(tun: RawFd, packet: &[u8], segments: usize, counters: &mut Counters) {
+    match sys::write(tun, packet) {
+        Ok(_) => {
+            counters.link.tun_tx_packets += segments as u64;
+            counters.link.tun_tx_bytes += (packet.len() - VNET_HDR_LEN) as u64;
+        }
+        Err(_) => counters.link.tun_tx_errors += segments as u64,
+    }
+}
+
+pub(super) struct RxWorker {
+    pub(super) tun: Arc<OwnedFd>,
+    pub(super) sock: Arc<OwnedFd>,
+    pub(super) secy: RxSecY,
+    pub(super) cmds: Receiver<RxCmd>,
+    pub(super) wake: Arc<Waker>,
+    pub(super) shared: Arc<Shared>,
+    /// Over UDP, the stand-in DA and SA written before validation.
+    pub(super) addrs: Option<[u8; ADDRS_LEN]>,
+    pub(super) wire: usize,
+    pub(super) tx_cmds: Sender<TxCmd>,
+    pub(super) tx_wake: Arc<Waker>,
+}
+
+impl RxWorker {
+    pub(super) fn run(mut self) {
+        let mut arena = vec![0u8; BATCH * SLOT];
+        let mut lens = [0usize; BATCH];
+        let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut gro = TcpCoalescer::new();
+        let mut gro_sizes = [0usize; BATCH];
+        let mut counters = Counters::default();
+        let tun = self.tun.as_raw_fd();
+        let sock = self.sock.as_raw_fd();
+        let Some(peer) = self.secy.scs().next().map(|sc| sc.sci()) else {
+            return;
+        };
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            while let Ok(cmd) = self.cmds.try_recv() {
+                match cmd {
+                    RxCmd::InstallSa {
+                        an,
+                        keys,
+                        lowest_pn,
+                        done,
+                    } => {
+                        let r = self.secy.install_sa(peer, an, &keys.as_key(), lowest_pn);
+                        let _ = done.send(r);
+                    }
+                }
+            }
+            let Ok([readable, woken]) = sys::poll_readable([sock, self.wake.fd()], 1000) else {
+                break;
+            };
+            if woken {
+                self.wake.drain();
+            }
+            if !readable {
+                continue;
+            }
+            let n = {
+                let mut chunks = arena.chunks_exact_mut(SLOT);
+                let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| {
+                    chunks.next().map_or(&mut [][..], |c| &mut c[self.wire..])
+                });
+                match mmsg.recv(sock, &mut slots, &mut lens, &mut gro_sizes) {
+                    Ok(n) => n,
+                    // ECONNREFUSED and the like, reported by ICMP for an earlier send.
+                    Err(_) => continue,
+                }
+            };
+            for (i, slot) in arena.chunks_exact_mut(SLOT).take(n).enumerate() {
+                // A UDP GRO message holds datagrams of `size` octets back to back. Each is
+                // validated where it lies; over UDP the stand-in header goes into the 14
+                // octets before it: headroom for the first, the spent ICV of the one before
+                // for the others.
+                let len = lens[i];
+                let size = if gro_sizes[i] == 0 { len } else { gro_sizes[i] };
+                let mut at = 0;
+                while at < len {
+                    let dlen = size.min(len - at);
+                    let frame = &mut slot[at..self.wire + at + dlen];
+                    self.receive(frame, &mut gro, &mut counters);
+                    at += dlen.max(1);
+                }
+            }
+            flush(&mut gro, tun, &mut counters);
+            self.shared.rx.publish(&counters);
+        }
+        self.shared.rx.publish(&counters);
+    }
+
+    /// Validates one frame and delivers its user data: IP to TUN (joined into TCP trains
+    /// where it can be), probes to the liveness logic.
+    fn receive(&mut self, frame: &mut [u8], gro: &mut TcpCoalescer, counters: &mut Counters) {
+        let tun = self.tun.as_raw_fd();
+        counters.link.underlay_rx_packets += 1;
+        counters.link.underlay_rx_bytes += (frame.len() - self.wire) as u64;
+        if let Some(addrs) = &self.addrs {
+            frame[..ADDRS_LEN].copy_from_slice(addrs);
+            frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
+        }
+        // A discard is counted by the SecY.
+        let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
+            return;
+        };
+        if r.user.len() < 2 {
+            counters.link.not_ip += 1;
+            return;
+        }
+        let ip = r.user.start + 2;
+        let ethertype = u16::from_be_bytes([frame[r.user.start], frame[ip - 1]]);
+        match ethertype {
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+                if gro.append(&frame[ip..r.user.end]) {
+                    return;
+                }
+                flush(gro, tun, counters);
+                if gro.start(&frame[ip..r.user.end]) {
+                    return;
+                }
+                // Not TCP data: on its own. TUN takes a virtio header before each packet; it
+                // goes over octets of the SecTAG that have served.
+                let vh = ip - VNET_HDR_LEN;
+                VirtioNetHdr::default().emit(&mut frame[vh..ip]);
+                write_tun(tun, &frame[vh..r.user.end], 1, counters);
+            }
+            // Only an authenticated probe says anything about the link.
+            ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
+                self.probe(Probe::parse(&frame[ip..r.user.end]), counters)
+            }
+            _ => counters.link.not_ip += 1,
+        }
+    }
+
+    fn probe(&self, probe: Option<Probe>, counters: &mut Counters) {
+        match probe {
+            Some(Probe::Request { seq, sent_ns }) => {
+                // The transmit worker sends the reply, so one thread sends in PN order.
+                if self
+                    .tx_cmds
+                    .send(TxCmd::ProbeReply { seq, sent_ns })
+                    .is_ok()
+                {
+                    self.tx_wake.wake();
+                }
+            }
+            Some(Probe::Reply { sent_ns, .. }) => {
+                counters.link.probe_replies_received += 1;
+                let rtt = Duration::from_nanos(self.shared.now_ns().saturating_sub(sent_ns));
+                if let Ok(mut l) = self.shared.liveness.lock() {
+                    l.0.record(rtt);
+                    l.1 = Some(Instant::now());
+                }
+            }
+            None => counters.link.not_ip += 1,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The transmit worker: TUN to the underlay. Reads a batch from TUN, protects each packet in
+//! place and sends the batch; TSO super-packets are split into segments that go out as one
+//! UDP GSO send per chunk. Packets leave in the order they were protected, so PNs rise on the
+//! wire.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use interlink_macsec::{TxSecY, ADDRS_LEN, ICV_LEN};
+
+use super::{Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, SLOT};
+use crate::counters::Counters;
+use crate::offload::{
+    complete_checksum, tcp_segment, TcpShape, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE,
+    VNET_HDR_LEN,
+};
+use crate::probe::{Probe, ETHERTYPE_PROBE, PROBE_LEN};
+use crate::sys::{self, MmsgBatch};
+
+fn ip_ethertype(packet: &[u8]) -> Option<u16> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => Some(ETHERTYPE_IPV4),
+        Some(6) => Some(ETHERTYPE_IPV6),
+        _ => None,
+    }
+}
+
+pub(super) struct TxWorker {
+    pub(super) tun: Arc<OwnedFd>,
+    pub(super) sock: Arc<OwnedFd>,
+    pub(super) secy: TxSecY,
+    pub(super) cmds: Receiver<TxCmd>,
+    pub(super) wake: Arc<Waker>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) addrs: [u8; ADDRS_LEN],
+    pub(super) wire: usize,
+    pub(super) mtu: u32,
+    pub(super) probe_interval: Duration,
+}
+
+impl TxWorker {
+    pub(super) fn run(mut self) {
+        let mut arena = vec![0u8; BATCH * SLOT];
+        let mut lens = [0usize; BATCH];
+        let mut mmsg = MmsgBatch::<BATCH>::new();
+        let mut segs = Segments::new(self.secy.header_len() + 2 + self.mtu as usize + ICV_LEN);
+        let mut counters = Counters::default();
+        let mut control = vec![0u8; 128];
+        let mut probes = Vec::with_capacity(BATCH);
+        let mut next_probe = Instant::now();
+        let mut seq = 0u32;
+        let tun = self.tun.as_raw_fd();
+        let sock = self.sock.as_raw_fd();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            // Control messages and probes: between batches, never per packet.
+            while let Ok(cmd) = self.cmds.try_recv() {
+                match cmd {
+                    TxCmd::SecY(secy) => self.secy = secy,
+                    TxCmd::ProbeReply { seq, sent_ns } => {
+                        probes.push(Probe::Reply { seq, sent_ns })
+                    }
+                }
+            }
+            if Instant::now() >= next_probe {
+                seq = seq.wrapping_add(1);
+                probes.push(Probe::Request {
+                    seq,
+                    sent_ns: self.shared.now_ns(),
+                });
+                next_probe = Instant::now() + self.probe_interval;
+            }
+            for p in probes.drain(..) {
+                if self.send_probe(&mut control, p, &mut counters) {
+                    match p {
+                        Probe::Request { .. } => counters.link.probes_sent += 1,
+                        Probe::Reply { .. } => counters.link.probe_replies_sent += 1,
+                    }
+                }
+            }
+
+            let timeout = next_probe
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .clamp(1, 1000) as i32;
+            let Ok([readable, woken]) = sys::poll_readable([tun, self.wake.fd()], timeout) else {
+                break;
+            };
+            if woken {
+                self.wake.drain();
+            }
+            if !readable {
+                self.shared.tx.publish(&counters);
+                continue;
+            }
+
+            let hdr = self.secy.header_len();
+            // Each read lands with its virtio header just before the packet, so that the
+            // packet starts where the user data goes (after the EtherType).
+            let at = hdr + 2 - VNET_HDR_LEN;
+            let mut n = 0;
+            for slot in arena.chunks_exact_mut(SLOT) {
+                match sys::read_nonblocking(tun, &mut slot[at..SLOT - ICV_LEN]) {
+                    Ok(Some(len)) if len >= VNET_HDR_LEN => {
+                        lens[n] = len - VNET_HDR_LEN;
+                        n += 1;
+                    }
+                    Ok(Some(_)) => counters.link.not_ip += 1,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            // Packets are protected in order and sent in order, so that PNs rise on the wire:
+            // before the segments of a TSO packet go out, the packets protected before it do.
+            let mut pending = 0;
+            for i in 0..n {
+                let slot = &mut arena[i * SLOT..(i + 1) * SLOT];
+                let len = lens[i];
+                lens[i] = 0;
+                counters.link.tun_rx_packets += 1;
+                counters.link.tun_rx_bytes += len as u64;
+                let vh = VirtioNetHdr::parse(&slot[at..hdr + 2]).unwrap_or_default();
+                let pkt = &mut slot[hdr + 2..hdr + 2 + len];
+                if vh.gso_type & !GSO_ECN != GSO_NONE {
+                    let (packets, m) =
+                        wire_packets::<BATCH>(&arena, SLOT, &lens, pending, i, self.wire);
+                    send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+                    pending = i + 1;
+                    let pkt = &arena[i * SLOT + hdr + 2..i * SLOT + hdr + 2 + len];
+                    self.send_segments(pkt, &vh, &mut segs, &mut counters);
+                    continue;
+                }
+                if vh.flags & F_NEEDS_CSUM != 0
+                    && complete_checksum(
+                        pkt,
+                        usize::from(vh.csum_start),
+                        usize::from(vh.csum_offset),
+                    )
+                    .is_err()
+                {
+                    counters.link.not_ip += 1;
+                    continue;
+                }
+                lens[i] = self.protect(slot, len, &mut counters);
+            }
+            let (packets, m) = wire_packets::<BATCH>(&arena, SLOT, &lens, pending, n, self.wire);
+            send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+            self.shared.tx.publish(&counters);
+        }
+        self.shared.tx.publish(&counters);
+    }
+
+    /// Frames the IP packet at `hdr + 2` of `slot` and protects it; the frame length, or 0 if
+    /// the packet is not IP or the SecY refused it (and counted why).
+    fn protect(&self, slot: &mut [u8], len: usize, counters: &mut Counters) -> usize {
+        let hdr = self.secy.header_len();
+        let Some(ethertype) = ip_ethertype(&slot[hdr + 2..hdr + 2 + len]) else {
+            counters.link.not_ip += 1;
+            return 0;
+        };
+        slot[..ADDRS_LEN].copy_from_slice(&self.addrs);
+        slot[hdr..hdr + 2].copy_from_slice(&ethertype.to_be_bytes());
+        match self.secy.protect(&mut counters.secy_tx, slot, len + 2) {
+            Ok(p) => p.len,
+            Err(_) => 0,
+        }
+    }
+
+    /// Splits a TSO packet into segments, protects and sends them, a batch at a time.
+    fn send_segments(
+        &self,
+        pkt: &[u8],
+        vh: &VirtioNetHdr,
+        segs: &mut Segments,
+        counters: &mut Counters,
+    ) {
+        let Ok(shape) = TcpShape::of(pkt) else {
+            counters.link.not_ip += 1;
+            return;
+        };
+        let hdr = self.secy.header_len();
+        let mss = usize::from(vh.gso_size);
+        let count = shape.segments(mss);
+        // Over UDP the segments of a chunk leave as one GSO send, whose payload the kernel
+        // limits to a UDP datagram's (64 KiB); Ethernet frames go out one by one.
+        let udp = self.wire != 0;
+        let datagram = hdr - self.wire + 2 + shape.hdr_len + mss + ICV_LEN;
+        let per_send = if udp {
+            (MAX_GSO_PAYLOAD / datagram).clamp(1, SEG_BATCH)
+        } else {
+            SEG_BATCH
+        };
+        let mut k = 0;
+        while k < count {
+            let chunk = (count - k).min(per_send);
+            for j in 0..chunk {
+                let slot = segs.slot(j);
+                let end = slot.len() - ICV_LEN;
+                segs.lens[j] = match tcp_segment(pkt, &shape, mss, k + j, &mut slot[hdr + 2..end]) {
+                    Ok(len) => self.protect(slot, len, counters),
+                    Err(_) => {
+                        counters.link.not_ip += 1;
+                        0
+                    }
+                };
+            }
+            let (packets, m) = wire_packets::<SEG_BATCH>(
+                &segs.arena,
+                segs.slot_len,
+                &segs.lens,
+                0,
+                chunk,
+                self.wire,
+            );
+            let packets = &packets[..m];
+            // GSO needs every datagram but the last of the first one's size.
+            let even = m > 1
+                && m == chunk
+                && packets[..m - 1].iter().all(|p| p.len() == packets[0].len())
+                && packets[m - 1].len() <= packets[0].len();
+            if udp && even && segs.mmsg.send_gso(self.sock.as_raw_fd(), packets).is_ok() {
+                counters.link.underlay_tx_packets += m as u64;
+                counters.link.underlay_tx_bytes +=
+                    packets.iter().map(|p| p.len() as u64).sum::<u64>();
+            } else {
+                send_all(&mut segs.mmsg, self.sock.as_raw_fd(), packets, counters);
+            }
+            k += chunk;
+        }
+    }
+
+    /// Protects and sends one probe; false if it could not go out.
+    fn send_probe(&self, buf: &mut [u8], probe: Probe, counters: &mut Counters) -> bool {
+        let hdr = self.secy.header_len();
+        let user_len = 2 + PROBE_LEN;
+        if buf.len() < hdr + user_len + ICV_LEN {
+            return false;
+        }
+        buf[..ADDRS_LEN].copy_from_slice(&self.addrs);
+        buf[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_PROBE.to_be_bytes());
+        probe.emit(&mut buf[hdr + 2..hdr + user_len]);
+        let Ok(p) = self.secy.protect(&mut counters.secy_tx, buf, user_len) else {
+            return false;
+        };
+        let mut mmsg = MmsgBatch::<1>::new();
+        let before = counters.link.underlay_tx_packets;
+        send_all(
+            &mut mmsg,
+            self.sock.as_raw_fd(),
+            &[&buf[self.wire..p.len]],
+            counters,
+        );
+        counters.link.underlay_tx_packets > before
+    }
+}
+
+/// Segments of one TSO packet protected per send (the kernel's UDP GSO limit is 64).
+const SEG_BATCH: usize = 64;
+/// What one UDP GSO send may carry: the largest UDP payload, with room to spare.
+const MAX_GSO_PAYLOAD: usize = 65_000;
+
+/// Buffers for the segments of a TSO packet, allocated once per worker.
+struct Segments {
+    arena: Vec<u8>,
+    slot_len: usize,
+    lens: [usize; SEG_BATCH],
+    mmsg: MmsgBatch<SEG_BATCH>,
+}
+
+impl Segments {
+    fn new(slot_len: usize) -> Segments {
+        Segments {
+            arena: vec![0; slot_len * SEG_BATCH],
+            slot_len,
+            lens: [0; SEG_BATCH],
+            mmsg: MmsgBatch::new(),
+        }
+    }
+
+    fn slot(&mut self, j: usize) -> &mut [u8] {
+        &mut self.arena[j * self.slot_len..(j + 1) * self.slot_len]
+    }
+}
+
+/// The protected frames of slots `from..to` (at most `N`) of an arena of `slot`-sized slots,
+/// as they go on the wire, and how many there are.
+fn wire_packets<'a, const N: usize>(
+    arena: &'a [u8],
+    slot: usize,
+    lens: &[usize],
+    from: usize,
+    to: usize,
+    wire: usize,
+) -> ([&'a [u8]; N], usize) {
+    let mut packets: [&[u8]; N] = [&[]; N];
+    let mut m = 0;
+    for i in from..to.min(from + N) {
+        if lens[i] > 0 {
+            packets[m] = &arena[i * slot + wire..i * slot + lens[i]];
+            m += 1;
+        }
+    }
+    (packets, m)
+}
+
+/// Sends every packet, skipping one that the kernel refuses and going on with the rest.
+fn send_all<const N: usize>(
+    mmsg: &mut MmsgBatch<N>,
+    sock: RawFd,
+    packets: &[&[u8]],
+    counters: &mut Counters,
+) {
+    let mut start = 0;
+    while start < packets.len() {
+        let (sent, err) = mmsg.send(sock, &packets[start..]);
+        for p in &packets[start..start + sent] {
+            counters.link.underlay_tx_packets += 1;
+            counters.link.underlay_tx_bytes += p.len() as u64;
+        }
+        start += sent;
+        if err.is_some() {
+            counters.link.underlay_tx_errors += 1;
+            start += 1;
+        }
+    }
+}
