@@ -84,7 +84,7 @@ fn plain(lab: &mut Lab) -> Figures {
     f
 }
 
-fn interlink(lab: &mut Lab) -> Figures {
+fn interlink(lab: &mut Lab, queues: usize) -> Figures {
     let key = |seed: u8| -> String { (0..32).map(|i| format!("{:02x}", i ^ seed)).collect() };
     lab.secret("a.sak", &key(0xa0));
     lab.secret("b.sak", &key(0xb0));
@@ -114,10 +114,13 @@ fn interlink(lab: &mut Lab) -> Figures {
             &format!(
                 "[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
                  transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"\n\
+                 queues = {queues}\n\
                  [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"static\"\n\
                  tx_sak_file = \"{tx}\"\nrx_sak_file = \"{rx}\"\ntx_ssci = {}\nrx_ssci = {}\n\
-                 salt = \"000102030405060708090a0b\"\n",
-                ssci.0, ssci.1
+                 salt = \"000102030405060708090a0b\"\nreplay_window = {}\n",
+                ssci.0,
+                ssci.1,
+                if queues > 1 { 256 } else { 0 }
             ),
         );
         let cfg = cfg.to_str().unwrap().to_owned();
@@ -130,7 +133,7 @@ fn interlink(lab: &mut Lab) -> Figures {
     );
     lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
     lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
-    let f = measure(lab, "interlink");
+    let f = measure(lab, &format!("interlink{queues}"));
     lab.stop("ga");
     lab.stop("gb");
     f
@@ -235,7 +238,8 @@ fn main() {
     let mut lab = Lab::new("bench");
     lab.two_sites();
     let veth = plain(&mut lab);
-    let il = interlink(&mut lab);
+    let il = interlink(&mut lab, 1);
+    let il2 = interlink(&mut lab, 2);
     let wg = wireguard_go(&mut lab);
 
     println!("\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, one run:");
@@ -246,6 +250,7 @@ fn main() {
     for (name, f) in [
         ("plain routed veth (ceiling)", &veth),
         ("interlink, UDP, GCM-AES-XPN-256", &il),
+        ("  the same with 2 transmit queues", &il2),
         ("wireguard-go (reference)", &wg),
     ] {
         println!(

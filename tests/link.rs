@@ -19,8 +19,17 @@ enum Wire {
 }
 
 /// Gateway `side`'s config. Gateway A sends on AN `ans.0`, gateway B on `ans.1`.
-fn config(lab: &Lab, side: &str, suite: &str, wire: Wire, ans: (u8, u8)) -> std::path::PathBuf {
+fn config(
+    lab: &Lab,
+    side: &str,
+    suite: &str,
+    wire: Wire,
+    ans: (u8, u8),
+    queues: usize,
+) -> std::path::PathBuf {
     let (tx_an, rx_an) = if side == "a" { ans } else { (ans.1, ans.0) };
+    // Several transmit queues put PNs out of order: then a window.
+    let window = if queues > 1 { 256 } else { 0 };
     let (me, peer, tun4, tun6, ssci) = match side {
         "a" => (
             "192.0.2.1",
@@ -69,6 +78,7 @@ interface = "il0"
 addresses = ["{tun4}", "{tun6}"]
 {transport}
 probe_interval = "200ms"
+queues = {queues}
 
 [link.macsec]
 cipher_suite = "{suite}"
@@ -77,6 +87,7 @@ tx_sak_file = "{tx}"
 rx_sak_file = "{rx}"
 an = {tx_an}
 rx_an = {rx_an}
+replay_window = {window}
 {xpn}"#,
             peer_side = if side == "a" { "b" } else { "a" },
         ),
@@ -95,10 +106,10 @@ fn interface_up(lab: &Lab, ns: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP")
 }
 
-fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire, ans: (u8, u8)) {
+fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire, ans: (u8, u8), queues: usize) {
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     for side in ["a", "b"] {
-        let cfg = config(lab, side, suite, wire, ans);
+        let cfg = config(lab, side, suite, wire, ans, queues);
         let cfg = cfg.to_str().unwrap().to_owned();
         lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
     }
@@ -131,14 +142,14 @@ fn ping(lab: &Lab, from: &str, to: &str) {
     );
 }
 
-fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), test: &str) {
+fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), queues: usize, test: &str) {
     if !netns::require_root() {
         return;
     }
     let mut lab = Lab::new(test);
     lab.two_sites();
     keys(&lab, suite);
-    start_gateways(&mut lab, suite, wire, ans);
+    start_gateways(&mut lab, suite, wire, ans, queues);
     capture(&mut lab, "cap-wan", "wan", "");
     capture(&mut lab, "cap-lan", "lan", "");
     ping(&lab, "ha", "10.2.0.2");
@@ -291,23 +302,23 @@ fn stop_capture(lab: &mut Lab, name: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn udp_gcm_aes_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-256", Wire::Udp, (0, 0), "udp256");
+    hosts_reach_each_other("gcm-aes-256", Wire::Udp, (0, 0), 1, "udp256");
 }
 
 #[test]
 fn udp_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
-    // Each side on its own AN, as `ip macsec` allows.
-    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Udp, (1, 3), "udpxpn");
+    // Each side on its own AN, as `ip macsec` allows; two transmit queues per link.
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Udp, (1, 3), 2, "udpxpn");
 }
 
 #[test]
 fn ethernet_gcm_aes_128_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-128", Wire::Ethernet, (0, 0), "eth128");
+    hosts_reach_each_other("gcm-aes-128", Wire::Ethernet, (0, 0), 1, "eth128");
 }
 
 #[test]
 fn ethernet_gcm_aes_xpn_256_carries_ipv4_and_ipv6() {
-    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Ethernet, (2, 1), "ethxpn");
+    hosts_reach_each_other("gcm-aes-xpn-256", Wire::Ethernet, (2, 1), 1, "ethxpn");
 }
 
 #[test]
@@ -379,7 +390,7 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
     let mut lab = Lab::new(test);
     lab.two_sites();
     keys(&lab, suite);
-    start_gateways(&mut lab, suite, wire, (0, 0));
+    start_gateways(&mut lab, suite, wire, (0, 0), 1);
     let filter = match wire {
         Wire::Ethernet => "ether src 02:00:00:00:00:0a and ether proto 0x88e5",
         Wire::Udp => "src host 192.0.2.1 and udp port 4789",

@@ -71,6 +71,7 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         },
         mtu: link.mtu,
         probe_interval: link.probe_interval,
+        queues: link.queues,
         keys: Some(StaticSas {
             tx_an: keys.an,
             rx_an: keys.rx_an,

@@ -49,6 +49,8 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// How often a liveness probe goes through the secure channel.
     pub probe_interval: Duration,
+    /// TUN queues, each with its own transmit worker (thread).
+    pub queues: usize,
     pub macsec: Macsec,
 }
 
@@ -126,6 +128,7 @@ struct RawLink {
     peer_mac: Option<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
     probe_interval: Option<Spanned<String>>,
+    queues: Option<Spanned<i64>>,
     macsec: Spanned<RawMacsec>,
 }
 
@@ -303,6 +306,30 @@ impl Checker<'_, '_> {
             },
         };
         let macsec = self.macsec(l.macsec.span(), l.macsec.get_ref());
+        let queues = match &l.queues {
+            None => 1,
+            Some(q) => match usize::try_from(*q.get_ref()) {
+                Ok(n @ 1..=64) => {
+                    // Several transmitters put PNs on the wire out of order.
+                    if n > 1 && macsec.as_ref().is_some_and(|m| m.replay_window == 0) {
+                        self.hint(
+                            q.span(),
+                            format!("queues = {n} sends packet numbers out of order, and replay_window is 0"),
+                            format!("set replay_window to at least {} on both sides", 64 * n),
+                        );
+                    }
+                    n
+                }
+                _ => {
+                    self.hint(
+                        q.span(),
+                        format!("queues {} is out of range", q.get_ref()),
+                        "1 to 64",
+                    );
+                    1
+                }
+            },
+        };
         Some(Link {
             name: name.clone(),
             interface: ifname.clone(),
@@ -310,6 +337,7 @@ impl Checker<'_, '_> {
             transport: transport?,
             mtu,
             probe_interval,
+            queues,
             macsec: macsec?,
         })
     }

@@ -334,3 +334,28 @@ fn the_example_config_parses() {
     assert_eq!(c.links.len(), 1);
     assert_eq!(c.links[0].macsec.cipher_suite, CipherSuite::GcmAesXpn256);
 }
+
+#[test]
+fn queues_need_a_replay_window() {
+    let d = keys("queues");
+    let with = |extra: &str| {
+        UDP_LINK.replace(
+            "transport = \"udp\"",
+            &format!("transport = \"udp\"\n{extra}"),
+        )
+    };
+    let c = d.parse(UDP_LINK).unwrap();
+    assert_eq!(c.links[0].queues, 1);
+    let e = d.parse(&with("queues = 2")).unwrap_err();
+    assert!(
+        e[0].contains("queues = 2 sends packet numbers out of order, and replay_window is 0 (set replay_window to at least 128 on both sides)"),
+        "{e:?}"
+    );
+    let ok = with("queues = 2").replace(
+        "keying = \"static\"",
+        "keying = \"static\"\nreplay_window = 128",
+    );
+    assert_eq!(d.parse(&ok).unwrap().links[0].queues, 2);
+    let e = d.parse(&with("queues = 0")).unwrap_err();
+    assert!(e[0].contains("queues 0 is out of range (1 to 64)"), "{e:?}");
+}

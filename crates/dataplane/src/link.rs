@@ -111,6 +111,9 @@ pub struct LinkSpec {
     pub mtu: Option<u32>,
     pub probe_interval: Duration,
     pub keys: Option<StaticSas>,
+    /// TUN queues, each read by its own transmit worker. More than one puts PNs on the wire
+    /// out of order, within a few batches: the peer then needs a replay window.
+    pub queues: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +168,8 @@ enum RxCmd {
 
 struct Shared {
     stop: AtomicBool,
-    tx: Published,
+    /// One per transmit worker.
+    tx: Vec<Published>,
     rx: Published,
     liveness: Mutex<(Liveness, Option<Instant>)>,
     dead_interval: Duration,
@@ -217,9 +221,10 @@ pub struct Link {
     peer_sci: Sci,
     tx_secy: TxSecY,
     shared: Arc<Shared>,
-    tx_cmds: Sender<TxCmd>,
+    /// One per transmit worker.
+    tx_cmds: Vec<Sender<TxCmd>>,
     rx_cmds: Sender<RxCmd>,
-    tx_wake: Arc<Waker>,
+    tx_wakes: Vec<Arc<Waker>>,
     rx_wake: Arc<Waker>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -254,24 +259,26 @@ impl Link {
             rx_secy.install_sa(peer_sci, keys.rx_an, &keys.rx.as_key(), 1)?;
         }
 
-        let tun = Arc::new(
-            sys::open_tun_queue(&spec.ifname, false)
-                .map_err(io_err(format!("create TUN interface {}", spec.ifname)))?,
-        );
+        let queues = spec.queues.max(1);
+        let tuns = (0..queues)
+            .map(|_| {
+                sys::open_tun_queue(&spec.ifname, queues > 1)
+                    .map(Arc::new)
+                    .map_err(io_err(format!("create TUN interface {}", spec.ifname)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            tx: Published::default(),
+            tx: (0..queues).map(|_| Published::default()).collect(),
             rx: Published::default(),
             liveness: Mutex::new((Liveness::default(), None)),
             dead_interval: spec.probe_interval * 3,
             epoch: Instant::now(),
         });
-        let (tx_cmds, tx_cmd_rx) = mpsc::channel();
         let (rx_cmds, rx_cmd_rx) = mpsc::channel();
-        let tx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
         let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
 
         // DA and SA as each direction's AAD has them (see the module documentation): on
@@ -283,20 +290,38 @@ impl Link {
                 Some(addrs(sci.mac(), peer_sci.mac())),
             ),
         };
-        let tx = TxWorker {
-            tun: tun.clone(),
-            sock: sock.clone(),
-            secy: tx_secy.clone(),
-            cmds: tx_cmd_rx,
-            wake: tx_wake.clone(),
-            shared: shared.clone(),
-            addrs: tx_addrs,
-            wire: wire.offset,
-            mtu,
-            probe_interval: spec.probe_interval,
-        };
+        let short = &spec.name[..spec.name.len().min(8)];
+        let mut threads = Vec::new();
+        let mut tx_cmds = Vec::new();
+        let mut tx_wakes = Vec::new();
+        for (q, tun) in tuns.iter().enumerate() {
+            let (cmds, cmd_rx) = mpsc::channel();
+            let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+            let worker = TxWorker {
+                queue: q,
+                tun: tun.clone(),
+                sock: sock.clone(),
+                secy: tx_secy.clone(),
+                cmds: cmd_rx,
+                wake: wake.clone(),
+                shared: shared.clone(),
+                addrs: tx_addrs,
+                wire: wire.offset,
+                mtu,
+                // One worker sends the probes and the replies.
+                probe_interval: (q == 0).then_some(spec.probe_interval),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("il-tx{q}-{short}"))
+                    .spawn(move || worker.run())
+                    .map_err(io_err("spawn a transmit worker"))?,
+            );
+            tx_cmds.push(cmds);
+            tx_wakes.push(wake);
+        }
         let rx = RxWorker {
-            tun,
+            tun: tuns[0].clone(),
             sock,
             secy: rx_secy,
             cmds: rx_cmd_rx,
@@ -304,20 +329,15 @@ impl Link {
             shared: shared.clone(),
             addrs: rx_addrs,
             wire: wire.offset,
-            tx_cmds: tx_cmds.clone(),
-            tx_wake: tx_wake.clone(),
+            tx_cmds: tx_cmds[0].clone(),
+            tx_wake: tx_wakes[0].clone(),
         };
-        let short = &spec.name[..spec.name.len().min(10)];
-        let threads = vec![
-            std::thread::Builder::new()
-                .name(format!("il-tx-{short}"))
-                .spawn(move || tx.run())
-                .map_err(io_err("spawn the transmit worker"))?,
+        threads.push(
             std::thread::Builder::new()
                 .name(format!("il-rx-{short}"))
                 .spawn(move || rx.run())
                 .map_err(io_err("spawn the receive worker"))?,
-        ];
+        );
         Ok(Link {
             name: spec.name,
             ifname: spec.ifname,
@@ -329,7 +349,7 @@ impl Link {
             shared,
             tx_cmds,
             rx_cmds,
-            tx_wake,
+            tx_wakes,
             rx_wake,
             threads,
         })
@@ -357,8 +377,10 @@ impl Link {
 
     /// The counters of both workers, summed.
     pub fn counters(&self) -> Counters {
-        let mut c = self.shared.tx.read();
-        c.merge(&self.shared.rx.read());
+        let mut c = self.shared.rx.read();
+        for tx in &self.shared.tx {
+            c.merge(&tx.read());
+        }
         c
     }
 
@@ -412,11 +434,12 @@ impl Link {
     }
 
     fn push_tx_secy(&self) -> Result<(), LinkError> {
-        // The worker's copy shares the SAs, so packet numbers carry on where they were.
-        self.tx_cmds
-            .send(TxCmd::SecY(self.tx_secy.clone()))
-            .map_err(|_| LinkError::Stopped)?;
-        self.tx_wake.wake();
+        // The workers' copies share the SAs, so packet numbers carry on where they were.
+        for (cmds, wake) in self.tx_cmds.iter().zip(&self.tx_wakes) {
+            cmds.send(TxCmd::SecY(self.tx_secy.clone()))
+                .map_err(|_| LinkError::Stopped)?;
+            wake.wake();
+        }
         Ok(())
     }
 
@@ -427,7 +450,9 @@ impl Link {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        self.tx_wake.wake();
+        for wake in &self.tx_wakes {
+            wake.wake();
+        }
         self.rx_wake.wake();
         for t in self.threads.drain(..) {
             let _ = t.join();

@@ -56,6 +56,7 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         mtu: None,
         probe_interval: Duration::from_millis(200),
         keys: Some(keys),
+        queues: 1,
     };
     let addr: std::net::IpAddr = tun_addr.parse().unwrap();
     std::thread::spawn(move || {

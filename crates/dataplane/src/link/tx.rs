@@ -29,6 +29,8 @@ fn ip_ethertype(packet: &[u8]) -> Option<u16> {
 }
 
 pub(super) struct TxWorker {
+    /// Which TUN queue this worker reads, and whose counters it publishes.
+    pub(super) queue: usize,
     pub(super) tun: Arc<OwnedFd>,
     pub(super) sock: Arc<OwnedFd>,
     pub(super) secy: TxSecY,
@@ -38,7 +40,8 @@ pub(super) struct TxWorker {
     pub(super) addrs: [u8; ADDRS_LEN],
     pub(super) wire: usize,
     pub(super) mtu: u32,
-    pub(super) probe_interval: Duration,
+    /// Set on the one worker that sends the liveness probes (and the replies).
+    pub(super) probe_interval: Option<Duration>,
 }
 
 impl TxWorker {
@@ -64,13 +67,17 @@ impl TxWorker {
                     }
                 }
             }
+            // Workers that send no probes wake at least once a second for the stop flag.
+            let interval = self.probe_interval.unwrap_or(Duration::from_secs(1));
             if Instant::now() >= next_probe {
-                seq = seq.wrapping_add(1);
-                probes.push(Probe::Request {
-                    seq,
-                    sent_ns: self.shared.now_ns(),
-                });
-                next_probe = Instant::now() + self.probe_interval;
+                if self.probe_interval.is_some() {
+                    seq = seq.wrapping_add(1);
+                    probes.push(Probe::Request {
+                        seq,
+                        sent_ns: self.shared.now_ns(),
+                    });
+                }
+                next_probe = Instant::now() + interval;
             }
             for p in probes.drain(..) {
                 if self.send_probe(&mut control, p, &mut counters) {
@@ -92,7 +99,7 @@ impl TxWorker {
                 self.wake.drain();
             }
             if !readable {
-                self.shared.tx.publish(&counters);
+                self.shared.tx[self.queue].publish(&counters);
                 continue;
             }
 
@@ -146,9 +153,9 @@ impl TxWorker {
             }
             let (packets, m) = wire_packets::<BATCH>(&arena, SLOT, &lens, pending, n, self.wire);
             send_all(&mut mmsg, sock, &packets[..m], &mut counters);
-            self.shared.tx.publish(&counters);
+            self.shared.tx[self.queue].publish(&counters);
         }
-        self.shared.tx.publish(&counters);
+        self.shared.tx[self.queue].publish(&counters);
     }
 
     /// Frames the IP packet at `hdr + 2` of `slot` and protects it; the frame length, or 0 if
