@@ -22,8 +22,10 @@ pub struct LinkCounters {
     pub underlay_rx_bytes: u64,
     /// Datagrams the underlay refused to send (no route, buffer full, ...).
     pub underlay_tx_errors: u64,
-    /// Packets the TUN interface refused (interface down, ...).
+    /// Packets the TUN interface refused.
     pub tun_tx_errors: u64,
+    /// Packets dropped because the TUN interface was down (as while a link starts).
+    pub tun_down: u64,
     /// Packets read from TUN that are neither IPv4 nor IPv6, or validated user data that is
     /// neither IP nor a probe.
     pub not_ip: u64,
@@ -44,6 +46,7 @@ impl LinkCounters {
         self.underlay_rx_bytes += o.underlay_rx_bytes;
         self.underlay_tx_errors += o.underlay_tx_errors;
         self.tun_tx_errors += o.tun_tx_errors;
+        self.tun_down += o.tun_down;
         self.not_ip += o.not_ip;
         self.probes_sent += o.probes_sent;
         self.probe_replies_sent += o.probe_replies_sent;

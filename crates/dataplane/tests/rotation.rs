@@ -137,8 +137,7 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
     }
     std::thread::sleep(Duration::from_millis(1500));
 
-    // What happened before the rotations (a packet can meet an interface that is not up yet
-    // while the link starts) is not the rotation's doing.
+    // What happened before the rotations is not the rotation's doing.
     let before = [a.counters(), b.counters()];
 
     // Twice, as a key agreement protocol would: both receive SAs first, then both
@@ -196,6 +195,12 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
         );
         assert_eq!(
             grew(c.link.tun_tx_errors, before.link.tun_tx_errors),
+            0,
+            "{name}: {:?}",
+            c.link
+        );
+        assert_eq!(
+            grew(c.link.tun_down, before.link.tun_down),
             0,
             "{name}: {:?}",
             c.link

@@ -34,6 +34,8 @@ fn write_tun(tun: RawFd, packet: &[u8], segments: usize, counters: &mut Counters
             counters.link.tun_tx_packets += segments as u64;
             counters.link.tun_tx_bytes += (packet.len() - VNET_HDR_LEN) as u64;
         }
+        // TUN answers EIO while its interface is down.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => counters.link.tun_down += segments as u64,
         Err(_) => counters.link.tun_tx_errors += segments as u64,
     }
 }
