@@ -183,17 +183,25 @@ fn wireguard_go(lab: &mut Lab) -> Figures {
             "10.1.0.0/24",
         ),
     ] {
-        // wireguard-go daemonizes itself and creates the TUN interface. It refuses to run
-        // where the kernel has WireGuard unless told that userspace is what we want.
-        lab.exec(
+        // wireguard-go creates the TUN interface. It runs in the foreground so that the lab
+        // owns it and stops it on every path, and it refuses to run where the kernel has
+        // WireGuard unless told that userspace is what we want.
+        lab.spawn_in(
+            &format!("wireguard-go-{dev}"),
             side,
+            Path::new("env"),
             &[
-                "env",
                 "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
                 "wireguard-go",
+                "-f",
                 dev,
             ],
         );
+        lab.wait_for("wireguard-go's interface", Duration::from_secs(5), || {
+            lab.try_exec(side, &["ip", "link", "show", dev])
+                .status
+                .success()
+        });
         lab.exec(
             side,
             &[
