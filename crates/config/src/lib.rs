@@ -306,30 +306,20 @@ impl Checker<'_, '_> {
             },
         };
         let macsec = self.macsec(l.macsec.span(), l.macsec.get_ref());
-        let queues = match &l.queues {
-            None => 1,
-            Some(q) => match usize::try_from(*q.get_ref()) {
-                Ok(n @ 1..=64) => {
-                    // Several transmitters put PNs on the wire out of order.
-                    if n > 1 && macsec.as_ref().is_some_and(|m| m.replay_window == 0) {
-                        self.hint(
-                            q.span(),
-                            format!("queues = {n} sends packet numbers out of order, and replay_window is 0"),
-                            format!("set replay_window to at least {} on both sides", 64 * n),
-                        );
-                    }
-                    n
-                }
-                _ => {
-                    self.hint(
-                        q.span(),
-                        format!("queues {} is out of range", q.get_ref()),
-                        "1 to 64",
-                    );
-                    1
-                }
-            },
-        };
+        let queues = self
+            .ranged(&l.queues, "queues", 1, 64)
+            .flatten()
+            .unwrap_or(1) as usize;
+        // Several transmitters put PNs on the wire out of order.
+        if let (Some(q), true) = (&l.queues, queues > 1) {
+            if macsec.as_ref().is_some_and(|m| m.replay_window == 0) {
+                self.hint(
+                    q.span(),
+                    format!("queues = {queues} sends packet numbers out of order, and replay_window is 0"),
+                    format!("set replay_window to at least {} on both sides", 64 * queues),
+                );
+            }
+        }
         Some(Link {
             name: name.clone(),
             interface: ifname.clone(),
@@ -437,44 +427,34 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn int<T: TryFrom<i64>>(
+    /// An integer field within `lo..=hi`: `Some(None)` when absent, `None` (and an error)
+    /// when outside the range.
+    fn ranged(
         &mut self,
         field: &Option<Spanned<i64>>,
         name: &str,
-        range: &str,
-    ) -> Option<Option<T>> {
-        match field {
-            None => Some(None),
-            Some(v) => match T::try_from(*v.get_ref()) {
-                Ok(x) => Some(Some(x)),
-                Err(_) => {
-                    self.hint(
-                        v.span(),
-                        format!("{name} {} is out of range", v.get_ref()),
-                        range.to_owned(),
-                    );
-                    None
-                }
-            },
+        lo: i64,
+        hi: i64,
+    ) -> Option<Option<i64>> {
+        let Some(f) = field else {
+            return Some(None);
+        };
+        let v = *f.get_ref();
+        if (lo..=hi).contains(&v) {
+            return Some(Some(v));
         }
+        self.hint(
+            f.span(),
+            format!("{name} {v} is out of range"),
+            format!("{lo} to {hi}"),
+        );
+        None
     }
 
     /// An association number field, 0 to 3, or `default` when absent.
     fn an(&mut self, field: &Option<Spanned<i64>>, name: &str, default: An) -> Option<An> {
-        match field {
-            None => Some(default),
-            Some(f) => {
-                let an = u8::try_from(*f.get_ref()).ok().and_then(An::new);
-                if an.is_none() {
-                    self.hint(
-                        f.span(),
-                        format!("{name} {} is out of range", f.get_ref()),
-                        "0 to 3",
-                    );
-                }
-                an
-            }
-        }
+        let an = self.ranged(field, name, 0, 3)?;
+        Some(an.and_then(|v| An::new(v as u8)).unwrap_or(default))
     }
 
     fn macsec(&mut self, span: Range<usize>, m: &RawMacsec) -> Option<Macsec> {
@@ -485,7 +465,9 @@ impl Checker<'_, '_> {
                 None
             }
         };
-        let replay_window = self.int::<u32>(&m.replay_window, "replay_window", "0 to 4294967295");
+        let replay_window = self
+            .ranged(&m.replay_window, "replay_window", 0, u32::MAX.into())
+            .map(|w| w.map(|w| w as u32));
         let validate = match &m.validate {
             None => Some(ValidateFrames::Strict),
             Some(v) => match v.get_ref().parse() {
@@ -535,8 +517,8 @@ impl Checker<'_, '_> {
         // Checked even when `an` is wrong, so that both mistakes are reported.
         let rx_an = self.an(&m.rx_an, "rx_an", an.unwrap_or(An::ALL[0]));
         let port = self
-            .int::<u16>(&m.port, "port", "1 to 65535")
-            .map(|p| p.unwrap_or(1));
+            .ranged(&m.port, "port", 1, 65535)
+            .map(|p| p.map_or(1, |p| p as u16));
         let sci = |c: &mut Self, f: &Option<Spanned<String>>| match f {
             None => Some(None),
             Some(s) => match s.get_ref().parse::<Sci>() {
@@ -550,8 +532,12 @@ impl Checker<'_, '_> {
         let own_sci = sci(self, &m.sci);
         let peer_sci = sci(self, &m.peer_sci);
         let xpn = if suite.is_xpn() {
-            let tx = self.int::<u32>(&m.tx_ssci, "tx_ssci", "0 to 4294967295");
-            let rx = self.int::<u32>(&m.rx_ssci, "rx_ssci", "0 to 4294967295");
+            let ssci = |c: &mut Self, f, name| {
+                c.ranged(f, name, 0, u32::MAX.into())
+                    .map(|v| v.map(|v| v as u32))
+            };
+            let tx = ssci(self, &m.tx_ssci, "tx_ssci");
+            let rx = ssci(self, &m.rx_ssci, "rx_ssci");
             let salt = match &m.salt {
                 Some(s) => match text::hex(s.get_ref())
                     .ok()

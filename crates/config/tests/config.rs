@@ -359,3 +359,16 @@ fn queues_need_a_replay_window() {
     let e = d.parse(&with("queues = 0")).unwrap_err();
     assert!(e[0].contains("queues 0 is out of range (1 to 64)"), "{e:?}");
 }
+
+#[test]
+fn port_zero_is_refused() {
+    // The SCI port is 1 to 65535, as the hint has always said; 0 used to slip through.
+    let d = keys("port0");
+    let e = d
+        .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"static\"\nport = 0"))
+        .unwrap_err();
+    assert!(
+        e[0].contains("port 0 is out of range (1 to 65535)"),
+        "{e:?}"
+    );
+}
