@@ -157,8 +157,7 @@ impl Lab {
 
     /// Starts `bin args`, known as `name`, inside namespace `ns`; output in `<dir>/<name>.log`.
     pub fn spawn_in(&mut self, name: &str, ns: &str, bin: &Path, args: &[&str]) {
-        let short = name;
-        let log = std::fs::File::create(self.dir.join(format!("{short}.log"))).unwrap();
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(ns)])
             .arg(bin)
@@ -168,7 +167,7 @@ impl Lab {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        self.daemons.push((short.to_owned(), child));
+        self.daemons.push((name.to_owned(), child));
     }
 
     /// Starts a one-shot iperf3 server, known as `name`, in namespace `ns` on `port`, and
