@@ -297,20 +297,30 @@ pub fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Sends raw Ethernet frames out of `ifname` in namespace `ns`, from a thread that enters it.
-pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
+/// Runs `f` on a thread that has entered network namespace `ns` (a full name).
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let ns_path = format!("/run/netns/{ns}");
-    let ifname = std::ffi::CString::new(ifname).unwrap();
-    let frames = frames.to_vec();
     std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns_path).unwrap();
+        let file = std::fs::File::open(&ns_path).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: setns on a namespace file, for this thread only.
         assert_eq!(
-            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
             0,
             "setns"
         );
+        f()
+    })
+}
+
+/// Sends raw Ethernet frames out of `ifname` in namespace `ns`, from a thread that enters it.
+pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let frames = frames.to_vec();
+    in_ns(ns, move || {
         // SAFETY: plain syscalls with checked results; sll is valid for the calls.
         unsafe {
             let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);

@@ -260,13 +260,15 @@ impl Link {
         }
 
         let queues = spec.queues.max(1);
+        let mut uso = true;
         let tuns = (0..queues)
             .map(|_| {
-                sys::open_tun_queue(&spec.ifname, queues > 1)
-                    .map(Arc::new)
-                    .map_err(io_err(format!("create TUN interface {}", spec.ifname)))
+                let (fd, has_uso) = sys::open_tun_queue(&spec.ifname, queues > 1)
+                    .map_err(io_err(format!("create TUN interface {}", spec.ifname)))?;
+                uso &= has_uso;
+                Ok(Arc::new(fd))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, LinkError>>()?;
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
@@ -329,6 +331,7 @@ impl Link {
             shared: shared.clone(),
             addrs: rx_addrs,
             wire: wire.offset,
+            uso,
             tx_cmds: tx_cmds[0].clone(),
             tx_wake: tx_wakes[0].clone(),
         };

@@ -9,6 +9,9 @@
 
 use core::fmt;
 
+mod udp;
+pub use udp::{udp_segment, UdpCoalescer, UdpShape, GSO_UDP_L4};
+
 /// `sizeof(struct virtio_net_hdr)`: what TUN puts before each packet with `IFF_VNET_HDR`.
 pub const VNET_HDR_LEN: usize = 10;
 
@@ -65,7 +68,7 @@ impl VirtioNetHdr {
 pub enum OffloadError {
     /// Not IPv4 or IPv6, or headers cut short.
     Malformed,
-    /// A GSO type other than TCP.
+    /// A GSO type other than TCP and UDP L4.
     UnsupportedGso(u8),
     /// The checksum position lies outside the packet.
     BadChecksumOffset,
@@ -178,6 +181,54 @@ impl TcpShape {
             return 1;
         }
         self.payload_len.div_ceil(mss).max(1)
+    }
+}
+
+/// A super-packet from TUN, TCP (TSO) or UDP (USO), and how to cut it into packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsoShape {
+    Tcp(TcpShape),
+    Udp(UdpShape),
+}
+
+impl GsoShape {
+    /// The shape of `pkt`, which came with GSO type `gso_type`.
+    pub fn of(pkt: &[u8], gso_type: u8) -> Result<GsoShape, OffloadError> {
+        match gso_type & !GSO_ECN {
+            GSO_TCPV4 | GSO_TCPV6 => TcpShape::of(pkt).map(GsoShape::Tcp),
+            GSO_UDP_L4 => UdpShape::of_gso(pkt).map(GsoShape::Udp),
+            t => Err(OffloadError::UnsupportedGso(t)),
+        }
+    }
+
+    /// IP and L4 headers together: what every packet cut from it starts with.
+    pub fn hdr_len(&self) -> usize {
+        match self {
+            GsoShape::Tcp(s) => s.hdr_len,
+            GsoShape::Udp(s) => s.hdr_len(),
+        }
+    }
+
+    /// How many packets of at most `size` octets of payload it makes.
+    pub fn segments(&self, size: usize) -> usize {
+        match self {
+            GsoShape::Tcp(s) => s.segments(size),
+            GsoShape::Udp(s) => s.segments(size),
+        }
+    }
+
+    /// Writes packet `index` into `out`; its length.
+    pub fn segment(
+        &self,
+        pkt: &[u8],
+        size: usize,
+        index: usize,
+        out: &mut [u8],
+    ) -> Result<usize, OffloadError> {
+        match self {
+            GsoShape::Tcp(s) => tcp_segment(pkt, s, size, index, out),
+            GsoShape::Udp(s) => udp_segment(pkt, s, size, index, out),
+        }
     }
 }
 

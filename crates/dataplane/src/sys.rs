@@ -13,6 +13,9 @@ const TUN_F_CSUM: libc::c_ulong = 0x01;
 const TUN_F_TSO4: libc::c_ulong = 0x02;
 const TUN_F_TSO6: libc::c_ulong = 0x04;
 const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
+/// UDP segmentation offload (Linux 6.2+), both families or neither.
+const TUN_F_USO4: libc::c_ulong = 0x20;
+const TUN_F_USO6: libc::c_ulong = 0x40;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -35,7 +38,11 @@ fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
 /// `virtio_net_hdr`, and the interface offloads checksums and TCP segmentation (TSO) to us:
 /// reads may be partial-checksum packets or TCP super-packets (see `offload`). The device
 /// disappears when its last queue is closed.
-pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<OwnedFd> {
+///
+/// UDP segmentation offload is asked for too: where the kernel has it (6.2+), reads may be
+/// UDP GSO packets and writes may be, and the second value is true; an older kernel refuses
+/// it and the TUN works without.
+pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, bool)> {
     let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
     // SAFETY: a valid C string and flags; the result is checked.
     let fd = cvt(unsafe {
@@ -56,8 +63,18 @@ pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<OwnedFd> {
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) })?;
     let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
     // SAFETY: TUNSETOFFLOAD takes its flags by value.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads) })?;
-    Ok(fd)
+    let uso = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            offloads | TUN_F_USO4 | TUN_F_USO6,
+        )
+    } == 0;
+    if !uso {
+        // SAFETY: as above.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads) })?;
+    }
+    Ok((fd, uso))
 }
 
 /// The index of interface `name`, or an error if there is none.

@@ -1,6 +1,6 @@
 //! The receive worker: the underlay to TUN. Takes a batch of datagrams or frames (a UDP GRO
-//! message holds many), validates each where it lies, joins consecutive segments of a TCP
-//! flow into one super-packet and writes the user data to TUN; probes go to the liveness
+//! message holds many), validates each where it lies, joins consecutive segments of a TCP or
+//! UDP flow into one super-packet and writes the user data to TUN; probes go to the liveness
 //! logic.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -13,18 +13,41 @@ use interlink_macsec::{Accepted, RxSecY, ADDRS_LEN, ETHERTYPE_MACSEC};
 
 use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
 use crate::counters::Counters;
-use crate::offload::{TcpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
+use crate::offload::{TcpCoalescer, UdpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
 use crate::probe::{Probe, ETHERTYPE_PROBE};
 use crate::sys::{self, MmsgBatch};
 
-/// Writes the coalesced TCP train, if any, to TUN.
-fn flush(gro: &mut TcpCoalescer, tun: RawFd, counters: &mut Counters) {
-    if gro.is_empty() {
-        return;
+/// Receive offload towards TUN: at most one train, of TCP segments or of UDP datagrams, is
+/// being joined at a time; a packet that does not continue it ends it.
+struct Gro {
+    tcp: TcpCoalescer,
+    udp: UdpCoalescer,
+    /// The TUN takes UDP GSO packets (Linux 6.2+).
+    uso: bool,
+}
+
+impl Gro {
+    /// Joins `pkt` to the train or starts one with it; false if it must go on its own (the
+    /// train that was, if any, has then been written).
+    fn push(&mut self, pkt: &[u8], tun: RawFd, counters: &mut Counters) -> bool {
+        if self.tcp.append(pkt) || self.udp.append(pkt) {
+            return true;
+        }
+        self.flush(tun, counters);
+        self.tcp.start(pkt) || (self.uso && self.udp.start(pkt))
     }
-    let segments = gro.segments();
-    let packet = gro.finish();
-    write_tun(tun, packet, segments, counters);
+
+    /// Writes the train, if any, to TUN.
+    fn flush(&mut self, tun: RawFd, counters: &mut Counters) {
+        if !self.tcp.is_empty() {
+            let segments = self.tcp.segments();
+            write_tun(tun, self.tcp.finish(), segments, counters);
+        }
+        if !self.udp.is_empty() {
+            let segments = self.udp.segments();
+            write_tun(tun, self.udp.finish(), segments, counters);
+        }
+    }
 }
 
 /// Writes one packet, virtio header first, carrying `segments` IP packets, to TUN.
@@ -50,6 +73,8 @@ pub(super) struct RxWorker {
     /// Over UDP, the stand-in DA and SA written before validation.
     pub(super) addrs: Option<[u8; ADDRS_LEN]>,
     pub(super) wire: usize,
+    /// The TUN takes UDP GSO packets: UDP datagrams are joined too.
+    pub(super) uso: bool,
     pub(super) tx_cmds: Sender<TxCmd>,
     pub(super) tx_wake: Arc<Waker>,
 }
@@ -59,7 +84,11 @@ impl RxWorker {
         let mut arena = vec![0u8; BATCH * SLOT];
         let mut lens = [0usize; BATCH];
         let mut mmsg = MmsgBatch::<BATCH>::new();
-        let mut gro = TcpCoalescer::new();
+        let mut gro = Gro {
+            tcp: TcpCoalescer::new(),
+            udp: UdpCoalescer::new(),
+            uso: self.uso,
+        };
         let mut gro_sizes = [0usize; BATCH];
         let mut counters = Counters::default();
         let tun = self.tun.as_raw_fd();
@@ -116,7 +145,7 @@ impl RxWorker {
                     at += dlen.max(1);
                 }
             }
-            flush(&mut gro, tun, &mut counters);
+            gro.flush(tun, &mut counters);
             self.shared.rx.publish(&counters);
         }
         self.shared.rx.publish(&counters);
@@ -124,7 +153,7 @@ impl RxWorker {
 
     /// Validates one frame and delivers its user data: IP to TUN (joined into TCP trains
     /// where it can be), probes to the liveness logic.
-    fn receive(&mut self, frame: &mut [u8], gro: &mut TcpCoalescer, counters: &mut Counters) {
+    fn receive(&mut self, frame: &mut [u8], gro: &mut Gro, counters: &mut Counters) {
         let tun = self.tun.as_raw_fd();
         counters.link.underlay_rx_packets += 1;
         counters.link.underlay_rx_bytes += (frame.len() - self.wire) as u64;
@@ -144,14 +173,10 @@ impl RxWorker {
         let ethertype = u16::from_be_bytes([frame[r.user.start], frame[ip - 1]]);
         match ethertype {
             ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
-                if gro.append(&frame[ip..r.user.end]) {
+                if gro.push(&frame[ip..r.user.end], tun, counters) {
                     return;
                 }
-                flush(gro, tun, counters);
-                if gro.start(&frame[ip..r.user.end]) {
-                    return;
-                }
-                // Not TCP data: on its own. TUN takes a virtio header before each packet; it
+                // Neither TCP data nor UDP: on its own. TUN takes a virtio header before each packet; it
                 // goes over octets of the SecTAG that have served.
                 let vh = ip - VNET_HDR_LEN;
                 VirtioNetHdr::default().emit(&mut frame[vh..ip]);

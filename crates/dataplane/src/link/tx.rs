@@ -14,8 +14,7 @@ use interlink_macsec::{TxSecY, ADDRS_LEN, ICV_LEN};
 use super::{Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, SLOT};
 use crate::counters::Counters;
 use crate::offload::{
-    complete_checksum, tcp_segment, TcpShape, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE,
-    VNET_HDR_LEN,
+    complete_checksum, GsoShape, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, VNET_HDR_LEN,
 };
 use crate::probe::{Probe, ETHERTYPE_PROBE, PROBE_LEN};
 use crate::sys::{self, MmsgBatch};
@@ -56,7 +55,6 @@ impl TxWorker {
         let mut next_probe = Instant::now();
         let mut seq = 0u32;
         let tun = self.tun.as_raw_fd();
-        let sock = self.sock.as_raw_fd();
         while !self.shared.stop.load(Ordering::Relaxed) {
             // Control messages and probes: between batches, never per packet.
             while let Ok(cmd) = self.cmds.try_recv() {
@@ -132,7 +130,7 @@ impl TxWorker {
                 if vh.gso_type & !GSO_ECN != GSO_NONE {
                     let (packets, m) =
                         wire_packets::<BATCH>(&arena, SLOT, &lens, pending, i, self.wire);
-                    send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+                    self.send(&mut mmsg, &packets[..m], &mut counters);
                     pending = i + 1;
                     let pkt = &arena[i * SLOT + hdr + 2..i * SLOT + hdr + 2 + len];
                     self.send_segments(pkt, &vh, &mut segs, &mut counters);
@@ -152,7 +150,7 @@ impl TxWorker {
                 lens[i] = self.protect(slot, len, &mut counters);
             }
             let (packets, m) = wire_packets::<BATCH>(&arena, SLOT, &lens, pending, n, self.wire);
-            send_all(&mut mmsg, sock, &packets[..m], &mut counters);
+            self.send(&mut mmsg, &packets[..m], &mut counters);
             self.shared.tx[self.queue].publish(&counters);
         }
         self.shared.tx[self.queue].publish(&counters);
@@ -174,7 +172,7 @@ impl TxWorker {
         }
     }
 
-    /// Splits a TSO packet into segments, protects and sends them, a batch at a time.
+    /// Splits a TSO or USO packet into segments, protects and sends them, a batch at a time.
     fn send_segments(
         &self,
         pkt: &[u8],
@@ -182,7 +180,7 @@ impl TxWorker {
         segs: &mut Segments,
         counters: &mut Counters,
     ) {
-        let Ok(shape) = TcpShape::of(pkt) else {
+        let Ok(shape) = GsoShape::of(pkt, vh.gso_type) else {
             counters.link.not_ip += 1;
             return;
         };
@@ -192,7 +190,7 @@ impl TxWorker {
         // Over UDP the segments of a chunk leave as one GSO send, whose payload the kernel
         // limits to a UDP datagram's (64 KiB); Ethernet frames go out one by one.
         let udp = self.wire != 0;
-        let datagram = hdr - self.wire + 2 + shape.hdr_len + mss + ICV_LEN;
+        let datagram = hdr - self.wire + 2 + shape.hdr_len() + mss + ICV_LEN;
         let per_send = if udp {
             (MAX_GSO_PAYLOAD / datagram).clamp(1, SEG_BATCH)
         } else {
@@ -204,7 +202,7 @@ impl TxWorker {
             for j in 0..chunk {
                 let slot = segs.slot(j);
                 let end = slot.len() - ICV_LEN;
-                segs.lens[j] = match tcp_segment(pkt, &shape, mss, k + j, &mut slot[hdr + 2..end]) {
+                segs.lens[j] = match shape.segment(pkt, mss, k + j, &mut slot[hdr + 2..end]) {
                     Ok(len) => self.protect(slot, len, counters),
                     Err(_) => {
                         counters.link.not_ip += 1;
@@ -220,20 +218,37 @@ impl TxWorker {
                 chunk,
                 self.wire,
             );
-            let packets = &packets[..m];
-            // GSO needs every datagram but the last of the first one's size.
-            let even = m > 1
-                && m == chunk
-                && packets[..m - 1].iter().all(|p| p.len() == packets[0].len())
-                && packets[m - 1].len() <= packets[0].len();
-            if udp && even && segs.mmsg.send_gso(self.sock.as_raw_fd(), packets).is_ok() {
-                counters.link.underlay_tx_packets += m as u64;
-                counters.link.underlay_tx_bytes +=
-                    packets.iter().map(|p| p.len() as u64).sum::<u64>();
-            } else {
-                send_all(&mut segs.mmsg, self.sock.as_raw_fd(), packets, counters);
-            }
+            self.send(&mut segs.mmsg, &packets[..m], counters);
             k += chunk;
+        }
+    }
+
+    /// Sends protected frames in order. Over UDP, each run of equal-sized datagrams (the last
+    /// may be shorter) goes out as one UDP GSO send, which the kernel carries as one packet
+    /// through its stack and often all the way to the peer's UDP GRO socket: small packets of
+    /// one size, the common case of a busy flow, cost one system call a batch, not one each.
+    fn send<const N: usize>(
+        &self,
+        mmsg: &mut MmsgBatch<N>,
+        packets: &[&[u8]],
+        counters: &mut Counters,
+    ) {
+        let sock = self.sock.as_raw_fd();
+        if self.wire == 0 {
+            send_all(mmsg, sock, packets, counters);
+            return;
+        }
+        let mut start = 0;
+        while start < packets.len() {
+            let end = start + gso_run(&packets[start..]);
+            let run = &packets[start..end];
+            if run.len() > 1 && mmsg.send_gso(sock, run).is_ok() {
+                counters.link.underlay_tx_packets += run.len() as u64;
+                counters.link.underlay_tx_bytes += run.iter().map(|p| p.len() as u64).sum::<u64>();
+            } else {
+                send_all(mmsg, sock, run, counters);
+            }
+            start = end;
         }
     }
 
@@ -260,6 +275,29 @@ impl TxWorker {
         );
         counters.link.underlay_tx_packets > before
     }
+}
+
+/// How many datagrams from the start of `packets` one UDP GSO send can carry: all of the
+/// first one's size, then at most one shorter, within the kernel's limits (64 segments, one
+/// UDP datagram's payload in all). At least 1 when `packets` is not empty.
+fn gso_run(packets: &[&[u8]]) -> usize {
+    let Some(first) = packets.first() else {
+        return 0;
+    };
+    let size = first.len();
+    let mut n = 0;
+    let mut total = 0;
+    for p in packets.iter().take(SEG_BATCH) {
+        if p.len() > size || total + p.len() > MAX_GSO_PAYLOAD {
+            break;
+        }
+        total += p.len();
+        n += 1;
+        if p.len() < size {
+            break;
+        }
+    }
+    n.max(1)
 }
 
 /// Segments of one TSO packet protected per send (the kernel's UDP GSO limit is 64).
@@ -330,5 +368,43 @@ fn send_all<const N: usize>(
             counters.link.underlay_tx_errors += 1;
             start += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(sizes: &[usize]) -> Vec<usize> {
+        let bufs: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0; n]).collect();
+        let packets: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < packets.len() {
+            let n = gso_run(&packets[at..]);
+            out.push(n);
+            at += n;
+        }
+        out
+    }
+
+    #[test]
+    fn gso_runs_take_equal_sizes_then_one_shorter() {
+        assert_eq!(runs(&[]), Vec::<usize>::new());
+        assert_eq!(runs(&[100]), [1]);
+        assert_eq!(runs(&[100, 100, 100]), [3]);
+        assert_eq!(runs(&[100, 100, 60, 100]), [3, 1]);
+        // A longer datagram starts a run of its own.
+        assert_eq!(runs(&[60, 100, 100]), [1, 2]);
+        assert_eq!(runs(&[100, 60, 60]), [2, 1]);
+    }
+
+    #[test]
+    fn gso_runs_stay_within_the_kernel_limits() {
+        assert_eq!(runs(&[10; 130]), [64, 64, 2]);
+        // 65 000 octets of payload at most: 43 of 1500.
+        assert_eq!(runs(&[1500; 50]), [43, 7]);
+        // A datagram larger than the limit still goes, alone.
+        assert_eq!(runs(&[70_000, 70_000]), [1, 1]);
     }
 }
