@@ -5,6 +5,9 @@
 //! - interlink over UDP with GCM-AES-XPN-256;
 //! - wireguard-go (the Debian package, configured with `wg`), the reference.
 //!
+//! The paths take turns for `INTERLINK_BENCH_ROUNDS` rounds (3 by default); the table gives
+//! each figure's median with its lowest and highest.
+//!
 //! Needs root, iperf3, wireguard-go, wireguard-tools and a release interlinkd:
 //! `./scripts/bench-link.sh` installs and builds them, then runs
 //! `cargo bench -p interlink-benches --bench link`.
@@ -19,10 +22,27 @@ use netns::Lab;
 
 const SECONDS: &str = "5";
 
+#[derive(Clone, Copy, Default)]
 struct Figures {
     tcp1_gbps: f64,
     tcp4_gbps: f64,
     udp64_kpps: f64,
+}
+
+impl Figures {
+    /// Each figure's median over the rounds (the upper one of an even count).
+    fn median(runs: &[Figures]) -> Figures {
+        let med = |get: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(get).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        Figures {
+            tcp1_gbps: med(|f| f.tcp1_gbps),
+            tcp4_gbps: med(|f| f.tcp4_gbps),
+            udp64_kpps: med(|f| f.udp64_kpps),
+        }
+    }
 }
 
 fn iperf(lab: &mut Lab, tag: &str, args: &[&str]) -> serde_json::Value {
@@ -243,37 +263,62 @@ fn main() {
     if !netns::require_root() {
         return;
     }
+    let rounds: usize = std::env::var("INTERLINK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3);
     let mut lab = Lab::new("bench");
     lab.two_sites();
-    let veth = plain(&mut lab);
-    let il = interlink(&mut lab, 1);
-    let il2 = interlink(&mut lab, 2);
-    let wg = wireguard_go(&mut lab);
+    // The paths take turns, round after round, so that a slow spell of this shared machine
+    // falls on all of them; each figure is the median of its rounds.
+    let mut runs: [Vec<Figures>; 4] = Default::default();
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        runs[0].push(plain(&mut lab));
+        runs[1].push(interlink(&mut lab, 1));
+        runs[2].push(interlink(&mut lab, 2));
+        runs[3].push(wireguard_go(&mut lab));
+    }
+    let [veth, il, _, wg] = runs.each_ref().map(|r| Figures::median(r));
 
-    println!("\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, one run:");
     println!(
-        "  {:<34} {:>14} {:>15} {:>16}",
-        "path", "TCP 1 stream", "TCP 4 streams", "UDP 64 B deliv."
+        "\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, \
+         median of {rounds} rounds [lowest-highest]:"
     );
-    for (name, f) in [
-        ("plain routed veth (ceiling)", &veth),
-        ("interlink, UDP, GCM-AES-XPN-256", &il),
-        ("  the same with 2 transmit queues", &il2),
-        ("wireguard-go (reference)", &wg),
-    ] {
+    println!(
+        "  {:<34} {:>24} {:>24} {:>24}",
+        "path", "TCP 1 stream, Gb/s", "TCP 4 streams, Gb/s", "UDP 64 B deliv., kpps"
+    );
+    let names = [
+        "plain routed veth (ceiling)",
+        "interlink, UDP, GCM-AES-XPN-256",
+        "  the same with 2 transmit queues",
+        "wireguard-go (reference)",
+    ];
+    for (name, r) in names.iter().zip(&runs) {
+        let m = Figures::median(r);
+        let cell = |median: f64, get: fn(&Figures) -> f64| {
+            let lo = r.iter().map(get).fold(f64::INFINITY, f64::min);
+            let hi = r.iter().map(get).fold(0.0, f64::max);
+            format!("{median:.2} [{lo:.2}-{hi:.2}]")
+        };
         println!(
-            "  {:<34} {:>9.2} Gb/s {:>10.2} Gb/s {:>11.1} kpps",
-            name, f.tcp1_gbps, f.tcp4_gbps, f.udp64_kpps
+            "  {:<34} {:>24} {:>24} {:>24}",
+            name,
+            cell(m.tcp1_gbps, |f| f.tcp1_gbps),
+            cell(m.tcp4_gbps, |f| f.tcp4_gbps),
+            cell(m.udp64_kpps, |f| f.udp64_kpps),
         );
     }
     println!(
-        "  interlink / wireguard-go:          {:>9.2}x {:>14.2}x {:>15.2}x",
+        "  interlink / wireguard-go:          {:>23.2}x {:>23.2}x {:>23.2}x",
         il.tcp1_gbps / wg.tcp1_gbps,
         il.tcp4_gbps / wg.tcp4_gbps,
         il.udp64_kpps / wg.udp64_kpps
     );
     println!(
-        "  interlink / plain veth:            {:>9.2}x {:>14.2}x {:>15.2}x",
+        "  interlink / plain veth:            {:>23.2}x {:>23.2}x {:>23.2}x",
         il.tcp1_gbps / veth.tcp1_gbps,
         il.tcp4_gbps / veth.tcp4_gbps,
         il.udp64_kpps / veth.udp64_kpps
