@@ -64,7 +64,14 @@ fn iperf(lab: &mut Lab, tag: &str, args: &[&str]) -> serde_json::Value {
 fn measure(lab: &mut Lab, path: &str) -> Figures {
     let tcp1 = iperf(lab, &format!("{path}-tcp1"), &[]);
     let tcp4 = iperf(lab, &format!("{path}-tcp4"), &["-P", "4"]);
-    let udp = iperf(lab, &format!("{path}-udp"), &["-u", "-b", "0", "-l", "64"]);
+    // A 4 MiB socket buffer on both ends, as UDP-heavy receivers set: with the default
+    // (208 KiB) the iperf3 server, short of CPU on this 2-core machine, drops bursts at its
+    // own socket, and the figure measures its scheduling rather than the path.
+    let udp = iperf(
+        lab,
+        &format!("{path}-udp"),
+        &["-u", "-b", "0", "-l", "64", "-w", "4M"],
+    );
     let gbps = |v: &serde_json::Value| {
         v["end"]["sum_received"]["bits_per_second"]
             .as_f64()
