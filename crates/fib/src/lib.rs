@@ -1,0 +1,26 @@
+//! interlink's kernel FIB: the only code in the project that programs routes.
+//!
+//! - [`route`]: prefixes, next hops, routes (unicast with ECMP, blackhole, unreachable).
+//! - [`wire`]: rtnetlink requests and acks (by hand: the hot path) and the kernel's route,
+//!   link and address messages (netlink-packet-route).
+//! - [`fib`]: the sans-IO core: desired versus kernel state per prefix, coalescing, the
+//!   request window, ownership, stale routes after a restart, repair.
+//! - [`sock`] and [`driver`]: the netlink sockets and the loop that runs the core against the
+//!   kernel.
+
+pub mod driver;
+pub mod fib;
+pub mod route;
+pub mod sock;
+pub mod wire;
+
+pub use driver::{Driver, DriverError};
+pub use fib::{Fib, FibEvent, FibStats, Request, RouteId};
+pub use route::{NextHop, Prefix, PrefixError, Route};
+pub use wire::{Op, Target};
+
+/// interlink's route protocol id (`ip route ... proto interlink`, with the rt_protos.d entry
+/// the project ships).
+pub const RTPROT_INTERLINK: u8 = 77;
+/// The main routing table.
+pub const RT_TABLE_MAIN: u32 = 254;
