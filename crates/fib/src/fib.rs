@@ -16,6 +16,7 @@
 //!   replaced is reported.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 use crate::route::{Prefix, Route};
 use crate::wire::{KernelEvent, KernelRoute, Op, Target};
@@ -160,12 +161,15 @@ pub enum FibEvent {
         ifindex: u32,
         name: String,
     },
+    /// An address appeared on an interface: `address` is ours, `prefix` connected.
     AddressAdded {
         ifindex: u32,
+        address: IpAddr,
         prefix: Prefix,
     },
     AddressRemoved {
         ifindex: u32,
+        address: IpAddr,
         prefix: Prefix,
     },
 }
@@ -616,18 +620,22 @@ impl Fib {
             }
             KernelEvent::Address {
                 ifindex,
+                address,
                 prefix,
                 added,
             } => {
+                let (ifindex, address, prefix) = (*ifindex, *address, *prefix);
                 self.events.push(if *added {
                     FibEvent::AddressAdded {
-                        ifindex: *ifindex,
-                        prefix: *prefix,
+                        ifindex,
+                        address,
+                        prefix,
                     }
                 } else {
                     FibEvent::AddressRemoved {
-                        ifindex: *ifindex,
-                        prefix: *prefix,
+                        ifindex,
+                        address,
+                        prefix,
                     }
                 });
                 if *added {

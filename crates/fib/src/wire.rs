@@ -313,8 +313,10 @@ pub enum KernelEvent {
     LinkGone {
         ifindex: u32,
     },
+    /// An address on an interface, and the prefix it makes connected.
     Address {
         ifindex: u32,
+        address: IpAddr,
         prefix: Prefix,
         added: bool,
     },
@@ -456,6 +458,7 @@ pub fn parse_event(m: &Message<'_>) -> Option<KernelEvent> {
                 })?;
             Some(KernelEvent::Address {
                 ifindex: a.header.index,
+                address: addr,
                 prefix: Prefix::new(addr, a.header.prefix_len).ok()?,
                 added,
             })

@@ -1,0 +1,361 @@
+//! The FIB against a real kernel, in a network namespace of its own per test: add, replace,
+//! delete, ECMP, blackhole and unreachable, IPv4 and IPv6; a foreign route left alone; an
+//! owned route deleted from outside put back; a second FIB (a restarted daemon) adopting the
+//! first one's routes without touching them, then sweeping the ones not wanted. Needs root.
+
+#[path = "../../../tests/netns/mod.rs"]
+mod netns;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use interlink_fib::{Driver, FibEvent, NextHop, Op, Prefix, Route, Target};
+use netns::{in_ns, Lab};
+
+const T: Target = Target {
+    table: 254,
+    metric: 20,
+    protocol: 77,
+};
+
+fn p(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
+
+fn gw(s: &str) -> NextHop {
+    NextHop::via(s.parse::<IpAddr>().unwrap())
+}
+
+fn via(hops: &[&str]) -> Route {
+    Route::unicast(hops.iter().map(|h| gw(h)).collect()).unwrap()
+}
+
+/// A namespace with two veth pairs whose near ends carry 192.0.2.1/24 + 2001:db8:1::1/64 and
+/// 198.51.100.1/24 + 2001:db8:2::1/64, so that gateways in those nets resolve.
+fn lab(test: &str) -> Option<(Lab, String)> {
+    if !netns::require_root() {
+        return None;
+    }
+    let mut lab = Lab::new(test);
+    let ns = lab.add_ns("fib");
+    for (a, b, v4, v6) in [
+        ("v0", "p0", "192.0.2.1/24", "2001:db8:1::1/64"),
+        ("v1", "p1", "198.51.100.1/24", "2001:db8:2::1/64"),
+    ] {
+        lab.exec(
+            "fib",
+            &["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+        );
+        lab.exec("fib", &["ip", "link", "set", a, "up"]);
+        lab.exec("fib", &["ip", "link", "set", b, "up"]);
+        lab.exec("fib", &["ip", "addr", "add", v4, "dev", a]);
+        lab.exec("fib", &["ip", "-6", "addr", "add", v6, "dev", a, "nodad"]);
+    }
+    Some((lab, ns))
+}
+
+/// `ip route show` of our protocol, one family, as lines without trailing spaces.
+fn routes(lab: &Lab, family: &str) -> Vec<String> {
+    let out = lab.exec("fib", &["ip", family, "route", "show", "proto", "77"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Runs `f` with a FIB driver opened inside the lab's namespace.
+fn with_driver<R: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce(&mut Driver) -> R + Send + 'static,
+) -> R {
+    in_ns(ns, move || {
+        let mut d = Driver::open(T, 1024).expect("open the FIB");
+        f(&mut d)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Runs the FIB until it is idle; the events about routes (not addresses) it had.
+fn settle(d: &mut Driver) -> Vec<FibEvent> {
+    d.run_until_idle(Duration::from_secs(10)).unwrap();
+    d.fib()
+        .drain_events()
+        .filter(|e| {
+            !matches!(
+                e,
+                FibEvent::AddressAdded { .. } | FibEvent::AddressRemoved { .. }
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn add_replace_delete_and_ecmp_in_both_families() {
+    let Some((lab, ns)) = lab("fib-crud") else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<FibEvent>>();
+    let ns2 = ns.clone();
+    let worker = std::thread::spawn(move || {
+        with_driver(&ns2, move |d| {
+            let step = |d: &mut Driver, done: &std::sync::mpsc::Sender<Vec<FibEvent>>| {
+                let ev = settle(d);
+                done.send(ev).unwrap();
+                rx.recv().unwrap();
+            };
+            d.fib().set(p("10.1.0.0/16"), Some(&via(&["192.0.2.2"])));
+            d.fib()
+                .set(p("10.2.0.0/16"), Some(&via(&["192.0.2.2", "198.51.100.2"])));
+            d.fib().set(p("10.3.0.0/16"), Some(&Route::Blackhole));
+            d.fib().set(p("10.4.0.0/16"), Some(&Route::Unreachable));
+            d.fib()
+                .set(p("2001:db8:10::/48"), Some(&via(&["2001:db8:1::2"])));
+            d.fib().set(
+                p("2001:db8:20::/48"),
+                Some(&via(&["2001:db8:1::2", "2001:db8:2::2"])),
+            );
+            step(d, &done_tx);
+            // Replace: another gateway; ECMP down to one path; delete.
+            d.fib().set(p("10.1.0.0/16"), Some(&via(&["198.51.100.2"])));
+            d.fib().set(p("10.2.0.0/16"), Some(&via(&["192.0.2.2"])));
+            d.fib()
+                .set(p("2001:db8:10::/48"), Some(&via(&["2001:db8:2::2"])));
+            d.fib().set(p("10.3.0.0/16"), None);
+            d.fib().set(p("2001:db8:20::/48"), None);
+            step(d, &done_tx);
+            let stats = d.fib().stats();
+            assert_eq!(stats.ok, [6, 3, 2], "{stats:?}");
+            assert_eq!(stats.failed, [0, 0, 0]);
+            assert_eq!(stats.installed, [3, 1]);
+        })
+    });
+    let ev = done_rx.recv().unwrap();
+    assert!(
+        ev.iter()
+            .all(|e| !matches!(e, FibEvent::Failed { .. } | FibEvent::Conflict { .. })),
+        "{ev:?}"
+    );
+    let v4 = routes(&lab, "-4");
+    assert!(
+        v4.contains(&"10.1.0.0/16 via 192.0.2.2 dev v0 metric 20".to_owned()),
+        "{v4:?}"
+    );
+    assert!(
+        v4.contains(&"blackhole 10.3.0.0/16 metric 20".to_owned()),
+        "{v4:?}"
+    );
+    assert!(
+        v4.contains(&"unreachable 10.4.0.0/16 metric 20".to_owned()),
+        "{v4:?}"
+    );
+    let ecmp = v4
+        .iter()
+        .position(|l| l == "10.2.0.0/16 metric 20")
+        .expect("ECMP route");
+    assert!(
+        v4[ecmp + 1].contains("nexthop via 192.0.2.2 dev v0 weight 1"),
+        "{v4:?}"
+    );
+    assert!(
+        v4[ecmp + 2].contains("nexthop via 198.51.100.2 dev v1 weight 1"),
+        "{v4:?}"
+    );
+    let v6 = routes(&lab, "-6");
+    assert!(
+        v6.iter()
+            .any(|l| l.starts_with("2001:db8:10::/48 via 2001:db8:1::2 dev v0 metric 20")),
+        "{v6:?}"
+    );
+    let ecmp6 = v6
+        .iter()
+        .position(|l| l.starts_with("2001:db8:20::/48 metric 20"))
+        .expect("IPv6 ECMP");
+    assert!(
+        v6[ecmp6 + 1].contains("nexthop via 2001:db8:1::2 dev v0"),
+        "{v6:?}"
+    );
+    assert!(
+        v6[ecmp6 + 2].contains("nexthop via 2001:db8:2::2 dev v1"),
+        "{v6:?}"
+    );
+    tx.send(()).unwrap();
+
+    let ev = done_rx.recv().unwrap();
+    assert!(
+        ev.iter().all(|e| !matches!(e, FibEvent::Failed { .. })),
+        "{ev:?}"
+    );
+    let v4 = routes(&lab, "-4");
+    assert_eq!(
+        v4,
+        [
+            "10.1.0.0/16 via 198.51.100.2 dev v1 metric 20",
+            "10.2.0.0/16 via 192.0.2.2 dev v0 metric 20",
+            "unreachable 10.4.0.0/16 metric 20",
+        ]
+    );
+    let v6 = routes(&lab, "-6");
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert!(
+        v6[0].starts_with("2001:db8:10::/48 via 2001:db8:2::2 dev v1 metric 20"),
+        "{v6:?}"
+    );
+    tx.send(()).unwrap();
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_foreign_route_is_left_alone_and_reported() {
+    let Some((lab, ns)) = lab("fib-foreign") else {
+        return;
+    };
+    lab.exec(
+        "fib",
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.5.0.0/16",
+            "via",
+            "192.0.2.9",
+            "metric",
+            "20",
+        ],
+    );
+    let (ev, stats) = with_driver(&ns, |d| {
+        d.fib().set(p("10.5.0.0/16"), Some(&via(&["192.0.2.2"])));
+        let ev = settle(d);
+        (ev, d.fib().stats())
+    });
+    assert_eq!(
+        ev,
+        [FibEvent::Conflict {
+            prefix: p("10.5.0.0/16")
+        }]
+    );
+    assert_eq!(stats.ok, [0, 0, 0]);
+    let out = lab.exec("fib", &["ip", "route", "show", "10.5.0.0/16"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "10.5.0.0/16 via 192.0.2.9 dev v0 metric 20"
+    );
+    assert_eq!(routes(&lab, "-4"), Vec::<String>::new());
+}
+
+#[test]
+fn an_owned_route_deleted_from_outside_is_put_back() {
+    let Some((lab, ns)) = lab("fib-repair") else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        with_driver(&ns, move |d| {
+            d.fib().set(p("10.6.0.0/16"), Some(&via(&["192.0.2.2"])));
+            d.fib()
+                .set(p("2001:db8:60::/48"), Some(&via(&["2001:db8:1::2"])));
+            settle(d);
+            ready_tx.send(()).unwrap();
+            rx.recv().unwrap();
+            // Wait for the kernel's notifications and what they cause.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let mut ev = Vec::new();
+            while ev.len() < 2 && std::time::Instant::now() < deadline {
+                d.pump(None, Duration::from_millis(50)).unwrap();
+                ev.extend(d.fib().drain_events());
+            }
+            d.run_until_idle(Duration::from_secs(5)).unwrap();
+            ev
+        })
+    });
+    ready_rx.recv().unwrap();
+    lab.exec("fib", &["ip", "route", "del", "10.6.0.0/16", "proto", "77"]);
+    lab.exec(
+        "fib",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "del",
+            "2001:db8:60::/48",
+            "proto",
+            "77",
+        ],
+    );
+    tx.send(()).unwrap();
+    let ev = worker.join().unwrap();
+    assert!(
+        ev.contains(&FibEvent::Repaired {
+            prefix: p("10.6.0.0/16")
+        }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&FibEvent::Repaired {
+            prefix: p("2001:db8:60::/48")
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(
+        routes(&lab, "-4"),
+        ["10.6.0.0/16 via 192.0.2.2 dev v0 metric 20"]
+    );
+    assert_eq!(routes(&lab, "-6").len(), 1);
+}
+
+#[test]
+fn a_restarted_fib_adopts_without_a_change_and_sweeps_the_rest() {
+    let Some((mut lab, ns)) = lab("fib-restart") else {
+        return;
+    };
+    // The first life: three routes, then gone without withdrawing them (as after kill -9).
+    with_driver(&ns, |d| {
+        d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib()
+            .set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2", "198.51.100.2"])));
+        d.fib()
+            .set(p("2001:db8:70::/48"), Some(&via(&["2001:db8:1::2"])));
+        settle(d);
+    });
+    let before = (routes(&lab, "-4"), routes(&lab, "-6"));
+    assert_eq!(before.0.len(), 4, "{before:?}");
+    // Watch every route change from here on.
+    lab.spawn_in(
+        "monitor",
+        "fib",
+        std::path::Path::new("ip"),
+        &["monitor", "route"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (stale_at_start, stats) = with_driver(&ns, |d| {
+        let stale = d.fib().stale();
+        // The sources want two of them back as they were; the third is not wanted again.
+        d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib()
+            .set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2", "198.51.100.2"])));
+        settle(d);
+        (stale, d.fib().stats())
+    });
+    assert_eq!(stale_at_start, 3);
+    assert_eq!(stats.ok, [0, 0, 0], "adoption changed something: {stats:?}");
+    assert_eq!((routes(&lab, "-4"), routes(&lab, "-6")), before);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lab.log("monitor").trim(), "", "the kernel saw changes");
+    // A third life sweeps: the stale IPv6 route goes, the others stay.
+    let stats = with_driver(&ns, |d| {
+        d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib()
+            .set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2", "198.51.100.2"])));
+        assert_eq!(d.fib().sweep_stale(), 1);
+        settle(d);
+        d.fib().stats()
+    });
+    assert_eq!(stats.ok, [0, 0, 1]);
+    assert_eq!(routes(&lab, "-4"), before.0);
+    assert_eq!(routes(&lab, "-6"), Vec::<String>::new());
+    let log = lab.log("monitor");
+    assert!(log.starts_with("Deleted 2001:db8:70::/48"), "{log}");
+}
