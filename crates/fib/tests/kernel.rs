@@ -9,7 +9,7 @@ mod netns;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use interlink_fib::{Driver, FibEvent, NextHop, Op, Prefix, Route, Target};
+use interlink_fib::{Driver, FibEvent, NextHop, Prefix, Route, Target};
 use netns::{in_ns, Lab};
 
 const T: Target = Target {
