@@ -258,6 +258,20 @@ fn udp_trains_cross_intact(lab: &Lab) {
     let receiver = in_ns(&lab.ns("hb"), move || {
         let sock = std::net::UdpSocket::bind("[::]:9000").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        // Room for every datagram of every train: this test is about what arrives, not
+        // about how fast this thread reads.
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: a c_int option value that lives across the call.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
         ready_tx.send(()).unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
@@ -290,8 +304,13 @@ fn udp_trains_cross_intact(lab: &Lab) {
             if from == "ga" {
                 send_gso(&sock, &train);
             } else {
-                for d in &train {
-                    sock.send(d).unwrap();
+                // Bursts that queues on the way hold even on a busy machine; each burst still
+                // reaches gateway B as one receive batch, to be joined.
+                for burst in train.chunks(25) {
+                    for d in burst {
+                        sock.send(d).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
         })

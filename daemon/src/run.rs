@@ -4,8 +4,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use interlink_config::{Config, Keying, Link as LinkConfig, Transport};
+use interlink_config::{
+    Config, Keying, Link as LinkConfig, OnShutdown, StaticRoute, StaticTarget, Transport,
+};
 use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
+use interlink_fib::{FibEvent, FibService, NextHop, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -22,7 +25,12 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
         }
     };
     if check {
-        println!("{}: ok, {} link(s)", path.display(), config.links.len());
+        println!(
+            "{}: ok, {} link(s), {} static route(s)",
+            path.display(),
+            config.links.len(),
+            config.routes.len()
+        );
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -100,6 +108,63 @@ async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link,
     Ok(running)
 }
 
+/// A static route as the FIB takes it; interface names are looked up now, so the links'
+/// interfaces exist.
+fn static_route(r: &StaticRoute) -> Result<Route, String> {
+    let index = |name: &str| {
+        interlink_fib::sock::if_index(name).map_err(|e| format!("interface {name}: {e}"))
+    };
+    Ok(match &r.target {
+        StaticTarget::Blackhole => Route::Blackhole,
+        StaticTarget::Unreachable => Route::Unreachable,
+        StaticTarget::Dev(dev) => Route::Unicast(vec![NextHop::dev(index(dev)?)]),
+        StaticTarget::Via { gateways, dev } => {
+            let ifindex = dev.as_deref().map(index).transpose()?;
+            Route::Unicast(
+                gateways
+                    .iter()
+                    .map(|g| NextHop {
+                        ifindex,
+                        ..NextHop::via(*g)
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+fn log_fib_event(e: &FibEvent, target: &Target) {
+    match e {
+        FibEvent::Failed {
+            prefix,
+            op,
+            errno,
+            message,
+        } => log!(
+            "fib: {prefix}: {op:?} refused by the kernel: {}{}",
+            std::io::Error::from_raw_os_error(*errno),
+            message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ),
+        FibEvent::Conflict { prefix } => log!(
+            "fib: {prefix}: a route that interlink does not own holds table {} metric {}; \
+             left alone, ours not installed",
+            target.table,
+            target.metric
+        ),
+        FibEvent::Repaired { prefix } => {
+            log!("fib: {prefix}: deleted from outside; installing it again")
+        }
+        FibEvent::LinkDown { ifindex, name } => {
+            log!("fib: interface {name} (#{ifindex}) down: next hops through it are gone")
+        }
+        FibEvent::LinkUp { ifindex, name } => log!("fib: interface {name} (#{ifindex}) up"),
+        FibEvent::AddressAdded { .. } | FibEvent::AddressRemoved { .. } => {}
+    }
+}
+
 async fn serve(config: Config) -> ExitCode {
     let (connection, handle, _) = match rtnetlink::new_connection() {
         Ok(c) => c,
@@ -142,7 +207,40 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
     }
-    log!("running with {} link(s)", links.len());
+
+    let target = Target {
+        table: config.fib.table,
+        metric: config.fib.metric,
+        protocol: config.fib.protocol,
+    };
+    let fib = match FibService::start(target, 4096) {
+        Ok(f) => f,
+        Err(e) => {
+            log!("fib: cannot reach the kernel's routing tables: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let adopted = fib.snapshot().stale;
+    log!(
+        "fib: table {}, metric {}, protocol {}; {adopted} route(s) of a previous run adopted",
+        target.table,
+        target.metric,
+        target.protocol
+    );
+    for r in &config.routes {
+        match static_route(r) {
+            Ok(route) => fib.set(r.prefix, Some(route)),
+            Err(e) => log!("route {}: {e}; not installed", r.prefix),
+        }
+    }
+    // The static routes are the only source so far: it has converged once they are set, and
+    // the routes adopted from a previous run that it did not set again go.
+    fib.sweep();
+    log!(
+        "running with {} link(s) and {} static route(s)",
+        links.len(),
+        config.routes.len()
+    );
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -150,6 +248,9 @@ async fn serve(config: Config) -> ExitCode {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => {
+                for e in fib.events() {
+                    log_fib_event(&e, &target);
+                }
                 for (link, was_up) in links.iter_mut() {
                     let l = link.liveness();
                     if l.up != *was_up {
@@ -164,6 +265,19 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     log!("stopping");
+    let withdraw = config.fib.on_shutdown == OnShutdown::Withdraw;
+    match fib.stop(withdraw, Duration::from_secs(30)) {
+        Ok(s) => log!(
+            "fib: stopped; {} route(s) {}",
+            s.stats.installed[0] + s.stats.installed[1],
+            if withdraw {
+                "left after the withdrawal"
+            } else {
+                "kept in the kernel"
+            }
+        ),
+        Err(e) => log!("fib: {e}"),
+    }
     for (link, _) in links {
         let name = link.name().to_owned();
         let c = link.counters();

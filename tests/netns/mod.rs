@@ -75,6 +75,14 @@ impl Lab {
         name
     }
 
+    /// Removes namespace `short` before the end of the test (the lab removes the rest).
+    #[allow(dead_code)]
+    pub fn del_ns(&mut self, short: &str) {
+        let name = self.ns(short);
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        self.namespaces.retain(|n| *n != name);
+    }
+
     /// Runs `args` inside namespace `short`.
     pub fn exec(&self, short: &str, args: &[&str]) -> Output {
         let ns = self.ns(short);
@@ -202,6 +210,19 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills the daemon `name` with SIGKILL, as a crash would end it.
+    #[allow(dead_code)]
+    pub fn kill9(&mut self, name: &str) {
+        let i = self
+            .daemons
+            .iter()
+            .position(|(n, _)| n == name)
+            .expect("no such daemon");
+        let (_, mut child) = self.daemons.remove(i);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Sends SIGTERM to the daemon in `short` and returns its exit status and log.

@@ -4,11 +4,12 @@
 //! other, key files must exist and be private to their owner, and every problem is reported,
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
-//! Sections parsed so far: `[[link]]` with its `[link.macsec]`. The others of the product
-//! sketch (`[router]`, `[[neighbor]]`, `[bgp]`, `[fib]`, `[metrics]`) are refused as unknown
-//! until the code that uses them exists.
+//! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]` and `[[route]]`
+//! (static routes). The others of the product sketch (`[router]`, `[[neighbor]]`, `[bgp]`,
+//! `[metrics]`) are refused as unknown until the code that uses them exists.
 
 mod error;
+mod fib;
 mod text;
 
 use core::ops::Range;
@@ -23,6 +24,7 @@ use toml::Spanned;
 
 use error::Diagnostics;
 pub use error::{Error, Errors};
+pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
 pub use text::{parse_duration, parse_mac, IfAddr, MacAddr};
 
 /// The default place of the configuration file.
@@ -35,6 +37,8 @@ const IFNAME_MAX: usize = 15;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub links: Vec<Link>,
+    pub fib: Fib,
+    pub routes: Vec<StaticRoute>,
 }
 
 /// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
@@ -112,6 +116,9 @@ pub struct XpnKeys {
 struct RawConfig {
     #[serde(default)]
     link: Vec<Spanned<RawLink>>,
+    fib: Option<fib::RawFib>,
+    #[serde(default)]
+    route: Vec<Spanned<fib::RawRoute>>,
 }
 
 #[derive(Deserialize)]
@@ -184,25 +191,32 @@ impl Config {
             dir,
         };
         let links = checker.links(&raw.link);
+        let fib = checker.fib(raw.fib.as_ref());
+        let routes = checker.routes(&raw.route);
         if diag.is_empty() {
-            Ok(Config { links })
+            Ok(Config { links, fib, routes })
         } else {
             Err(diag.finish())
         }
     }
 }
 
-struct Checker<'d, 'a> {
+pub(crate) struct Checker<'d, 'a> {
     diag: &'d mut Diagnostics<'a>,
     dir: &'d Path,
 }
 
 impl Checker<'_, '_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.diag.error(span, message, None);
     }
 
-    fn hint(&mut self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+    pub(crate) fn hint(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.diag.error(span, message, Some(hint.into()));
     }
 
@@ -429,7 +443,7 @@ impl Checker<'_, '_> {
 
     /// An integer field within `lo..=hi`: `Some(None)` when absent, `None` (and an error)
     /// when outside the range.
-    fn ranged(
+    pub(crate) fn ranged(
         &mut self,
         field: &Option<Spanned<i64>>,
         name: &str,

@@ -372,3 +372,169 @@ fn port_zero_is_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn fib_defaults_and_settings() {
+    use interlink_config::{Fib, OnShutdown};
+    let d = keys("fib");
+    let c = d.parse(UDP_LINK).unwrap();
+    assert_eq!(c.fib, Fib::default());
+    assert_eq!((c.fib.table, c.fib.metric, c.fib.protocol), (254, 20, 77));
+    assert_eq!(c.fib.on_shutdown, OnShutdown::Withdraw);
+    let c = d
+        .parse(
+            "[fib]\ntable = 100\nmetric = 50\nprotocol = 200\ngraceful_restart = \"30s\"\n\
+             on_shutdown = \"keep\"\n",
+        )
+        .unwrap();
+    assert_eq!(
+        c.fib,
+        Fib {
+            table: 100,
+            metric: 50,
+            protocol: 200,
+            graceful_restart: std::time::Duration::from_secs(30),
+            on_shutdown: OnShutdown::Keep,
+        }
+    );
+    assert_eq!(d.parse("[fib]\ntable = \"main\"\n").unwrap().fib.table, 254);
+    let e = d
+        .parse(
+            "[fib]\ntable = \"local\"\nmetric = -1\nprotocol = 3\ngraceful_restart = \"soon\"\n\
+             on_shutdown = \"flush\"\n",
+        )
+        .unwrap_err();
+    assert_eq!(e.len(), 5, "{e:?}");
+    assert!(
+        e[0].starts_with("interlink.toml:2:9: table \"local\" is not known"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("interlink.toml:3:10: metric -1 is out of range"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("protocol 3 cannot mark interlink's routes"),
+        "{e:?}"
+    );
+    assert!(e[2].contains("(5 to 255"), "{e:?}");
+    assert!(e[3].starts_with("interlink.toml:5:20:"), "{e:?}");
+    assert!(e[4].contains("on_shutdown \"flush\" is not known"), "{e:?}");
+    for t in ["0", "255", "-5", "4294967296"] {
+        let e = d.parse(&format!("[fib]\ntable = {t}\n")).unwrap_err();
+        assert!(
+            e[0].contains("cannot hold interlink's routes"),
+            "{t}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn static_routes_parse_and_their_mistakes_are_clear() {
+    use interlink_config::StaticTarget;
+    let d = keys("routes");
+    let c = d
+        .parse(
+            r#"
+[[route]]
+prefix = "10.30.0.0/16"
+via = ["192.0.2.1", "192.0.2.2"]
+
+[[route]]
+prefix = "2001:db8:30::/48"
+via = ["fe80::1"]
+dev = "ic-aws"
+
+[[route]]
+prefix = "10.31.0.0/16"
+dev = "ic-aws"
+
+[[route]]
+prefix = "10.32.0.0/16"
+type = "blackhole"
+
+[[route]]
+prefix = "0.0.0.0/0"
+type = "unreachable"
+"#,
+        )
+        .unwrap();
+    let targets: Vec<(String, StaticTarget)> = c
+        .routes
+        .iter()
+        .map(|r| (r.prefix.to_string(), r.target.clone()))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            (
+                "10.30.0.0/16".to_owned(),
+                StaticTarget::Via {
+                    gateways: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
+                    dev: None
+                }
+            ),
+            (
+                "2001:db8:30::/48".to_owned(),
+                StaticTarget::Via {
+                    gateways: vec!["fe80::1".parse().unwrap()],
+                    dev: Some("ic-aws".into())
+                }
+            ),
+            (
+                "10.31.0.0/16".to_owned(),
+                StaticTarget::Dev("ic-aws".into())
+            ),
+            ("10.32.0.0/16".to_owned(), StaticTarget::Blackhole),
+            ("0.0.0.0/0".to_owned(), StaticTarget::Unreachable),
+        ]
+    );
+
+    let e = d
+        .parse(
+            r#"
+[[route]]
+prefix = "10.30.0.1/16"
+via = ["192.0.2.1"]
+
+[[route]]
+prefix = "10.31.0.0/16"
+via = ["2001:db8::1", "x"]
+
+[[route]]
+prefix = "2001:db8:30::/48"
+via = ["fe80::1"]
+
+[[route]]
+prefix = "10.32.0.0/16"
+
+[[route]]
+prefix = "10.33.0.0/16"
+type = "blackhole"
+via = ["192.0.2.1"]
+
+[[route]]
+prefix = "10.34.0.0/16"
+type = "prohibit"
+
+[[route]]
+prefix = "10.32.0.0/16"
+type = "blackhole"
+"#,
+        )
+        .unwrap_err();
+    let want = [
+        "interlink.toml:3:10: 10.30.0.1/16 has host bits set (did you mean 10.30.0.0/16?)",
+        "interlink.toml:8:8: gateway 2001:db8::1 is not of the prefix's address family",
+        "interlink.toml:8:23: \"x\" is not an IP address",
+        "interlink.toml:12:8: link-local gateway fe80::1 needs its interface",
+        "interlink.toml:14:1: a unicast route needs via or dev",
+        "interlink.toml:19:8: a blackhole route takes neither via nor dev",
+        "interlink.toml:24:8: route type \"prohibit\" is not known",
+        "interlink.toml:27:10: a static route to 10.32.0.0/16 is defined twice",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.starts_with(want), "{got}\n  wanted {want}");
+    }
+}

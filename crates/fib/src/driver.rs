@@ -96,12 +96,13 @@ impl Driver {
                 let Some(r) = self.fib.next_request() else {
                     break;
                 };
+                // A delete carries no route; any does for the encoder.
                 let route = match r.route {
-                    Some(id) => self.fib.route(id).clone(),
-                    None => crate::Route::Blackhole,
+                    Some(id) => self.fib.route(id),
+                    None => &crate::Route::Blackhole,
                 };
                 let target = *self.fib.target();
-                wire::encode_route(&mut self.out, r.seq, r.op, &target, &r.prefix, &route);
+                wire::encode_route(&mut self.out, r.seq, r.op, &target, &r.prefix, route);
             }
             if self.out.is_empty() {
                 return Ok(sent);

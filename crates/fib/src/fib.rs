@@ -16,27 +16,53 @@
 //!   replaced is reported.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 use crate::route::{Prefix, Route};
 use crate::wire::{KernelEvent, KernelRoute, Op, Target};
 
-/// An interned route: a full table shares a handful of next-hop sets.
+/// An interned route: a full table shares a handful of next-hop sets. Non-zero, so that an
+/// `Option<RouteId>` takes four octets in each of a million slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RouteId(u32);
+pub struct RouteId(NonZeroU32);
+
+impl RouteId {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+
+    fn of(index: usize) -> RouteId {
+        RouteId(NonZeroU32::new(index as u32 + 1).expect("fewer than 2^32 routes"))
+    }
+}
 
 #[derive(Default)]
 struct Routes {
     list: Vec<(Option<Route>, u32)>,
     index: HashMap<Route, u32>,
     free: Vec<u32>,
+    /// The route interned last.
+    last: Option<u32>,
 }
 
 impl Routes {
     fn intern(&mut self, r: &Route) -> RouteId {
+        // A table load sets route after route through the same next hops: compare with the
+        // last one before hashing.
+        if let Some(i) = self.last {
+            if let Some((Some(last), refs)) = self.list.get_mut(i as usize) {
+                if last == r {
+                    *refs += 1;
+                    return RouteId::of(i as usize);
+                }
+            }
+        }
         if let Some(&i) = self.index.get(r) {
+            self.last = Some(i);
             self.list[i as usize].1 += 1;
-            return RouteId(i);
+            return RouteId::of(i as usize);
         }
         let i = match self.free.pop() {
             Some(i) => {
@@ -49,30 +75,28 @@ impl Routes {
             }
         };
         self.index.insert(r.clone(), i);
-        RouteId(i)
+        self.last = Some(i);
+        RouteId::of(i as usize)
     }
 
     fn retain(&mut self, id: RouteId) -> RouteId {
-        self.list[id.0 as usize].1 += 1;
+        self.list[id.index()].1 += 1;
         id
     }
 
     fn release(&mut self, id: RouteId) {
-        let e = &mut self.list[id.0 as usize];
+        let e = &mut self.list[id.index()];
         e.1 -= 1;
         if e.1 == 0 {
             if let Some(r) = e.0.take() {
                 self.index.remove(&r);
             }
-            self.free.push(id.0);
+            self.free.push(id.index() as u32);
         }
     }
 
     fn get(&self, id: RouteId) -> &Route {
-        self.list[id.0 as usize]
-            .0
-            .as_ref()
-            .expect("a live route id")
+        self.list[id.index()].0.as_ref().expect("a live route id")
     }
 }
 
@@ -128,9 +152,114 @@ pub struct Request {
 }
 
 struct Pending {
+    seq: u32,
     prefix: Prefix,
     op: Op,
     route: Option<RouteId>,
+    /// Answered: popped once everything before it is too.
+    done: bool,
+}
+
+/// The requests in flight, in the order they were sent: the kernel answers in that order, so
+/// an ack is nearly always the first one's, found without a hash.
+#[derive(Default)]
+struct InFlight {
+    q: VecDeque<Pending>,
+    live: usize,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn push(&mut self, p: Pending) {
+        self.q.push_back(p);
+        self.live += 1;
+    }
+
+    /// Takes the request with sequence number `seq` out, if it is in flight.
+    fn take(&mut self, seq: u32) -> Option<(Prefix, Op, Option<RouteId>)> {
+        let i = if self.q.front().is_some_and(|p| p.seq == seq) {
+            0
+        } else {
+            self.q.iter().position(|p| p.seq == seq && !p.done)?
+        };
+        let p = &mut self.q[i];
+        if p.done {
+            return None;
+        }
+        p.done = true;
+        let taken = (p.prefix, p.op, p.route.take());
+        self.live -= 1;
+        while self.q.front().is_some_and(|p| p.done) {
+            self.q.pop_front();
+        }
+        Some(taken)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Pending> + '_ {
+        self.live = 0;
+        self.q.drain(..).filter(|p| !p.done)
+    }
+}
+
+/// A fast keyed hasher for prefixes (SipHash costs more than the rest of a route's handling
+/// at a million routes), seeded per process so that a peer cannot aim at its collisions.
+#[derive(Clone, Copy)]
+pub(crate) struct PrefixHasher {
+    seed: u64,
+}
+
+impl Default for PrefixHasher {
+    fn default() -> Self {
+        use std::sync::OnceLock;
+        static SEED: OnceLock<u64> = OnceLock::new();
+        let seed =
+            *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64));
+        PrefixHasher { seed }
+    }
+}
+
+pub(crate) struct PrefixHash {
+    h: u64,
+}
+
+impl BuildHasher for PrefixHasher {
+    type Hasher = PrefixHash;
+
+    fn build_hasher(&self) -> PrefixHash {
+        PrefixHash { h: self.seed }
+    }
+}
+
+impl Hasher for PrefixHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // Multiply-fold mixing (as in foldhash/wyhash): a 128-bit product folded to 64.
+        let m = u128::from(self.h ^ i) * 0x9E37_79B9_7F4A_7C15_u128;
+        self.h = (m as u64) ^ ((m >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let m = u128::from(self.h) * 0xD6E8_FEB8_6659_FD93_u128;
+        (m as u64) ^ ((m >> 64) as u64)
+    }
 }
 
 /// What happened that someone should hear of.
@@ -196,10 +325,10 @@ fn op_index(op: Op) -> usize {
 pub struct Fib {
     target: Target,
     window: usize,
-    slots: HashMap<Prefix, Slot>,
+    slots: HashMap<Prefix, Slot, PrefixHasher>,
     routes: Routes,
     queue: VecDeque<Prefix>,
-    in_flight: HashMap<u32, Pending>,
+    in_flight: InFlight,
     next_seq: u32,
     links: HashMap<u32, (String, bool)>,
     events: Vec<FibEvent>,
@@ -212,10 +341,10 @@ impl Fib {
         Fib {
             target,
             window: window.max(1),
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             routes: Routes::default(),
             queue: VecDeque::new(),
-            in_flight: HashMap::new(),
+            in_flight: InFlight::default(),
             next_seq: 1,
             links: HashMap::new(),
             events: Vec::new(),
@@ -287,7 +416,10 @@ impl Fib {
         if id.is_some() {
             slot.stale = false;
         }
-        self.enqueue(prefix);
+        if !slot.queued {
+            slot.queued = true;
+            self.queue.push_back(prefix);
+        }
     }
 
     /// What the sources want for `prefix`.
@@ -358,6 +490,7 @@ impl Fib {
     pub fn next_request(&mut self) -> Option<Request> {
         while self.in_flight.len() < self.window {
             let prefix = self.queue.pop_front()?;
+            // One lookup per request: a million of them miss the cache each.
             let Some(slot) = self.slots.get_mut(&prefix) else {
                 continue;
             };
@@ -366,15 +499,15 @@ impl Fib {
                 // The ack queues the prefix again if there is more to do.
                 continue;
             }
-            let slot = *slot;
+            let routes = &self.routes;
             let op = match (slot.desired, slot.kernel) {
-                (Some(d), Kernel::Ours(k))
-                    if self.routes.get(d).satisfied_by(self.routes.get(k)) =>
-                {
-                    None
-                }
+                (Some(d), Kernel::Ours(k)) if routes.get(d).satisfied_by(routes.get(k)) => None,
                 (Some(_), Kernel::Foreign) => {
-                    self.conflict(prefix);
+                    if !slot.conflict {
+                        slot.conflict = true;
+                        self.stats.conflicts += 1;
+                        self.events.push(FibEvent::Conflict { prefix });
+                    }
                     None
                 }
                 (Some(d), Kernel::Absent) => Some((Op::Add, Some(d))),
@@ -388,14 +521,18 @@ impl Fib {
                 self.tidy(&prefix);
                 continue;
             };
+            slot.in_flight = true;
             let route = route.map(|id| self.routes.retain(id));
             let seq = self.next_seq;
             // 1 to 2^31 - 1: dumps use the upper half.
             self.next_seq = self.next_seq % 0x7fff_ffff + 1;
-            self.in_flight.insert(seq, Pending { prefix, op, route });
-            if let Some(s) = self.slots.get_mut(&prefix) {
-                s.in_flight = true;
-            }
+            self.in_flight.push(Pending {
+                seq,
+                prefix,
+                op,
+                route,
+                done: false,
+            });
             return Some(Request {
                 seq,
                 op,
@@ -418,8 +555,33 @@ impl Fib {
 
     /// The kernel's answer to request `seq`: 0 for done, else the errno.
     pub fn ack(&mut self, seq: u32, errno: i32, message: Option<String>) {
-        let Some(p) = self.in_flight.remove(&seq) else {
+        let Some((prefix, op, route)) = self.in_flight.take(seq) else {
             return;
+        };
+        // The common case in one lookup: an install acked that is what the sources still want.
+        if errno == 0 && op != Op::Delete {
+            if let (Some(slot), Some(r)) = (self.slots.get_mut(&prefix), route) {
+                if slot.desired == Some(r) && !slot.queued {
+                    slot.in_flight = false;
+                    slot.failed = false;
+                    slot.stale = false;
+                    let old = std::mem::replace(&mut slot.kernel, Kernel::Ours(r));
+                    self.stats.ok[op_index(op)] += 1;
+                    match old {
+                        Kernel::Ours(id) => self.routes.release(id),
+                        Kernel::OursUnknown => {}
+                        _ => self.count_installed(&prefix, 1),
+                    }
+                    return;
+                }
+            }
+        }
+        let p = Pending {
+            seq,
+            prefix,
+            op,
+            route,
+            done: true,
         };
         let Some(slot) = self.slots.get_mut(&p.prefix) else {
             if let Some(r) = p.route {
@@ -474,7 +636,8 @@ impl Fib {
     /// Acks were lost (ENOBUFS on the request socket): nothing in flight can be trusted. The
     /// driver follows with a resync.
     pub fn forget_in_flight(&mut self) {
-        for (_, p) in self.in_flight.drain() {
+        let pending: Vec<Pending> = self.in_flight.drain().collect();
+        for p in pending {
             if let Some(r) = p.route {
                 self.routes.release(r);
             }
@@ -805,6 +968,40 @@ mod tests {
         assert_eq!(seqs.len(), 100);
         // One interned route for all of them.
         assert_eq!(fib.live_routes(), 1);
+    }
+
+    #[test]
+    fn acks_are_matched_by_sequence_number_in_any_order() {
+        let mut fib = Fib::new(T, 16);
+        for i in 1..=5 {
+            fib.set(p(&format!("10.{i}.0.0/16")), Some(&Route::Blackhole));
+        }
+        let r = requests(&mut fib);
+        for i in [2, 0, 4, 1, 3] {
+            fib.ack(r[i].seq, 0, None);
+            // An ack seen twice, or one for nothing sent, changes nothing.
+            fib.ack(r[i].seq, libc::EINVAL, None);
+            fib.ack(0x7000_0000, 0, None);
+        }
+        assert!(fib.is_idle());
+        assert_eq!(fib.stats().ok, [5, 0, 0]);
+        assert_eq!(fib.stats().failed, [0, 0, 0]);
+        assert_eq!(fib.stats().installed, [5, 0]);
+    }
+
+    #[test]
+    fn the_prefix_hash_spreads_neighbouring_prefixes() {
+        let h = PrefixHasher::default();
+        let mut buckets = [0u32; 64];
+        for i in 0..64_000u32 {
+            let pre = Prefix::new(std::net::IpAddr::V4((0x1000_0000 + (i << 8)).into()), 24);
+            buckets[(h.hash_one(pre.unwrap()) & 63) as usize] += 1;
+        }
+        // 1000 a bucket on average; a weak mix would pile them up.
+        assert!(
+            buckets.iter().all(|&b| (800..1200).contains(&b)),
+            "{buckets:?}"
+        );
     }
 
     #[test]

@@ -6,17 +6,19 @@
 //! - [`fib`]: the sans-IO core: desired versus kernel state per prefix, coalescing, the
 //!   request window, ownership, stale routes after a restart, repair.
 //! - [`sock`] and [`driver`]: the netlink sockets and the loop that runs the core against the
-//!   kernel.
+//!   kernel; [`service`]: that loop on a thread of its own, for the daemon.
 
 pub mod driver;
 pub mod fib;
 pub mod route;
+pub mod service;
 pub mod sock;
 pub mod wire;
 
 pub use driver::{Driver, DriverError};
 pub use fib::{Fib, FibEvent, FibStats, Request, RouteId};
 pub use route::{NextHop, Prefix, PrefixError, Route};
+pub use service::{FibService, Snapshot};
 pub use wire::{Op, Target};
 
 /// interlink's route protocol id (`ip route ... proto interlink`, with the rt_protos.d entry

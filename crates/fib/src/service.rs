@@ -1,0 +1,219 @@
+//! The FIB on a thread of its own, for the daemon: commands in through a channel (with an
+//! eventfd to wake the thread from its poll), events out through another. The thread owns
+//! the driver, so the sockets live in the network namespace of the thread that starts it.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::driver::{Driver, DriverError};
+use crate::fib::{FibEvent, FibStats};
+use crate::route::{Prefix, Route};
+use crate::wire::Target;
+
+enum Command {
+    Set(Prefix, Option<Route>),
+    Sweep,
+    Stop { withdraw: bool },
+}
+
+/// What the FIB thread publishes for metrics and `show fib`.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub stats: FibStats,
+    /// Adopted routes still waiting for the sweep.
+    pub stale: usize,
+    /// Requests queued or in flight: 0 when the kernel holds what the sources want.
+    pub busy: bool,
+}
+
+pub struct FibService {
+    cmds: Sender<Command>,
+    wake: Arc<OwnedFd>,
+    events: Receiver<FibEvent>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    thread: Option<JoinHandle<Result<(), DriverError>>>,
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain eventfd call; the result is checked and owned once.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn poke(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: an 8-octet write from a live buffer; a full counter only means already woken.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) };
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut b = [0u8; 8];
+    // SAFETY: an 8-octet read into a live buffer.
+    unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
+}
+
+impl FibService {
+    /// Starts the FIB thread: it opens the netlink sockets, learns the kernel's state
+    /// (adopting interlink's routes as stale) and then waits for commands. Fails if the
+    /// sockets cannot be opened or the first dump fails.
+    pub fn start(target: Target, window: usize) -> Result<FibService, DriverError> {
+        let wake = Arc::new(eventfd().map_err(DriverError::Socket)?);
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let thread = {
+            let wake = wake.clone();
+            let snapshot = snapshot.clone();
+            std::thread::Builder::new()
+                .name("il-fib".into())
+                .spawn(move || {
+                    let driver = match Driver::open(target, window) {
+                        Ok(d) => {
+                            // What the first dump found, before `start` returns.
+                            if let Ok(mut s) = snapshot.lock() {
+                                s.stale = d.fib_ref().stale();
+                                s.stats = d.fib_ref().stats();
+                            }
+                            let _ = ready_tx.send(Ok(()));
+                            d
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    run(driver, cmd_rx, &wake, ev_tx, &snapshot)
+                })
+                .map_err(DriverError::Socket)?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => return Err(DriverError::Timeout),
+        }
+        Ok(FibService {
+            cmds: cmd_tx,
+            wake,
+            events: ev_rx,
+            snapshot,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, c: Command) {
+        if self.cmds.send(c).is_ok() {
+            poke(&self.wake);
+        }
+    }
+
+    /// What the sources want for `prefix` (None: no route).
+    pub fn set(&self, prefix: Prefix, route: Option<Route>) {
+        self.send(Command::Set(prefix, route));
+    }
+
+    /// The sources have converged: routes adopted at start and not wanted again go.
+    pub fn sweep(&self) {
+        self.send(Command::Sweep);
+    }
+
+    /// Events since the last call.
+    pub fn events(&self) -> Vec<FibEvent> {
+        self.events.try_iter().collect()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops the thread, withdrawing interlink's routes first if `withdraw`, within
+    /// `timeout`. The routes are otherwise left in the kernel, forwarding.
+    pub fn stop(mut self, withdraw: bool, timeout: Duration) -> Result<Snapshot, DriverError> {
+        self.send(Command::Stop { withdraw });
+        let deadline = Instant::now() + timeout;
+        let thread = self.thread.take().expect("running");
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return Err(DriverError::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().map_err(|_| DriverError::Timeout)??;
+        Ok(self.snapshot())
+    }
+}
+
+impl Drop for FibService {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.cmds.send(Command::Stop { withdraw: false });
+            poke(&self.wake);
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut d: Driver,
+    cmds: Receiver<Command>,
+    wake: &OwnedFd,
+    events: Sender<FibEvent>,
+    snapshot: &Mutex<Snapshot>,
+) -> Result<(), DriverError> {
+    let publish = |d: &mut Driver| {
+        let fib = d.fib_ref();
+        if let Ok(mut s) = snapshot.lock() {
+            *s = Snapshot {
+                stats: fib.stats(),
+                stale: fib.stale(),
+                busy: !fib.is_idle(),
+            };
+        }
+    };
+    publish(&mut d);
+    loop {
+        loop {
+            match cmds.try_recv() {
+                Ok(Command::Set(p, r)) => d.fib().set(p, r.as_ref()),
+                Ok(Command::Sweep) => {
+                    d.fib().sweep_stale();
+                }
+                Ok(Command::Stop { withdraw }) => {
+                    if withdraw {
+                        d.fib().withdraw_all();
+                    }
+                    let r = d.run_until_idle(Duration::from_secs(60));
+                    for e in d.fib().drain_events() {
+                        let _ = events.send(e);
+                    }
+                    publish(&mut d);
+                    return r;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Ok(()),
+            }
+        }
+        // Errors of one turn (a send that failed and was resynced) are not fatal.
+        let woken = d
+            .pump(Some(wake.as_raw_fd()), Duration::from_secs(1))
+            .unwrap_or(false);
+        if woken {
+            drain(wake);
+        }
+        for e in d.fib().drain_events() {
+            let _ = events.send(e);
+        }
+        publish(&mut d);
+    }
+}
