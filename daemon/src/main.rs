@@ -30,8 +30,8 @@ self-test       Runs the IEEE 802.1AE Annex C known-answer test (33 frames, all 
   --size OCTETS   User data per frame for the measurement (default 1420, 2..=65000).
   --quick         Measure for 50 ms per suite instead of 500 ms.
 
-exit status: 0 success; 1 a link could not be brought up, or a known-answer test failed;
-2 a bad command line or configuration.";
+exit status: 0 success; 1 a link could not be brought up, the kernel's routing tables could
+not be reached, or a known-answer test failed; 2 a bad command line or configuration.";
 
 enum Command {
     Run { config: PathBuf, check: bool },
