@@ -69,7 +69,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/a.sak"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/b.sak"
 head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/salt"
 salt=$(cat "$RUN/salt")
-config() { # side me peer tunaddr tx rx tx_ssci rx_ssci
+config() { # side me peer tunaddr tx rx tx_ssci rx_ssci remote-site peer-tunnel-address
     cat > "$RUN/gw-$1.toml" <<TOML
 # interlinkd on gw-$1 of the lab
 [[link]]
@@ -89,10 +89,16 @@ rx_sak_file = "$7"
 tx_ssci = $8
 rx_ssci = $9
 salt = "$salt"
+
+# The other site, through the peer's end of the link: installed in the kernel by interlinkd
+# with its route protocol (77), until BGP learns it instead.
+[[route]]
+prefix = "${10}"
+via = ["${11}"]
 TOML
 }
-config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2
-config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1
+config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.20.0.0/24 169.254.0.2
+config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1 10.10.0.0/24 169.254.0.1
 for side in a b; do
     ip netns exec "$P-gw-$side" "$BIN" --config "$RUN/gw-$side.toml" > "$RUN/gw-$side.log" 2>&1 &
     echo $! > "$RUN/gw-$side.pid"
@@ -103,11 +109,19 @@ for side in a b; do
         sleep 0.1
     done
 done
-ip -n $P-gw-a route add 10.20.0.0/24 dev il0
-ip -n $P-gw-b route add 10.10.0.0/24 dev il0
+for side in a b; do
+    for _ in $(seq 50); do
+        [ -n "$(ip -n "$P-gw-$side" route show proto 77)" ] && break
+        sleep 0.1
+    done
+done
 
 echo "== interlinkd on gw-a"
 cat "$RUN/gw-a.log"
+echo
+echo "== the other site in each gateway's kernel table, from interlinkd (proto 77)"
+echo "gw-a: $(ip -n $P-gw-a route show proto 77)"
+echo "gw-b: $(ip -n $P-gw-b route show proto 77)"
 echo
 echo "== ping from host-a (10.10.0.2) to host-b (10.20.0.2), across the encrypted link"
 ip netns exec $P-host-a ping -c 3 -i 0.2 10.20.0.2
@@ -117,6 +131,7 @@ The lab is up. Things to try:
   ip netns exec $P-host-a ping 10.20.0.2                      # site to site
   ip netns exec $P-gw-a tcpdump -ni wan -X udp port 4789         # only ciphertext on the underlay
   ip -n $P-gw-a -s link show il0                               # the TUN interface and its counters
+  ip -n $P-gw-a route show proto 77                            # interlinkd's routes
   cat $RUN/gw-a.toml $RUN/gw-a.log                             # config and log of gw-a
   $BIN self-test   # known-answer test, crypto rates
 Tear it down with: ./scripts/lab.sh down
