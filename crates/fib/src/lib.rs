@@ -10,6 +10,7 @@
 
 pub mod driver;
 pub mod fib;
+pub mod fuzzing;
 pub mod route;
 pub mod service;
 pub mod sock;

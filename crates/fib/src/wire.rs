@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteType,
@@ -414,9 +413,55 @@ fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
     })
 }
 
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+
+/// An address message, read here: netlink-packet-route 0.30 panics on an `IFA_CACHEINFO`
+/// shorter than it expects (found by the fuzzer), and the FIB needs two attributes of it.
+fn parse_address(m: &Message<'_>) -> Option<KernelEvent> {
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+    let body = m.bytes.get(NLMSG_HDR..)?;
+    let h = body.get(..8)?;
+    let (family, prefix_len) = (h[0], h[1]);
+    let ifindex = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+    let mut attrs = &body[8..];
+    let (mut address, mut local) = (None, None);
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        let value = &attrs[4..len];
+        let ip = match (family as i32, value.len()) {
+            (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(value).ok()?)),
+            (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(value).ok()?)),
+            _ => None,
+        };
+        match kind {
+            1 => address = ip, // IFA_ADDRESS
+            2 => local = ip,   // IFA_LOCAL
+            _ => {}
+        }
+        attrs = &attrs[align4(len).min(attrs.len())..];
+    }
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
+    // elsewhere.
+    let addr = local.or(address)?;
+    Some(KernelEvent::Address {
+        ifindex,
+        address: addr,
+        prefix: Prefix::new(addr, prefix_len).ok()?,
+        added: m.kind == RTM_NEWADDR,
+    })
+}
+
 /// Parses a route, link or address message from the kernel; None for anything else, or for
-/// a message netlink-packet-route cannot read (counted by the caller, never a panic).
+/// a message that cannot be read (counted by the caller, never a panic).
 pub fn parse_event(m: &Message<'_>) -> Option<KernelEvent> {
+    if m.kind == RTM_NEWADDR || m.kind == RTM_DELADDR {
+        return parse_address(m);
+    }
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes).ok()?;
     let NetlinkPayload::InnerMessage(inner) = msg.payload else {
         return None;
@@ -439,30 +484,6 @@ pub fn parse_event(m: &Message<'_>) -> Option<KernelEvent> {
         RouteNetlinkMessage::DelLink(l) => Some(KernelEvent::LinkGone {
             ifindex: l.header.index,
         }),
-        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
-            let added = m.kind == 20; // RTM_NEWADDR
-                                      // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
-                                      // elsewhere.
-            let addr = a
-                .attributes
-                .iter()
-                .find_map(|x| match x {
-                    AddressAttribute::Local(ip) => Some(*ip),
-                    _ => None,
-                })
-                .or_else(|| {
-                    a.attributes.iter().find_map(|x| match x {
-                        AddressAttribute::Address(ip) => Some(*ip),
-                        _ => None,
-                    })
-                })?;
-            Some(KernelEvent::Address {
-                ifindex: a.header.index,
-                address: addr,
-                prefix: Prefix::new(addr, a.header.prefix_len).ok()?,
-                added,
-            })
-        }
         _ => None,
     }
 }
@@ -623,6 +644,31 @@ mod tests {
                 libc::ENETUNREACH,
                 Some("Nexthop has invalid gateway".to_owned())
             ))
+        );
+    }
+
+    #[test]
+    fn address_messages_are_read_here_even_with_a_short_cacheinfo() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&RTM_NEWADDR.to_ne_bytes());
+        b.extend_from_slice(&[0; 10]);
+        b.extend_from_slice(&[libc::AF_INET as u8, 24, 0, 0]);
+        b.extend_from_slice(&7u32.to_ne_bytes());
+        put_attr(&mut b, 1, &[192, 0, 2, 255]); // IFA_ADDRESS: the peer on a p2p link
+        put_attr(&mut b, 2, &[192, 0, 2, 1]); // IFA_LOCAL
+        put_attr(&mut b, 6, &[0; 4]); // IFA_CACHEINFO, shorter than its 16 octets
+        let len = b.len() as u32;
+        b[..4].copy_from_slice(&len.to_ne_bytes());
+        let m = messages(&b).next().unwrap();
+        assert_eq!(
+            parse_event(&m),
+            Some(KernelEvent::Address {
+                ifindex: 7,
+                address: "192.0.2.1".parse().unwrap(),
+                prefix: "192.0.2.0/24".parse().unwrap(),
+                added: true,
+            })
         );
     }
 

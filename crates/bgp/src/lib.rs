@@ -1,0 +1,13 @@
+//! interlink's BGP speaker, sans IO: the wire format of the session messages and the RFC 4271
+//! session state machine. Sockets, timers and the RIB live elsewhere; the state machine is fed
+//! events with the time they happen at and answers with actions.
+//!
+//! - [`wire`]: message framing, OPEN with its capabilities (RFC 5492: 4-octet ASN, MP-BGP,
+//!   route refresh, graceful restart, extended messages), KEEPALIVE, NOTIFICATION (with the
+//!   RFC 8203 shutdown communication) and ROUTE-REFRESH; every malformed input is an error
+//!   that names the NOTIFICATION to send.
+//! - [`fsm`]: the session state machine of RFC 4271 §8, with its timers, hold-time
+//!   negotiation and back-off after repeated failures.
+
+pub mod fsm;
+pub mod wire;
