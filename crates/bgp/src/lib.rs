@@ -10,4 +10,5 @@
 //!   negotiation and back-off after repeated failures.
 
 pub mod fsm;
+pub mod fuzzing;
 pub mod wire;

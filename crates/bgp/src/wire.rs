@@ -273,10 +273,17 @@ impl Open {
         if let Some(asn) = self.caps.four_octet_as {
             cap(65, &asn.to_be_bytes());
         }
-        // One optional parameter of type 2 holding every capability; all of them fit in 255
-        // octets for what this speaker advertises.
-        out.push((caps.len() + 2) as u8);
-        out.extend_from_slice(&[2, caps.len() as u8]);
+        // One optional parameter of type 2 holding every capability; past 255 octets, in the
+        // extended format of RFC 9072.
+        if caps.len() + 2 <= 255 {
+            out.push((caps.len() + 2) as u8);
+            out.extend_from_slice(&[2, caps.len() as u8]);
+        } else {
+            out.extend_from_slice(&[255, 255]);
+            out.extend_from_slice(&((caps.len() + 3) as u16).to_be_bytes());
+            out.push(2);
+            out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
+        }
         out.extend_from_slice(&caps);
         finish(out, start);
     }

@@ -203,6 +203,16 @@ fn unknown_capabilities_are_ignored_and_extended_parameters_are_read() {
 }
 
 #[test]
+fn many_capabilities_go_in_the_extended_parameter_format() {
+    let mut o = open();
+    o.caps.multiprotocol = (1..=60).map(|safi| Family { afi: 1, safi }).collect();
+    let mut out = Vec::new();
+    o.encode(&mut out);
+    assert_eq!(&out[28..30], &[255, 255]);
+    assert_eq!(round_trip(&Message::Open(o.clone())), Message::Open(o));
+}
+
+#[test]
 fn shutdown_communications() {
     let n = Notification::shutdown(code::CEASE_ADMIN_SHUTDOWN, "moving to the new router");
     assert_eq!(

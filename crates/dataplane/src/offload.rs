@@ -132,6 +132,22 @@ pub fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// Rewrites the IP header of a packet of `len` octets: for IPv4 the total length, the
+/// identification advanced by `id_step` (segments of one super-packet are numbered on, as the
+/// kernel's GSO does) and the header checksum; for IPv6 the payload length.
+pub(crate) fn fix_ip_header(ip: &mut [u8], ipv4: bool, len: usize, id_step: u16) {
+    if ipv4 {
+        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(id_step);
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[10..12].fill(0);
+        let sum = !fold(sum16(ip, 0));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    } else {
+        ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    }
+}
+
 /// The pseudo-header sum of a TCP or UDP packet (RFC 793, RFC 8200 §8.1) for an L4 length.
 fn pseudo_header(ip: &[u8], l4_len: usize, proto: u8) -> Option<u64> {
     match ip.first()? >> 4 {
@@ -278,16 +294,7 @@ pub fn tcp_segment(
     out[shape.hdr_len..len].copy_from_slice(payload);
     let (ip, rest) = out[..len].split_at_mut(shape.ip_len);
 
-    if shape.ipv4 {
-        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(index as u16);
-        ip[4..6].copy_from_slice(&id.to_be_bytes());
-        ip[10..12].fill(0);
-        let sum = !fold(sum16(ip, 0));
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    } else {
-        ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-    }
+    fix_ip_header(ip, shape.ipv4, len, index as u16);
 
     let tcp = rest;
     let seq =
@@ -469,14 +476,7 @@ impl TcpCoalescer {
             return &self.buf[..VNET_HDR_LEN + len];
         }
         let (ip, tcp) = pkt.split_at_mut(shape.ip_len);
-        if shape.ipv4 {
-            ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            ip[10..12].fill(0);
-            let sum = !fold(sum16(ip, 0));
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        } else {
-            ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-        }
+        fix_ip_header(ip, shape.ipv4, len, 0);
         // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
         let pseudo = fold(pseudo_header(ip, tcp.len(), 6).unwrap_or(0));
         tcp[16..18].copy_from_slice(&pseudo.to_be_bytes());

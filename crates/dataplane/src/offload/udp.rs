@@ -12,7 +12,8 @@
 //! but the first: the kernel numbers the segments on from it.
 
 use super::{
-    fold, pseudo_header, sum16, OffloadError, VirtioNetHdr, F_NEEDS_CSUM, MAX_SUPER, VNET_HDR_LEN,
+    fix_ip_header, fold, pseudo_header, sum16, OffloadError, VirtioNetHdr, F_NEEDS_CSUM, MAX_SUPER,
+    VNET_HDR_LEN,
 };
 
 /// `VIRTIO_NET_HDR_GSO_UDP_L4` (linux/virtio_net.h, Linux 6.2+ for TUN).
@@ -129,16 +130,7 @@ pub fn udp_segment(
     out[..hdr].copy_from_slice(&pkt[..hdr]);
     out[hdr..len].copy_from_slice(&pkt[start..end]);
     let (ip, udp) = out[..len].split_at_mut(shape.ip_len);
-    if shape.ipv4 {
-        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(index as u16);
-        ip[4..6].copy_from_slice(&id.to_be_bytes());
-        ip[10..12].fill(0);
-        let sum = !fold(sum16(ip, 0));
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    } else {
-        ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-    }
+    fix_ip_header(ip, shape.ipv4, len, index as u16);
     let udp_len = udp.len() as u16;
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     let no_checksum = shape.ipv4 && udp[6..8] == [0, 0];
@@ -269,14 +261,7 @@ impl UdpCoalescer {
             return &self.buf[..VNET_HDR_LEN + len];
         }
         let (ip, udp) = pkt[..len].split_at_mut(shape.ip_len);
-        if shape.ipv4 {
-            ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            ip[10..12].fill(0);
-            let sum = !fold(sum16(ip, 0));
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        } else {
-            ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-        }
+        fix_ip_header(ip, shape.ipv4, len, 0);
         let udp_len = udp.len() as u16;
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
         let pseudo = fold(pseudo_header(ip, udp.len(), 17).unwrap_or(0));
