@@ -12,8 +12,17 @@ bootstrap() {
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "bootstrap: apt-get install ${missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Daemons the tests run themselves (bird2, ...) must not also start on the host as
+        # services: policy-rc.d forbids it for the install, unless the machine has its own.
+        local policy=/usr/sbin/policy-rc.d ours=""
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && ours=1
+        fi
+        local rc=0
+        { apt-get update -qq &&
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+        if [ -n "$ours" ]; then rm -f "$policy"; fi
+        if [ "$rc" -ne 0 ]; then return "$rc"; fi
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then

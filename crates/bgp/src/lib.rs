@@ -8,7 +8,10 @@
 //!   that names the NOTIFICATION to send.
 //! - [`fsm`]: the session state machine of RFC 4271 §8, with its timers, hold-time
 //!   negotiation and back-off after repeated failures.
+//! - [`peer`]: the I/O edge, on tokio: connections out and in, TTL 1, TCP-MD5, framing,
+//!   timers and collision resolution, carrying out what the state machine asks.
 
 pub mod fsm;
 pub mod fuzzing;
+pub mod peer;
 pub mod wire;

@@ -1,0 +1,378 @@
+//! The I/O edge of one BGP peer, on tokio: TCP connections out and in, TTL 1 for a directly
+//! connected eBGP peer, TCP-MD5 (RFC 2385), message framing, timers, and collision
+//! resolution between an outgoing and an incoming connection (RFC 4271 §6.8). The state
+//! machine itself is `fsm::Session`; this only carries out its actions.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::fsm::{self, keep_ours_on_collision, Action, Down, Event, Negotiated, Session, State};
+use crate::wire::{code, frame, Family, Message, Notification, MAX_EXTENDED_LEN, MAX_LEN};
+
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub fsm: fsm::Config,
+    pub remote: SocketAddr,
+    /// Our address for the session (the source of outgoing connections).
+    pub local: Option<IpAddr>,
+    /// Send with TTL 1: a directly connected eBGP peer (RFC 4271 does not require it, every
+    /// cloud router expects it).
+    pub ttl1: bool,
+    /// The TCP-MD5 key (RFC 2385), at most 80 octets.
+    pub md5: Option<Vec<u8>>,
+}
+
+/// What the peer tells the rest of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    Up(Box<Negotiated>),
+    Down(Down),
+    Failed(Down),
+    Update(Vec<u8>),
+    RouteRefresh(Family),
+}
+
+const TCP_MD5SIG: libc::c_int = 14;
+const TCP_MD5SIG_MAXKEYLEN: usize = 80;
+
+/// `struct tcp_md5sig` (linux/tcp.h).
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefixlen: u8,
+    keylen: u16,
+    ifindex: i32,
+    key: [u8; TCP_MD5SIG_MAXKEYLEN],
+}
+
+/// Sets the TCP-MD5 key for `peer` on `fd` (a listening or a connecting socket).
+pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    if key.len() > TCP_MD5SIG_MAXKEYLEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "MD5 key over 80 octets",
+        ));
+    }
+    // SAFETY: zero is a valid sockaddr_storage and tcp_md5sig.
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    match peer {
+        IpAddr::V4(a) => {
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is aligned for it.
+            let sin = unsafe { &mut *(&mut sig.addr as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+        }
+        IpAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut sig.addr as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = a.octets();
+        }
+    }
+    sig.keylen = key.len() as u16;
+    sig.key[..key.len()].copy_from_slice(key);
+    // SAFETY: the option value is a tcp_md5sig that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            TCP_MD5SIG,
+            (&sig as *const TcpMd5Sig).cast(),
+            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_ttl1(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TTL)
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: a c_int option value that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A listening socket for BGP on `addr`, with the MD5 keys of the peers that have one.
+pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Vec<u8>)]) -> io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    for (peer, key) in md5 {
+        set_md5(&sock, *peer, key)?;
+    }
+    sock.bind(addr)?;
+    sock.listen(64)
+}
+
+async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
+    let v6 = cfg.remote.is_ipv6();
+    let sock = if v6 {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    if let Some(key) = &cfg.md5 {
+        set_md5(&sock, cfg.remote.ip(), key)?;
+    }
+    if cfg.ttl1 {
+        set_ttl1(&sock, v6)?;
+    }
+    if let Some(local) = cfg.local {
+        sock.bind(SocketAddr::new(local, 0))?;
+    }
+    sock.connect(cfg.remote).await
+}
+
+/// One TCP connection with what has been read from it and not yet framed.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        stream.set_nodelay(true).ok();
+        Conn {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    async fn send(&mut self, m: &Message) -> io::Result<()> {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        self.stream.write_all(&out).await
+    }
+}
+
+/// Runs the peer until `stop` says so (with the shutdown communication to send). Incoming
+/// connections from the peer's address arrive on `incoming`.
+pub async fn run(
+    cfg: PeerConfig,
+    mut incoming: mpsc::Receiver<TcpStream>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    mut stop: watch::Receiver<Option<String>>,
+) {
+    let mut session = Session::new(cfg.fsm.clone());
+    let mut conn: Option<Conn> = None;
+    // An incoming connection that collided with ours, waiting for the peer's identifier.
+    let mut other: Option<TcpStream> = None;
+    let mut connecting = false;
+    let mut incoming_open = true;
+    let (connected_tx, mut connected_rx) = mpsc::channel::<io::Result<TcpStream>>(1);
+    let mut actions = session.handle(Instant::now(), Event::Start);
+    loop {
+        // Carry out what the state machine asked for.
+        for a in std::mem::take(&mut actions) {
+            match a {
+                Action::Connect => {
+                    if !connecting {
+                        connecting = true;
+                        let c = cfg.clone();
+                        let tx = connected_tx.clone();
+                        tokio::spawn(async move {
+                            let r = tokio::time::timeout(Duration::from_secs(10), connect(&c))
+                                .await
+                                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                            let _ = tx.send(r).await;
+                        });
+                    }
+                }
+                Action::Send(m) => {
+                    if let Some(c) = conn.as_mut() {
+                        if c.send(&m).await.is_err() {
+                            conn = None;
+                            actions.extend(session.handle(Instant::now(), Event::ConnectionClosed));
+                        }
+                    }
+                }
+                Action::Close => {
+                    if let Some(mut c) = conn.take() {
+                        let _ = c.stream.shutdown().await;
+                    }
+                }
+                Action::Up(n) => {
+                    // The collision is settled: the connection that got here wins.
+                    if let Some(mut s) = other.take() {
+                        let _ = s.shutdown().await;
+                    }
+                    let _ = events.send(PeerEvent::Up(n));
+                }
+                Action::Down(d) => {
+                    let _ = events.send(PeerEvent::Down(d));
+                }
+                Action::Failed(d) => {
+                    let _ = events.send(PeerEvent::Failed(d));
+                }
+                Action::Update(u) => {
+                    let _ = events.send(PeerEvent::Update(u));
+                }
+                Action::RouteRefresh(f) => {
+                    let _ = events.send(PeerEvent::RouteRefresh(f));
+                }
+            }
+        }
+        if !actions.is_empty() {
+            continue;
+        }
+        // Collision resolution once the peer's identifier is known (RFC 4271 §6.8).
+        if let (Some(n), true) = (
+            session.negotiated(),
+            other.is_some() && session.state() == State::OpenConfirm,
+        ) {
+            let remote_id = n.peer.router_id;
+            if keep_ours_on_collision(cfg.fsm.router_id, remote_id) {
+                if let Some(s) = other.take() {
+                    let mut c = Conn::new(s);
+                    let n = Notification::new(code::CEASE, code::CEASE_COLLISION, &[]);
+                    let _ = c.send(&Message::Notification(n)).await;
+                }
+            } else if let Some(s) = other.take() {
+                let n = Notification::new(code::CEASE, code::CEASE_COLLISION, &[]);
+                if let Some(c) = conn.as_mut() {
+                    let _ = c.send(&Message::Notification(n)).await;
+                }
+                conn = Some(Conn::new(s));
+                session = Session::new(cfg.fsm.clone());
+                session.handle(Instant::now(), Event::Start);
+                actions = session.handle(Instant::now(), Event::Connected);
+                continue;
+            }
+        }
+
+        let deadline = session
+            .next_timer()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let max = if session.negotiated().is_some_and(|n| n.extended_message) {
+            MAX_EXTENDED_LEN
+        } else {
+            MAX_LEN
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                actions = session.on_timer(Instant::now());
+            }
+            r = connected_rx.recv() => {
+                connecting = false;
+                match r {
+                    Some(Ok(s)) if conn.is_none() && matches!(session.state(), State::Connect | State::Active) => {
+                        conn = Some(Conn::new(s));
+                        actions = session.handle(Instant::now(), Event::Connected);
+                    }
+                    Some(Ok(_)) => {} // an incoming connection won meanwhile
+                    _ => actions = session.handle(Instant::now(), Event::ConnectionClosed),
+                }
+            }
+            s = incoming.recv(), if incoming_open => {
+                // Without a listener there is nothing more to accept; the peer runs on.
+                let Some(s) = s else {
+                    incoming_open = false;
+                    continue;
+                };
+                match session.state() {
+                    State::Idle | State::Established => drop(s),
+                    State::Connect | State::Active => {
+                        conn = Some(Conn::new(s));
+                        actions = session.handle(Instant::now(), Event::Connected);
+                    }
+                    State::OpenSent | State::OpenConfirm => other = Some(s),
+                }
+            }
+            r = read_some(conn.as_mut()) => {
+                match r {
+                    Ok(0) | Err(_) => {
+                        conn = None;
+                        actions = session.handle(Instant::now(), Event::ConnectionClosed);
+                    }
+                    Ok(_) => {
+                        let c = conn.as_mut().expect("read from a connection");
+                        let mut used = 0;
+                        loop {
+                            match frame(&c.buf[used..], max) {
+                                Ok(Some(f)) => {
+                                    let ev = match Message::decode(f.kind, f.body) {
+                                        Ok(m) => Event::Received(m),
+                                        Err(n) => Event::Malformed(n),
+                                    };
+                                    used += f.len;
+                                    let malformed = matches!(ev, Event::Malformed(_));
+                                    actions.extend(session.handle(Instant::now(), ev));
+                                    if malformed { break; }
+                                }
+                                Ok(None) => break,
+                                Err(n) => {
+                                    actions.extend(session.handle(Instant::now(), Event::Malformed(n)));
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(c) = conn.as_mut() {
+                            c.buf.drain(..used.min(c.buf.len()));
+                        }
+                    }
+                }
+            }
+            _ = stop.changed() => {
+                let text = stop.borrow().clone().unwrap_or_default();
+                let acts = session.handle(Instant::now(), Event::Stop(text));
+                for a in acts {
+                    match a {
+                        Action::Send(m) => {
+                            if let Some(c) = conn.as_mut() {
+                                let _ = c.send(&m).await;
+                            }
+                        }
+                        Action::Down(d) => { let _ = events.send(PeerEvent::Down(d)); }
+                        _ => {}
+                    }
+                }
+                if let Some(mut c) = conn.take() {
+                    let _ = c.stream.shutdown().await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Reads into the connection's buffer; pending forever without a connection.
+async fn read_some(conn: Option<&mut Conn>) -> io::Result<usize> {
+    match conn {
+        Some(c) => {
+            if c.buf.capacity() - c.buf.len() < 4096 {
+                c.buf.reserve(64 * 1024);
+            }
+            c.stream.read_buf(&mut c.buf).await
+        }
+        None => std::future::pending().await,
+    }
+}
