@@ -1,6 +1,7 @@
 //! The fuzz entry point, shared by `crates/bgp/fuzz` and the corpus replay under `cargo test`:
 //! arbitrary bytes as what a peer sends on the TCP connection, framed and decoded message by
-//! message and fed to a session state machine that has just sent its OPEN. Nothing may
+//! message (UPDATE bodies through the RFC 7606 decoder) and fed to a session state machine
+//! that has just sent its OPEN. Nothing may
 //! panic, and a decode error must be one the session can send.
 
 use std::net::Ipv4Addr;
@@ -53,6 +54,11 @@ pub fn messages(data: &[u8]) {
                         let mut twice = Vec::new();
                         again.encode(&mut twice);
                         assert_eq!(once, twice);
+                        // UPDATE bodies through the RFC 7606 decoder, both AS widths.
+                        if let Message::Update(body) = &m {
+                            let _ = crate::update::decode(body, true, true);
+                            let _ = crate::update::decode(body, false, false);
+                        }
                         Event::Received(m)
                     }
                     Err(n) => Event::Malformed(n),

@@ -14,4 +14,5 @@
 pub mod fsm;
 pub mod fuzzing;
 pub mod peer;
+pub mod update;
 pub mod wire;
