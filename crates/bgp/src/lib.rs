@@ -14,5 +14,6 @@
 pub mod fsm;
 pub mod fuzzing;
 pub mod peer;
+pub mod rib;
 pub mod update;
 pub mod wire;

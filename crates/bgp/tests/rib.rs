@@ -1,0 +1,343 @@
+//! The decision process in table form, and the RIB's bookkeeping: withdrawals, flushes,
+//! stale routes of a restarting peer, multipath, interning.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use interlink_bgp::rib::{better, PeerInfo, Rib, LOCAL};
+use interlink_bgp::update::{Attrs, Nlri, Origin, Segment, Update};
+
+fn peer(n: u8, asn: u32, ebgp: bool) -> PeerInfo {
+    PeerInfo {
+        address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)),
+        router_id: Ipv4Addr::new(10, 0, 0, n),
+        asn,
+        ebgp,
+    }
+}
+
+fn peers() -> HashMap<u32, PeerInfo> {
+    HashMap::from([
+        (1, peer(1, 64501, true)),
+        (2, peer(2, 64502, true)),
+        (3, peer(3, 65000, false)),
+        (4, peer(4, 64501, true)),
+    ])
+}
+
+#[derive(Clone, Copy)]
+struct R {
+    peer: u32,
+    lp: Option<u32>,
+    path: &'static [u32],
+    origin: Origin,
+    med: Option<u32>,
+}
+
+const BASE: R = R {
+    peer: 1,
+    lp: None,
+    path: &[64501],
+    origin: Origin::Igp,
+    med: None,
+};
+
+fn attrs(r: R) -> (u32, Arc<Attrs>) {
+    (
+        r.peer,
+        Arc::new(Attrs {
+            origin: Some(r.origin),
+            as_path: vec![Segment::Sequence(r.path.to_vec())],
+            next_hop: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, r.peer as u8))),
+            local_pref: r.lp,
+            med: r.med,
+            ..Attrs::default()
+        }),
+    )
+}
+
+#[test]
+fn decision_process_in_table_form() {
+    use std::cmp::Ordering::*;
+    let p = peers();
+    // (why, a, b, a compared with b)
+    let table: &[(&str, R, R, std::cmp::Ordering)] = &[
+        (
+            "higher local-pref wins",
+            R {
+                lp: Some(200),
+                path: &[1, 2, 3],
+                ..BASE
+            },
+            R {
+                peer: 2,
+                lp: Some(100),
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "no local-pref counts as 100",
+            R { lp: None, ..BASE },
+            R {
+                peer: 2,
+                lp: Some(101),
+                ..BASE
+            },
+            Less,
+        ),
+        (
+            "shorter AS path wins",
+            R {
+                path: &[64501],
+                ..BASE
+            },
+            R {
+                peer: 2,
+                path: &[64502, 1],
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "lower origin wins",
+            R {
+                origin: Origin::Igp,
+                ..BASE
+            },
+            R {
+                peer: 2,
+                origin: Origin::Incomplete,
+                path: &[64502],
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "lower MED wins from the same neighbour AS",
+            R {
+                med: Some(10),
+                ..BASE
+            },
+            R {
+                peer: 4,
+                med: Some(5),
+                ..BASE
+            },
+            Less,
+        ),
+        (
+            "a missing MED is 0",
+            R { med: None, ..BASE },
+            R {
+                peer: 4,
+                med: Some(5),
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "MED is not compared across neighbour ASes",
+            R {
+                med: Some(50),
+                ..BASE
+            },
+            R {
+                peer: 2,
+                med: Some(5),
+                path: &[64502],
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "eBGP wins over iBGP",
+            R {
+                peer: 2,
+                path: &[64502],
+                ..BASE
+            },
+            R {
+                peer: 3,
+                path: &[64502],
+                ..BASE
+            },
+            Greater,
+        ),
+        (
+            "then the lower router id",
+            R { peer: 1, ..BASE },
+            R { peer: 4, ..BASE },
+            Greater,
+        ),
+        (
+            "our own route wins",
+            R {
+                peer: LOCAL,
+                path: &[],
+                ..BASE
+            },
+            R {
+                lp: Some(500),
+                ..BASE
+            },
+            Greater,
+        ),
+    ];
+    for (why, a, b, want) in table {
+        assert_eq!(better(&attrs(*a), &attrs(*b), &p), *want, "{why}");
+        assert_eq!(
+            better(&attrs(*b), &attrs(*a), &p),
+            want.reverse(),
+            "{why}, reversed"
+        );
+    }
+}
+
+fn nlri(s: &str) -> Nlri {
+    let (a, l) = s.split_once('/').unwrap();
+    Nlri {
+        addr: a.parse().unwrap(),
+        len: l.parse().unwrap(),
+    }
+}
+
+fn announce(rib: &mut Rib, r: R, prefixes: &[&str]) -> usize {
+    let (peer, a) = attrs(r);
+    let u = Update {
+        announced: prefixes.iter().map(|p| nlri(p)).collect(),
+        attrs: Some(a),
+        ..Update::default()
+    };
+    rib.apply(peer, &u).len()
+}
+
+fn rib(multipath: bool) -> Rib {
+    let mut rib = Rib::new(multipath);
+    for (id, info) in peers() {
+        rib.set_peer(id, info);
+    }
+    rib
+}
+
+#[test]
+fn best_routes_follow_announcements_and_withdrawals() {
+    let mut rib = rib(false);
+    let p = nlri("10.1.0.0/16");
+    assert_eq!(announce(&mut rib, BASE, &["10.1.0.0/16"]), 1);
+    // A worse route changes nothing; a better one takes over.
+    assert_eq!(
+        announce(
+            &mut rib,
+            R {
+                peer: 2,
+                path: &[64502, 7],
+                ..BASE
+            },
+            &["10.1.0.0/16"]
+        ),
+        0
+    );
+    assert_eq!(
+        announce(
+            &mut rib,
+            R {
+                peer: 3,
+                lp: Some(300),
+                ..BASE
+            },
+            &["10.1.0.0/16"]
+        ),
+        1
+    );
+    assert_eq!(rib.best(&p).unwrap().peer, 3);
+    // Withdrawn: the next best comes back.
+    let w = Update {
+        withdrawn: vec![p],
+        ..Update::default()
+    };
+    let ch = rib.apply(3, &w);
+    assert_eq!(ch[0].best.as_ref().unwrap().peer, 1);
+    // The peer goes down: its routes go, the other one's stays.
+    let ch = rib.flush(1);
+    assert_eq!(ch[0].best.as_ref().unwrap().peer, 2);
+    let ch = rib.flush(2);
+    assert_eq!(ch[0].best, None);
+    assert!(rib.is_empty());
+    assert_eq!(rib.count(1), 0);
+}
+
+#[test]
+fn a_restarting_peer_keeps_its_routes_until_end_of_rib() {
+    let mut rib = rib(false);
+    announce(&mut rib, BASE, &["10.1.0.0/16", "10.2.0.0/16"]);
+    rib.mark_stale(1);
+    // Announced again after the restart: no longer stale.
+    announce(&mut rib, BASE, &["10.1.0.0/16"]);
+    let ch = rib.sweep_stale(1);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].prefix, nlri("10.2.0.0/16"));
+    assert!(rib.best(&nlri("10.1.0.0/16")).is_some());
+}
+
+#[test]
+fn multipath_gathers_the_next_hops_of_equal_routes() {
+    let mut rib = rib(true);
+    announce(&mut rib, BASE, &["10.1.0.0/16"]);
+    announce(
+        &mut rib,
+        R {
+            peer: 2,
+            path: &[64502],
+            ..BASE
+        },
+        &["10.1.0.0/16"],
+    );
+    announce(
+        &mut rib,
+        R {
+            peer: 4,
+            path: &[64501, 1],
+            ..BASE
+        },
+        &["10.1.0.0/16"],
+    );
+    let b = rib.best(&nlri("10.1.0.0/16")).unwrap();
+    assert_eq!(
+        b.next_hops,
+        [
+            "192.0.2.1".parse::<IpAddr>().unwrap(),
+            "192.0.2.2".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn many_prefixes_share_one_attribute_set() {
+    let mut rib = rib(false);
+    let (peer, a) = attrs(BASE);
+    let u = Update {
+        announced: (0..100_000u32)
+            .map(|i| Nlri {
+                addr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))),
+                len: 24,
+            })
+            .collect(),
+        attrs: Some(a.clone()),
+        ..Update::default()
+    };
+    assert_eq!(rib.apply(peer, &u).len(), 100_000);
+    // An equal attribute set from another UPDATE is the same allocation.
+    let (_, again) = attrs(BASE);
+    let u2 = Update {
+        announced: vec![nlri("11.0.0.0/8")],
+        attrs: Some(again),
+        ..Update::default()
+    };
+    rib.apply(peer, &u2);
+    let b1 = rib.best(&nlri("10.0.0.0/24")).unwrap();
+    let b2 = rib.best(&nlri("11.0.0.0/8")).unwrap();
+    assert!(Arc::ptr_eq(&b1.attrs, &b2.attrs));
+    assert_eq!(rib.count(1), 100_001);
+}
