@@ -4,10 +4,11 @@
 //! other, key files must exist and be private to their owner, and every problem is reported,
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
-//! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]` and `[[route]]`
-//! (static routes). The others of the product sketch (`[router]`, `[[neighbor]]`, `[bgp]`,
-//! `[metrics]`) are refused as unknown until the code that uses them exists.
+//! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]`, `[[route]]` (static
+//! routes), `[router]`, `[[neighbor]]` and `[bgp]`. `[metrics]` is refused as unknown until
+//! the code that uses it exists.
 
+mod bgp;
 mod error;
 mod fib;
 mod text;
@@ -24,6 +25,7 @@ use toml::Spanned;
 
 use error::Diagnostics;
 pub use error::{Error, Errors};
+pub use bgp::{Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
 pub use text::{parse_duration, parse_mac, IfAddr, MacAddr};
 
@@ -39,6 +41,10 @@ pub struct Config {
     pub links: Vec<Link>,
     pub fib: Fib,
     pub routes: Vec<StaticRoute>,
+    /// Present when BGP runs.
+    pub router: Option<Router>,
+    pub neighbors: Vec<Neighbor>,
+    pub bgp: Bgp,
 }
 
 /// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
@@ -119,6 +125,10 @@ struct RawConfig {
     fib: Option<fib::RawFib>,
     #[serde(default)]
     route: Vec<Spanned<fib::RawRoute>>,
+    router: Option<Spanned<bgp::RawRouter>>,
+    #[serde(default)]
+    neighbor: Vec<Spanned<bgp::RawNeighbor>>,
+    bgp: Option<bgp::RawBgp>,
 }
 
 #[derive(Deserialize)]
@@ -193,8 +203,19 @@ impl Config {
         let links = checker.links(&raw.link);
         let fib = checker.fib(raw.fib.as_ref());
         let routes = checker.routes(&raw.route);
+        let router = checker.router(raw.router.as_ref().map(Spanned::get_ref));
+        let router_span = raw.router.as_ref().map(Spanned::span);
+        let neighbors = checker.neighbors(&raw.neighbor, router.as_ref(), router_span);
+        let bgp = checker.bgp(raw.bgp.as_ref());
         if diag.is_empty() {
-            Ok(Config { links, fib, routes })
+            Ok(Config {
+                links,
+                fib,
+                routes,
+                router,
+                neighbors,
+                bgp,
+            })
         } else {
             Err(diag.finish())
         }

@@ -113,7 +113,8 @@ pub(crate) fn hex(s: &str) -> Result<Vec<u8>, String> {
 
 /// Reads a key written as hex in a file that only its owner may read.
 /// Errors come with a hint; the key itself never appears in one.
-pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Vec<u8>, (String, Option<String>)> {
+/// Reads a secret: a file no one but its owner may read; the message and hint if not.
+pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, (String, Option<String>)> {
     let meta = std::fs::metadata(path).map_err(|e| (e.to_string(), None))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
@@ -122,7 +123,12 @@ pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Vec<u8>, (String,
             Some(format!("chmod 600 {}", path.display())),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| (e.to_string(), None))?;
+    std::fs::read(path).map_err(|e| (e.to_string(), None))
+}
+
+pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Vec<u8>, (String, Option<String>)> {
+    let bytes = read_secret(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| ("is not text".to_owned(), None))?;
     let key = hex(&text).map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
     if key.len() != len {
         return Err((

@@ -156,9 +156,9 @@ fn unknown_fields_and_sections_are_refused_with_their_place() {
         e[0].starts_with("interlink.toml:15:1: unknown field `colour`"),
         "{e:?}"
     );
-    let e = d.parse("[bgp]\nnetworks = []\n").unwrap_err();
+    let e = d.parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n").unwrap_err();
     assert!(
-        e[0].starts_with("interlink.toml:1:2: unknown field `bgp`"),
+        e[0].starts_with("interlink.toml:1:2: unknown field `metrics`"),
         "{e:?}"
     );
 }
@@ -537,4 +537,107 @@ type = "blackhole"
     for (got, want) in e.iter().zip(want) {
         assert!(got.starts_with(want), "{got}\n  wanted {want}");
     }
+}
+
+#[test]
+fn bgp_router_neighbors_and_networks() {
+    let d = keys("bgp");
+    d.key("md5", "s3cret\n", 0o600);
+    let c = d
+        .parse(
+            r#"
+[router]
+asn = 4200000001
+router_id = "192.0.2.1"
+
+[[neighbor]]
+address = "169.254.10.1"
+remote_asn = 64512
+password_file = "md5"
+import = { prefixes = ["10.20.0.0/16 le 24", "10.30.0.0/16 ge 20 le 22"], max_prefixes = 100 }
+export = { networks = true }
+
+[[neighbor]]
+address = "fd00:10::1"
+remote_asn = 4200000001
+hold_time = 0
+passive = true
+
+[bgp]
+networks = ["10.10.0.0/16", "2001:db8:10::/48"]
+multipath = true
+"#,
+        )
+        .unwrap();
+    let r = c.router.unwrap();
+    assert_eq!((r.asn, r.router_id.to_string()), (4_200_000_001, "192.0.2.1".into()));
+    assert_eq!(c.neighbors.len(), 2);
+    let n = &c.neighbors[0];
+    assert_eq!((n.remote_asn, n.hold_time, n.port, n.passive), (64512, 90, 179, false));
+    assert_eq!(n.password.as_deref(), Some(&b"s3cret"[..]));
+    let i = n.import.as_ref().unwrap();
+    assert_eq!(i.max_prefixes, Some(100));
+    let m = i.prefixes[0];
+    assert!(m.matches("10.20.5.0".parse().unwrap(), 24));
+    assert!(m.matches("10.20.0.0".parse().unwrap(), 16));
+    assert!(!m.matches("10.20.5.128".parse().unwrap(), 25));
+    assert!(!m.matches("10.21.0.0".parse().unwrap(), 24));
+    let m = i.prefixes[1];
+    assert!(!m.matches("10.30.0.0".parse().unwrap(), 16));
+    assert!(m.matches("10.30.4.0".parse().unwrap(), 22));
+    assert!(n.export.as_ref().unwrap().networks);
+    assert_eq!((c.neighbors[1].hold_time, c.neighbors[1].passive), (0, true));
+    assert!(c.neighbors[1].import.is_none());
+    assert_eq!(c.bgp.networks.len(), 2);
+    assert!(c.bgp.multipath);
+}
+
+#[test]
+fn bgp_mistakes_are_clear() {
+    let d = keys("bgp-bad");
+    d.key("open", "x\n", 0o644);
+    let e = d
+        .parse(
+            r#"
+[router]
+asn = 0
+router_id = "0.0.0.0"
+
+[[neighbor]]
+address = "169.254.10.x"
+remote_asn = 64512
+hold_time = 2
+password_file = "open"
+import = { prefixes = ["10.20.0.0/16 le 8", "10.20.0.0/16 foo 3"], max_prefixes_action = "ignore" }
+
+[[neighbor]]
+address = "169.254.10.2"
+remote_asn = 64512
+
+[[neighbor]]
+address = "169.254.10.2"
+remote_asn = 64512
+"#,
+        )
+        .unwrap_err();
+    let want = [
+        "interlink.toml:3:7: asn 0 is out of range",
+        "interlink.toml:4:13: router_id \"0.0.0.0\" is not an IPv4 address",
+        "interlink.toml:7:11: \"169.254.10.x\" is not an IP address",
+        "interlink.toml:9:13: hold_time 2 is not allowed",
+        "interlink.toml:10:17: password_file",
+        "interlink.toml:11:24: the lengths must satisfy 16 <= ge <= le",
+        "interlink.toml:11:45: \"foo\" is not",
+        "interlink.toml:11:90: max_prefixes_action \"ignore\" is not known",
+        "interlink.toml:18:11: neighbor 169.254.10.2 is defined twice",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.starts_with(want), "{got}\n  wanted {want}");
+    }
+    // A neighbor without [router].
+    let e = d
+        .parse("[[neighbor]]\naddress = \"169.254.10.2\"\nremote_asn = 64512\n")
+        .unwrap_err();
+    assert!(e[0].contains("a neighbor needs the [router] section"), "{e:?}");
 }

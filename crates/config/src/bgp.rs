@@ -1,0 +1,362 @@
+//! `[router]`, `[[neighbor]]` and `[bgp]`: the BGP speaker.
+
+use core::ops::Range;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use interlink_fib::Prefix;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::Checker;
+
+/// The BGP speaker's identity; present when BGP runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Router {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+}
+
+/// A prefix list entry: `PREFIX`, `PREFIX le N`, `PREFIX ge N`, `PREFIX ge N le M`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixMatch {
+    pub prefix: Prefix,
+    pub ge: u8,
+    pub le: u8,
+}
+
+impl PrefixMatch {
+    /// Whether `p` (an address and length) falls under the entry.
+    pub fn matches(&self, addr: IpAddr, len: u8) -> bool {
+        len >= self.ge
+            && len <= self.le
+            && len >= self.prefix.prefix_len()
+            && self.prefix.contains(addr)
+            && addr.is_ipv4() == self.prefix.is_ipv4()
+    }
+
+    fn parse(s: &str) -> Result<PrefixMatch, String> {
+        let mut words = s.split_whitespace();
+        let prefix: Prefix = words
+            .next()
+            .ok_or("an empty prefix list entry")?
+            .parse()
+            .map_err(|e: interlink_fib::PrefixError| e.to_string())?;
+        let max = if prefix.is_ipv4() { 32 } else { 128 };
+        let (mut ge, mut le) = (prefix.prefix_len(), prefix.prefix_len());
+        let mut saw_ge = false;
+        let mut saw_le = false;
+        while let Some(w) = words.next() {
+            let n: u8 = words
+                .next()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{w} needs a length up to {max}"))?;
+            match w {
+                "ge" if !saw_ge && !saw_le => {
+                    ge = n;
+                    saw_ge = true;
+                    if !saw_le {
+                        le = max;
+                    }
+                }
+                "le" if !saw_le => {
+                    le = n;
+                    saw_le = true;
+                }
+                _ => return Err(format!("{w:?} is not \"ge N\" or \"le N\" in order")),
+            }
+        }
+        if ge < prefix.prefix_len() || le < ge {
+            return Err(format!(
+                "the lengths must satisfy {} <= ge <= le",
+                prefix.prefix_len()
+            ));
+        }
+        Ok(PrefixMatch { prefix, ge, le })
+    }
+}
+
+/// Import policy of a neighbor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub prefixes: Vec<PrefixMatch>,
+    pub max_prefixes: Option<u32>,
+    /// Warn only, instead of tearing the session down (Cease subcode 1).
+    pub max_prefixes_warn_only: bool,
+}
+
+/// Export policy of a neighbor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// Announce the `[bgp] networks`.
+    pub networks: bool,
+    /// Learnt routes that may go out.
+    pub prefixes: Vec<PrefixMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub address: IpAddr,
+    pub remote_asn: u32,
+    pub password_file: Option<PathBuf>,
+    /// The TCP-MD5 key, read from `password_file`.
+    pub password: Option<Vec<u8>>,
+    pub hold_time: u16,
+    pub passive: bool,
+    /// None: RFC 8212 for eBGP, nothing is accepted (iBGP: everything).
+    pub import: Option<Import>,
+    /// None: RFC 8212 for eBGP, nothing is sent (iBGP: everything).
+    pub export: Option<Export>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bgp {
+    /// Originated prefixes.
+    pub networks: Vec<Prefix>,
+    /// ECMP over equal routes.
+    pub multipath: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouter {
+    asn: Spanned<i64>,
+    router_id: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawImport {
+    #[serde(default)]
+    prefixes: Vec<Spanned<String>>,
+    max_prefixes: Option<Spanned<i64>>,
+    max_prefixes_action: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExport {
+    #[serde(default)]
+    networks: bool,
+    #[serde(default)]
+    prefixes: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNeighbor {
+    address: Spanned<String>,
+    remote_asn: Spanned<i64>,
+    password_file: Option<Spanned<String>>,
+    hold_time: Option<Spanned<i64>>,
+    #[serde(default)]
+    passive: bool,
+    import: Option<RawImport>,
+    export: Option<RawExport>,
+    port: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    multipath: bool,
+}
+
+impl Checker<'_, '_> {
+    pub(crate) fn router(&mut self, raw: Option<&RawRouter>) -> Option<Router> {
+        let raw = raw?;
+        let asn = self
+            .ranged(&Some(raw.asn.clone()), "asn", 1, u32::MAX.into())
+            .flatten();
+        let router_id = match raw.router_id.get_ref().parse::<Ipv4Addr>() {
+            Ok(id) if !id.is_unspecified() => Some(id),
+            _ => {
+                self.hint(
+                    raw.router_id.span(),
+                    format!("router_id {:?} is not an IPv4 address", raw.router_id.get_ref()),
+                    "a non-zero dotted quad, often a loopback address: \"192.0.2.1\"",
+                );
+                None
+            }
+        };
+        Some(Router {
+            asn: asn? as u32,
+            router_id: router_id?,
+        })
+    }
+
+    fn prefix_list(&mut self, raw: &[Spanned<String>]) -> Vec<PrefixMatch> {
+        raw.iter()
+            .filter_map(|p| match PrefixMatch::parse(p.get_ref()) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    self.hint(p.span(), e, "\"10.20.0.0/16\", \"10.20.0.0/16 le 24\"");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn neighbors(
+        &mut self,
+        raw: &[Spanned<RawNeighbor>],
+        router: Option<&Router>,
+        router_span: Option<Range<usize>>,
+    ) -> Vec<Neighbor> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        if router.is_none() && router_span.is_none() {
+            if let Some(first) = raw.first() {
+                self.hint(
+                    first.span(),
+                    "a neighbor needs the [router] section",
+                    "[router] with asn and router_id",
+                );
+            }
+        }
+        for n in raw {
+            let n = n.get_ref();
+            let address = match n.address.get_ref().parse::<IpAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.hint(
+                        n.address.span(),
+                        format!("{:?} is not an IP address", n.address.get_ref()),
+                        "\"169.254.10.1\" or \"fd00:10::1\"",
+                    );
+                    None
+                }
+            };
+            if let Some(a) = address {
+                if !seen.insert(a) {
+                    self.error(n.address.span(), format!("neighbor {a} is defined twice"));
+                }
+            }
+            let remote_asn = self
+                .ranged(&Some(n.remote_asn.clone()), "remote_asn", 1, u32::MAX.into())
+                .flatten();
+            let hold_time = match &n.hold_time {
+                None => Some(90),
+                Some(h) if *h.get_ref() == 0 || (3..=65535).contains(h.get_ref()) => {
+                    Some(*h.get_ref() as u16)
+                }
+                Some(h) => {
+                    self.hint(
+                        h.span(),
+                        format!("hold_time {} is not allowed", h.get_ref()),
+                        "0 (no keepalives) or 3 to 65535 seconds (RFC 4271 §4.2)",
+                    );
+                    None
+                }
+            };
+            let port = self
+                .ranged(&n.port, "port", 1, 65535)
+                .map(|p| p.unwrap_or(179) as u16);
+            let (password_file, password) = match &n.password_file {
+                None => (None, None),
+                Some(f) => {
+                    let path = self.dir.join(f.get_ref());
+                    match crate::text::read_secret(&path) {
+                        Ok(bytes) => {
+                            let key: Vec<u8> = bytes
+                                .strip_suffix(b"\n")
+                                .unwrap_or(&bytes)
+                                .to_vec();
+                            if key.is_empty() || key.len() > 80 {
+                                self.hint(
+                                    f.span(),
+                                    "the TCP-MD5 password must be 1 to 80 octets",
+                                    "RFC 2385 keys are at most 80 octets",
+                                );
+                                (None, None)
+                            } else {
+                                (Some(path), Some(key))
+                            }
+                        }
+                        Err((message, hint)) => {
+                            self.diag.error(
+                                f.span(),
+                                format!("password_file {}: {message}", path.display()),
+                                hint,
+                            );
+                            (None, None)
+                        }
+                    }
+                }
+            };
+            let import = n.import.as_ref().map(|i| {
+                let max = self
+                    .ranged(&i.max_prefixes, "max_prefixes", 1, u32::MAX.into())
+                    .flatten()
+                    .map(|v| v as u32);
+                let warn = match &i.max_prefixes_action {
+                    None => false,
+                    Some(a) => match a.get_ref().as_str() {
+                        "teardown" => false,
+                        "warn" => true,
+                        other => {
+                            self.hint(
+                                a.span(),
+                                format!("max_prefixes_action {other:?} is not known"),
+                                "\"teardown\" (Cease, subcode 1) or \"warn\"",
+                            );
+                            false
+                        }
+                    },
+                };
+                Import {
+                    prefixes: self.prefix_list(&i.prefixes),
+                    max_prefixes: max,
+                    max_prefixes_warn_only: warn,
+                }
+            });
+            let export = n.export.as_ref().map(|e| Export {
+                networks: e.networks,
+                prefixes: self.prefix_list(&e.prefixes),
+            });
+            if let (Some(address), Some(remote_asn), Some(hold_time), Some(port)) =
+                (address, remote_asn, hold_time, port)
+            {
+                out.push(Neighbor {
+                    address,
+                    remote_asn: remote_asn as u32,
+                    password_file,
+                    password,
+                    hold_time,
+                    passive: n.passive,
+                    import,
+                    export,
+                    port,
+                });
+            }
+        }
+        out
+    }
+
+    pub(crate) fn bgp(&mut self, raw: Option<&RawBgp>) -> Bgp {
+        let Some(raw) = raw else {
+            return Bgp::default();
+        };
+        let networks = raw
+            .networks
+            .iter()
+            .filter_map(|n| match n.get_ref().parse::<Prefix>() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.hint(n.span(), e.to_string(), "\"10.10.0.0/16\"");
+                    None
+                }
+            })
+            .collect();
+        Bgp {
+            networks,
+            multipath: raw.multipath,
+        }
+    }
+}
