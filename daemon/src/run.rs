@@ -4,11 +4,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use interlink_bgp::speaker::{self, SpeakerEvent};
+use interlink_bgp::update::Nlri;
 use interlink_config::{
     Config, Keying, Link as LinkConfig, OnShutdown, StaticRoute, StaticTarget, Transport,
 };
 use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
-use interlink_fib::{FibEvent, FibService, NextHop, Route, Target};
+use interlink_fib::{FibEvent, FibService, NextHop, Prefix, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -106,6 +108,62 @@ async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link,
         .await
         .map_err(|e| format!("configure {}: {e}", link.interface))?;
     Ok(running)
+}
+
+/// A best BGP route as the FIB takes it: through its next hops (our own networks are not
+/// installed: they are reachable here already).
+fn fib_route(b: &interlink_bgp::rib::Best) -> Option<Route> {
+    Route::unicast(b.next_hops.iter().map(|nh| NextHop::via(*nh)).collect())
+}
+
+fn nlri(p: &Prefix) -> Nlri {
+    Nlri {
+        addr: p.addr(),
+        len: p.prefix_len(),
+    }
+}
+
+fn filters(list: &[interlink_config::PrefixMatch]) -> Vec<speaker::PrefixFilter> {
+    list.iter()
+        .map(|m| speaker::PrefixFilter {
+            prefix: nlri(&m.prefix),
+            ge: m.ge,
+            le: m.le,
+        })
+        .collect()
+}
+
+/// What the BGP speaker takes from `[router]`, `[[neighbor]]` and `[bgp]`.
+fn speaker_config(config: &Config, r: &interlink_config::Router) -> speaker::SpeakerConfig {
+    speaker::SpeakerConfig {
+        local_as: r.asn,
+        router_id: r.router_id,
+        neighbors: config
+            .neighbors
+            .iter()
+            .map(|n| speaker::Neighbor {
+                address: n.address,
+                port: n.port,
+                remote_as: n.remote_asn,
+                hold_time: n.hold_time,
+                passive: n.passive,
+                md5: n.password.clone(),
+                import: n.import.as_ref().map(|i| speaker::ImportPolicy {
+                    prefixes: filters(&i.prefixes),
+                    max_prefixes: i.max_prefixes,
+                    warn_only: i.max_prefixes_warn_only,
+                }),
+                export: n.export.as_ref().map(|e| speaker::ExportPolicy {
+                    networks: e.networks,
+                    prefixes: filters(&e.prefixes),
+                }),
+            })
+            .collect(),
+        networks: config.bgp.networks.iter().map(nlri).collect(),
+        multipath: config.bgp.multipath,
+        listen_port: 179,
+        restart_time: config.fib.graceful_restart.as_secs().min(4095) as u16,
+    }
 }
 
 /// A static route as the FIB takes it; interface names are looked up now, so the links'
@@ -233,13 +291,29 @@ async fn serve(config: Config) -> ExitCode {
             Err(e) => log!("route {}: {e}; not installed", r.prefix),
         }
     }
-    // The static routes are the only source so far: it has converged once they are set, and
-    // the routes adopted from a previous run that it did not set again go.
-    fib.sweep();
+    // BGP, if configured. The routes adopted from a previous run go once the sources have
+    // converged: at once for static routes alone, at BGP's End-of-RIB from every peer
+    // otherwise, or when [fib] graceful_restart runs out.
+    let (bgp_stop, bgp_stop_rx) = tokio::sync::watch::channel(None);
+    let (bgp_tx, mut bgp_rx) = tokio::sync::mpsc::unbounded_channel();
+    let bgp_task = config.router.as_ref().map(|r| {
+        tokio::spawn(speaker::run(
+            speaker_config(&config, r),
+            bgp_tx,
+            bgp_stop_rx,
+        ))
+    });
+    let mut swept = false;
+    if bgp_task.is_none() {
+        fib.sweep();
+        swept = true;
+    }
+    let sweep_at = tokio::time::Instant::now() + config.fib.graceful_restart;
     log!(
-        "running with {} link(s) and {} static route(s)",
+        "running with {} link(s), {} static route(s) and {} BGP neighbor(s)",
         links.len(),
-        config.routes.len()
+        config.routes.len(),
+        config.neighbors.len()
     );
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -247,6 +321,28 @@ async fn serve(config: Config) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some(e) = bgp_rx.recv() => match e {
+                SpeakerEvent::Best(c) => {
+                    if let Ok(p) = Prefix::new(c.prefix.addr, c.prefix.len) {
+                        fib.set(p, c.best.and_then(|b| fib_route(&b)));
+                    }
+                }
+                SpeakerEvent::PeerUp { address, asn } => log!("bgp: {address} (AS {asn}) established"),
+                SpeakerEvent::PeerDown { address, why } => log!("bgp: {address} down: {why}"),
+                SpeakerEvent::Log(l) => log!("{l}"),
+                SpeakerEvent::Converged => {
+                    if !swept {
+                        log!("bgp: converged (End-of-RIB from every peer)");
+                        fib.sweep();
+                        swept = true;
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(sweep_at), if !swept => {
+                log!("fib: graceful restart time over; sweeping routes of the previous run");
+                fib.sweep();
+                swept = true;
+            }
             _ = tick.tick() => {
                 for e in fib.events() {
                     log_fib_event(&e, &target);
@@ -265,6 +361,10 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     log!("stopping");
+    if let Some(t) = bgp_task {
+        let _ = bgp_stop.send(Some("interlinkd is stopping".into()));
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     let withdraw = config.fib.on_shutdown == OnShutdown::Withdraw;
     match fib.stop(withdraw, Duration::from_secs(30)) {
         Ok(s) => log!(

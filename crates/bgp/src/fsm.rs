@@ -56,6 +56,9 @@ pub enum Event {
     Received(Message),
     /// An incoming message did not decode: send this and close.
     Malformed(Notification),
+    /// Something above the session (an UPDATE error under RFC 7606, max-prefix) asks for a
+    /// reset with this NOTIFICATION.
+    Reset(Notification),
 }
 
 /// What was agreed in the OPEN exchange.
@@ -247,7 +250,10 @@ impl Session {
                 self.state = State::Active;
             }
             (State::Active, Event::ConnectionClosed) => {}
-            (State::Connect | State::Active, Event::Received(_) | Event::Malformed(_)) => {
+            (
+                State::Connect | State::Active,
+                Event::Received(_) | Event::Malformed(_) | Event::Reset(_),
+            ) => {
                 // Nothing can arrive without a connection; a stray event is ignored.
             }
             (State::OpenSent, Event::Received(Message::Open(peer))) => {
@@ -284,7 +290,7 @@ impl Session {
             (_, Event::Received(Message::Notification(n))) => {
                 self.fail(now, Down::Received(n), &mut out)
             }
-            (_, Event::Malformed(n)) => self.fail(now, Down::Sent(n), &mut out),
+            (_, Event::Malformed(n) | Event::Reset(n)) => self.fail(now, Down::Sent(n), &mut out),
             (_, Event::ConnectionClosed) => self.fail(now, Down::ConnectionClosed, &mut out),
             (state, Event::Received(_) | Event::Connected) => {
                 // An unexpected message: an FSM error with the RFC 6608 subcode of the state.

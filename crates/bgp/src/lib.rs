@@ -15,5 +15,6 @@ pub mod fsm;
 pub mod fuzzing;
 pub mod peer;
 pub mod rib;
+pub mod speaker;
 pub mod update;
 pub mod wire;

@@ -31,7 +31,8 @@ pub struct PeerConfig {
 /// What the peer tells the rest of the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerEvent {
-    Up(Box<Negotiated>),
+    /// Established, over a connection from `local`.
+    Up(Box<Negotiated>, SocketAddr),
     Down(Down),
     Failed(Down),
     Update(Vec<u8>),
@@ -122,10 +123,26 @@ pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Vec<u8>)]) -> io::Result<TcpList
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
-        TcpSocket::new_v6()?
+        let s = TcpSocket::new_v6()?;
+        // IPv4 peers come to the IPv4 socket, where their MD5 keys are.
+        let one: libc::c_int = 1;
+        // SAFETY: a c_int option value that lives across the call.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        s
     };
     sock.set_reuseaddr(true)?;
-    for (peer, key) in md5 {
+    for (peer, key) in md5.iter().filter(|(p, _)| p.is_ipv4() == addr.is_ipv4()) {
         set_md5(&sock, *peer, key)?;
     }
     sock.bind(addr)?;
@@ -173,13 +190,23 @@ impl Conn {
     }
 }
 
+/// What the rest of the daemon tells a peer.
+#[derive(Debug)]
+pub enum PeerCmd {
+    /// Encoded messages (UPDATEs) to send while Established; dropped otherwise.
+    Send(Vec<u8>),
+    /// Reset the session with this NOTIFICATION (RFC 7606 session reset, max-prefix).
+    Reset(Notification),
+}
+
 /// Runs the peer until `stop` says so (with the shutdown communication to send). Incoming
-/// connections from the peer's address arrive on `incoming`.
+/// connections from the peer's address arrive on `incoming`; commands on `cmds`.
 pub async fn run(
     cfg: PeerConfig,
     mut incoming: mpsc::Receiver<TcpStream>,
     events: mpsc::UnboundedSender<PeerEvent>,
     mut stop: watch::Receiver<Option<String>>,
+    mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) {
     let mut session = Session::new(cfg.fsm.clone());
     let mut conn: Option<Conn> = None;
@@ -187,6 +214,7 @@ pub async fn run(
     let mut other: Option<TcpStream> = None;
     let mut connecting = false;
     let mut incoming_open = true;
+    let mut cmds_open = true;
     let (connected_tx, mut connected_rx) = mpsc::channel::<io::Result<TcpStream>>(1);
     let mut actions = session.handle(Instant::now(), Event::Start);
     loop {
@@ -224,7 +252,11 @@ pub async fn run(
                     if let Some(mut s) = other.take() {
                         let _ = s.shutdown().await;
                     }
-                    let _ = events.send(PeerEvent::Up(n));
+                    let local = conn
+                        .as_ref()
+                        .and_then(|c| c.stream.local_addr().ok())
+                        .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+                    let _ = events.send(PeerEvent::Up(n, local));
                 }
                 Action::Down(d) => {
                     let _ = events.send(PeerEvent::Down(d));
@@ -338,6 +370,26 @@ pub async fn run(
                         if let Some(c) = conn.as_mut() {
                             c.buf.drain(..used.min(c.buf.len()));
                         }
+                    }
+                }
+            }
+            c = cmds.recv(), if cmds_open => {
+                match c {
+                    None => cmds_open = false,
+                    Some(PeerCmd::Send(bytes)) => {
+                        if session.state() == State::Established {
+                            if let Some(c) = conn.as_mut() {
+                                if c.stream.write_all(&bytes).await.is_err() {
+                                    conn = None;
+                                    actions = session.handle(Instant::now(), Event::ConnectionClosed);
+                                } else {
+                                    session.sent_update(Instant::now());
+                                }
+                            }
+                        }
+                    }
+                    Some(PeerCmd::Reset(n)) => {
+                        actions = session.handle(Instant::now(), Event::Reset(n));
                     }
                 }
             }

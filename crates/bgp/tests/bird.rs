@@ -142,11 +142,12 @@ fn session(
             } else {
                 drop(in_tx);
             }
-            let task = tokio::spawn(peer::run(cfg, in_rx, ev_tx, stop_rx));
+            let (_cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(peer::run(cfg, in_rx, ev_tx, stop_rx, cmd_rx));
             let mut events = Vec::new();
             let _ = tokio::time::timeout(wait, async {
                 while let Some(e) = ev_rx.recv().await {
-                    let up = matches!(e, PeerEvent::Up(_));
+                    let up = matches!(e, PeerEvent::Up(..));
                     events.push(e);
                     if up {
                         break;
@@ -168,7 +169,7 @@ fn session(
 
 fn up(events: &[PeerEvent]) -> Option<&fsm::Negotiated> {
     events.iter().find_map(|e| match e {
-        PeerEvent::Up(n) => Some(&**n),
+        PeerEvent::Up(n, _) => Some(&**n),
         _ => None,
     })
 }

@@ -179,7 +179,10 @@ impl Checker<'_, '_> {
             _ => {
                 self.hint(
                     raw.router_id.span(),
-                    format!("router_id {:?} is not an IPv4 address", raw.router_id.get_ref()),
+                    format!(
+                        "router_id {:?} is not an IPv4 address",
+                        raw.router_id.get_ref()
+                    ),
                     "a non-zero dotted quad, often a loopback address: \"192.0.2.1\"",
                 );
                 None
@@ -239,7 +242,12 @@ impl Checker<'_, '_> {
                 }
             }
             let remote_asn = self
-                .ranged(&Some(n.remote_asn.clone()), "remote_asn", 1, u32::MAX.into())
+                .ranged(
+                    &Some(n.remote_asn.clone()),
+                    "remote_asn",
+                    1,
+                    u32::MAX.into(),
+                )
                 .flatten();
             let hold_time = match &n.hold_time {
                 None => Some(90),
@@ -264,10 +272,7 @@ impl Checker<'_, '_> {
                     let path = self.dir.join(f.get_ref());
                     match crate::text::read_secret(&path) {
                         Ok(bytes) => {
-                            let key: Vec<u8> = bytes
-                                .strip_suffix(b"\n")
-                                .unwrap_or(&bytes)
-                                .to_vec();
+                            let key: Vec<u8> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
                             if key.is_empty() || key.len() > 80 {
                                 self.hint(
                                     f.span(),

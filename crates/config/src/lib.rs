@@ -23,9 +23,9 @@ use interlink_macsec::{An, CipherSuite, Sak, Salt, Sci, Ssci, ValidateFrames};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use bgp::{Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 use error::Diagnostics;
 pub use error::{Error, Errors};
-pub use bgp::{Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
 pub use text::{parse_duration, parse_mac, IfAddr, MacAddr};
 

@@ -156,7 +156,9 @@ fn unknown_fields_and_sections_are_refused_with_their_place() {
         e[0].starts_with("interlink.toml:15:1: unknown field `colour`"),
         "{e:?}"
     );
-    let e = d.parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n").unwrap_err();
+    let e = d
+        .parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n")
+        .unwrap_err();
     assert!(
         e[0].starts_with("interlink.toml:1:2: unknown field `metrics`"),
         "{e:?}"
@@ -570,10 +572,16 @@ multipath = true
         )
         .unwrap();
     let r = c.router.unwrap();
-    assert_eq!((r.asn, r.router_id.to_string()), (4_200_000_001, "192.0.2.1".into()));
+    assert_eq!(
+        (r.asn, r.router_id.to_string()),
+        (4_200_000_001, "192.0.2.1".into())
+    );
     assert_eq!(c.neighbors.len(), 2);
     let n = &c.neighbors[0];
-    assert_eq!((n.remote_asn, n.hold_time, n.port, n.passive), (64512, 90, 179, false));
+    assert_eq!(
+        (n.remote_asn, n.hold_time, n.port, n.passive),
+        (64512, 90, 179, false)
+    );
     assert_eq!(n.password.as_deref(), Some(&b"s3cret"[..]));
     let i = n.import.as_ref().unwrap();
     assert_eq!(i.max_prefixes, Some(100));
@@ -586,7 +594,10 @@ multipath = true
     assert!(!m.matches("10.30.0.0".parse().unwrap(), 16));
     assert!(m.matches("10.30.4.0".parse().unwrap(), 22));
     assert!(n.export.as_ref().unwrap().networks);
-    assert_eq!((c.neighbors[1].hold_time, c.neighbors[1].passive), (0, true));
+    assert_eq!(
+        (c.neighbors[1].hold_time, c.neighbors[1].passive),
+        (0, true)
+    );
     assert!(c.neighbors[1].import.is_none());
     assert_eq!(c.bgp.networks.len(), 2);
     assert!(c.bgp.multipath);
@@ -639,5 +650,8 @@ remote_asn = 64512
     let e = d
         .parse("[[neighbor]]\naddress = \"169.254.10.2\"\nremote_asn = 64512\n")
         .unwrap_err();
-    assert!(e[0].contains("a neighbor needs the [router] section"), "{e:?}");
+    assert!(
+        e[0].contains("a neighbor needs the [router] section"),
+        "{e:?}"
+    );
 }

@@ -1,0 +1,600 @@
+//! The BGP speaker on tokio: listeners, one task per neighbor (`peer::run`), and the RIB
+//! between them, with import and export policy (RFC 8212 defaults), max-prefix, graceful
+//! restart as the receiving speaker, originated networks, and the best-route changes for the
+//! FIB. Protocol decisions stay in `fsm`, `update` and `rib`; this is their wiring.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::fsm::{self, Down, Negotiated};
+use crate::peer::{self, PeerCmd, PeerConfig, PeerEvent};
+use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
+use crate::update::{self, Attrs, Decoded, Nlri, Origin, Segment, Update};
+use crate::wire::{
+    code, Capabilities, Family, GracefulRestart, Notification, MAX_EXTENDED_LEN, MAX_LEN,
+};
+
+/// A prefix list entry: the prefix and the lengths it admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixFilter {
+    pub prefix: Nlri,
+    pub ge: u8,
+    pub le: u8,
+}
+
+impl PrefixFilter {
+    pub fn matches(&self, p: &Nlri) -> bool {
+        if p.addr.is_ipv4() != self.prefix.addr.is_ipv4()
+            || p.len < self.ge
+            || p.len > self.le
+            || p.len < self.prefix.len
+        {
+            return false;
+        }
+        let bits = u32::from(self.prefix.len);
+        match (p.addr, self.prefix.addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(a) & m == u32::from(b) & m
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(a) & m == u128::from(b) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportPolicy {
+    pub prefixes: Vec<PrefixFilter>,
+    pub max_prefixes: Option<u32>,
+    pub warn_only: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExportPolicy {
+    pub networks: bool,
+    pub prefixes: Vec<PrefixFilter>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Neighbor {
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_as: u32,
+    pub hold_time: u16,
+    pub passive: bool,
+    pub md5: Option<Vec<u8>>,
+    /// None: RFC 8212, nothing from an eBGP peer (everything from an iBGP one).
+    pub import: Option<ImportPolicy>,
+    /// None: RFC 8212, nothing to an eBGP peer (everything to an iBGP one).
+    pub export: Option<ExportPolicy>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    pub neighbors: Vec<Neighbor>,
+    pub networks: Vec<Nlri>,
+    pub multipath: bool,
+    /// The port to listen on (179).
+    pub listen_port: u16,
+    /// Advertised in our graceful restart capability: how long peers should keep our routes
+    /// while we restart (the FIB keeps them in the kernel meanwhile).
+    pub restart_time: u16,
+}
+
+/// What the speaker tells the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpeakerEvent {
+    /// A best route changed: for the FIB.
+    Best(Change),
+    PeerUp {
+        address: IpAddr,
+        asn: u32,
+    },
+    PeerDown {
+        address: IpAddr,
+        why: String,
+    },
+    /// Something worth a log line.
+    Log(String),
+    /// Every peer has come up and sent End-of-RIB for its families: the FIB may sweep what
+    /// a previous run left.
+    Converged,
+}
+
+struct PeerState {
+    cfg: Neighbor,
+    cmds: mpsc::UnboundedSender<PeerCmd>,
+    negotiated: Option<Negotiated>,
+    local: Option<SocketAddr>,
+    ebgp: bool,
+    /// Stale routes of a restarting peer go at this time unless End-of-RIB comes first.
+    stale_until: Option<tokio::time::Instant>,
+    /// Families whose End-of-RIB is still awaited.
+    awaiting_eor: Vec<Family>,
+    /// The peer has been up and sent End-of-RIB for every family since we started.
+    synced: bool,
+}
+
+fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
+    let families = vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST];
+    fsm::Config {
+        local_as: cfg.local_as,
+        router_id: cfg.router_id,
+        peer_as: n.remote_as,
+        hold_time: n.hold_time,
+        connect_retry: Duration::from_secs(5),
+        passive: n.passive,
+        caps: Capabilities {
+            multiprotocol: families.clone(),
+            route_refresh: true,
+            four_octet_as: Some(cfg.local_as),
+            graceful_restart: Some(GracefulRestart {
+                restarting: false,
+                restart_time: cfg.restart_time,
+                families: families.into_iter().map(|f| (f, true)).collect(),
+            }),
+            extended_message: true,
+            unknown: vec![],
+        },
+        idle_hold: Duration::from_secs(1),
+        max_idle_hold: Duration::from_secs(120),
+    }
+}
+
+/// Runs the speaker until `stop` carries a shutdown communication.
+pub async fn run(
+    cfg: SpeakerConfig,
+    events: mpsc::UnboundedSender<SpeakerEvent>,
+    stop: watch::Receiver<Option<String>>,
+) {
+    let log = |s: String| {
+        let _ = events.send(SpeakerEvent::Log(s));
+    };
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
+    let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
+    let mut by_addr: HashMap<IpAddr, mpsc::Sender<tokio::net::TcpStream>> = HashMap::new();
+    let mut tasks = Vec::new();
+    for (i, n) in cfg.neighbors.iter().enumerate() {
+        let id = i as PeerId + 1;
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        by_addr.insert(n.address, in_tx);
+        let pc = PeerConfig {
+            fsm: fsm_config(&cfg, n),
+            remote: SocketAddr::new(n.address, n.port),
+            local: None,
+            ttl1: n.remote_as != cfg.local_as,
+            md5: n.md5.clone(),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fwd = ev_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if fwd.send((id, e)).is_err() {
+                    break;
+                }
+            }
+        });
+        tasks.push(tokio::spawn(peer::run(pc, in_rx, tx, stop.clone(), cmd_rx)));
+        peers.insert(
+            id,
+            PeerState {
+                cfg: n.clone(),
+                cmds: cmd_tx,
+                negotiated: None,
+                local: None,
+                ebgp: n.remote_as != cfg.local_as,
+                stale_until: None,
+                awaiting_eor: vec![],
+                synced: false,
+            },
+        );
+    }
+    // Listeners, one per family in use, with the MD5 keys of that family's peers.
+    let md5: Vec<(IpAddr, Vec<u8>)> = cfg
+        .neighbors
+        .iter()
+        .filter_map(|n| n.md5.clone().map(|k| (n.address, k)))
+        .collect();
+    for v4 in [true, false] {
+        if !cfg.neighbors.iter().any(|n| n.address.is_ipv4() == v4) {
+            continue;
+        }
+        let addr: SocketAddr = if v4 {
+            (Ipv4Addr::UNSPECIFIED, cfg.listen_port).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, cfg.listen_port).into()
+        };
+        match peer::listen(addr, &md5) {
+            Ok(l) => {
+                let by_addr = by_addr.clone();
+                tokio::spawn(async move {
+                    while let Ok((s, from)) = l.accept().await {
+                        let ip = match from.ip() {
+                            IpAddr::V6(a) => {
+                                a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a))
+                            }
+                            a => a,
+                        };
+                        // Connections from anyone else are closed at once.
+                        if let Some(tx) = by_addr.get(&ip) {
+                            let _ = tx.send(s).await;
+                        }
+                    }
+                });
+            }
+            Err(e) => log(format!(
+                "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
+            )),
+        }
+    }
+
+    let mut rib = Rib::new(cfg.multipath);
+    // Our networks, as routes of our own.
+    let local_attrs = Arc::new(Attrs {
+        origin: Some(Origin::Igp),
+        ..Attrs::default()
+    });
+    for p in &cfg.networks {
+        rib.insert(LOCAL, *p, local_attrs.clone(), &mut Vec::new());
+    }
+    let mut converged = false;
+    let mut stop = stop;
+    loop {
+        let next_stale = peers.values().filter_map(|p| p.stale_until).min();
+        let sleep =
+            next_stale.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep_until(sleep) => {
+                let now = tokio::time::Instant::now();
+                let due: Vec<PeerId> = peers.iter().filter(|(_, p)| p.stale_until.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+                for id in due {
+                    peers.get_mut(&id).expect("known peer").stale_until = None;
+                    let changes = rib.sweep_stale(id);
+                    log(format!("bgp: {}: restart time over, {} stale route(s) removed", peers[&id].cfg.address, changes.len()));
+                    publish(&events, &peers, &rib, changes, &cfg);
+                }
+            }
+            e = ev_rx.recv() => {
+                let Some((id, e)) = e else { break };
+                handle(id, e, &cfg, &mut peers, &mut rib, &events);
+            }
+        }
+        // RFC 4724 §4.1: selection settles once every peer has sent End-of-RIB; a peer that
+        // does not come up is waited for no longer than the daemon's restart timer.
+        if !converged && peers.values().all(|p| p.synced) {
+            converged = true;
+            let _ = events.send(SpeakerEvent::Converged);
+        }
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+}
+
+fn handle(
+    id: PeerId,
+    e: PeerEvent,
+    cfg: &SpeakerConfig,
+    peers: &mut HashMap<PeerId, PeerState>,
+    rib: &mut Rib,
+    events: &mpsc::UnboundedSender<SpeakerEvent>,
+) {
+    let log = |s: String| {
+        let _ = events.send(SpeakerEvent::Log(s));
+    };
+    let Some(p) = peers.get_mut(&id) else { return };
+    let address = p.cfg.address;
+    match e {
+        PeerEvent::Up(n, local) => {
+            rib.set_peer(
+                id,
+                PeerInfo {
+                    address,
+                    router_id: n.peer.router_id,
+                    asn: n.peer.asn,
+                    ebgp: p.ebgp,
+                },
+            );
+            p.awaiting_eor = n.families.clone();
+            p.negotiated = Some(*n.clone());
+            p.local = Some(local);
+            let _ = events.send(SpeakerEvent::PeerUp {
+                address,
+                asn: n.peer.asn,
+            });
+            send_table(id, peers, rib, cfg);
+        }
+        PeerEvent::Update(body) => {
+            let Some(n) = p.negotiated.clone() else {
+                return;
+            };
+            match update::decode(&body, n.four_octet_as, p.ebgp) {
+                Decoded::Update(u) => {
+                    if !u.discarded.is_empty() {
+                        log(format!(
+                            "bgp: {address}: attributes {:?} discarded (RFC 7606)",
+                            u.discarded
+                        ));
+                    }
+                    for f in &u.end_of_rib {
+                        p.awaiting_eor.retain(|x| x != f);
+                    }
+                    if !u.end_of_rib.is_empty() && p.awaiting_eor.is_empty() {
+                        p.synced = true;
+                    }
+                    if !u.end_of_rib.is_empty()
+                        && p.stale_until.is_some()
+                        && p.awaiting_eor.is_empty()
+                    {
+                        p.stale_until = None;
+                        let changes = rib.sweep_stale(id);
+                        publish(events, peers, rib, changes, cfg);
+                        return;
+                    }
+                    let u = import(&u, &p.cfg, p.ebgp, cfg.local_as);
+                    let changes = rib.apply(id, &u);
+                    let count = rib.count(id) as u64;
+                    if let Some(max) = p
+                        .cfg
+                        .import
+                        .as_ref()
+                        .and_then(|i| i.max_prefixes.map(|m| (m, i.warn_only)))
+                    {
+                        if count > u64::from(max.0) {
+                            if max.1 {
+                                log(format!(
+                                    "bgp: {address}: {count} prefixes, over the limit of {}",
+                                    max.0
+                                ));
+                            } else {
+                                log(format!("bgp: {address}: {count} prefixes, over the limit of {}: tearing the session down", max.0));
+                                let mut data = vec![0, 1, 1];
+                                data.extend_from_slice(&max.0.to_be_bytes());
+                                let _ = p.cmds.send(PeerCmd::Reset(Notification::new(
+                                    code::CEASE,
+                                    code::CEASE_MAX_PREFIXES,
+                                    &data,
+                                )));
+                            }
+                        }
+                    }
+                    publish(events, peers, rib, changes, cfg);
+                }
+                Decoded::TreatAsWithdraw(prefixes, why) => {
+                    log(format!(
+                        "bgp: {address}: {} prefix(es) treated as withdrawn: {why}",
+                        prefixes.len()
+                    ));
+                    let mut changes = Vec::new();
+                    for pr in &prefixes {
+                        rib.remove(id, pr, &mut changes);
+                    }
+                    publish(events, peers, rib, changes, cfg);
+                }
+                Decoded::Reset(n) => {
+                    log(format!("bgp: {address}: malformed UPDATE, resetting: {n}"));
+                    let _ = p.cmds.send(PeerCmd::Reset(n));
+                }
+            }
+        }
+        PeerEvent::RouteRefresh(_) => send_table(id, peers, rib, cfg),
+        PeerEvent::Down(why) => {
+            let gr = p
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.peer_graceful_restart.clone());
+            p.negotiated = None;
+            p.local = None;
+            p.awaiting_eor.clear();
+            let text = describe(&why);
+            let _ = events.send(SpeakerEvent::PeerDown { address, why: text });
+            // RFC 4724 §4.2: after a TCP failure the restarting peer's routes stay, stale,
+            // for its restart time; after a NOTIFICATION they go (RFC 8538 aside).
+            match (gr, &why) {
+                (Some(gr), Down::ConnectionClosed) if gr.restart_time > 0 => {
+                    rib.mark_stale(id);
+                    p.stale_until = Some(
+                        tokio::time::Instant::now() + Duration::from_secs(gr.restart_time.into()),
+                    );
+                    log(format!(
+                        "bgp: {address}: keeping its routes for {} s (graceful restart)",
+                        gr.restart_time
+                    ));
+                }
+                _ => {
+                    let changes = rib.flush(id);
+                    publish(events, peers, rib, changes, cfg);
+                }
+            }
+        }
+        PeerEvent::Failed(why) => log(format!(
+            "bgp: {address}: session failed: {}",
+            describe(&why)
+        )),
+    }
+}
+
+fn describe(d: &Down) -> String {
+    match d {
+        Down::Sent(n) => format!("sent {n}"),
+        Down::Received(n) => format!("received {n}"),
+        Down::ConnectionClosed => "connection closed".into(),
+    }
+}
+
+/// Import policy: RFC 8212 for eBGP without a policy, the prefix list otherwise, and no
+/// route whose AS_PATH holds our own AS (RFC 4271 §9.1.2).
+fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Update {
+    let mut out = Update {
+        withdrawn: u.withdrawn.clone(),
+        ..Update::default()
+    };
+    let Some(attrs) = &u.attrs else { return out };
+    let looped = attrs.as_path.iter().any(|s| match s {
+        Segment::Sequence(v) | Segment::Set(v) => v.contains(&local_as),
+    });
+    let accepts = |p: &Nlri| match &n.import {
+        None => !ebgp,
+        Some(i) => i.prefixes.iter().any(|f| f.matches(p)),
+    };
+    for p in &u.announced {
+        if !looped && accepts(p) {
+            out.announced.push(*p);
+        } else {
+            // A route we do not take replaces one we had: it goes.
+            out.withdrawn.push(*p);
+        }
+    }
+    if !out.announced.is_empty() {
+        out.attrs = Some(attrs.clone());
+    }
+    out
+}
+
+/// Whether `prefix` (best from `from`) may go to peer `to`.
+fn exports(
+    prefix: &Nlri,
+    from: PeerId,
+    to: &PeerState,
+    peers: &HashMap<PeerId, PeerState>,
+) -> bool {
+    if from == LOCAL {
+        return match &to.cfg.export {
+            None => !to.ebgp,
+            Some(e) => e.networks,
+        };
+    }
+    // Not back to where it came from; iBGP routes not to iBGP peers (no route reflection).
+    let from_ebgp = peers.get(&from).is_some_and(|p| p.ebgp);
+    match &to.cfg.export {
+        None => !to.ebgp && from_ebgp,
+        Some(e) => (to.ebgp || from_ebgp) && e.prefixes.iter().any(|f| f.matches(prefix)),
+    }
+}
+
+/// The attributes a route goes to `to` with: our AS prepended and ourselves as next hop
+/// towards eBGP, LOCAL_PREF towards iBGP.
+fn outgoing(best: &Attrs, to: &PeerState, local_as: u32, v6: bool) -> Option<Attrs> {
+    let local = to.local?.ip();
+    let mut a = best.clone();
+    if to.ebgp {
+        match a.as_path.first_mut() {
+            Some(Segment::Sequence(v)) if v.len() < 255 => v.insert(0, local_as),
+            _ => a.as_path.insert(0, Segment::Sequence(vec![local_as])),
+        }
+        a.local_pref = None;
+        a.med = None;
+    } else {
+        a.local_pref = Some(a.local_pref.unwrap_or(crate::rib::DEFAULT_LOCAL_PREF));
+    }
+    // Next hop self; an IPv6 route needs an IPv6 next hop (our session address, or none).
+    a.next_hop = match (v6, local) {
+        (false, IpAddr::V4(_)) | (true, IpAddr::V6(_)) => Some(local),
+        (false, IpAddr::V6(l)) => l.to_ipv4_mapped().map(IpAddr::V4),
+        (true, IpAddr::V4(_)) => None,
+    };
+    a.next_hop?;
+    a.link_local = None;
+    Some(a)
+}
+
+/// Sends everything `to` may have, then End-of-RIB for its families.
+fn send_table(to: PeerId, peers: &HashMap<PeerId, PeerState>, rib: &Rib, cfg: &SpeakerConfig) {
+    let Some(p) = peers.get(&to) else { return };
+    let Some(n) = &p.negotiated else { return };
+    let max = if n.extended_message {
+        MAX_EXTENDED_LEN
+    } else {
+        MAX_LEN
+    };
+    // Group prefixes by outgoing attribute set: one packed run of UPDATEs each.
+    let mut groups: HashMap<(bool, Attrs), Vec<Nlri>> = HashMap::new();
+    for (prefix, best) in rib.iter() {
+        if best.peer == to || !exports(prefix, best.peer, p, peers) {
+            continue;
+        }
+        let v6 = prefix.addr.is_ipv6();
+        let fam = if v6 {
+            Family::IPV6_UNICAST
+        } else {
+            Family::IPV4_UNICAST
+        };
+        if !n.families.contains(&fam) {
+            continue;
+        }
+        if let Some(a) = outgoing(&best.attrs, p, cfg.local_as, v6) {
+            groups.entry((v6, a)).or_default().push(*prefix);
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, a), prefixes) in groups {
+        update::encode_announce(&mut out, &prefixes, &a, n.four_octet_as, max);
+    }
+    for f in &n.families {
+        update::encode_end_of_rib(&mut out, *f);
+    }
+    let _ = p.cmds.send(PeerCmd::Send(out));
+}
+
+/// Passes best-route changes to the daemon (for the FIB) and to the peers they go to.
+fn publish(
+    events: &mpsc::UnboundedSender<SpeakerEvent>,
+    peers: &HashMap<PeerId, PeerState>,
+    _rib: &Rib,
+    changes: Vec<Change>,
+    cfg: &SpeakerConfig,
+) {
+    for (id, p) in peers {
+        let Some(n) = &p.negotiated else { continue };
+        let max = if n.extended_message {
+            MAX_EXTENDED_LEN
+        } else {
+            MAX_LEN
+        };
+        let mut out = Vec::new();
+        let mut withdraw = Vec::new();
+        for c in &changes {
+            let v6 = c.prefix.addr.is_ipv6();
+            let fam = if v6 {
+                Family::IPV6_UNICAST
+            } else {
+                Family::IPV4_UNICAST
+            };
+            if !n.families.contains(&fam) {
+                continue;
+            }
+            match &c.best {
+                Some(b) if b.peer != *id && exports(&c.prefix, b.peer, p, peers) => {
+                    if let Some(a) = outgoing(&b.attrs, p, cfg.local_as, v6) {
+                        update::encode_announce(&mut out, &[c.prefix], &a, n.four_octet_as, max);
+                    }
+                }
+                _ => withdraw.push(c.prefix),
+            }
+        }
+        let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = withdraw.into_iter().partition(|p| p.addr.is_ipv4());
+        for w in [w4, w6] {
+            if !w.is_empty() {
+                update::encode_withdraw(&mut out, &w, max);
+            }
+        }
+        if !out.is_empty() {
+            let _ = p.cmds.send(PeerCmd::Send(out));
+        }
+    }
+    for c in changes {
+        let _ = events.send(SpeakerEvent::Best(c));
+    }
+}

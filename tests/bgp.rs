@@ -1,0 +1,150 @@
+//! interlinkd's BGP against BIRD 2, in network namespaces: IPv4 and IPv6 sessions; BIRD's
+//! routes that the import policy admits reach the kernel (proto 77) and the others do not;
+//! interlinkd's networks reach BIRD; a withdrawal propagates; SIGTERM withdraws. Needs root
+//! and bird2.
+
+mod netns;
+
+use std::path::Path;
+use std::time::Duration;
+
+use netns::Lab;
+
+const BIRD: &str = r#"
+router id 10.0.0.2;
+protocol device {}
+protocol static static4 {
+    ipv4;
+    route 10.60.0.0/16 blackhole;
+    route 10.99.0.0/16 blackhole;
+}
+protocol static static6 {
+    ipv6;
+    route 2001:db8:60::/48 blackhole;
+}
+protocol bgp v4 {
+    local 10.0.0.2 as 64512;
+    neighbor 10.0.0.1 as 65001;
+    connect retry time 1;
+    ipv4 { import all; export all; };
+}
+protocol bgp v6 {
+    local fd00::2 as 64512;
+    neighbor fd00::1 as 65001;
+    connect retry time 1;
+    ipv6 { import all; export all; };
+}
+"#;
+
+const INTERLINK: &str = r#"
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[[neighbor]]
+address = "10.0.0.2"
+remote_asn = 64512
+import = { prefixes = ["10.60.0.0/16 le 24"] }
+export = { networks = true }
+
+[[neighbor]]
+address = "fd00::2"
+remote_asn = 64512
+import = { prefixes = ["2001:db8:60::/48"] }
+export = { networks = true }
+
+[bgp]
+networks = ["10.70.0.0/16", "2001:db8:70::/48"]
+"#;
+
+fn routes(lab: &Lab) -> String {
+    let mut all = String::new();
+    for family in ["-4", "-6"] {
+        let out = lab.exec("gw", &["ip", family, "route", "show", "proto", "77"]);
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    all
+}
+
+fn birdc(lab: &Lab, args: &[&str]) -> String {
+    let sock = lab.dir.join("bird.ctl");
+    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned()
+}
+
+#[test]
+fn routes_flow_both_ways_with_bird() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("bgp-e2e");
+    lab.add_ns("gw");
+    lab.add_ns("bird");
+    lab.veth("gw", "eth0", "bird", "eth0");
+    lab.addr("gw", "eth0", "10.0.0.1/24");
+    lab.addr("gw", "eth0", "fd00::1/64");
+    lab.addr("bird", "eth0", "10.0.0.2/24");
+    lab.addr("bird", "eth0", "fd00::2/64");
+    let bird_cfg = lab.file("bird.conf", BIRD);
+    let sock = lab.dir.join("bird.ctl");
+    lab.spawn_in(
+        "bird",
+        "bird",
+        Path::new("bird"),
+        &[
+            "-f",
+            "-c",
+            bird_cfg.to_str().unwrap(),
+            "-s",
+            sock.to_str().unwrap(),
+        ],
+    );
+    let cfg = lab.file("interlink.toml", INTERLINK);
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+
+    // BIRD's admitted routes in the kernel, through BIRD.
+    lab.wait_for(
+        "BIRD's routes in the kernel",
+        Duration::from_secs(20),
+        || {
+            let r = routes(&lab);
+            r.contains("10.60.0.0/16 via 10.0.0.2 dev eth0 metric 20")
+                && r.contains("2001:db8:60::/48 via fd00::2 dev eth0 metric 20")
+        },
+    );
+    assert!(
+        !routes(&lab).contains("10.99.0.0/16"),
+        "an unadmitted route went in"
+    );
+    let log = lab.log("gw");
+    assert!(
+        log.contains("bgp: 10.0.0.2 (AS 64512) established"),
+        "{log}"
+    );
+    assert!(log.contains("bgp: fd00::2 (AS 64512) established"), "{log}");
+    assert!(log.contains("converged"), "{log}");
+
+    // Our networks in BIRD, from us.
+    lab.wait_for("our networks in BIRD", Duration::from_secs(10), || {
+        let r = birdc(&lab, &["show", "route", "all"]);
+        r.contains("10.70.0.0/16") && r.contains("2001:db8:70::/48") && r.contains("65001")
+    });
+
+    // A withdrawal propagates.
+    birdc(&lab, &["disable", "static4"]);
+    lab.wait_for(
+        "the withdrawal in the kernel",
+        Duration::from_secs(10),
+        || !routes(&lab).contains("10.60.0.0/16"),
+    );
+
+    // SIGTERM withdraws what is left.
+    let (status, log) = lab.stop("gw");
+    assert_eq!(status, Some(0), "{log}");
+    assert_eq!(routes(&lab), "", "{log}");
+    lab.wait_for("BIRD to see the shutdown", Duration::from_secs(5), || {
+        birdc(&lab, &["show", "protocols", "all", "v4"]).contains("interlinkd is stopping")
+    });
+}
