@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The two-site lab, in network namespaces on this machine:
+# The two-site lab, in network namespaces on this machine, with BGP across the encrypted link:
 #
 #   host-a --- gw-a ==== underlay (UDP, 802.1AE inside) ==== gw-b --- host-b
 #   10.10.0.2   10.10.0.1  192.0.2.1               192.0.2.2  10.20.0.1   10.20.0.2
@@ -69,7 +69,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/a.sak"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/b.sak"
 head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/salt"
 salt=$(cat "$RUN/salt")
-config() { # side me peer tunaddr tx rx tx_ssci rx_ssci remote-site peer-tunnel-address
+config() { # side me peer tunaddr tx rx tx_ssci rx_ssci own-site peer-tunnel-address asn peer-asn
     cat > "$RUN/gw-$1.toml" <<TOML
 # interlinkd on gw-$1 of the lab
 [[link]]
@@ -90,15 +90,24 @@ tx_ssci = $8
 rx_ssci = $9
 salt = "$salt"
 
-# The other site, through the peer's end of the link: installed in the kernel by interlinkd
-# with its route protocol (77), until BGP learns it instead.
-[[route]]
-prefix = "${10}"
-via = ["${11}"]
+# BGP across the encrypted link, with the other gateway's end of it: each site announces its
+# prefix, and what it learns goes into the kernel with interlink's route protocol (77).
+[router]
+asn = ${12}
+router_id = "$3"
+
+[[neighbor]]
+address = "${11}"
+remote_asn = ${13}
+import = { prefixes = ["10.0.0.0/8 le 24"] }
+export = { networks = true }
+
+[bgp]
+networks = ["${10}"]
 TOML
 }
-config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.20.0.0/24 169.254.0.2
-config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1 10.10.0.0/24 169.254.0.1
+config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.10.0.0/24 169.254.0.2 65010 65020
+config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1 10.20.0.0/24 169.254.0.1 65020 65010
 for side in a b; do
     ip netns exec "$P-gw-$side" "$BIN" --config "$RUN/gw-$side.toml" > "$RUN/gw-$side.log" 2>&1 &
     echo $! > "$RUN/gw-$side.pid"
@@ -110,7 +119,7 @@ for side in a b; do
     done
 done
 for side in a b; do
-    for _ in $(seq 50); do
+    for _ in $(seq 150); do
         [ -n "$(ip -n "$P-gw-$side" route show proto 77)" ] && break
         sleep 0.1
     done
@@ -119,7 +128,7 @@ done
 echo "== interlinkd on gw-a"
 cat "$RUN/gw-a.log"
 echo
-echo "== the other site in each gateway's kernel table, from interlinkd (proto 77)"
+echo "== the other site in each gateway's kernel table, learnt over BGP across the link (proto 77)"
 echo "gw-a: $(ip -n $P-gw-a route show proto 77)"
 echo "gw-b: $(ip -n $P-gw-b route show proto 77)"
 echo
