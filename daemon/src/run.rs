@@ -309,6 +309,9 @@ async fn serve(config: Config) -> ExitCode {
         swept = true;
     }
     let sweep_at = tokio::time::Instant::now() + config.fib.graceful_restart;
+    // Once BGP has converged, one line says when the kernel holds all it learnt.
+    let mut synced_logged = bgp_task.is_none();
+    let mut sync_check = tokio::time::interval(Duration::from_millis(20));
     log!(
         "running with {} link(s), {} static route(s) and {} BGP neighbor(s)",
         links.len(),
@@ -338,6 +341,17 @@ async fn serve(config: Config) -> ExitCode {
                     }
                 }
             },
+            _ = sync_check.tick(), if swept && !synced_logged => {
+                if fib.in_sync() {
+                    synced_logged = true;
+                    let s = fib.snapshot().stats;
+                    log!(
+                        "fib: in sync with BGP: {} IPv4 and {} IPv6 route(s) in the kernel",
+                        s.installed[0],
+                        s.installed[1]
+                    );
+                }
+            }
             _ = tokio::time::sleep_until(sweep_at), if !swept => {
                 log!("fib: graceful restart time over; sweeping routes of the previous run");
                 fib.sweep();

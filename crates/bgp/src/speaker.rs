@@ -3,7 +3,7 @@
 //! restart as the receiving speaker, originated networks, and the best-route changes for the
 //! FIB. Protocol decisions stay in `fsm`, `update` and `rib`; this is their wiring.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +123,9 @@ struct PeerState {
     awaiting_eor: Vec<Family>,
     /// The peer has been up and sent End-of-RIB for every family since we started.
     synced: bool,
+    /// Adj-RIB-Out: the prefixes we have announced to the peer, so that only those are
+    /// withdrawn from it.
+    advertised: HashSet<Nlri>,
 }
 
 fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
@@ -197,6 +200,7 @@ pub async fn run(
                 stale_until: None,
                 awaiting_eor: vec![],
                 synced: false,
+                advertised: HashSet::new(),
             },
         );
     }
@@ -263,7 +267,7 @@ pub async fn run(
                     peers.get_mut(&id).expect("known peer").stale_until = None;
                     let changes = rib.sweep_stale(id);
                     log(format!("bgp: {}: restart time over, {} stale route(s) removed", peers[&id].cfg.address, changes.len()));
-                    publish(&events, &peers, &rib, changes, &cfg);
+                    publish(&events, &mut peers, &rib, changes, &cfg);
                 }
             }
             e = ev_rx.recv() => {
@@ -398,6 +402,7 @@ fn handle(
             p.negotiated = None;
             p.local = None;
             p.awaiting_eor.clear();
+            p.advertised.clear();
             let text = describe(&why);
             let _ = events.send(SpeakerEvent::PeerDown { address, why: text });
             // RFC 4724 §4.2: after a TCP failure the restarting peer's routes stay, stale,
@@ -511,7 +516,21 @@ fn outgoing(best: &Attrs, to: &PeerState, local_as: u32, v6: bool) -> Option<Att
 }
 
 /// Sends everything `to` may have, then End-of-RIB for its families.
-fn send_table(to: PeerId, peers: &HashMap<PeerId, PeerState>, rib: &Rib, cfg: &SpeakerConfig) {
+fn send_table(to: PeerId, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib, cfg: &SpeakerConfig) {
+    let mut sent = Vec::new();
+    send_table_to(to, peers, rib, cfg, &mut sent);
+    if let Some(p) = peers.get_mut(&to) {
+        p.advertised.extend(sent);
+    }
+}
+
+fn send_table_to(
+    to: PeerId,
+    peers: &HashMap<PeerId, PeerState>,
+    rib: &Rib,
+    cfg: &SpeakerConfig,
+    sent: &mut Vec<Nlri>,
+) {
     let Some(p) = peers.get(&to) else { return };
     let Some(n) = &p.negotiated else { return };
     let max = if n.extended_message {
@@ -541,6 +560,7 @@ fn send_table(to: PeerId, peers: &HashMap<PeerId, PeerState>, rib: &Rib, cfg: &S
     let mut out = Vec::new();
     for ((_, a), prefixes) in groups {
         update::encode_announce(&mut out, &prefixes, &a, n.four_octet_as, max);
+        sent.extend(prefixes);
     }
     for f in &n.families {
         update::encode_end_of_rib(&mut out, *f);
@@ -551,47 +571,69 @@ fn send_table(to: PeerId, peers: &HashMap<PeerId, PeerState>, rib: &Rib, cfg: &S
 /// Passes best-route changes to the daemon (for the FIB) and to the peers they go to.
 fn publish(
     events: &mpsc::UnboundedSender<SpeakerEvent>,
-    peers: &HashMap<PeerId, PeerState>,
+    peers: &mut HashMap<PeerId, PeerState>,
     _rib: &Rib,
     changes: Vec<Change>,
     cfg: &SpeakerConfig,
 ) {
-    for (id, p) in peers {
-        let Some(n) = &p.negotiated else { continue };
-        let max = if n.extended_message {
-            MAX_EXTENDED_LEN
-        } else {
-            MAX_LEN
-        };
-        let mut out = Vec::new();
-        let mut withdraw = Vec::new();
-        for c in &changes {
-            let v6 = c.prefix.addr.is_ipv6();
-            let fam = if v6 {
-                Family::IPV6_UNICAST
+    let ids: Vec<PeerId> = peers.keys().copied().collect();
+    for id in &ids {
+        let mut announced = Vec::new();
+        let mut withdrawn = Vec::new();
+        {
+            let p = &peers[id];
+            let Some(n) = &p.negotiated else { continue };
+            let max = if n.extended_message {
+                MAX_EXTENDED_LEN
             } else {
-                Family::IPV4_UNICAST
+                MAX_LEN
             };
-            if !n.families.contains(&fam) {
-                continue;
-            }
-            match &c.best {
-                Some(b) if b.peer != *id && exports(&c.prefix, b.peer, p, peers) => {
-                    if let Some(a) = outgoing(&b.attrs, p, cfg.local_as, v6) {
-                        update::encode_announce(&mut out, &[c.prefix], &a, n.four_octet_as, max);
-                    }
+            let mut out = Vec::new();
+            let mut withdraw = Vec::new();
+            for c in &changes {
+                let v6 = c.prefix.addr.is_ipv6();
+                let fam = if v6 {
+                    Family::IPV6_UNICAST
+                } else {
+                    Family::IPV4_UNICAST
+                };
+                if !n.families.contains(&fam) {
+                    continue;
                 }
-                _ => withdraw.push(c.prefix),
+                let out_attrs = match &c.best {
+                    Some(b) if b.peer != *id && exports(&c.prefix, b.peer, p, peers) => {
+                        outgoing(&b.attrs, p, cfg.local_as, v6)
+                    }
+                    _ => None,
+                };
+                match out_attrs {
+                    Some(a) => {
+                        update::encode_announce(&mut out, &[c.prefix], &a, n.four_octet_as, max);
+                        announced.push(c.prefix);
+                    }
+                    // Only what the peer has from us is withdrawn from it.
+                    None if p.advertised.contains(&c.prefix) => {
+                        withdraw.push(c.prefix);
+                        withdrawn.push(c.prefix);
+                    }
+                    None => {}
+                }
+            }
+            let (w4, w6): (Vec<Nlri>, Vec<Nlri>) =
+                withdraw.into_iter().partition(|p| p.addr.is_ipv4());
+            for w in [w4, w6] {
+                if !w.is_empty() {
+                    update::encode_withdraw(&mut out, &w, max);
+                }
+            }
+            if !out.is_empty() {
+                let _ = p.cmds.send(PeerCmd::Send(out));
             }
         }
-        let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = withdraw.into_iter().partition(|p| p.addr.is_ipv4());
-        for w in [w4, w6] {
-            if !w.is_empty() {
-                update::encode_withdraw(&mut out, &w, max);
-            }
-        }
-        if !out.is_empty() {
-            let _ = p.cmds.send(PeerCmd::Send(out));
+        let p = peers.get_mut(id).expect("known peer");
+        p.advertised.extend(announced);
+        for w in &withdrawn {
+            p.advertised.remove(w);
         }
     }
     for c in changes {

@@ -28,10 +28,14 @@ pub struct Snapshot {
     pub stale: usize,
     /// Requests queued or in flight: 0 when the kernel holds what the sources want.
     pub busy: bool,
+    /// Commands the thread has taken in.
+    pub processed: u64,
 }
 
 pub struct FibService {
     cmds: Sender<Command>,
+    /// Commands sent, to tell whether the thread has seen them all.
+    sent: std::cell::Cell<u64>,
     wake: Arc<OwnedFd>,
     events: Receiver<FibEvent>,
     snapshot: Arc<Mutex<Snapshot>>,
@@ -105,6 +109,7 @@ impl FibService {
         }
         Ok(FibService {
             cmds: cmd_tx,
+            sent: std::cell::Cell::new(0),
             wake,
             events: ev_rx,
             snapshot,
@@ -114,8 +119,16 @@ impl FibService {
 
     fn send(&self, c: Command) {
         if self.cmds.send(c).is_ok() {
+            self.sent.set(self.sent.get() + 1);
             poke(&self.wake);
         }
+    }
+
+    /// Whether the kernel holds what every command sent so far asks for: the thread has taken
+    /// them all in and has nothing queued or in flight.
+    pub fn in_sync(&self) -> bool {
+        let s = self.snapshot();
+        s.processed == self.sent.get() && !s.busy
     }
 
     /// What the sources want for `prefix` (None: no route).
@@ -171,20 +184,26 @@ fn run(
     events: Sender<FibEvent>,
     snapshot: &Mutex<Snapshot>,
 ) -> Result<(), DriverError> {
-    let publish = |d: &mut Driver| {
+    let mut processed = 0u64;
+    let publish = |d: &mut Driver, processed: u64| {
         let fib = d.fib_ref();
         if let Ok(mut s) = snapshot.lock() {
             *s = Snapshot {
                 stats: fib.stats(),
                 stale: fib.stale(),
                 busy: !fib.is_idle(),
+                processed,
             };
         }
     };
-    publish(&mut d);
+    publish(&mut d, processed);
     loop {
         loop {
-            match cmds.try_recv() {
+            let c = cmds.try_recv();
+            if c.is_ok() {
+                processed += 1;
+            }
+            match c {
                 Ok(Command::Set(p, r)) => d.fib().set(p, r.as_ref()),
                 Ok(Command::Sweep) => {
                     d.fib().sweep_stale();
@@ -197,7 +216,7 @@ fn run(
                     for e in d.fib().drain_events() {
                         let _ = events.send(e);
                     }
-                    publish(&mut d);
+                    publish(&mut d, processed);
                     return r;
                 }
                 Err(TryRecvError::Empty) => break,
@@ -214,6 +233,6 @@ fn run(
         for e in d.fib().drain_events() {
             let _ = events.send(e);
         }
-        publish(&mut d);
+        publish(&mut d, processed);
     }
 }

@@ -1,0 +1,317 @@
+//! BGP load: N prefixes over one eBGP session from a fast sender of pre-encoded UPDATEs, for
+//! N = 100k and 1M (or `INTERLINK_BGP_BENCH_N`, comma-separated). For interlinkd it prints the
+//! time from Established until all N are in the Loc-RIB (the End-of-RIB that follows them is
+//! processed), until all N are in the kernel (the FIB in sync), and interlinkd's peak RSS.
+//! In the same run, the same for BIRD 2 with a kernel protocol, as the reference.
+//!
+//! The sender is written here: it opens the session, then writes the UPDATEs (/24s from
+//! 16.0.0.0 on, one attribute set, packed into 4096-octet messages) and End-of-RIB as fast as
+//! TCP takes them. Needs root and bird2: `./scripts/bench-bgp.sh`.
+
+#[path = "../tests/netns/mod.rs"]
+mod netns;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use interlink_bgp::update::{encode_announce, encode_end_of_rib, Attrs, Nlri, Origin, Segment};
+use interlink_bgp::wire::{frame, Capabilities, Family, Message, Open, KEEPALIVE, MAX_LEN};
+use netns::{in_ns, Lab};
+
+fn updates(n: usize) -> Vec<u8> {
+    let prefixes: Vec<Nlri> = (0..n)
+        .map(|i| Nlri {
+            addr: IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
+            len: 24,
+        })
+        .collect();
+    let attrs = Attrs {
+        origin: Some(Origin::Igp),
+        as_path: vec![Segment::Sequence(vec![64512])],
+        next_hop: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+        ..Attrs::default()
+    };
+    let mut out = Vec::with_capacity(n * 5);
+    encode_announce(&mut out, &prefixes, &attrs, true, MAX_LEN);
+    encode_end_of_rib(&mut out, Family::IPV4_UNICAST);
+    out
+}
+
+/// Opens the session to 10.0.0.1 from the sender's namespace; returns the stream once both
+/// sides are Established, and the instant that happened.
+fn establish() -> (TcpStream, Instant) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut s = loop {
+        match TcpStream::connect("10.0.0.1:179") {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
+    s.set_nodelay(true).unwrap();
+    let mut out = Vec::new();
+    Message::Open(Open {
+        asn: 64512,
+        hold_time: 240,
+        router_id: Ipv4Addr::new(10, 0, 0, 2),
+        caps: Capabilities {
+            multiprotocol: vec![Family::IPV4_UNICAST],
+            four_octet_as: Some(64512),
+            ..Capabilities::default()
+        },
+    })
+    .encode(&mut out);
+    Message::Keepalive.encode(&mut out);
+    s.write_all(&out).unwrap();
+    // Their OPEN, then their KEEPALIVE: Established.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut seen_open = false;
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the peer closed the session");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(f) = frame(&buf, MAX_LEN).unwrap() {
+            let len = f.len;
+            match f.kind {
+                1 => seen_open = true,
+                KEEPALIVE if seen_open => {
+                    buf.drain(..len);
+                    return (s, Instant::now());
+                }
+                3 => panic!(
+                    "NOTIFICATION from the peer: {:?}",
+                    Message::decode(3, f.body)
+                ),
+                _ => {}
+            }
+            buf.drain(..len);
+        }
+    }
+}
+
+/// Peak resident set (VmHWM) of the process named `comm` in namespace `ns`, in MiB.
+fn peak_rss(ns: &str, comm: &str) -> f64 {
+    let pids = netns::sh(&["ip", "netns", "pids", ns]);
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with(comm))
+        {
+            let kib: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0.0);
+            return kib / 1024.0;
+        }
+    }
+    0.0
+}
+
+struct Figures {
+    rib: Duration,
+    kernel: Duration,
+    rss_mib: f64,
+}
+
+fn lab(name: &str) -> Lab {
+    let mut lab = Lab::new(name);
+    lab.add_ns("dut");
+    lab.add_ns("gen");
+    lab.veth("dut", "eth0", "gen", "eth0");
+    lab.addr("dut", "eth0", "10.0.0.1/24");
+    lab.addr("gen", "eth0", "10.0.0.2/24");
+    lab
+}
+
+/// Sends `wire` from the generator namespace; returns when Established and keeps the session
+/// open (reading what comes) until `done` is set.
+fn send(lab: &Lab, wire: Vec<u8>) -> (Instant, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let done = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = done.clone();
+    in_ns(&lab.ns("gen"), move || {
+        let (mut s, t0) = establish();
+        tx.send(t0).unwrap();
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 65536];
+            while let Ok(n) = r.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+        s.write_all(&wire).unwrap();
+        while !d.load(Ordering::Relaxed) {
+            // Keepalives for a long run.
+            let mut k = Vec::new();
+            Message::Keepalive.encode(&mut k);
+            if s.write_all(&k).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    (rx.recv().unwrap(), done)
+}
+
+fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Instant {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Instant::now()
+}
+
+fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
+    let mut lab = lab(&format!("bgpb-il{n}"));
+    let cfg = lab.file(
+        "dut.toml",
+        "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
+         remote_asn = 64512\npassive = true\nhold_time = 240\n\
+         import = { prefixes = [\"0.0.0.0/0 le 32\"] }\n",
+    );
+    lab.spawn_in("dut", "dut", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("interlinkd", Duration::from_secs(10), || {
+        lab.log("dut").contains("running with")
+    });
+    let (t0, done) = send(&lab, wire);
+    let t_rib = wait("the Loc-RIB", Duration::from_secs(600), || {
+        lab.log("dut").contains("converged")
+    });
+    let t_kernel = wait("the kernel", Duration::from_secs(600), || {
+        lab.log("dut").contains("fib: in sync")
+    });
+    let log = lab.log("dut");
+    assert!(
+        log.contains(&format!("fib: in sync with BGP: {n} IPv4")),
+        "{log}"
+    );
+    let rss = peak_rss(&lab.ns("dut"), "interlinkd");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    lab.stop("dut");
+    Figures {
+        rib: t_rib - t0,
+        kernel: t_kernel - t0,
+        rss_mib: rss,
+    }
+}
+
+fn birdc(sock: &Path, args: &[&str]) -> String {
+    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned()
+}
+
+fn bird(n: usize, wire: Vec<u8>) -> Figures {
+    let mut lab = lab(&format!("bgpb-bird{n}"));
+    let cfg = lab.file(
+        "bird.conf",
+        "router id 10.0.0.1;\nprotocol device {}\nprotocol kernel k4 { ipv4 { export all; }; }\n\
+         protocol bgp gen { local 10.0.0.1 as 65001; neighbor 10.0.0.2 as 64512; passive on;\n\
+         hold time 240; ipv4 { import all; export none; }; }\n",
+    );
+    let sock: PathBuf = lab.dir.join("bird.ctl");
+    lab.spawn_in(
+        "bird",
+        "dut",
+        Path::new("bird"),
+        &[
+            "-f",
+            "-c",
+            cfg.to_str().unwrap(),
+            "-s",
+            sock.to_str().unwrap(),
+        ],
+    );
+    lab.wait_for("bird", Duration::from_secs(10), || sock.exists());
+    let (t0, done) = send(&lab, wire);
+    let count = |text: &str, key: &str| -> usize {
+        text.lines()
+            .find(|l| l.contains(key))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or(0)
+    };
+    let t_rib = wait("BIRD's table", Duration::from_secs(600), || {
+        count(&birdc(&sock, &["show", "route", "count"]), "routes for") >= n
+    });
+    let t_kernel = wait("BIRD's kernel protocol", Duration::from_secs(600), || {
+        let s = birdc(&sock, &["show", "protocols", "all", "k4"]);
+        s.lines()
+            .find(|l| l.contains("Routes:"))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|x| {
+                x.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
+            .unwrap_or(0)
+            >= n
+    });
+    let rss = peak_rss(&lab.ns("dut"), "bird");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    lab.stop("bird");
+    Figures {
+        rib: t_rib - t0,
+        kernel: t_kernel - t0,
+        rss_mib: rss,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !"bgp".contains(a.as_str()))
+    {
+        return;
+    }
+    if !netns::require_root() {
+        return;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("release/interlinkd");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build --release -p interlinkd",
+        bin.display()
+    );
+    let sizes: Vec<usize> = std::env::var("INTERLINK_BGP_BENCH_N")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    println!("\nBGP load over one eBGP session, IPv4 /24s, one attribute set, from Established:");
+    println!(
+        "  {:>9}  {:<14} {:>16} {:>16} {:>14}",
+        "prefixes", "speaker", "Loc-RIB, s", "kernel, s", "peak RSS, MiB"
+    );
+    for &n in &sizes {
+        let wire = updates(n);
+        let il = interlink(n, wire.clone(), &bin);
+        let b = bird(n, wire);
+        for (name, f) in [("interlinkd", &il), ("BIRD 2", &b)] {
+            println!(
+                "  {:>9}  {:<14} {:>16.2} {:>16.2} {:>14.1}",
+                n,
+                name,
+                f.rib.as_secs_f64(),
+                f.kernel.as_secs_f64(),
+                f.rss_mib
+            );
+        }
+    }
+}
