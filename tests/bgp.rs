@@ -118,13 +118,16 @@ fn routes_flow_both_ways_with_bird() {
         !routes(&lab).contains("10.99.0.0/16"),
         "an unadmitted route went in"
     );
+    // Both sessions sent End-of-RIB.
+    lab.wait_for("convergence", Duration::from_secs(10), || {
+        lab.log("gw").contains("converged")
+    });
     let log = lab.log("gw");
     assert!(
         log.contains("bgp: 10.0.0.2 (AS 64512) established"),
         "{log}"
     );
     assert!(log.contains("bgp: fd00::2 (AS 64512) established"), "{log}");
-    assert!(log.contains("converged"), "{log}");
 
     // Our networks in BIRD, from us.
     lab.wait_for("our networks in BIRD", Duration::from_secs(10), || {
