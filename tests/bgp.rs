@@ -1,7 +1,8 @@
 //! interlinkd's BGP against BIRD 2, in network namespaces: IPv4 and IPv6 sessions; BIRD's
 //! routes that the import policy admits reach the kernel (proto 77) and the others do not;
-//! interlinkd's networks reach BIRD; a withdrawal propagates; SIGTERM withdraws. Needs root
-//! and bird2.
+//! interlinkd's networks reach BIRD; a withdrawal propagates; SIGTERM withdraws. When BIRD
+//! restarts (graceful restart), its routes stay in the kernel throughout. Needs root and
+//! bird2.
 
 mod netns;
 
@@ -150,4 +151,96 @@ fn routes_flow_both_ways_with_bird() {
     lab.wait_for("BIRD to see the shutdown", Duration::from_secs(5), || {
         birdc(&lab, &["show", "protocols", "all", "v4"]).contains("interlinkd is stopping")
     });
+}
+
+/// A lab with BIRD (config `bird`) and interlinkd (config `interlink`) joined by a veth.
+fn start(test: &str, bird: &str, interlink: &str) -> Lab {
+    let mut lab = Lab::new(test);
+    lab.add_ns("gw");
+    lab.add_ns("bird");
+    lab.veth("gw", "eth0", "bird", "eth0");
+    lab.addr("gw", "eth0", "10.0.0.1/24");
+    lab.addr("gw", "eth0", "fd00::1/64");
+    lab.addr("bird", "eth0", "10.0.0.2/24");
+    lab.addr("bird", "eth0", "fd00::2/64");
+    let bird_cfg = lab.file("bird.conf", bird);
+    let sock = lab.dir.join("bird.ctl");
+    lab.spawn_in(
+        "bird",
+        "bird",
+        Path::new("bird"),
+        &[
+            "-f",
+            "-c",
+            bird_cfg.to_str().unwrap(),
+            "-s",
+            sock.to_str().unwrap(),
+        ],
+    );
+    let cfg = lab.file("interlink.toml", interlink);
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+    lab
+}
+
+#[test]
+fn a_restarting_peers_routes_stay_in_the_kernel() {
+    if !netns::require_root() {
+        return;
+    }
+    let bird = BIRD.replace(
+        "ipv4 { import all; export all; };",
+        "graceful restart on;\n    ipv4 { import all; export all; };",
+    );
+    let mut lab = start("bgp-gr", &bird, INTERLINK);
+    lab.wait_for(
+        "BIRD's route in the kernel",
+        Duration::from_secs(20),
+        || routes(&lab).contains("10.60.0.0/16 via 10.0.0.2"),
+    );
+    lab.wait_for("convergence", Duration::from_secs(10), || {
+        lab.log("gw").contains("converged")
+    });
+    // Watch the kernel's routes from here on.
+    lab.spawn_in("monitor", "gw", Path::new("ip"), &["monitor", "route"]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // BIRD dies without a NOTIFICATION: its routes stay, stale, for its restart time.
+    lab.kill9("bird");
+    lab.wait_for(
+        "interlinkd to keep BIRD's routes",
+        Duration::from_secs(10),
+        || lab.log("gw").contains("keeping its routes"),
+    );
+    assert!(routes(&lab).contains("10.60.0.0/16 via 10.0.0.2"));
+
+    // BIRD comes back and announces them again: nothing changes in the kernel.
+    let bird_cfg = lab.dir.join("bird.conf");
+    let sock = lab.dir.join("bird.ctl");
+    let _ = std::fs::remove_file(&sock);
+    lab.spawn_in(
+        "bird2",
+        "bird",
+        Path::new("bird"),
+        &[
+            "-f",
+            "-c",
+            bird_cfg.to_str().unwrap(),
+            "-s",
+            sock.to_str().unwrap(),
+        ],
+    );
+    lab.wait_for("the session again", Duration::from_secs(20), || {
+        lab.log("gw")
+            .matches("bgp: 10.0.0.2 (AS 64512) established")
+            .count()
+            == 2
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(routes(&lab).contains("10.60.0.0/16 via 10.0.0.2"));
+    let changes = lab.log("monitor");
+    assert!(
+        !changes.contains("10.60.0.0/16"),
+        "the kernel saw BIRD's route change:\n{changes}"
+    );
 }

@@ -163,6 +163,7 @@ fn speaker_config(config: &Config, r: &interlink_config::Router) -> speaker::Spe
         multipath: config.bgp.multipath,
         listen_port: 179,
         restart_time: config.fib.graceful_restart.as_secs().min(4095) as u16,
+        restarting: false,
     }
 }
 
@@ -298,7 +299,10 @@ async fn serve(config: Config) -> ExitCode {
     let (bgp_tx, mut bgp_rx) = tokio::sync::mpsc::unbounded_channel();
     let bgp_task = config.router.as_ref().map(|r| {
         tokio::spawn(speaker::run(
-            speaker_config(&config, r),
+            speaker::SpeakerConfig {
+                restarting: adopted > 0,
+                ..speaker_config(&config, r)
+            },
             bgp_tx,
             bgp_stop_rx,
         ))

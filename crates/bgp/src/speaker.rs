@@ -89,6 +89,9 @@ pub struct SpeakerConfig {
     /// Advertised in our graceful restart capability: how long peers should keep our routes
     /// while we restart (the FIB keeps them in the kernel meanwhile).
     pub restart_time: u16,
+    /// We have just restarted (the FIB found our routes in the kernel): the R bit of the
+    /// capability (RFC 4724 §3), so peers keep what they learnt from us until our End-of-RIB.
+    pub restarting: bool,
 }
 
 /// What the speaker tells the daemon.
@@ -142,7 +145,7 @@ fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
             route_refresh: true,
             four_octet_as: Some(cfg.local_as),
             graceful_restart: Some(GracefulRestart {
-                restarting: false,
+                restarting: cfg.restarting,
                 restart_time: cfg.restart_time,
                 families: families.into_iter().map(|f| (f, true)).collect(),
             }),
