@@ -1,0 +1,5 @@
+//! MACsec Key Agreement (IEEE 802.1X-2020 clause 9), sans IO. So far: the key hierarchy
+//! ([`keys`]): the KDF, the ICK and KEK from a pre-shared CAK and CKN, the SAK derived as the
+//! key server may derive it, its AES Key Wrap under the KEK, and the MKPDU ICV.
+
+pub mod keys;
