@@ -6,3 +6,4 @@
 pub mod fuzzing;
 pub mod keys;
 pub mod mkpdu;
+pub mod participant;
