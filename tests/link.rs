@@ -592,3 +592,113 @@ fn udp_forged_frames_are_dropped_and_counted() {
 fn ethernet_forged_frames_are_dropped_and_counted() {
     forged_frames_are_dropped_and_counted(Wire::Ethernet, "ethforge");
 }
+
+/// Starts both gateways keyed by MKA from a CAK/CKN pair (gateway B's CAK is `cak_b`), with
+/// the routes across the link.
+fn start_mka(lab: &mut Lab, wire: Wire, cak_b: &str) {
+    lab.secret(
+        "a.cak",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    );
+    lab.secret("b.cak", cak_b);
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    for side in ["a", "b"] {
+        let (me, peer, tun4, tun6) = if side == "a" {
+            ("192.0.2.1", "192.0.2.2", "169.254.0.1/30", "fd00::1/126")
+        } else {
+            ("192.0.2.2", "192.0.2.1", "169.254.0.2/30", "fd00::2/126")
+        };
+        let transport = match wire {
+            Wire::Udp => {
+                format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+            }
+            Wire::Ethernet => format!(
+                "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
+                if side == "a" { MAC_B } else { MAC_A }
+            ),
+        };
+        let cfg = lab.file(
+            &format!("{side}.toml"),
+            &format!(
+                "[[link]]\nname = \"mka\"\ninterface = \"il0\"\naddresses = [\"{tun4}\", \"{tun6}\"]\n\
+                 {transport}\nprobe_interval = \"200ms\"\n\n[link.macsec]\n\
+                 cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\nckn = \"696e7465726c696e6b\"\n\
+                 cak_file = \"{side}.cak\"\n"
+            ),
+        );
+        let cfg = cfg.to_str().unwrap().to_owned();
+        lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
+    }
+    lab.wait_for("both il0 interfaces up", Duration::from_secs(10), || {
+        interface_up(lab, "ga") && interface_up(lab, "gb")
+    });
+    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
+    lab.route("ga", &["fd02::/64", "dev", "il0"]);
+    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+    lab.route("gb", &["fd01::/64", "dev", "il0"]);
+}
+
+fn mka_keys_the_link(wire: Wire, test: &str) {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    lab.two_sites();
+    let started = std::time::Instant::now();
+    start_mka(
+        &mut lab,
+        wire,
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    );
+    // Nothing passes until MKA has agreed on a SAK; then traffic flows.
+    lab.wait_for(
+        "both gateways sending under a SAK",
+        Duration::from_secs(15),
+        || lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key"),
+    );
+    eprintln!(
+        "{test}: first SAK in use {:?} after the start",
+        started.elapsed()
+    );
+    ping(&lab, "ha", "10.2.0.2");
+    ping(&lab, "hb", "fd01::2");
+    let received = tcp_transfer(&mut lab, "mka", "10.2.0.2");
+    assert!(received > 1_000_000, "only {received} octets");
+    for side in ["ga", "gb"] {
+        let (status, log) = lab.stop(side);
+        assert_eq!(status, Some(0), "{log}");
+        assert!(log.contains("mka: link mka: peer live"), "{log}");
+    }
+}
+
+#[test]
+fn udp_mka_keys_the_link() {
+    mka_keys_the_link(Wire::Udp, "udp-mka");
+}
+
+#[test]
+fn ethernet_mka_keys_the_link() {
+    mka_keys_the_link(Wire::Ethernet, "eth-mka");
+}
+
+#[test]
+fn a_wrong_cak_gets_no_traffic_through_and_says_why() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mka-wrong-cak");
+    lab.two_sites();
+    start_mka(
+        &mut lab,
+        Wire::Udp,
+        "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n",
+    );
+    lab.wait_for(
+        "the ICV failures in the log",
+        Duration::from_secs(10),
+        || lab.log("ga").contains("failed their ICV"),
+    );
+    let out = lab.try_exec("ha", &["ping", "-c", "2", "-W", "1", "10.2.0.2"]);
+    assert!(!out.status.success(), "traffic passed with different CAKs");
+    assert!(!lab.log("ga").contains("sending with key"));
+}

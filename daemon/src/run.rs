@@ -12,6 +12,7 @@ use interlink_config::{
 use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
 use interlink_fib::{FibEvent, FibService, NextHop, Prefix, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
+use interlink_mka::participant::{Action as MkaAction, Participant};
 use tokio::signal::unix::{signal, SignalKind};
 
 macro_rules! log {
@@ -60,10 +61,28 @@ fn spec(link: &LinkConfig) -> LinkSpec {
             peer_mac: peer_mac.0,
         },
     };
-    let Keying::Static(keys) = &link.macsec.keying;
-    let (tx_xpn, rx_xpn) = match &keys.xpn {
-        Some(x) => (Some((x.tx_ssci, x.salt)), Some((x.rx_ssci, x.salt))),
-        None => (None, None),
+    let (sci, peer_sci, port, keys) = match &link.macsec.keying {
+        Keying::Static(k) => {
+            let (tx_xpn, rx_xpn) = match &k.xpn {
+                Some(x) => (Some((x.tx_ssci, x.salt)), Some((x.rx_ssci, x.salt))),
+                None => (None, None),
+            };
+            let sas = StaticSas {
+                tx_an: k.an,
+                rx_an: k.rx_an,
+                tx: SaKeys {
+                    sak: k.tx_sak.clone(),
+                    xpn: tx_xpn,
+                },
+                rx: SaKeys {
+                    sak: k.rx_sak.clone(),
+                    xpn: rx_xpn,
+                },
+            };
+            (k.sci, k.peer_sci, k.port, Some(sas))
+        }
+        // MKA installs the SAs: until then nothing is sent, and nothing in the clear.
+        Keying::Mka(m) => (m.sci, m.peer_sci, m.port, None),
     };
     LinkSpec {
         name: link.name.clone(),
@@ -71,9 +90,9 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         underlay,
         suite: link.macsec.cipher_suite,
         backend: Backend::default(),
-        sci: keys.sci,
-        peer_sci: keys.peer_sci,
-        port: keys.port,
+        sci,
+        peer_sci,
+        port,
         rx: RxConfig {
             validate_frames: link.macsec.validate,
             replay_protect: true,
@@ -82,18 +101,127 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         mtu: link.mtu,
         probe_interval: link.probe_interval,
         queues: link.queues,
-        keys: Some(StaticSas {
-            tx_an: keys.an,
-            rx_an: keys.rx_an,
-            tx: SaKeys {
-                sak: keys.tx_sak.clone(),
-                xpn: tx_xpn,
-            },
-            rx: SaKeys {
-                sak: keys.rx_sak.clone(),
-                xpn: rx_xpn,
-            },
-        }),
+        keys,
+    }
+}
+
+/// MKA for one link: the participant, where MKPDUs arrive, and what was last logged.
+struct MkaRun {
+    p: Participant,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// DA and SA the peer's MKPDUs are authenticated with: the group address and the MAC of
+    /// the peer's SCI.
+    peer_addrs: [u8; 12],
+    icv_failures_logged: u64,
+    ckn_hex: String,
+}
+
+fn mka_start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> {
+    let Keying::Mka(m) = &l.macsec.keying else {
+        return None;
+    };
+    let cak = match interlink_mka::keys::Secret::new(m.cak.clone()) {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let cfg = interlink_mka::participant::Config {
+        cak,
+        ckn: m.ckn.clone(),
+        sci: *link.sci().as_bytes(),
+        priority: m.key_server_priority,
+        sak_len: l.macsec.cipher_suite.key_len(),
+        // GCM-AES-128 is the default, sent without its number (802.1X §11.11.1).
+        cipher_suite: (l.macsec.cipher_suite != interlink_macsec::CipherSuite::GcmAes128)
+            .then(|| l.macsec.cipher_suite.reference_number()),
+        rekey_interval: m.rekey_interval,
+    };
+    let rx = link.take_control_rx()?;
+    let mut peer_addrs = [0u8; 12];
+    peer_addrs[..6].copy_from_slice(&interlink_dataplane::EAPOL_GROUP);
+    peer_addrs[6..].copy_from_slice(&link.peer_sci().mac());
+    Some(
+        Participant::new(cfg, std::time::Instant::now())
+            .map(|p| MkaRun {
+                p,
+                rx,
+                peer_addrs,
+                icv_failures_logged: 0,
+                ckn_hex: m.ckn.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Runs MKA for a link: MKPDUs in, timers, and what the participant asks for.
+fn mka_turn(link: &mut Link, mka: &mut MkaRun) {
+    let now = std::time::Instant::now();
+    let mut actions = Vec::new();
+    while let Ok(frame) = mka.rx.try_recv() {
+        actions.extend(mka.p.on_mkpdu(now, &mka.peer_addrs, &frame));
+    }
+    if now >= mka.p.next_timer() {
+        actions.extend(mka.p.on_timer(now));
+    }
+    let icv = mka.p.drops.get("icv").copied().unwrap_or(0);
+    if icv > mka.icv_failures_logged {
+        log!(
+            "mka: link {}: {icv} MKPDU(s) failed their ICV: the peer has another CAK for CKN {}",
+            link.name(),
+            mka.ckn_hex
+        );
+        mka.icv_failures_logged = icv + 4;
+    }
+    for a in actions {
+        match a {
+            MkaAction::Send(frame) => {
+                if let Err(e) = link.send_control(&frame) {
+                    log!("mka: link {}: cannot send an MKPDU: {e}", link.name());
+                }
+            }
+            MkaAction::InstallRx { an, ki, sak } => {
+                let keys = SaKeys {
+                    sak: interlink_macsec::Sak::new(sak.as_bytes().to_vec()),
+                    xpn: None,
+                };
+                let an = interlink_macsec::An::new(an).expect("an AN is 0 to 3");
+                match link.install_rx_sa(an, keys, 1) {
+                    Ok(()) => log!(
+                        "mka: link {}: receiving with key {} on AN {}",
+                        link.name(),
+                        ki.kn,
+                        an
+                    ),
+                    Err(e) => log!(
+                        "mka: link {}: cannot install the receive SA: {e}",
+                        link.name()
+                    ),
+                }
+            }
+            MkaAction::InstallTx { an, ki, sak } => {
+                let keys = SaKeys {
+                    sak: interlink_macsec::Sak::new(sak.as_bytes().to_vec()),
+                    xpn: None,
+                };
+                let an = interlink_macsec::An::new(an).expect("an AN is 0 to 3");
+                let r = link
+                    .install_tx_sa(an, &keys, 1)
+                    .and_then(|()| link.use_tx_sa(an));
+                match r {
+                    Ok(()) => log!(
+                        "mka: link {}: sending with key {} on AN {}",
+                        link.name(),
+                        ki.kn,
+                        an
+                    ),
+                    Err(e) => log!(
+                        "mka: link {}: cannot install the transmit SA: {e}",
+                        link.name()
+                    ),
+                }
+            }
+            MkaAction::Live(true) => log!("mka: link {}: peer live", link.name()),
+            MkaAction::Live(false) => log!("mka: link {}: no live peer", link.name()),
+        }
     }
 }
 
@@ -245,9 +373,18 @@ async fn serve(config: Config) -> ExitCode {
     };
 
     let mut links = Vec::new();
+    let mut mkas: Vec<Option<MkaRun>> = Vec::new();
     for l in &config.links {
         match bring_up(&handle, l).await {
-            Ok(link) => {
+            Ok(mut link) => {
+                match mka_start(&mut link, l) {
+                    None => mkas.push(None),
+                    Some(Ok(m)) => mkas.push(Some(m)),
+                    Some(Err(e)) => {
+                        log!("link {}: MKA: {e}", l.name);
+                        return ExitCode::from(1);
+                    }
+                }
                 log!(
                     "link {}: {} up, mtu {}, {}, SCI {} to {}",
                     link.name(),
@@ -324,6 +461,8 @@ async fn serve(config: Config) -> ExitCode {
     );
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // MKA answers MKPDUs and fires its timers within this.
+    let mut mka_tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -360,6 +499,13 @@ async fn serve(config: Config) -> ExitCode {
                 log!("fib: graceful restart time over; sweeping routes of the previous run");
                 fib.sweep();
                 swept = true;
+            }
+            _ = mka_tick.tick(), if mkas.iter().any(Option::is_some) => {
+                for ((link, _), mka) in links.iter_mut().zip(mkas.iter_mut()) {
+                    if let Some(m) = mka {
+                        mka_turn(link, m);
+                    }
+                }
             }
             _ = tick.tick() => {
                 for e in fib.events() {

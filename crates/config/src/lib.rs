@@ -87,6 +87,23 @@ pub struct Macsec {
 pub enum Keying {
     /// One SAK per direction, as `ip macsec add ... sa` takes them.
     Static(StaticKeys),
+    /// MKA (IEEE 802.1X) with a pre-shared CAK and its name.
+    Mka(MkaKeys),
+}
+
+/// MKA keying: the CAK/CKN pair a cloud provider hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MkaKeys {
+    pub ckn: Vec<u8>,
+    /// 16 or 32 octets, read from `cak_file`.
+    pub cak: Vec<u8>,
+    /// Key server priority: lower wins; 16 by default (wpa_supplicant's is 255).
+    pub key_server_priority: u8,
+    /// Distribute a new SAK this often (as key server).
+    pub rekey_interval: Option<Duration>,
+    pub port: u16,
+    pub sci: Option<Sci>,
+    pub peer_sci: Option<Sci>,
 }
 
 /// Static SAs: ours to send with, the peer's to receive with.
@@ -166,6 +183,10 @@ struct RawMacsec {
     tx_ssci: Option<Spanned<i64>>,
     rx_ssci: Option<Spanned<i64>>,
     salt: Option<Spanned<String>>,
+    ckn: Option<Spanned<String>>,
+    cak_file: Option<Spanned<String>>,
+    key_server_priority: Option<Spanned<i64>>,
+    rekey_interval: Option<Spanned<String>>,
 }
 
 impl Config {
@@ -514,15 +535,12 @@ impl Checker<'_, '_> {
             },
         };
         let keying = match m.keying.get_ref().as_str() {
-            "static" => suite.and_then(|suite| self.static_keys(span, m, suite)),
-            "mka" => {
-                self.hint(
-                    m.keying.span(),
-                    "keying \"mka\" is not available yet",
-                    "use keying = \"static\" with tx_sak_file and rx_sak_file",
-                );
-                None
-            }
+            "static" => suite
+                .and_then(|suite| self.static_keys(span, m, suite))
+                .map(Keying::Static),
+            "mka" => suite
+                .and_then(|suite| self.mka_keys(span, m, suite))
+                .map(Keying::Mka),
             other => {
                 self.hint(
                     m.keying.span(),
@@ -536,7 +554,158 @@ impl Checker<'_, '_> {
             cipher_suite: suite?,
             replay_window: replay_window?.unwrap_or(0),
             validate: validate?,
-            keying: Keying::Static(keying?),
+            keying: keying?,
+        })
+    }
+
+    fn mka_keys(
+        &mut self,
+        span: Range<usize>,
+        m: &RawMacsec,
+        suite: CipherSuite,
+    ) -> Option<MkaKeys> {
+        // What static keying takes has no place here.
+        for (f, name) in [
+            (&m.tx_sak_file, "tx_sak_file"),
+            (&m.rx_sak_file, "rx_sak_file"),
+            (&m.salt, "salt"),
+        ] {
+            if let Some(f) = f {
+                self.hint(
+                    f.span(),
+                    format!("{name} is for static keying"),
+                    "MKA distributes the SAKs",
+                );
+            }
+        }
+        for (f, name) in [
+            (&m.an, "an"),
+            (&m.rx_an, "rx_an"),
+            (&m.tx_ssci, "tx_ssci"),
+            (&m.rx_ssci, "rx_ssci"),
+        ] {
+            if let Some(f) = f {
+                self.hint(
+                    f.span(),
+                    format!("{name} is for static keying"),
+                    "MKA chooses it",
+                );
+            }
+        }
+        if suite.is_xpn() {
+            self.hint(
+                m.keying.span(),
+                "keying \"mka\" with an XPN cipher suite is not available yet",
+                "gcm-aes-128 or gcm-aes-256 with MKA; XPN suites with static keying",
+            );
+            return None;
+        }
+        let ckn = match &m.ckn {
+            None => {
+                self.hint(
+                    span.clone(),
+                    "MKA keying needs ckn",
+                    "ckn = \"6162636465666768...\" (hex)",
+                );
+                None
+            }
+            Some(c) => match text::hex(c.get_ref()) {
+                Ok(b) if (1..=32).contains(&b.len()) => Some(b),
+                Ok(b) => {
+                    self.hint(
+                        c.span(),
+                        format!("a CKN of {} octets", b.len()),
+                        "1 to 32 octets, in hex",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.hint(
+                        c.span(),
+                        format!("ckn is not hex: {e}"),
+                        "1 to 32 octets, in hex",
+                    );
+                    None
+                }
+            },
+        };
+        let cak = match &m.cak_file {
+            None => {
+                self.hint(
+                    span.clone(),
+                    "MKA keying needs cak_file",
+                    "cak_file = \"keys/LINK.cak\"",
+                );
+                None
+            }
+            Some(f) => {
+                let path = self.dir.join(f.get_ref());
+                let r = text::read_secret(&path).and_then(|b| {
+                    let t = String::from_utf8(b).map_err(|_| ("is not text".to_owned(), None))?;
+                    let k = text::hex(&t)
+                        .map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
+                    if k.len() == 16 || k.len() == 32 {
+                        Ok(k)
+                    } else {
+                        Err((
+                            format!("holds {} octets; a CAK has 16 or 32", k.len()),
+                            None,
+                        ))
+                    }
+                });
+                match r {
+                    Ok(k) => Some(k),
+                    Err((message, hint)) => {
+                        self.diag.error(
+                            f.span(),
+                            format!("cak_file {}: {message}", path.display()),
+                            hint,
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let priority = self
+            .ranged(&m.key_server_priority, "key_server_priority", 0, 255)
+            .map(|p| p.map_or(16, |p| p as u8));
+        let rekey_interval = match &m.rekey_interval {
+            None => Some(None),
+            Some(r) => match parse_duration(r.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(10) => Some(Some(d)),
+                Ok(_) => {
+                    self.hint(r.span(), "rekey_interval is too short", "at least \"10s\"");
+                    None
+                }
+                Err(e) => {
+                    self.hint(r.span(), e, "a duration such as \"1h\"");
+                    None
+                }
+            },
+        };
+        let port = self
+            .ranged(&m.port, "port", 1, 65535)
+            .map(|p| p.map_or(1, |p| p as u16));
+        let sci = |c: &mut Self, f: &Option<Spanned<String>>| match f {
+            None => Some(None),
+            Some(s) => match s.get_ref().parse::<Sci>() {
+                Ok(sci) => Some(Some(sci)),
+                Err(e) => {
+                    c.error(s.span(), e.to_string());
+                    None
+                }
+            },
+        };
+        let our_sci = sci(self, &m.sci);
+        let peer_sci = sci(self, &m.peer_sci);
+        Some(MkaKeys {
+            ckn: ckn?,
+            cak: cak?,
+            key_server_priority: priority?,
+            rekey_interval: rekey_interval?,
+            port: port?,
+            sci: our_sci?,
+            peer_sci: peer_sci?,
         })
     }
 

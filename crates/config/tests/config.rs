@@ -84,7 +84,9 @@ fn a_udp_link_parses_with_defaults() {
     assert_eq!(l.macsec.cipher_suite, CipherSuite::GcmAes128);
     assert_eq!(l.macsec.replay_window, 0);
     assert_eq!(l.macsec.validate, ValidateFrames::Strict);
-    let Keying::Static(k) = &l.macsec.keying;
+    let Keying::Static(k) = &l.macsec.keying else {
+        panic!("static keying")
+    };
     assert_eq!(k.tx_sak.as_bytes()[15], 0x0f);
     assert_eq!(k.rx_sak.as_bytes()[0], 0xf0);
     assert_eq!(
@@ -137,7 +139,9 @@ validate = "check"
     assert_eq!(l.mtu, Some(1400));
     assert_eq!(l.probe_interval, std::time::Duration::from_millis(250));
     assert_eq!(l.macsec.validate, ValidateFrames::Check);
-    let Keying::Static(k) = &l.macsec.keying;
+    let Keying::Static(k) = &l.macsec.keying else {
+        panic!("static keying")
+    };
     let x = k.xpn.as_ref().unwrap();
     assert_eq!(
         (k.an.value(), k.port, x.tx_ssci, x.rx_ssci, x.salt[11]),
@@ -257,11 +261,21 @@ fn keying_and_suite_mistakes() {
         e[0].contains("salt only applies to the XPN cipher suites"),
         "{e:?}"
     );
+    // MKA keying without its CKN and CAK, and with static keying's files.
     let e = d
         .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"mka\""))
         .unwrap_err();
     assert!(
-        e[0].contains("keying \"mka\" is not available yet"),
+        e.iter()
+            .any(|e| e.contains("tx_sak_file is for static keying")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.contains("MKA keying needs ckn")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.contains("MKA keying needs cak_file")),
         "{e:?}"
     );
     let e = d
@@ -652,6 +666,54 @@ remote_asn = 64512
         .unwrap_err();
     assert!(
         e[0].contains("a neighbor needs the [router] section"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn mka_keying() {
+    let d = keys("mka");
+    d.key("link.cak", "00112233445566778899aabbccddeeff\n", 0o600);
+    d.key("open.cak", "00112233445566778899aabbccddeeff\n", 0o644);
+    let link = |extra: &str| {
+        format!(
+            "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+             local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+             cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\n{extra}"
+        )
+    };
+    let c = d
+        .parse(&link(
+            "ckn = \"6162636465666768\"\ncak_file = \"link.cak\"\nrekey_interval = \"1h\"\n",
+        ))
+        .unwrap();
+    let interlink_config::Keying::Mka(m) = &c.links[0].macsec.keying else {
+        panic!("mka keying")
+    };
+    assert_eq!(m.ckn, b"abcdefgh");
+    assert_eq!(m.cak.len(), 16);
+    assert_eq!(m.key_server_priority, 16);
+    assert_eq!(m.rekey_interval, Some(std::time::Duration::from_secs(3600)));
+    let e = d
+        .parse(&link(
+            "ckn = \"zz\"\ncak_file = \"open.cak\"\nkey_server_priority = 300\n",
+        ))
+        .unwrap_err();
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].contains("ckn is not hex"), "{e:?}");
+    assert!(e[1].contains("is readable by group or others"), "{e:?}");
+    assert!(
+        e[2].contains("key_server_priority 300 is out of range"),
+        "{e:?}"
+    );
+    let e = d
+        .parse(
+            &link("ckn = \"61\"\ncak_file = \"link.cak\"\n")
+                .replace("gcm-aes-256", "gcm-aes-xpn-256"),
+        )
+        .unwrap_err();
+    assert!(
+        e[0].contains("XPN cipher suite is not available yet"),
         "{e:?}"
     );
 }

@@ -13,4 +13,7 @@ pub mod probe;
 mod sys;
 
 pub use counters::{Counters, LinkCounters, Liveness, RTT_BUCKETS};
-pub use link::{udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH, OVERHEAD};
+pub use link::{
+    udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH, EAPOL_GROUP,
+    ETHERTYPE_EAPOL, OVERHEAD,
+};

@@ -25,7 +25,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +52,10 @@ const PAYLOAD: usize = ADDRS_LEN + 2;
 /// SecTAG with SCI, the inner EtherType and the ICV: what protection adds to an IP packet.
 pub const OVERHEAD: usize = 14 + 2 + ICV_LEN;
 const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EAPOL (IEEE 802.1X): MKA's MKPDUs.
+pub const ETHERTYPE_EAPOL: u16 = 0x888e;
+/// Where MKPDUs go on Ethernet: the nearest non-TPMR bridge group address (802.1X §11.1.1).
+pub const EAPOL_GROUP: [u8; 6] = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x03];
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// The keys of one SA, owned.
@@ -227,6 +231,15 @@ pub struct Link {
     tx_wakes: Vec<Arc<Waker>>,
     rx_wake: Arc<Waker>,
     threads: Vec<JoinHandle<()>>,
+    /// Where MKPDUs go out: the UDP socket, or the EAPOL packet socket and its interface.
+    control: Control,
+    /// MKPDUs that arrived (EAPOL frames from the protocol version octet on).
+    control_rx: Option<Receiver<Vec<u8>>>,
+}
+
+enum Control {
+    Udp(Arc<OwnedFd>),
+    Ethernet(Arc<OwnedFd>, u32),
 }
 
 impl Link {
@@ -272,6 +285,11 @@ impl Link {
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
+        let (control_tx, control_rx) = mpsc::channel();
+        let control = match wire.eapol {
+            Some((fd, index)) => Control::Ethernet(Arc::new(fd), index),
+            None => Control::Udp(sock.clone()),
+        };
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             tx: (0..queues).map(|_| Published::default()).collect(),
@@ -334,6 +352,7 @@ impl Link {
             uso,
             tx_cmds: tx_cmds[0].clone(),
             tx_wake: tx_wakes[0].clone(),
+            control: control_tx.clone(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -341,7 +360,19 @@ impl Link {
                 .spawn(move || rx.run())
                 .map_err(io_err("spawn the receive worker"))?,
         );
+        // On Ethernet, MKPDUs come on their own socket, read by a thread of their own.
+        if let Control::Ethernet(fd, _) = &control {
+            let (fd, shared, tx) = (fd.clone(), shared.clone(), control_tx);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("il-ctl-{short}"))
+                    .spawn(move || eapol_reader(&fd, &shared, &tx))
+                    .map_err(io_err("spawn the EAPOL reader"))?,
+            );
+        }
         Ok(Link {
+            control,
+            control_rx: Some(control_rx),
             name: spec.name,
             ifname: spec.ifname,
             ifindex,
@@ -431,6 +462,34 @@ impl Link {
         self.push_tx_secy()
     }
 
+    /// Sends an MKPDU (an EAPOL frame from its protocol version octet on) to the peer: on
+    /// Ethernet to the EAPOL group address from the SCI's MAC, over UDP as a datagram that
+    /// starts with the EtherType 888E, which no SecTAG can (its first octet would have the
+    /// reserved V bit set).
+    pub fn send_control(&self, eapol: &[u8]) -> std::io::Result<()> {
+        match &self.control {
+            Control::Udp(fd) => {
+                let mut d = Vec::with_capacity(eapol.len() + 2);
+                d.extend_from_slice(&ETHERTYPE_EAPOL.to_be_bytes());
+                d.extend_from_slice(eapol);
+                sys::send(fd.as_raw_fd(), &d)
+            }
+            Control::Ethernet(fd, ifindex) => {
+                let mut f = Vec::with_capacity(eapol.len() + 14);
+                f.extend_from_slice(&EAPOL_GROUP);
+                f.extend_from_slice(&self.sci.mac());
+                f.extend_from_slice(&ETHERTYPE_EAPOL.to_be_bytes());
+                f.extend_from_slice(eapol);
+                sys::send_frame(fd.as_raw_fd(), *ifindex, &EAPOL_GROUP, &f)
+            }
+        }
+    }
+
+    /// The MKPDUs that arrive, once: whoever runs MKA for the link takes them.
+    pub fn take_control_rx(&mut self) -> Option<Receiver<Vec<u8>>> {
+        self.control_rx.take()
+    }
+
     /// The transmit SC as the control plane sees it (SAs, PNs).
     pub fn tx_secy(&self) -> &TxSecY {
         &self.tx_secy
@@ -488,6 +547,8 @@ struct Wire {
     peer_mac: [u8; 6],
     /// For messages: what the MTU was derived from.
     path: String,
+    /// Ethernet: a packet socket for EAPOL (MKPDUs) on the underlay, and its index.
+    eapol: Option<(OwnedFd, u32)>,
 }
 
 impl Wire {
@@ -501,6 +562,8 @@ impl Wire {
                 let fd = sys::open_packet_socket(ifindex, ETHERTYPE_MACSEC)
                     .map_err(io_err(format!("open a packet socket on {ifname}")))?;
                 set_buffers(fd.as_raw_fd());
+                let eapol = sys::open_packet_socket(ifindex, ETHERTYPE_EAPOL)
+                    .map_err(io_err(format!("open an EAPOL socket on {ifname}")))?;
                 Ok(Wire {
                     fd,
                     offset: 0,
@@ -508,6 +571,7 @@ impl Wire {
                     local_mac,
                     peer_mac: *peer_mac,
                     path: format!("{ifname} (mtu {if_mtu})"),
+                    eapol: Some((eapol, ifindex)),
                 })
             }
         }
@@ -551,6 +615,7 @@ impl Wire {
             local_mac: udp_mac(&local),
             peer_mac: udp_mac(&remote),
             path: format!("the path to {remote} (mtu {path_mtu})"),
+            eapol: None,
         })
     }
 }
@@ -564,6 +629,27 @@ fn set_buffers(fd: RawFd) {
     ] {
         if sys::set_int_opt(fd, libc::SOL_SOCKET, force, 4 << 20).is_err() {
             let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, plain, 4 << 20);
+        }
+    }
+}
+
+/// Reads EAPOL frames from the packet socket until the link stops; passes on the MKPDUs sent
+/// to the group address (the EAPOL frame from its version octet on).
+fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; 2048];
+    while !shared.stop.load(Ordering::Relaxed) {
+        match sys::poll_readable([fd.as_raw_fd(), fd.as_raw_fd()], 500) {
+            Ok([true, _]) => {}
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+        let Ok(Some(n)) = sys::read_nonblocking(fd.as_raw_fd(), &mut buf) else {
+            continue;
+        };
+        let f = &buf[..n];
+        let mkpdu = n > 14 && f[..6] == EAPOL_GROUP && f[12..14] == ETHERTYPE_EAPOL.to_be_bytes();
+        if mkpdu && tx.send(f[14..].to_vec()).is_err() {
+            break;
         }
     }
 }

@@ -396,3 +396,31 @@ pub fn if_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok((mac, mtu.max(0) as u32))
 }
+
+/// Sends one datagram on a connected socket.
+pub fn send(fd: RawFd, data: &[u8]) -> io::Result<()> {
+    // SAFETY: `data` is valid for reads of its length.
+    cvt_size(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) }).map(|_| ())
+}
+
+/// Sends a whole Ethernet frame out of interface `ifindex` through a packet socket.
+pub fn send_frame(fd: RawFd, ifindex: u32, dest: &[u8; 6], frame: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(dest);
+    // SAFETY: `frame` is valid for reads of its length; `sll` lives across the call.
+    cvt_size(unsafe {
+        libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}

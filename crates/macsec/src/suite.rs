@@ -27,6 +27,18 @@ impl CipherSuite {
         }
     }
 
+    /// The cipher suite's reference number (802.1AE Table 14-1), as MKA's Distributed SAK
+    /// carries it: 00-80-C2-00-01-00-00-01 to -04.
+    pub const fn reference_number(self) -> u64 {
+        0x0080_c200_0001_0000
+            | match self {
+                CipherSuite::GcmAes128 => 1,
+                CipherSuite::GcmAes256 => 2,
+                CipherSuite::GcmAesXpn128 => 3,
+                CipherSuite::GcmAesXpn256 => 4,
+            }
+    }
+
     /// Extended Packet Numbering: 64-bit PNs, SSCI and salt in the IV.
     pub const fn is_xpn(self) -> bool {
         matches!(self, CipherSuite::GcmAesXpn128 | CipherSuite::GcmAesXpn256)

@@ -77,6 +77,8 @@ pub(super) struct RxWorker {
     pub(super) uso: bool,
     pub(super) tx_cmds: Sender<TxCmd>,
     pub(super) tx_wake: Arc<Waker>,
+    /// MKPDUs that arrive over UDP go here.
+    pub(super) control: Sender<Vec<u8>>,
 }
 
 impl RxWorker {
@@ -158,6 +160,11 @@ impl RxWorker {
         counters.link.underlay_rx_packets += 1;
         counters.link.underlay_rx_bytes += (frame.len() - self.wire) as u64;
         if let Some(addrs) = &self.addrs {
+            // An MKPDU, marked by the EtherType 888E (no SecTAG starts so): to MKA.
+            if frame[self.wire..].starts_with(&super::ETHERTYPE_EAPOL.to_be_bytes()) {
+                let _ = self.control.send(frame[self.wire + 2..].to_vec());
+                return;
+            }
             frame[..ADDRS_LEN].copy_from_slice(addrs);
             frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
         }
