@@ -596,6 +596,10 @@ fn ethernet_forged_frames_are_dropped_and_counted() {
 /// Starts both gateways keyed by MKA from a CAK/CKN pair (gateway B's CAK is `cak_b`), with
 /// the routes across the link.
 fn start_mka(lab: &mut Lab, wire: Wire, cak_b: &str) {
+    start_mka_with(lab, wire, cak_b, "");
+}
+
+fn start_mka_with(lab: &mut Lab, wire: Wire, cak_b: &str, extra: &str) {
     lab.secret(
         "a.cak",
         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
@@ -623,7 +627,7 @@ fn start_mka(lab: &mut Lab, wire: Wire, cak_b: &str) {
                 "[[link]]\nname = \"mka\"\ninterface = \"il0\"\naddresses = [\"{tun4}\", \"{tun6}\"]\n\
                  {transport}\nprobe_interval = \"200ms\"\n\n[link.macsec]\n\
                  cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\nckn = \"696e7465726c696e6b\"\n\
-                 cak_file = \"{side}.cak\"\n"
+                 cak_file = \"{side}.cak\"\n{extra}"
             ),
         );
         let cfg = cfg.to_str().unwrap().to_owned();
@@ -701,4 +705,56 @@ fn a_wrong_cak_gets_no_traffic_through_and_says_why() {
     let out = lab.try_exec("ha", &["ping", "-c", "2", "-W", "1", "10.2.0.2"]);
     assert!(!out.status.success(), "traffic passed with different CAKs");
     assert!(!lab.log("ga").contains("sending with key"));
+}
+
+#[test]
+fn five_mka_rekeys_during_a_tcp_transfer_lose_nothing() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mka-rekeys");
+    lab.two_sites();
+    start_mka_with(
+        &mut lab,
+        Wire::Udp,
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        "rekey_interval = \"1s\"\n",
+    );
+    lab.wait_for("a SAK in use", Duration::from_secs(15), || {
+        lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    let name = "iperf-rekeys";
+    lab.iperf3_server(name, "hb", "5201");
+    let out = lab.try_exec("ha", &["iperf3", "-c", "10.2.0.2", "-t", "7", "-J"]);
+    let _ = lab.stop(name);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let retransmits = report["end"]["sum_sent"]["retransmits"]
+        .as_u64()
+        .unwrap_or(0);
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 10_000_000, "only {received} octets");
+    let (_, la) = lab.stop("ga");
+    let (_, lb) = lab.stop("gb");
+    // The key server moved to a new SAK at least five times meanwhile...
+    let server = if la.matches("sending with key").count() >= lb.matches("sending with key").count()
+    {
+        &la
+    } else {
+        &lb
+    };
+    assert!(server.matches("sending with key").count() >= 6, "{server}");
+    // ...and no frame was refused for it: none late, none on an SA not yet installed, none
+    // that failed validation.
+    for log in [&la, &lb] {
+        for c in [
+            "InPktsLate",
+            "InPktsNotUsingSA",
+            "InPktsUnusedSA",
+            "InPktsNotValid",
+            "InPktsNoSA",
+        ] {
+            assert_eq!(counter(log, c), 0, "{c}:\n{log}");
+        }
+    }
+    eprintln!("five rekeys: {received} octets, {retransmits} TCP retransmits");
 }

@@ -672,9 +672,9 @@ impl Checker<'_, '_> {
         let rekey_interval = match &m.rekey_interval {
             None => Some(None),
             Some(r) => match parse_duration(r.get_ref()) {
-                Ok(d) if d >= Duration::from_secs(10) => Some(Some(d)),
+                Ok(d) if d >= Duration::from_secs(1) => Some(Some(d)),
                 Ok(_) => {
-                    self.hint(r.span(), "rekey_interval is too short", "at least \"10s\"");
+                    self.hint(r.span(), "rekey_interval is too short", "at least \"1s\"");
                     None
                 }
                 Err(e) => {

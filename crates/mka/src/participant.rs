@@ -177,7 +177,15 @@ impl Participant {
     /// When `on_timer` next has something to do.
     pub fn next_timer(&self) -> Instant {
         let expiry = self.peers.values().map(|p| p.last_seen + LIFE).min();
-        expiry.map_or(self.next_hello, |e| e.min(self.next_hello))
+        let rekey = self
+            .cfg
+            .rekey_interval
+            .filter(|_| self.is_key_server())
+            .map(|i| self.last_rekey + i);
+        [expiry, rekey]
+            .into_iter()
+            .flatten()
+            .fold(self.next_hello, Instant::min)
     }
 
     fn drop(&mut self, why: Drop) {

@@ -208,3 +208,16 @@ fn three_members_share_one_key() {
         assert!(net.members[i].latest().unwrap().2, "member {i} transmits");
     }
 }
+
+#[test]
+fn the_key_server_rekeys_on_its_interval() {
+    let mut a = cfg(1, 16, 0x11);
+    a.rekey_interval = Some(Duration::from_secs(1));
+    let mut net = Net::new(vec![a, cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(9));
+    let k = net.members[0].latest().unwrap();
+    assert!(k.0.kn >= 8, "only key {} after 9 s", k.0.kn);
+    assert!(k.2);
+    // The interval shows in when the participant wants to run next.
+    assert!(net.members[0].next_timer() <= net.now + Duration::from_secs(1));
+}
