@@ -459,6 +459,16 @@ async fn serve(config: Config) -> ExitCode {
         config.routes.len(),
         config.neighbors.len()
     );
+    let notifier = crate::notify::Notifier::from_env();
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
+        links.len(),
+        config.neighbors.len()
+    ));
+    // Fed from this loop: if it stops turning, systemd restarts the daemon.
+    let mut watchdog = tokio::time::interval(
+        crate::notify::Notifier::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
+    );
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // MKA answers MKPDUs and fires its timers within this.
@@ -500,6 +510,7 @@ async fn serve(config: Config) -> ExitCode {
                 fib.sweep();
                 swept = true;
             }
+            _ = watchdog.tick() => notifier.notify("WATCHDOG=1"),
             _ = mka_tick.tick(), if mkas.iter().any(Option::is_some) => {
                 for ((link, _), mka) in links.iter_mut().zip(mkas.iter_mut()) {
                     if let Some(m) = mka {
@@ -525,6 +536,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     log!("stopping");
+    notifier.notify("STOPPING=1");
     if let Some(t) = bgp_task {
         let _ = bgp_stop.send(Some("interlinkd is stopping".into()));
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
