@@ -79,31 +79,7 @@ fn routes_flow_both_ways_with_bird() {
     if !netns::require_root() {
         return;
     }
-    let mut lab = Lab::new("bgp-e2e");
-    lab.add_ns("gw");
-    lab.add_ns("bird");
-    lab.veth("gw", "eth0", "bird", "eth0");
-    lab.addr("gw", "eth0", "10.0.0.1/24");
-    lab.addr("gw", "eth0", "fd00::1/64");
-    lab.addr("bird", "eth0", "10.0.0.2/24");
-    lab.addr("bird", "eth0", "fd00::2/64");
-    let bird_cfg = lab.file("bird.conf", BIRD);
-    let sock = lab.dir.join("bird.ctl");
-    lab.spawn_in(
-        "bird",
-        "bird",
-        Path::new("bird"),
-        &[
-            "-f",
-            "-c",
-            bird_cfg.to_str().unwrap(),
-            "-s",
-            sock.to_str().unwrap(),
-        ],
-    );
-    let cfg = lab.file("interlink.toml", INTERLINK);
-    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
-    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+    let mut lab = start("bgp-e2e", BIRD, INTERLINK);
 
     // BIRD's admitted routes in the kernel, through BIRD.
     lab.wait_for(

@@ -19,7 +19,8 @@ fn ready_watchdog_and_stopping() {
     lab.add_ns("d");
     let sock_path = lab.dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let cfg = lab.file("interlink.toml", "# nothing to run but the FIB\n");
     let bin = env!("CARGO_BIN_EXE_interlinkd");
     let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
@@ -27,7 +28,13 @@ fn ready_watchdog_and_stopping() {
         "d",
         "d",
         Path::new("env"),
-        &[&notify, "WATCHDOG_USEC=200000", bin, "--config", cfg.to_str().unwrap()],
+        &[
+            &notify,
+            "WATCHDOG_USEC=200000",
+            bin,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
     );
     let mut buf = [0u8; 1024];
     let mut recv = || {
@@ -43,7 +50,11 @@ fn ready_watchdog_and_stopping() {
         assert_eq!(recv(), "WATCHDOG=1");
         pings += 1;
     }
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     let (status, log) = lab.stop("d");
     assert_eq!(status, Some(0), "{log}");
     let mut last = recv();

@@ -558,6 +558,20 @@ impl Checker<'_, '_> {
         })
     }
 
+    /// An optional SCI field: 16 hex digits.
+    fn sci(&mut self, f: &Option<Spanned<String>>) -> Option<Option<Sci>> {
+        match f {
+            None => Some(None),
+            Some(s) => match s.get_ref().parse::<Sci>() {
+                Ok(sci) => Some(Some(sci)),
+                Err(e) => {
+                    self.error(s.span(), e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
     fn mka_keys(
         &mut self,
         span: Range<usize>,
@@ -686,18 +700,8 @@ impl Checker<'_, '_> {
         let port = self
             .ranged(&m.port, "port", 1, 65535)
             .map(|p| p.map_or(1, |p| p as u16));
-        let sci = |c: &mut Self, f: &Option<Spanned<String>>| match f {
-            None => Some(None),
-            Some(s) => match s.get_ref().parse::<Sci>() {
-                Ok(sci) => Some(Some(sci)),
-                Err(e) => {
-                    c.error(s.span(), e.to_string());
-                    None
-                }
-            },
-        };
-        let our_sci = sci(self, &m.sci);
-        let peer_sci = sci(self, &m.peer_sci);
+        let our_sci = self.sci(&m.sci);
+        let peer_sci = self.sci(&m.peer_sci);
         Some(MkaKeys {
             ckn: ckn?,
             cak: cak?,
@@ -723,18 +727,8 @@ impl Checker<'_, '_> {
         let port = self
             .ranged(&m.port, "port", 1, 65535)
             .map(|p| p.map_or(1, |p| p as u16));
-        let sci = |c: &mut Self, f: &Option<Spanned<String>>| match f {
-            None => Some(None),
-            Some(s) => match s.get_ref().parse::<Sci>() {
-                Ok(sci) => Some(Some(sci)),
-                Err(e) => {
-                    c.error(s.span(), e.to_string());
-                    None
-                }
-            },
-        };
-        let own_sci = sci(self, &m.sci);
-        let peer_sci = sci(self, &m.peer_sci);
+        let own_sci = self.sci(&m.sci);
+        let peer_sci = self.sci(&m.peer_sci);
         let xpn = if suite.is_xpn() {
             let ssci = |c: &mut Self, f, name| {
                 c.ranged(f, name, 0, u32::MAX.into())
