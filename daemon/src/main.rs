@@ -1,5 +1,6 @@
 //! interlinkd: wiring only. Protocol logic lives in the crates under `crates/`.
 
+mod metrics;
 mod notify;
 mod run;
 mod selftest;

@@ -114,6 +114,9 @@ struct MkaRun {
     peer_addrs: [u8; 12],
     icv_failures_logged: u64,
     ckn_hex: String,
+    /// Transmit SAs switched to, and whether a peer is live: for the metrics.
+    tx_switches: u64,
+    live: bool,
 }
 
 fn mka_start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> {
@@ -147,6 +150,8 @@ fn mka_start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
                 peer_addrs,
                 icv_failures_logged: 0,
                 ckn_hex: m.ckn.iter().map(|b| format!("{b:02x}")).collect(),
+                tx_switches: 0,
+                live: false,
             })
             .map_err(|e| e.to_string()),
     )
@@ -219,8 +224,14 @@ fn mka_turn(link: &mut Link, mka: &mut MkaRun) {
                     ),
                 }
             }
-            MkaAction::Live(true) => log!("mka: link {}: peer live", link.name()),
-            MkaAction::Live(false) => log!("mka: link {}: no live peer", link.name()),
+            MkaAction::Live(true) => {
+                mka.live = true;
+                log!("mka: link {}: peer live", link.name())
+            }
+            MkaAction::Live(false) => {
+                mka.live = false;
+                log!("mka: link {}: no live peer", link.name())
+            }
         }
     }
 }
@@ -236,6 +247,13 @@ async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link,
         .await
         .map_err(|e| format!("configure {}: {e}", link.interface))?;
     Ok(running)
+}
+
+fn set_established(list: &mut [(String, bool)], address: std::net::IpAddr, up: bool) {
+    let a = address.to_string();
+    if let Some(n) = list.iter_mut().find(|(n, _)| *n == a) {
+        n.1 = up;
+    }
 }
 
 /// A best BGP route as the FIB takes it: through its next hops (our own networks are not
@@ -459,6 +477,22 @@ async fn serve(config: Config) -> ExitCode {
         config.routes.len(),
         config.neighbors.len()
     );
+    // Prometheus metrics, rendered on each tick and served as they were last rendered.
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(listen) = config.metrics_listen {
+        match crate::metrics::serve(listen, metrics.clone()).await {
+            Ok(()) => log!("metrics on http://{listen}/metrics"),
+            Err(e) => {
+                log!("metrics: cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let mut neighbors: Vec<(String, bool)> = config
+        .neighbors
+        .iter()
+        .map(|n| (n.address.to_string(), false))
+        .collect();
     let notifier = crate::notify::Notifier::from_env();
     notifier.notify(&format!(
         "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
@@ -483,8 +517,14 @@ async fn serve(config: Config) -> ExitCode {
                         fib.set(p, c.best.and_then(|b| fib_route(&b)));
                     }
                 }
-                SpeakerEvent::PeerUp { address, asn } => log!("bgp: {address} (AS {asn}) established"),
-                SpeakerEvent::PeerDown { address, why } => log!("bgp: {address} down: {why}"),
+                SpeakerEvent::PeerUp { address, asn } => {
+                    set_established(&mut neighbors, address, true);
+                    log!("bgp: {address} (AS {asn}) established")
+                }
+                SpeakerEvent::PeerDown { address, why } => {
+                    set_established(&mut neighbors, address, false);
+                    log!("bgp: {address} down: {why}")
+                }
                 SpeakerEvent::Log(l) => log!("{l}"),
                 SpeakerEvent::Converged => {
                     if !swept {
@@ -521,6 +561,28 @@ async fn serve(config: Config) -> ExitCode {
             _ = tick.tick() => {
                 for e in fib.events() {
                     log_fib_event(&e, &target);
+                }
+                if config.metrics_listen.is_some() {
+                    let snap = fib.snapshot();
+                    let text = crate::metrics::render(&crate::metrics::Snapshot {
+                        links: links
+                            .iter()
+                            .zip(&mkas)
+                            .map(|((l, _), m)| crate::metrics::LinkView {
+                                name: l.name(),
+                                counters: l.counters(),
+                                liveness: l.liveness(),
+                                rekeys: m.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
+                                mka_live: m.as_ref().map(|m| m.live),
+                            })
+                            .collect(),
+                        fib: &snap,
+                        fib_table: target.table,
+                        neighbors: neighbors.clone(),
+                    });
+                    if let Ok(mut m) = metrics.lock() {
+                        *m = text;
+                    }
                 }
                 for (link, was_up) in links.iter_mut() {
                     let l = link.liveness();

@@ -5,8 +5,7 @@
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
 //! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]`, `[[route]]` (static
-//! routes), `[router]`, `[[neighbor]]` and `[bgp]`. `[metrics]` is refused as unknown until
-//! the code that uses it exists.
+//! routes), `[router]`, `[[neighbor]]`, `[bgp]` and `[metrics]`.
 
 mod bgp;
 mod error;
@@ -45,6 +44,8 @@ pub struct Config {
     pub router: Option<Router>,
     pub neighbors: Vec<Neighbor>,
     pub bgp: Bgp,
+    /// Where Prometheus metrics are served (`[metrics] listen`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
@@ -146,6 +147,13 @@ struct RawConfig {
     #[serde(default)]
     neighbor: Vec<Spanned<bgp::RawNeighbor>>,
     bgp: Option<bgp::RawBgp>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +236,20 @@ impl Config {
         let router_span = raw.router.as_ref().map(Spanned::span);
         let neighbors = checker.neighbors(&raw.neighbor, router.as_ref(), router_span);
         let bgp = checker.bgp(raw.bgp.as_ref());
+        let metrics_listen =
+            raw.metrics
+                .as_ref()
+                .and_then(|m| match m.listen.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        checker.hint(
+                            m.listen.span(),
+                            format!("listen {:?} is not an address and port", m.listen.get_ref()),
+                            "\"127.0.0.1:9477\"",
+                        );
+                        None
+                    }
+                });
         if diag.is_empty() {
             Ok(Config {
                 links,
@@ -236,6 +258,7 @@ impl Config {
                 router,
                 neighbors,
                 bgp,
+                metrics_listen,
             })
         } else {
             Err(diag.finish())

@@ -161,10 +161,17 @@ fn unknown_fields_and_sections_are_refused_with_their_place() {
         "{e:?}"
     );
     let e = d
-        .parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n")
+        .parse("[telemetry]\nlisten = \"127.0.0.1:9477\"\n")
         .unwrap_err();
     assert!(
-        e[0].starts_with("interlink.toml:1:2: unknown field `metrics`"),
+        e[0].starts_with("interlink.toml:1:2: unknown field `telemetry`"),
+        "{e:?}"
+    );
+    let c = d.parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n").unwrap();
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9477".parse().unwrap()));
+    let e = d.parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+    assert!(
+        e[0].contains("listen \"localhost\" is not an address and port"),
         "{e:?}"
     );
 }

@@ -1,0 +1,379 @@
+//! Prometheus metrics in the text exposition format (version 0.0.4), served on `GET /metrics`.
+//!
+//! Written here rather than with the `prometheus` crate: every value already lives as an
+//! absolute counter in the data plane, the FIB or the speaker, and the crate's metrics own
+//! their values (they would be mirrored by deltas); the format itself is a few lines.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use interlink_dataplane::{Counters, Liveness, RTT_BUCKETS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One exposition, family by family.
+#[derive(Default)]
+pub struct Exposition {
+    out: String,
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Exposition {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// What the main loop knows, rendered.
+pub struct Snapshot<'a> {
+    pub links: Vec<LinkView<'a>>,
+    pub fib: &'a interlink_fib::Snapshot,
+    pub fib_table: u32,
+    /// BGP neighbors: address and whether Established.
+    pub neighbors: Vec<(String, bool)>,
+}
+
+pub struct LinkView<'a> {
+    pub name: &'a str,
+    pub counters: Counters,
+    pub liveness: Liveness,
+    pub rekeys: u64,
+    /// For MKA links: whether a peer is live.
+    pub mka_live: Option<bool>,
+}
+
+/// Drop reasons of the SecY counters, named as the product's metrics name them.
+const DROPS: [(&str, &str); 11] = [
+    ("InPktsLate", "late"),
+    ("InPktsInvalid", "invalid"),
+    ("InPktsNotValid", "not_valid"),
+    ("InPktsNotUsingSA", "no_sa"),
+    ("InPktsUnusedSA", "unused_sa"),
+    ("InPktsBadTag", "bad_tag"),
+    ("InPktsNoTag", "no_tag"),
+    ("InPktsUnknownSCI", "unknown_sci"),
+    ("OutPktsTooLong", "too_long"),
+    ("OutPktsSANotInUse", "no_tx_sa"),
+    ("OutPktsPNExhausted", "pn_exhausted"),
+];
+
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut e = Exposition::default();
+    e.family(
+        "interlink_link_up",
+        "gauge",
+        "1 while the peer answers the link's probes.",
+    );
+    for l in &s.links {
+        e.sample(
+            "interlink_link_up",
+            &[("link", l.name)],
+            f64::from(u8::from(l.liveness.up)),
+        );
+    }
+    e.family(
+        "interlink_link_packets_total",
+        "counter",
+        "Protected packets, by direction.",
+    );
+    for l in &s.links {
+        let c = &l.counters;
+        e.sample(
+            "interlink_link_packets_total",
+            &[("link", l.name), ("direction", "tx")],
+            c.link.underlay_tx_packets as f64,
+        );
+        e.sample(
+            "interlink_link_packets_total",
+            &[("link", l.name), ("direction", "rx")],
+            c.secy_rx.in_pkts_ok as f64,
+        );
+    }
+    e.family(
+        "interlink_link_bytes_total",
+        "counter",
+        "Octets on the underlay, by direction.",
+    );
+    for l in &s.links {
+        let c = &l.counters;
+        e.sample(
+            "interlink_link_bytes_total",
+            &[("link", l.name), ("direction", "tx")],
+            c.link.underlay_tx_bytes as f64,
+        );
+        e.sample(
+            "interlink_link_bytes_total",
+            &[("link", l.name), ("direction", "rx")],
+            c.link.underlay_rx_bytes as f64,
+        );
+    }
+    e.family(
+        "interlink_link_drops_total",
+        "counter",
+        "Frames dropped, by 802.1AE reason.",
+    );
+    for l in &s.links {
+        let entries: Vec<(&str, u64)> = l
+            .counters
+            .secy_rx
+            .entries()
+            .chain(l.counters.secy_tx.entries())
+            .collect();
+        for (mib, reason) in DROPS {
+            let v = entries
+                .iter()
+                .find(|(n, _)| *n == mib)
+                .map_or(0, |(_, v)| *v);
+            e.sample(
+                "interlink_link_drops_total",
+                &[("link", l.name), ("reason", reason)],
+                v as f64,
+            );
+        }
+        e.sample(
+            "interlink_link_drops_total",
+            &[("link", l.name), ("reason", "tun_down")],
+            l.counters.link.tun_down as f64,
+        );
+    }
+    e.family(
+        "interlink_link_rtt_seconds",
+        "histogram",
+        "Round-trip time of the link's probes.",
+    );
+    for l in &s.links {
+        let mut cum = 0;
+        for (i, b) in RTT_BUCKETS.iter().enumerate() {
+            cum += l.liveness.rtt_buckets[i];
+            let le = format!("{b}");
+            e.sample(
+                "interlink_link_rtt_seconds_bucket",
+                &[("link", l.name), ("le", &le)],
+                cum as f64,
+            );
+        }
+        cum += l.liveness.rtt_buckets[RTT_BUCKETS.len()];
+        e.sample(
+            "interlink_link_rtt_seconds_bucket",
+            &[("link", l.name), ("le", "+Inf")],
+            cum as f64,
+        );
+        e.sample(
+            "interlink_link_rtt_seconds_sum",
+            &[("link", l.name)],
+            l.liveness.rtt_sum.as_secs_f64(),
+        );
+        e.sample(
+            "interlink_link_rtt_seconds_count",
+            &[("link", l.name)],
+            l.liveness.rtt_count as f64,
+        );
+    }
+    e.family(
+        "interlink_macsec_rekeys_total",
+        "counter",
+        "Transmit SAs switched to after the first.",
+    );
+    for l in &s.links {
+        e.sample(
+            "interlink_macsec_rekeys_total",
+            &[("link", l.name)],
+            l.rekeys as f64,
+        );
+    }
+    e.family(
+        "interlink_mka_peer_live",
+        "gauge",
+        "1 while an MKA peer is live.",
+    );
+    for l in &s.links {
+        if let Some(live) = l.mka_live {
+            e.sample(
+                "interlink_mka_peer_live",
+                &[("link", l.name)],
+                f64::from(u8::from(live)),
+            );
+        }
+    }
+    e.family(
+        "interlink_bgp_session_established",
+        "gauge",
+        "1 while the session is Established.",
+    );
+    for (n, up) in &s.neighbors {
+        e.sample(
+            "interlink_bgp_session_established",
+            &[("neighbor", n)],
+            f64::from(u8::from(*up)),
+        );
+    }
+    let table = s.fib_table.to_string();
+    e.family(
+        "interlink_fib_routes",
+        "gauge",
+        "interlink's routes in the kernel.",
+    );
+    for (family, n) in [
+        ("ipv4", s.fib.stats.installed[0]),
+        ("ipv6", s.fib.stats.installed[1]),
+    ] {
+        e.sample(
+            "interlink_fib_routes",
+            &[("table", &table), ("family", family)],
+            n as f64,
+        );
+    }
+    e.family(
+        "interlink_fib_operations_total",
+        "counter",
+        "Route requests, by operation and result.",
+    );
+    for (i, op) in ["add", "replace", "delete"].iter().enumerate() {
+        e.sample(
+            "interlink_fib_operations_total",
+            &[("op", op), ("result", "ok")],
+            s.fib.stats.ok[i] as f64,
+        );
+        e.sample(
+            "interlink_fib_operations_total",
+            &[("op", op), ("result", "error")],
+            s.fib.stats.failed[i] as f64,
+        );
+    }
+    process(&mut e);
+    e.finish()
+}
+
+/// The standard process metrics, from /proc/self.
+fn process(e: &mut Exposition) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            * 1024.0
+    };
+    e.family(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    );
+    e.sample("process_resident_memory_bytes", &[], kib("VmRSS:"));
+    e.family(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    );
+    e.sample("process_virtual_memory_bytes", &[], kib("VmSize:"));
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    e.family(
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    );
+    e.sample("process_open_fds", &[], fds as f64);
+    // utime and stime are fields 14 and 15 of /proc/self/stat, after the command in brackets.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .and_then(|f| Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?))
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    e.family(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    );
+    e.sample("process_cpu_seconds_total", &[], ticks / hz);
+}
+
+/// Serves the latest rendering on `GET /metrics` until the runtime stops.
+pub async fn serve(listen: SocketAddr, latest: Arc<Mutex<String>>) -> std::io::Result<()> {
+    let l = tokio::net::TcpListener::bind(listen).await?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let latest = latest.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::with_capacity(1024);
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let ok = req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?");
+                let (status, body) = if ok {
+                    (
+                        "200 OK",
+                        latest.lock().map(|b| b.clone()).unwrap_or_default(),
+                    )
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_owned())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format() {
+        let mut e = Exposition::default();
+        e.family("x_total", "counter", "An example.");
+        e.sample(
+            "x_total",
+            &[("link", "a\"b\\c\nd"), ("direction", "tx")],
+            3.0,
+        );
+        e.sample("x_total", &[], 0.5);
+        assert_eq!(
+            e.finish(),
+            "# HELP x_total An example.\n# TYPE x_total counter\n\
+             x_total{link=\"a\\\"b\\\\c\\nd\",direction=\"tx\"} 3\nx_total 0.5\n"
+        );
+    }
+}

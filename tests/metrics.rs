@@ -1,0 +1,96 @@
+//! interlinkd's Prometheus endpoint: the families of the product's list, in the text format,
+//! with values that follow what the daemon does. Needs root (a namespace of its own).
+
+mod netns;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use netns::{in_ns, Lab};
+
+fn get(lab: &Lab, path: &'static str) -> String {
+    in_ns(&lab.ns("d"), move || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn metrics_in_the_text_format() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("metrics");
+    lab.add_ns("d");
+    let cfg = lab.file(
+        "interlink.toml",
+        "[metrics]\nlisten = \"127.0.0.1:9477\"\n\n[[route]]\nprefix = \"10.99.0.0/16\"\ntype = \"blackhole\"\n",
+    );
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn_in("d", "d", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("the metrics endpoint", Duration::from_secs(10), || {
+        lab.log("d")
+            .contains("metrics on http://127.0.0.1:9477/metrics")
+    });
+    let mut body = String::new();
+    lab.wait_for("the route in the metrics", Duration::from_secs(5), || {
+        body = get(&lab, "/metrics");
+        body.contains("interlink_fib_routes{table=\"254\",family=\"ipv4\"} 1")
+    });
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
+    assert!(body.contains("Content-Type: text/plain; version=0.0.4"));
+    let text = body.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        text.contains("interlink_fib_operations_total{op=\"add\",result=\"ok\"} 1"),
+        "{text}"
+    );
+    for family in [
+        "interlink_link_up gauge",
+        "interlink_link_drops_total counter",
+        "interlink_link_rtt_seconds histogram",
+        "interlink_bgp_session_established gauge",
+        "interlink_fib_routes gauge",
+        "process_resident_memory_bytes gauge",
+        "process_cpu_seconds_total counter",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family}")),
+            "{family}:\n{text}"
+        );
+    }
+    // Every sample belongs to a family declared before it, and parses as name, labels, value.
+    let mut declared = Vec::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            declared.push(t.split_whitespace().next().unwrap().to_owned());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name_labels, value) = line.rsplit_once(' ').unwrap();
+        value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+        let name = name_labels.split('{').next().unwrap();
+        assert!(
+            declared
+                .iter()
+                .any(|f| name == f || name.starts_with(&format!("{f}_"))),
+            "{line} has no family"
+        );
+    }
+    let rss: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rss > 1e6, "{rss}");
+    assert!(get(&lab, "/").starts_with("HTTP/1.1 404"));
+}
