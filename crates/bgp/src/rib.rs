@@ -60,6 +60,8 @@ pub struct Rib {
     multipath: bool,
     /// Prefixes each peer has in the table, for max-prefix and for flushing.
     counts: HashMap<PeerId, usize>,
+    /// Interned sets at which the unused ones are next dropped.
+    tidy_at: usize,
 }
 
 impl Rib {
@@ -70,6 +72,7 @@ impl Rib {
             attrs: HashSet::new(),
             multipath,
             counts: HashMap::new(),
+            tidy_at: 64,
         }
     }
 
@@ -106,6 +109,12 @@ impl Rib {
         if let Some(x) = self.attrs.get(a) {
             return x.clone();
         }
+        // Sets no route uses any more go once the set has doubled since the last look:
+        // amortised, and bounded by twice what is in use.
+        if self.attrs.len() >= self.tidy_at {
+            self.tidy();
+            self.tidy_at = self.attrs.len() * 2 + 64;
+        }
         self.attrs.insert(a.clone());
         a.clone()
     }
@@ -113,6 +122,11 @@ impl Rib {
     /// Drops interned attribute sets no route uses any more.
     pub fn tidy(&mut self) {
         self.attrs.retain(|a| Arc::strong_count(a) > 1);
+    }
+
+    /// Attribute sets interned now.
+    pub fn attribute_sets(&self) -> usize {
+        self.attrs.len()
     }
 
     /// Applies an UPDATE from `peer` (already through import policy); the best-route

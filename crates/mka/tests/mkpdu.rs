@@ -196,27 +196,3 @@ fn arbitrary_input_never_panics() {
         let _ = decode(&b);
     }
 }
-
-/// Writes the seed corpus of the fuzz target (run with `--ignored` after a format change).
-#[test]
-#[ignore]
-fn write_fuzz_seeds() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mkpdu");
-    let mut seeds = vec![
-        full(),
-        Mkpdu {
-            basic: Some(basic()),
-            ..Mkpdu::default()
-        },
-    ];
-    let mut m = full();
-    m.distributed_sak.as_mut().unwrap().cipher_suite = None;
-    m.distributed_sak.as_mut().unwrap().wrapped = vec![7; 24];
-    m.sak_use.as_mut().unwrap().keys = None;
-    m.xpn = None;
-    seeds.push(m);
-    for (i, m) in seeds.iter().enumerate() {
-        let frame = encode(m, |_| [0x5a; 16]).unwrap();
-        std::fs::write(dir.join(format!("seed-{i}")), &frame).unwrap();
-    }
-}
