@@ -123,6 +123,16 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
     lab.route("ga", &["fd02::/64", "dev", "il0"]);
     lab.route("gb", &["fd01::/64", "dev", "il0"]);
 
+    // Both families through before the transfers start: on a loaded machine the hosts'
+    // IPv6 neighbours can take a moment, and the test is about the rotations.
+    for dst in ["10.2.0.2", "fd02::2"] {
+        lab.wait_for("the path across the link", Duration::from_secs(10), || {
+            lab.try_exec("ha", &["ping", "-c", "1", "-W", "1", dst])
+                .status
+                .success()
+        });
+    }
+
     // One transfer over IPv4 and one over IPv6, at the same time.
     for (tag, port) in [("4", "5201"), ("6", "5202")] {
         lab.iperf3_server(&format!("server{tag}"), "hb", port);
