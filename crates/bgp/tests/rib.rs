@@ -347,9 +347,20 @@ fn attribute_sets_no_route_uses_are_not_kept() {
     let mut rib = rib(false);
     // A route whose MED changes ten thousand times: one set in use at any time.
     for med in 0..10_000u32 {
-        announce(&mut rib, R { med: Some(med), ..BASE }, &["10.1.0.0/16"]);
+        announce(
+            &mut rib,
+            R {
+                med: Some(med),
+                ..BASE
+            },
+            &["10.1.0.0/16"],
+        );
     }
-    assert!(rib.attribute_sets() <= 2 * 64 + 1, "{} sets kept", rib.attribute_sets());
+    assert!(
+        rib.attribute_sets() <= 2 * 64 + 1,
+        "{} sets kept",
+        rib.attribute_sets()
+    );
     rib.tidy();
     assert_eq!(rib.attribute_sets(), 1);
 }
