@@ -4,8 +4,9 @@
 #   host-a --- gw-a ==== underlay (UDP, 802.1AE inside) ==== gw-b --- host-b
 #   10.10.0.2   10.10.0.1  192.0.2.1               192.0.2.2  10.20.0.1   10.20.0.2
 #
-# interlinkd runs on both gateways with the configs written below, keyed with fresh random
-# SAKs (GCM-AES-XPN-256). As root on a fresh Debian machine:
+# interlinkd runs on both gateways with the configs written below: the link keyed by MKA from
+# a fresh random CAK/CKN pair (GCM-AES-256), eBGP across it, metrics on 127.0.0.1:9477.
+# As root on a fresh Debian machine:
 #   ./scripts/lab.sh          build, bring the lab up, show it working
 #   ./scripts/lab.sh down     tear it all down
 set -euo pipefail
@@ -65,11 +66,10 @@ for gw in gw-a gw-b; do
 done
 
 umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/a.sak"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/b.sak"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/salt"
-salt=$(cat "$RUN/salt")
-config() { # side me peer tunaddr tx rx tx_ssci rx_ssci own-site peer-tunnel-address asn peer-asn
+# One CAK/CKN pair shared by both sites, as a cloud provider hands it out; MKA derives the rest.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/link.cak"
+ckn=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+config() { # side me peer tunaddr (unused x4) own-site peer-tunnel-address asn peer-asn
     cat > "$RUN/gw-$1.toml" <<TOML
 # interlinkd on gw-$1 of the lab
 [[link]]
@@ -82,13 +82,11 @@ remote = "$4:4789"
 probe_interval = "500ms"
 
 [link.macsec]
-cipher_suite = "gcm-aes-xpn-256"
-keying = "static"
-tx_sak_file = "$6"
-rx_sak_file = "$7"
-tx_ssci = $8
-rx_ssci = $9
-salt = "$salt"
+cipher_suite = "gcm-aes-256"
+keying = "mka"
+ckn = "$ckn"
+cak_file = "link.cak"
+rekey_interval = "10m"
 
 # BGP across the encrypted link, with the other gateway's end of it: each site announces its
 # prefix, and what it learns goes into the kernel with interlink's route protocol (77).
@@ -104,6 +102,9 @@ export = { networks = true }
 
 [bgp]
 networks = ["${10}"]
+
+[metrics]
+listen = "127.0.0.1:9477"
 TOML
 }
 config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.10.0.0/24 169.254.0.2 65010 65020
@@ -125,6 +126,13 @@ for side in a b; do
     done
 done
 
+for side in a b; do
+    for _ in $(seq 100); do
+        grep -q "mka: link .*: sending with key" "$RUN/gw-$side.log" && break
+        sleep 0.1
+    done
+done
+
 echo "== interlinkd on gw-a"
 cat "$RUN/gw-a.log"
 echo
@@ -141,6 +149,7 @@ The lab is up. Things to try:
   ip netns exec $P-gw-a tcpdump -ni wan -X udp port 4789         # only ciphertext on the underlay
   ip -n $P-gw-a -s link show il0                               # the TUN interface and its counters
   ip -n $P-gw-a route show proto 77                            # interlinkd's routes
+  ip netns exec $P-gw-a curl -s 127.0.0.1:9477/metrics         # Prometheus metrics of gw-a
   cat $RUN/gw-a.toml $RUN/gw-a.log                             # config and log of gw-a
   $BIN self-test   # known-answer test, crypto rates
 Tear it down with: ./scripts/lab.sh down

@@ -210,8 +210,12 @@ pub async fn run(
 ) {
     let mut session = Session::new(cfg.fsm.clone());
     let mut conn: Option<Conn> = None;
-    // An incoming connection that collided with ours, waiting for the peer's identifier.
-    let mut other: Option<TcpStream> = None;
+    // An incoming connection that collided with ours, run by a state machine of its own until
+    // one of the two knows the peer's identifier (RFC 4271 §6.8).
+    let mut other: Option<(Conn, Session)> = None;
+    // Whether `conn` is the connection we opened (collision resolution keeps the one opened by
+    // the speaker with the higher identifier).
+    let mut primary_outgoing = false;
     let mut connecting = false;
     let mut incoming_open = true;
     let mut cmds_open = true;
@@ -249,8 +253,8 @@ pub async fn run(
                 }
                 Action::Up(n) => {
                     // The collision is settled: the connection that got here wins.
-                    if let Some(mut s) = other.take() {
-                        let _ = s.shutdown().await;
+                    if let Some((mut c, _)) = other.take() {
+                        let _ = c.stream.shutdown().await;
                     }
                     let local = conn
                         .as_ref()
@@ -275,29 +279,30 @@ pub async fn run(
         if !actions.is_empty() {
             continue;
         }
-        // Collision resolution once the peer's identifier is known (RFC 4271 §6.8).
-        if let (Some(n), true) = (
-            session.negotiated(),
-            other.is_some() && session.state() == State::OpenConfirm,
-        ) {
-            let remote_id = n.peer.router_id;
-            if keep_ours_on_collision(cfg.fsm.router_id, remote_id) {
-                if let Some(s) = other.take() {
-                    let mut c = Conn::new(s);
-                    let n = Notification::new(code::CEASE, code::CEASE_COLLISION, &[]);
-                    let _ = c.send(&Message::Notification(n)).await;
+        // Collision resolution once either connection knows the peer's identifier
+        // (RFC 4271 §6.8): the connection opened by the speaker with the higher one stays.
+        let remote_id = session
+            .negotiated()
+            .or_else(|| other.as_ref().and_then(|(_, s)| s.negotiated()))
+            .map(|n| n.peer.router_id);
+        if let (Some(remote_id), true) = (remote_id, other.is_some()) {
+            let keep_outgoing = keep_ours_on_collision(cfg.fsm.router_id, remote_id);
+            let cease =
+                Message::Notification(Notification::new(code::CEASE, code::CEASE_COLLISION, &[]));
+            let (mut c2, s2) = other.take().expect("a colliding connection");
+            if keep_outgoing == primary_outgoing {
+                let _ = c2.send(&cease).await;
+                let _ = c2.stream.shutdown().await;
+            } else {
+                if let Some(mut c) = conn.take() {
+                    let _ = c.send(&cease).await;
+                    let _ = c.stream.shutdown().await;
                 }
-            } else if let Some(s) = other.take() {
-                let n = Notification::new(code::CEASE, code::CEASE_COLLISION, &[]);
-                if let Some(c) = conn.as_mut() {
-                    let _ = c.send(&Message::Notification(n)).await;
-                }
-                conn = Some(Conn::new(s));
-                session = Session::new(cfg.fsm.clone());
-                session.handle(Instant::now(), Event::Start);
-                actions = session.handle(Instant::now(), Event::Connected);
-                continue;
+                conn = Some(c2);
+                session = s2;
+                primary_outgoing = !primary_outgoing;
             }
+            continue;
         }
 
         let deadline = session
@@ -318,6 +323,7 @@ pub async fn run(
                 match r {
                     Some(Ok(s)) if conn.is_none() && matches!(session.state(), State::Connect | State::Active) => {
                         conn = Some(Conn::new(s));
+                        primary_outgoing = true;
                         actions = session.handle(Instant::now(), Event::Connected);
                     }
                     Some(Ok(_)) => {} // an incoming connection won meanwhile
@@ -334,9 +340,44 @@ pub async fn run(
                     State::Idle | State::Established => drop(s),
                     State::Connect | State::Active => {
                         conn = Some(Conn::new(s));
+                        primary_outgoing = false;
                         actions = session.handle(Instant::now(), Event::Connected);
                     }
-                    State::OpenSent | State::OpenConfirm => other = Some(s),
+                    // A collision: the new connection gets its own state machine, which
+                    // sends our OPEN on it, until the identifiers decide (§6.8).
+                    State::OpenSent | State::OpenConfirm if other.is_none() => {
+                        let mut c2 = Conn::new(s);
+                        let mut s2 = Session::new(cfg.fsm.clone());
+                        s2.handle(Instant::now(), Event::Start);
+                        let mut ok = true;
+                        for a in s2.handle(Instant::now(), Event::Connected) {
+                            if let Action::Send(m) = a {
+                                ok &= c2.send(&m).await.is_ok();
+                            }
+                        }
+                        if ok {
+                            other = Some((c2, s2));
+                        }
+                    }
+                    State::OpenSent | State::OpenConfirm => drop(s),
+                }
+            }
+            r = read_some(other.as_mut().map(|(c, _)| c)) => {
+                let (c2, s2) = other.as_mut().expect("read from the colliding connection");
+                let mut alive = matches!(r, Ok(n) if n > 0);
+                if alive {
+                    for ev in drain_events(c2, max) {
+                        for a in s2.handle(Instant::now(), ev) {
+                            match a {
+                                Action::Send(m) => alive &= c2.send(&m).await.is_ok(),
+                                Action::Close | Action::Failed(_) | Action::Down(_) => alive = false,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                if !alive {
+                    other = None;
                 }
             }
             r = read_some(conn.as_mut()) => {
@@ -347,28 +388,8 @@ pub async fn run(
                     }
                     Ok(_) => {
                         let c = conn.as_mut().expect("read from a connection");
-                        let mut used = 0;
-                        loop {
-                            match frame(&c.buf[used..], max) {
-                                Ok(Some(f)) => {
-                                    let ev = match Message::decode(f.kind, f.body) {
-                                        Ok(m) => Event::Received(m),
-                                        Err(n) => Event::Malformed(n),
-                                    };
-                                    used += f.len;
-                                    let malformed = matches!(ev, Event::Malformed(_));
-                                    actions.extend(session.handle(Instant::now(), ev));
-                                    if malformed { break; }
-                                }
-                                Ok(None) => break,
-                                Err(n) => {
-                                    actions.extend(session.handle(Instant::now(), Event::Malformed(n)));
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(c) = conn.as_mut() {
-                            c.buf.drain(..used.min(c.buf.len()));
+                        for ev in drain_events(c, max) {
+                            actions.extend(session.handle(Instant::now(), ev));
                         }
                     }
                 }
@@ -414,6 +435,34 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The whole messages in the connection's buffer, as state machine events, removed from it.
+/// A malformed message is the last event: the session closes on it.
+fn drain_events(c: &mut Conn, max: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    loop {
+        match frame(&c.buf[used..], max) {
+            Ok(Some(f)) => {
+                used += f.len;
+                match Message::decode(f.kind, f.body) {
+                    Ok(m) => out.push(Event::Received(m)),
+                    Err(n) => {
+                        out.push(Event::Malformed(n));
+                        break;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(n) => {
+                out.push(Event::Malformed(n));
+                break;
+            }
+        }
+    }
+    c.buf.drain(..used.min(c.buf.len()));
+    out
 }
 
 /// Reads into the connection's buffer; pending forever without a connection.

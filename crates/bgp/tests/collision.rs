@@ -1,0 +1,108 @@
+//! Two interlink peers that connect to each other at the same moment (as two gateways do when
+//! the link under them comes up): a connection collision (RFC 4271 §6.8), which must end in
+//! one Established session, not in a stand-off. Needs root (a namespace of its own).
+
+#[path = "../../../tests/netns/mod.rs"]
+mod netns;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use interlink_bgp::fsm;
+use interlink_bgp::peer::{self, PeerConfig, PeerEvent};
+use interlink_bgp::wire::{Capabilities, Family};
+use netns::{in_ns, Lab};
+use tokio::sync::{mpsc, watch};
+
+fn config(me: u8, peer_n: u8) -> PeerConfig {
+    PeerConfig {
+        fsm: fsm::Config {
+            local_as: 65000 + u32::from(me),
+            router_id: Ipv4Addr::new(10, 0, 0, me),
+            peer_as: 65000 + u32::from(peer_n),
+            hold_time: 90,
+            connect_retry: Duration::from_secs(30),
+            passive: false,
+            caps: Capabilities {
+                multiprotocol: vec![Family::IPV4_UNICAST],
+                four_octet_as: Some(65000 + u32::from(me)),
+                ..Capabilities::default()
+            },
+            idle_hold: Duration::from_secs(1),
+            max_idle_hold: Duration::from_secs(5),
+        },
+        remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, peer_n)), 179),
+        local: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, me))),
+        ttl1: true,
+        md5: None,
+    }
+}
+
+#[test]
+fn simultaneous_connections_end_in_one_session() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("bgp-collision");
+    lab.add_ns("n");
+    lab.exec(
+        "n",
+        &[
+            "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb",
+        ],
+    );
+    lab.exec("n", &["ip", "link", "set", "va", "up"]);
+    lab.exec("n", &["ip", "link", "set", "vb", "up"]);
+    lab.exec("n", &["ip", "addr", "add", "10.0.0.1/24", "dev", "va"]);
+    lab.exec("n", &["ip", "addr", "add", "10.0.0.2/24", "dev", "vb"]);
+    let events = in_ns(&lab.ns("n"), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stop_tx, stop_rx) = watch::channel(None);
+            let mut rxs = Vec::new();
+            let mut cmd_txs = Vec::new();
+            for (me, other) in [(1u8, 2u8), (2, 1)] {
+                let cfg = config(me, other);
+                let l = peer::listen(SocketAddr::new(cfg.local.unwrap(), 179), &[]).unwrap();
+                let (in_tx, in_rx) = mpsc::channel(4);
+                tokio::spawn(async move {
+                    while let Ok((s, _)) = l.accept().await {
+                        let _ = in_tx.send(s).await;
+                    }
+                });
+                let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+                let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+                cmd_txs.push(cmd_tx);
+                rxs.push(ev_rx);
+                tokio::spawn(peer::run(cfg, in_rx, ev_tx, stop_rx.clone(), cmd_rx));
+            }
+            // Both connect at once; wait for both to be Established.
+            let mut ups = [false, false];
+            let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                while !(ups[0] && ups[1]) {
+                    for (i, rx) in rxs.iter_mut().enumerate() {
+                        while let Ok(e) = rx.try_recv() {
+                            if matches!(e, PeerEvent::Up(..)) {
+                                ups[i] = true;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            let _ = stop_tx.send(Some("test over".into()));
+            ups
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        events,
+        [true, true],
+        "the collision did not resolve into a session"
+    );
+}
