@@ -18,6 +18,31 @@ enum Wire {
     Ethernet,
 }
 
+/// The transport lines of gateway `side`'s link: UDP between the underlay addresses, or the
+/// Ethernet underlay to the other gateway's MAC.
+fn transport(side: &str, wire: Wire, me: &str, peer: &str) -> String {
+    match wire {
+        Wire::Udp => {
+            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+        }
+        Wire::Ethernet => format!(
+            "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
+            if side == "a" { MAC_B } else { MAC_A }
+        ),
+    }
+}
+
+/// Waits for both TUN interfaces, then routes each site's network across the link.
+fn route_across(lab: &Lab) {
+    lab.wait_for("both il0 interfaces up", Duration::from_secs(10), || {
+        interface_up(lab, "ga") && interface_up(lab, "gb")
+    });
+    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
+    lab.route("ga", &["fd02::/64", "dev", "il0"]);
+    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+    lab.route("gb", &["fd01::/64", "dev", "il0"]);
+}
+
 /// Gateway `side`'s config. Gateway A sends on AN `ans.0`, gateway B on `ans.1`.
 fn config(
     lab: &Lab,
@@ -59,15 +84,7 @@ fn config(
     } else {
         String::new()
     };
-    let transport = match wire {
-        Wire::Udp => {
-            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
-        }
-        Wire::Ethernet => format!(
-            "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
-            if side == "a" { MAC_B } else { MAC_A }
-        ),
-    };
+    let transport = transport(side, wire, me, peer);
     lab.file(
         &format!("{side}.toml"),
         &format!(
@@ -113,13 +130,7 @@ fn start_gateways(lab: &mut Lab, suite: &str, wire: Wire, ans: (u8, u8), queues:
         let cfg = cfg.to_str().unwrap().to_owned();
         lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
     }
-    lab.wait_for("both il0 interfaces up", Duration::from_secs(10), || {
-        interface_up(lab, "ga") && interface_up(lab, "gb")
-    });
-    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
-    lab.route("ga", &["fd02::/64", "dev", "il0"]);
-    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
-    lab.route("gb", &["fd01::/64", "dev", "il0"]);
+    route_across(lab);
 }
 
 /// The hosts' traffic carries this, and the underlay must never show it.
@@ -612,15 +623,7 @@ fn start_mka_with(lab: &mut Lab, wire: Wire, cak_b: &str, extra: &str) {
         } else {
             ("192.0.2.2", "192.0.2.1", "169.254.0.2/30", "fd00::2/126")
         };
-        let transport = match wire {
-            Wire::Udp => {
-                format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
-            }
-            Wire::Ethernet => format!(
-                "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
-                if side == "a" { MAC_B } else { MAC_A }
-            ),
-        };
+        let transport = transport(side, wire, me, peer);
         let cfg = lab.file(
             &format!("{side}.toml"),
             &format!(
@@ -633,13 +636,7 @@ fn start_mka_with(lab: &mut Lab, wire: Wire, cak_b: &str, extra: &str) {
         let cfg = cfg.to_str().unwrap().to_owned();
         lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
     }
-    lab.wait_for("both il0 interfaces up", Duration::from_secs(10), || {
-        interface_up(lab, "ga") && interface_up(lab, "gb")
-    });
-    lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
-    lab.route("ga", &["fd02::/64", "dev", "il0"]);
-    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
-    lab.route("gb", &["fd01::/64", "dev", "il0"]);
+    route_across(lab);
 }
 
 fn mka_keys_the_link(wire: Wire, test: &str) {

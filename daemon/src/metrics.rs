@@ -97,41 +97,33 @@ pub fn render(s: &Snapshot<'_>) -> String {
             f64::from(u8::from(l.liveness.up)),
         );
     }
-    e.family(
-        "interlink_link_packets_total",
-        "counter",
-        "Protected packets, by direction.",
-    );
-    for l in &s.links {
-        let c = &l.counters;
-        e.sample(
+    // Per direction: (family, help, transmitted, received).
+    type Pick = fn(&Counters) -> u64;
+    let directional: [(&str, &str, Pick, Pick); 2] = [
+        (
             "interlink_link_packets_total",
-            &[("link", l.name), ("direction", "tx")],
-            c.link.underlay_tx_packets as f64,
-        );
-        e.sample(
-            "interlink_link_packets_total",
-            &[("link", l.name), ("direction", "rx")],
-            c.secy_rx.in_pkts_ok as f64,
-        );
-    }
-    e.family(
-        "interlink_link_bytes_total",
-        "counter",
-        "Octets on the underlay, by direction.",
-    );
-    for l in &s.links {
-        let c = &l.counters;
-        e.sample(
+            "Protected packets, by direction.",
+            |c| c.link.underlay_tx_packets,
+            |c| c.secy_rx.in_pkts_ok,
+        ),
+        (
             "interlink_link_bytes_total",
-            &[("link", l.name), ("direction", "tx")],
-            c.link.underlay_tx_bytes as f64,
-        );
-        e.sample(
-            "interlink_link_bytes_total",
-            &[("link", l.name), ("direction", "rx")],
-            c.link.underlay_rx_bytes as f64,
-        );
+            "Octets on the underlay, by direction.",
+            |c| c.link.underlay_tx_bytes,
+            |c| c.link.underlay_rx_bytes,
+        ),
+    ];
+    for (name, help, tx, rx) in directional {
+        e.family(name, "counter", help);
+        for l in &s.links {
+            for (direction, v) in [("tx", tx(&l.counters)), ("rx", rx(&l.counters))] {
+                e.sample(
+                    name,
+                    &[("link", l.name), ("direction", direction)],
+                    v as f64,
+                );
+            }
+        }
     }
     e.family(
         "interlink_link_drops_total",

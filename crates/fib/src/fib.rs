@@ -422,14 +422,6 @@ impl Fib {
         }
     }
 
-    /// What the sources want for `prefix`.
-    pub fn desired(&self, prefix: &Prefix) -> Option<&Route> {
-        self.slots
-            .get(prefix)
-            .and_then(|s| s.desired)
-            .map(|id| self.routes.get(id))
-    }
-
     /// Whether the kernel holds our route for `prefix` as the sources want it.
     pub fn in_sync(&self, prefix: &Prefix) -> bool {
         let Some(s) = self.slots.get(prefix) else {
@@ -823,11 +815,6 @@ impl Fib {
             }
             self.enqueue(p);
         }
-    }
-
-    /// Whether link `ifindex` is known and up.
-    pub fn link_up(&self, ifindex: u32) -> Option<bool> {
-        self.links.get(&ifindex).map(|(_, up)| *up)
     }
 
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, FibEvent> {
