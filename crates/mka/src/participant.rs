@@ -14,6 +14,15 @@
 //!   key server starts transmitting with it once every live peer receives with it, and the
 //!   others follow when its SAK Use says it transmits (§9.8): no frame is sent under a key a
 //!   peer cannot yet validate.
+//! - SAK Use reports the latest and the old key with their lowest acceptable PNs (the XPN
+//!   parameter set carries their high 32 bits); the key server distributes a new SAK when a
+//!   PN in use, its own or one a peer reports, passes the threshold (PN exhaustion, §9.8).
+//! - XPN suites: each SAK gets a salt from the key server's MI and the key number
+//!   (802.1AE-2018 §10.7.8) and each member an SSCI, 1, 2, ... in the order of the SCIs of
+//!   the key server and the live peers it lists; the key server's Live Peer List goes in SCI
+//!   order and carries its own SSCI.
+//! - A peer that reappears with a new MI and the SCI of a known one has restarted: the old
+//!   MI is forgotten at once rather than after MKA Life Time, so that a new SAK follows.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -39,8 +48,58 @@ pub struct Config {
     /// The 64-bit reference of the cipher suite, sent with the Distributed SAK unless it is
     /// the default GCM-AES-128.
     pub cipher_suite: Option<u64>,
+    /// An XPN suite: SAKs carry a salt and SSCIs, SAK Use's PNs are 64-bit.
+    pub xpn: bool,
     /// Distribute a new SAK this often, if set.
     pub rekey_interval: Option<Duration>,
+    /// Distribute a new SAK once a PN in use under the latest key passes this.
+    pub pn_threshold: u64,
+}
+
+/// The XPN parameters of a SAK: its salt, and the SSCI of each member's SCI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XpnParams {
+    pub salt: [u8; 12],
+    pub sscis: Vec<([u8; 8], u32)>,
+}
+
+impl XpnParams {
+    /// The members' SSCIs: 1, 2, ... in ascending order of their SCIs.
+    fn new(ks_mi: &Mi, kn: u32, mut scis: Vec<[u8; 8]>) -> XpnParams {
+        scis.sort_unstable();
+        scis.dedup();
+        XpnParams {
+            salt: salt(ks_mi, kn),
+            sscis: scis.into_iter().zip(1..).collect(),
+        }
+    }
+
+    /// The SSCI of the member with this SCI.
+    pub fn ssci(&self, sci: &[u8; 8]) -> Option<u32> {
+        self.sscis.iter().find(|(s, _)| s == sci).map(|(_, n)| *n)
+    }
+}
+
+/// The XPN salt of a SAK (802.1AE-2018 §10.7.8): the key server's MI, its 64 least
+/// significant bits as they are, the next 16 bits XORed with the key number's 16 most
+/// significant bits, the 16 most significant bits XORed with its 16 least significant.
+pub fn salt(ks_mi: &Mi, kn: u32) -> [u8; 12] {
+    let mut s = *ks_mi;
+    let k = kn.to_be_bytes();
+    s[0] ^= k[2];
+    s[1] ^= k[3];
+    s[2] ^= k[0];
+    s[3] ^= k[1];
+    s
+}
+
+/// What the data plane says of the PNs in use, for SAK Use and the PN threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PnStatus {
+    /// The AN we transmit with and its next PN.
+    pub tx: Option<(u8, u64)>,
+    /// The lowest acceptable PN of the receive SA on each AN (0: none installed).
+    pub rx_lowest: [u64; 4],
 }
 
 /// What the participant asks of the data plane and the network.
@@ -49,9 +108,19 @@ pub enum Action {
     /// Send this EAPOL frame (from the protocol version octet on) to the CA's peers.
     Send(Vec<u8>),
     /// Install `sak` under `an` for receiving from the peers.
-    InstallRx { an: u8, ki: Ki, sak: Secret },
+    InstallRx {
+        an: u8,
+        ki: Ki,
+        sak: Secret,
+        xpn: Option<XpnParams>,
+    },
     /// Install `sak` under `an` for transmitting, and start transmitting with it.
-    InstallTx { an: u8, ki: Ki, sak: Secret },
+    InstallTx {
+        an: u8,
+        ki: Ki,
+        sak: Secret,
+        xpn: Option<XpnParams>,
+    },
     /// A peer became live (true) or the last live peer went (false).
     Live(bool),
 }
@@ -83,6 +152,8 @@ struct Peer {
     /// Its SAK Use: the latest key it receives with, and whether it transmits with it.
     rx_latest: Option<Ki>,
     tx_latest: Option<Ki>,
+    /// The lowest PN it accepts under its latest key: how far that key has been used.
+    latest_lowest_pn: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +162,27 @@ struct Key {
     an: u8,
     sak: Secret,
     tx: bool,
+    xpn: Option<XpnParams>,
+}
+
+impl Key {
+    fn install_rx(&self) -> Action {
+        Action::InstallRx {
+            an: self.an,
+            ki: self.ki,
+            sak: self.sak.clone(),
+            xpn: self.xpn.clone(),
+        }
+    }
+
+    fn install_tx(&self) -> Action {
+        Action::InstallTx {
+            an: self.an,
+            ki: self.ki,
+            sak: self.sak.clone(),
+            xpn: self.xpn.clone(),
+        }
+    }
 }
 
 pub struct Participant {
@@ -101,6 +193,14 @@ pub struct Participant {
     mn: u32,
     peers: HashMap<Mi, Peer>,
     latest: Option<Key>,
+    /// The key before the latest, still received with (and sent with until the latest is).
+    old: Option<Key>,
+    /// The AN installed last on this port, by us or another CA's participant: the next SAK
+    /// takes the one after it.
+    last_an: Option<u8>,
+    pns: PnStatus,
+    /// Interval and PN-threshold rekeys are for the principal CA of the port only.
+    principal: bool,
     /// The SAK distributed last, wrapped, re-sent in every MKPDU until all use it.
     distributing: Option<DistributedSak>,
     next_kn: u32,
@@ -127,6 +227,10 @@ impl Participant {
             mn: 0,
             peers: HashMap::new(),
             latest: None,
+            old: None,
+            last_an: None,
+            pns: PnStatus::default(),
+            principal: true,
             distributing: None,
             next_kn: 1,
             next_hello: now,
@@ -169,9 +273,53 @@ impl Participant {
         self.latest.as_ref().map(|k| (k.ki, k.an, k.tx))
     }
 
-    /// Asks the key server (us, if we are) for a new SAK: the PN threshold was crossed.
+    /// The CKN of this participant's CA.
+    pub fn ckn(&self) -> &[u8] {
+        &self.cfg.ckn
+    }
+
+    /// Whether the CAK is this one (a reload keeps a participant whose key is unchanged).
+    pub fn has_cak(&self, cak: &Secret) -> bool {
+        self.cfg.cak.as_bytes() == cak.as_bytes()
+    }
+
+    /// Asks the key server (us, if we are) for a new SAK.
     pub fn request_rekey(&mut self) {
         self.rekey_wanted = true;
+    }
+
+    /// Another participant on the port installed a SAK on `an`: ours take the next ones.
+    pub fn note_an(&mut self, an: u8) {
+        self.last_an = Some(an & 3);
+    }
+
+    /// Whether this CA's keys are the ones the port transmits with; only then do interval
+    /// and PN-threshold rekeys happen (another CA's would cycle through the ANs in use).
+    pub fn set_principal(&mut self, principal: bool) {
+        self.principal = principal;
+    }
+
+    /// The PNs in use, as the data plane reports them.
+    pub fn set_pns(&mut self, pns: PnStatus) {
+        self.pns = pns;
+    }
+
+    /// How far the latest key has been used: the highest of our next transmit PN under it,
+    /// the lowest PN we accept under it, and what the live peers report.
+    fn latest_pn(&self) -> u64 {
+        let Some(k) = &self.latest else { return 0 };
+        let tx = match self.pns.tx {
+            Some((an, pn)) if an == k.an && k.tx => pn,
+            _ => 0,
+        };
+        let peers = self
+            .peers
+            .values()
+            .filter(|p| p.live && p.rx_latest == Some(k.ki))
+            .map(|p| p.latest_lowest_pn)
+            .max()
+            .unwrap_or(0);
+        tx.max(self.pns.rx_lowest[usize::from(k.an)]).max(peers)
     }
 
     /// When `on_timer` next has something to do.
@@ -180,7 +328,7 @@ impl Participant {
         let rekey = self
             .cfg
             .rekey_interval
-            .filter(|_| self.is_key_server())
+            .filter(|_| self.principal && self.is_key_server())
             .map(|i| self.last_rekey + i);
         [expiry, rekey]
             .into_iter()
@@ -210,8 +358,16 @@ impl Participant {
             // A peer left: a new SAK for those that remain (§9.8).
             self.rekey_wanted = true;
         }
-        if let Some(i) = self.cfg.rekey_interval {
-            if self.is_key_server() && now >= self.last_rekey + i {
+        if self.principal && self.is_key_server() {
+            if let Some(i) = self.cfg.rekey_interval {
+                if now >= self.last_rekey + i {
+                    self.rekey_wanted = true;
+                }
+            }
+            // PN exhaustion (§9.8): once per key, when the latest key is fully in use.
+            if self.latest.as_ref().is_some_and(|k| k.tx)
+                && self.latest_pn() > self.cfg.pn_threshold
+            {
                 self.rekey_wanted = true;
             }
         }
@@ -262,6 +418,14 @@ impl Participant {
             .chain(&m.potential)
             .any(|(mi, mn)| *mi == self.mi && *mn <= self.mn && *mn + 10 >= self.mn);
         let is_new = !self.peers.contains_key(&b.mi);
+        if is_new {
+            // The same SCI under a new MI: that peer restarted, its old self is gone.
+            let before = self.peers.len();
+            self.peers.retain(|_, p| p.sci != b.sci);
+            if self.peers.len() != before {
+                self.rekey_wanted = true;
+            }
+        }
         let peer = self.peers.entry(b.mi).or_insert(Peer {
             sci: b.sci,
             priority: b.key_server_priority,
@@ -270,6 +434,7 @@ impl Participant {
             live: false,
             rx_latest: None,
             tx_latest: None,
+            latest_lowest_pn: 0,
         });
         peer.mn = b.mn;
         peer.last_seen = now;
@@ -280,6 +445,8 @@ impl Participant {
             let keys = u.keys.as_ref();
             peer.rx_latest = keys.filter(|_| u.latest_rx).map(|k| k.latest);
             peer.tx_latest = keys.filter(|_| u.latest_tx).map(|k| k.latest);
+            let high = m.xpn.map_or(0, |(latest, _)| u64::from(latest) << 32);
+            peer.latest_lowest_pn = keys.map_or(0, |k| high | u64::from(k.latest_lowest_pn));
         }
         if became_live {
             // A peer joined: a new SAK for the CA (§9.8).
@@ -295,17 +462,28 @@ impl Participant {
                 if self.latest.as_ref().map(|k| k.ki) != Some(ki) {
                     match unwrap_sak(&self.kek, &d.wrapped) {
                         Ok(sak) => {
-                            out.push(Action::InstallRx {
-                                an: d.an,
-                                ki,
-                                sak: sak.clone(),
+                            // The members the key server lists, by SCI, for the SSCIs.
+                            let xpn = self.cfg.xpn.then(|| {
+                                let mut scis = vec![b.sci];
+                                for (mi, _) in &m.live {
+                                    if *mi == self.mi {
+                                        scis.push(self.cfg.sci);
+                                    } else if let Some(p) = self.peers.get(mi) {
+                                        scis.push(p.sci);
+                                    }
+                                }
+                                XpnParams::new(&b.mi, d.key_number, scis)
                             });
-                            self.latest = Some(Key {
+                            let key = Key {
                                 ki,
                                 an: d.an,
                                 sak,
                                 tx: false,
-                            });
+                                xpn,
+                            };
+                            out.push(key.install_rx());
+                            self.last_an = Some(key.an);
+                            self.old = self.latest.replace(key);
                         }
                         Err(_) => self.drop(Drop::BadSak),
                     }
@@ -346,11 +524,7 @@ impl Participant {
                     .all(|p| p.rx_latest == Some(k.ki));
                 if all && !k.tx {
                     k.tx = true;
-                    out.push(Action::InstallTx {
-                        an: k.an,
-                        ki: k.ki,
-                        sak: k.sak.clone(),
-                    });
+                    out.push(k.install_tx());
                 }
             }
         } else if let (Some(ks), Some(k)) = (self.key_server(), self.latest.as_mut()) {
@@ -358,18 +532,14 @@ impl Participant {
             let ks_tx = self.peers.get(&ks).and_then(|p| p.tx_latest);
             if ks_tx == Some(k.ki) && !k.tx {
                 k.tx = true;
-                out.push(Action::InstallTx {
-                    an: k.an,
-                    ki: k.ki,
-                    sak: k.sak.clone(),
-                });
+                out.push(k.install_tx());
             }
         }
     }
 
     fn distribute(&mut self, now: Instant, out: &mut Vec<Action>) -> Result<(), KeyError> {
         let sak = random_sak(self.cfg.sak_len)?;
-        let an = self.latest.as_ref().map_or(0, |k| (k.an + 1) % 4);
+        let an = self.last_an.map_or(0, |a| (a + 1) % 4);
         let ki = Ki {
             mi: self.mi,
             kn: self.next_kn,
@@ -382,30 +552,83 @@ impl Participant {
             cipher_suite: self.cfg.cipher_suite,
             wrapped: wrap_sak(&self.kek, &sak)?,
         });
-        out.push(Action::InstallRx {
-            an,
-            ki,
-            sak: sak.clone(),
+        let xpn = self.cfg.xpn.then(|| {
+            let scis = std::iter::once(self.cfg.sci)
+                .chain(self.peers.values().filter(|p| p.live).map(|p| p.sci))
+                .collect();
+            XpnParams::new(&self.mi, ki.kn, scis)
         });
-        self.latest = Some(Key {
+        let key = Key {
             ki,
             an,
             sak,
             tx: false,
-        });
+            xpn,
+        };
+        out.push(key.install_rx());
+        self.last_an = Some(an);
+        self.old = self.latest.replace(key);
         self.last_rekey = now;
         Ok(())
+    }
+
+    /// SAK Use (§11.11.1): the latest and the old key, whether we receive and transmit with
+    /// each, and the lowest PN we accept under each.
+    fn sak_use(&self) -> (Option<SakUse>, Option<(u32, u32)>) {
+        let Some(k) = &self.latest else {
+            return (None, None);
+        };
+        let lowest = |key: &Key| self.pns.rx_lowest[usize::from(key.an)].max(1);
+        let latest_pn = lowest(k);
+        let old_pn = self.old.as_ref().map_or(0, lowest);
+        let u = SakUse {
+            latest_an: k.an,
+            latest_tx: k.tx,
+            latest_rx: true,
+            old_an: self.old.as_ref().map_or(0, |o| o.an),
+            old_tx: self.old.as_ref().is_some_and(|o| o.tx) && !k.tx,
+            old_rx: self.old.is_some(),
+            plain_tx: false,
+            plain_rx: false,
+            delay_protect: false,
+            keys: Some(SakUseKeys {
+                latest: k.ki,
+                latest_lowest_pn: latest_pn as u32,
+                old: self
+                    .old
+                    .as_ref()
+                    .map_or(Ki { mi: [0; 12], kn: 0 }, |o| o.ki),
+                old_lowest_pn: old_pn as u32,
+            }),
+        };
+        let xpn = self
+            .cfg
+            .xpn
+            .then(|| ((latest_pn >> 32) as u32, (old_pn >> 32) as u32));
+        (Some(u), xpn)
     }
 
     fn send(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.mn += 1;
         self.next_hello = now + HELLO;
-        let (live, potential): (Vec<_>, Vec<_>) = self.peers.iter().partition(|(_, p)| p.live);
+        let (mut live, potential): (Vec<_>, Vec<_>) = self.peers.iter().partition(|(_, p)| p.live);
+        // In SCI order: with XPN, members derive their SSCIs from it (802.1X-2020 §11.11.1).
+        live.sort_unstable_by_key(|(_, p)| p.sci);
+        let ks = self.is_key_server();
+        let key_server_ssci = match (&self.distributing, &self.latest) {
+            (Some(_), Some(k)) if ks => k
+                .xpn
+                .as_ref()
+                .and_then(|x| x.ssci(&self.cfg.sci))
+                .map_or(0, |s| s as u8),
+            _ => 0,
+        };
+        let (sak_use, xpn) = self.sak_use();
         let m = Mkpdu {
             basic: Some(Basic {
                 version: MKA_VERSION,
                 key_server_priority: self.cfg.priority,
-                key_server: self.is_key_server(),
+                key_server: ks,
                 macsec_desired: true,
                 capability: 2,
                 sci: self.cfg.sci,
@@ -416,30 +639,10 @@ impl Participant {
             }),
             live: live.iter().map(|(mi, p)| (**mi, p.mn)).collect(),
             potential: potential.iter().map(|(mi, p)| (**mi, p.mn)).collect(),
-            key_server_ssci: 0,
-            sak_use: self.latest.as_ref().map(|k| SakUse {
-                latest_an: k.an,
-                latest_tx: k.tx,
-                latest_rx: true,
-                old_an: 0,
-                old_tx: false,
-                old_rx: false,
-                plain_tx: false,
-                plain_rx: false,
-                delay_protect: false,
-                keys: Some(SakUseKeys {
-                    latest: k.ki,
-                    latest_lowest_pn: 1,
-                    old: Ki { mi: [0; 12], kn: 0 },
-                    old_lowest_pn: 0,
-                }),
-            }),
-            distributed_sak: if self.is_key_server() {
-                self.distributing.clone()
-            } else {
-                None
-            },
-            xpn: None,
+            key_server_ssci,
+            sak_use,
+            distributed_sak: if ks { self.distributing.clone() } else { None },
+            xpn,
             unknown: vec![],
         };
         let ick = &self.ick;

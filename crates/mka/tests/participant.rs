@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use interlink_mka::keys::Secret;
-use interlink_mka::participant::{Action, Config, Participant};
+use interlink_mka::mkpdu::decode;
+use interlink_mka::participant::{salt, Action, Config, Participant, PnStatus, XpnParams};
 
 fn cfg(sci_last: u8, priority: u8, cak: u8) -> Config {
     Config {
@@ -14,8 +15,19 @@ fn cfg(sci_last: u8, priority: u8, cak: u8) -> Config {
         sci: [2, 0, 0, 0, 0, sci_last, 0, 1],
         priority,
         sak_len: 32,
-        cipher_suite: Some(0x0080_c200_0001_0004),
+        cipher_suite: Some(0x0080_c200_0001_0002),
+        xpn: false,
         rekey_interval: None,
+        pn_threshold: 0xc000_0000,
+    }
+}
+
+fn xpn_cfg(sci_last: u8) -> Config {
+    Config {
+        cipher_suite: Some(0x0080_c200_0001_0004),
+        xpn: true,
+        pn_threshold: 0xc000_0000_0000_0000,
+        ..cfg(sci_last, 16, 0x11)
     }
 }
 
@@ -34,6 +46,10 @@ struct Net {
     down: Vec<bool>,
     /// Every install in the order it happened: (member, transmit?, key number).
     order: Vec<(usize, bool, u32)>,
+    /// Per member: the XPN parameters of each install, as (transmit?, key number, params).
+    xpn: Vec<Vec<(bool, u32, Option<XpnParams>)>>,
+    /// Per member: the MKPDUs it sent.
+    sent: Vec<Vec<Vec<u8>>>,
 }
 
 impl Net {
@@ -50,6 +66,8 @@ impl Net {
             live: vec![vec![]; n],
             down: vec![false; n],
             order: vec![],
+            xpn: vec![vec![]; n],
+            sent: vec![vec![]; n],
         }
     }
 
@@ -63,6 +81,7 @@ impl Net {
                         if self.down[from] {
                             continue;
                         }
+                        self.sent[from].push(frame.clone());
                         let addrs = self.members[from].addrs();
                         for j in 0..self.members.len() {
                             if j != from && !self.down[j] {
@@ -71,13 +90,15 @@ impl Net {
                             }
                         }
                     }
-                    Action::InstallRx { an, ki, .. } => {
+                    Action::InstallRx { an, ki, xpn, .. } => {
                         self.installs[from].0.push((an, ki.kn));
                         self.order.push((from, false, ki.kn));
+                        self.xpn[from].push((false, ki.kn, xpn));
                     }
-                    Action::InstallTx { an, ki, .. } => {
+                    Action::InstallTx { an, ki, xpn, .. } => {
                         self.installs[from].1.push((an, ki.kn));
                         self.order.push((from, true, ki.kn));
+                        self.xpn[from].push((true, ki.kn, xpn));
                     }
                     Action::Live(l) => self.live[from].push(l),
                 }
@@ -220,4 +241,168 @@ fn the_key_server_rekeys_on_its_interval() {
     assert!(k.2);
     // The interval shows in when the participant wants to run next.
     assert!(net.members[0].next_timer() <= net.now + Duration::from_secs(1));
+}
+
+#[test]
+fn the_xpn_salt_is_the_key_servers_mi_mixed_with_the_key_number() {
+    // 802.1AE-2018 §10.7.8: the 64 least significant bits are the MI's; the next 16 are the
+    // MI's XOR the KN's 16 most significant; the 16 most significant are the MI's XOR the
+    // KN's 16 least significant.
+    let mi: [u8; 12] = [
+        0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0,
+    ];
+    let s = salt(&mi, 0x0102_0304);
+    assert_eq!(
+        s,
+        [
+            0x10 ^ 0x03,
+            0x20 ^ 0x04,
+            0x30 ^ 0x01,
+            0x40 ^ 0x02,
+            0x50,
+            0x60,
+            0x70,
+            0x80,
+            0x90,
+            0xa0,
+            0xb0,
+            0xc0
+        ]
+    );
+    assert_eq!(salt(&mi, 0), mi);
+}
+
+#[test]
+fn xpn_members_agree_on_salt_and_sscis_in_sci_order() {
+    // Member 0 has the higher SCI but the better priority: it is the key server, yet takes
+    // SSCI 2, since SSCIs follow SCI order.
+    let mut a = xpn_cfg(9);
+    a.priority = 1;
+    let mut net = Net::new(vec![a, xpn_cfg(2)]);
+    net.run(Duration::from_secs(3));
+    assert!(net.members[0].is_key_server());
+    let ks_mi = net.members[0].mi();
+    let kn = net.members[0].latest().unwrap().0.kn;
+    let want = XpnParams {
+        salt: salt(&ks_mi, kn),
+        sscis: vec![([2, 0, 0, 0, 0, 2, 0, 1], 1), ([2, 0, 0, 0, 0, 9, 0, 1], 2)],
+    };
+    for i in 0..2 {
+        let installs: Vec<_> = net.xpn[i].iter().filter(|(_, k, _)| *k == kn).collect();
+        assert_eq!(installs.len(), 2, "member {i}: rx and tx");
+        for (_, _, x) in installs {
+            assert_eq!(x.as_ref(), Some(&want), "member {i}");
+        }
+    }
+    // The key server's Live Peer List carries its own SSCI while it distributes the SAK,
+    // and SAK Use's PNs are extended by the XPN parameter set.
+    let frame = net.sent[0].last().unwrap();
+    let m = decode(frame).unwrap().mkpdu;
+    assert!(m.distributed_sak.is_some());
+    assert_eq!(m.key_server_ssci, 2);
+    assert_eq!(m.xpn, Some((0, 0)));
+    let b = decode(net.sent[1].last().unwrap()).unwrap().mkpdu;
+    assert_eq!(b.key_server_ssci, 0);
+    assert!(b.xpn.is_some());
+}
+
+#[test]
+fn without_xpn_no_salt_no_ssci() {
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    assert!(net.xpn.iter().flatten().all(|(_, _, x)| x.is_none()));
+    let m = decode(net.sent[0].last().unwrap()).unwrap().mkpdu;
+    assert_eq!(m.key_server_ssci, 0);
+    assert_eq!(m.xpn, None);
+}
+
+#[test]
+fn the_key_server_rekeys_when_its_transmit_pn_passes_the_threshold() {
+    let mut a = cfg(1, 16, 0x11);
+    a.pn_threshold = 1000;
+    let mut net = Net::new(vec![a, cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let (k1, an, _) = net.members[0].latest().unwrap();
+    // Below the threshold: nothing.
+    net.members[0].set_pns(PnStatus {
+        tx: Some((an, 1000)),
+        rx_lowest: [0; 4],
+    });
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.members[0].latest().unwrap().0, k1);
+    net.members[0].set_pns(PnStatus {
+        tx: Some((an, 1001)),
+        rx_lowest: [0; 4],
+    });
+    net.run(Duration::from_secs(3));
+    let (k2, an2, tx) = net.members[0].latest().unwrap();
+    assert_ne!(k2, k1, "a new SAK at the PN threshold");
+    assert_eq!(an2, (an + 1) % 4);
+    assert!(tx);
+    assert_eq!(net.members[1].latest().unwrap().0, k2);
+    // The old key's PNs do not count against the new one: no further rekey.
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.members[0].latest().unwrap().0, k2);
+}
+
+#[test]
+fn the_key_server_rekeys_on_a_peers_reported_xpn_pn() {
+    // The peer reports, in SAK Use and the XPN parameter set, the lowest PN it accepts
+    // under the latest key: its 64 bits must arrive whole.
+    let mut a = xpn_cfg(1);
+    a.pn_threshold = 5 << 32;
+    let mut net = Net::new(vec![a, xpn_cfg(2)]);
+    net.run(Duration::from_secs(3));
+    let (k1, an, _) = net.members[0].latest().unwrap();
+    let mut rx = [0u64; 4];
+    rx[usize::from(an)] = (5 << 32) + 1;
+    net.members[1].set_pns(PnStatus {
+        tx: None,
+        rx_lowest: rx,
+    });
+    net.run(Duration::from_secs(5));
+    let reported = net.sent[1].iter().any(|f| {
+        let m = decode(f).unwrap().mkpdu;
+        let keys = m.sak_use.and_then(|u| u.keys);
+        m.xpn.map(|x| x.0) == Some(5)
+            && keys.is_some_and(|k| k.latest == k1 && k.latest_lowest_pn == 1)
+    });
+    assert!(reported, "the peer reported PN 5 << 32 + 1 for the key");
+    assert_ne!(net.members[0].latest().unwrap().0, k1, "a new SAK");
+}
+
+#[test]
+fn sak_use_reports_the_old_key_after_a_rekey() {
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let (k1, an1, _) = net.members[1].latest().unwrap();
+    net.members[0].request_rekey();
+    net.run(Duration::from_secs(3));
+    let (k2, an2, _) = net.members[1].latest().unwrap();
+    let u = decode(net.sent[1].last().unwrap())
+        .unwrap()
+        .mkpdu
+        .sak_use
+        .unwrap();
+    let keys = u.keys.unwrap();
+    assert_eq!((keys.latest, u.latest_an), (k2, an2));
+    assert_eq!((keys.old, u.old_an), (k1, an1));
+    assert!(u.latest_tx && u.latest_rx && u.old_rx && !u.old_tx);
+}
+
+#[test]
+fn a_restarted_peer_replaces_its_old_self_at_once() {
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let before = net.members[0].latest().unwrap().0;
+    // Member 1 restarts: a new MI, the same SCI, well within MKA Life Time.
+    net.members[1] = Participant::new(cfg(2, 16, 0x11), net.now).unwrap();
+    net.run(Duration::from_secs(1));
+    let after = net.members[0].latest().unwrap();
+    assert_ne!(after.0, before, "a new SAK within a second, not after 6 s");
+    assert!(after.2);
+    assert_eq!(net.members[1].latest().unwrap().0, after.0);
+    // The old MI is not listed any more.
+    let m = decode(net.sent[0].last().unwrap()).unwrap().mkpdu;
+    assert_eq!(m.live.len() + m.potential.len(), 1);
 }

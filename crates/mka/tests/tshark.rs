@@ -9,15 +9,18 @@ use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::{ETHERTYPE_EAPOL, MKA_GROUP};
 use interlink_mka::participant::{Action, Config, Participant};
 
-fn cfg(sci_last: u8) -> Config {
+fn cfg(sci_last: u8, xpn: bool) -> Config {
     Config {
         cak: Secret::new(vec![0x11; 16]).unwrap(),
         ckn: vec![0xab; 16],
         sci: [2, 0, 0, 0, 0, sci_last, 0, 1],
         priority: 16,
         sak_len: 16,
-        cipher_suite: None,
+        // GCM-AES-128 goes without its number; GCM-AES-XPN-128 with it.
+        cipher_suite: xpn.then_some(0x0080_c200_0001_0003),
+        xpn,
         rekey_interval: None,
+        pn_threshold: u64::MAX,
     }
 }
 
@@ -42,6 +45,15 @@ fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn mkpdus_dissect_as_eapol_mka() {
+    dissect(false);
+}
+
+#[test]
+fn xpn_mkpdus_dissect_as_eapol_mka_with_the_key_server_ssci() {
+    dissect(true);
+}
+
+fn dissect(xpn: bool) {
     if std::process::Command::new("tshark")
         .arg("-v")
         .output()
@@ -51,8 +63,8 @@ fn mkpdus_dissect_as_eapol_mka() {
         return;
     }
     let mut now = Instant::now();
-    let mut a = Participant::new(cfg(1), now).unwrap();
-    let mut b = Participant::new(cfg(2), now).unwrap();
+    let mut a = Participant::new(cfg(1, xpn), now).unwrap();
+    let mut b = Participant::new(cfg(2, xpn), now).unwrap();
     let mut frames = Vec::new();
     // Run the pair for a few seconds, capturing every MKPDU as a frame on the wire.
     let mut pending: Vec<(usize, Vec<Action>)> = Vec::new();
@@ -83,7 +95,8 @@ fn mkpdus_dissect_as_eapol_mka() {
     );
     assert!(frames.len() >= 6);
     assert!(frames.iter().all(|f| f[..6] == MKA_GROUP));
-    let path = std::env::temp_dir().join(format!("interlink-mka-{}.pcap", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("interlink-mka-{}-{xpn}.pcap", std::process::id()));
     std::fs::write(&path, pcap(&frames)).unwrap();
     let out = std::process::Command::new("tshark")
         .args(["-n", "-r"])
@@ -105,6 +118,8 @@ fn mkpdus_dissect_as_eapol_mka() {
             "_ws.malformed",
             "-e",
             "_ws.expert",
+            "-e",
+            "mka.key_server_ssci",
             "-E",
             "separator=,",
         ])
@@ -121,6 +136,7 @@ fn mkpdus_dissect_as_eapol_mka() {
     assert_eq!(lines.len(), frames.len(), "{text}");
     let ckn = "ab".repeat(16);
     let mut with_sak = 0;
+    let mut with_ssci = 0;
     for l in &lines {
         let f: Vec<&str> = l.split(',').collect();
         assert_eq!(f[0], "5", "not EAPOL-MKA: {l}");
@@ -131,6 +147,20 @@ fn mkpdus_dissect_as_eapol_mka() {
         }
         assert!(f.get(4).is_none_or(|m| m.is_empty()), "malformed: {l}");
         assert!(f.get(5).is_none_or(|m| m.is_empty()), "an expert note: {l}");
+        // Shown as 0x00 by some versions when there is none.
+        let ssci = f.get(6).map_or(0, |s| {
+            u8::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
+        });
+        if ssci != 0 {
+            // The key server is the lower SCI: SSCI 1.
+            assert_eq!(ssci, 1, "key server SSCI: {l}");
+            with_ssci += 1;
+        }
     }
     assert!(with_sak >= 1, "no Distributed SAK dissected:\n{text}");
+    if xpn {
+        assert!(with_ssci >= 1, "no key server SSCI dissected:\n{text}");
+    } else {
+        assert_eq!(with_ssci, 0, "{text}");
+    }
 }
