@@ -604,7 +604,7 @@ impl Participant {
         let xpn = self
             .cfg
             .xpn
-            .then(|| ((latest_pn >> 32) as u32, (old_pn >> 32) as u32));
+            .then_some(((latest_pn >> 32) as u32, (old_pn >> 32) as u32));
         (Some(u), xpn)
     }
 
