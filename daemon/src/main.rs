@@ -1,6 +1,11 @@
 //! interlinkd: wiring only. Protocol logic lives in the crates under `crates/`.
 
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("interlinkd: {}", format_args!($($arg)*)) };
+}
+
 mod metrics;
+mod mka;
 mod notify;
 mod run;
 mod selftest;

@@ -12,12 +12,8 @@ use interlink_config::{
 use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
 use interlink_fib::{FibEvent, FibService, NextHop, Prefix, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
-use interlink_mka::participant::{Action as MkaAction, Participant};
+use crate::mka::MkaRun;
 use tokio::signal::unix::{signal, SignalKind};
-
-macro_rules! log {
-    ($($arg:tt)*) => { eprintln!("interlinkd: {}", format_args!($($arg)*)) };
-}
 
 pub fn main(path: &Path, check: bool) -> ExitCode {
     let config = match Config::load(path) {
@@ -102,137 +98,6 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         probe_interval: link.probe_interval,
         queues: link.queues,
         keys,
-    }
-}
-
-/// MKA for one link: the participant, where MKPDUs arrive, and what was last logged.
-struct MkaRun {
-    p: Participant,
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// DA and SA the peer's MKPDUs are authenticated with: the group address and the MAC of
-    /// the peer's SCI.
-    peer_addrs: [u8; 12],
-    icv_failures_logged: u64,
-    ckn_hex: String,
-    /// Transmit SAs switched to, and whether a peer is live: for the metrics.
-    tx_switches: u64,
-    live: bool,
-}
-
-fn mka_start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> {
-    let Keying::Mka(m) = &l.macsec.keying else {
-        return None;
-    };
-    let cak = match interlink_mka::keys::Secret::new(m.cak.clone()) {
-        Ok(c) => c,
-        Err(e) => return Some(Err(e.to_string())),
-    };
-    let cfg = interlink_mka::participant::Config {
-        cak,
-        ckn: m.ckn.clone(),
-        sci: *link.sci().as_bytes(),
-        priority: m.key_server_priority,
-        sak_len: l.macsec.cipher_suite.key_len(),
-        // GCM-AES-128 is the default, sent without its number (802.1X §11.11.1).
-        cipher_suite: (l.macsec.cipher_suite != interlink_macsec::CipherSuite::GcmAes128)
-            .then(|| l.macsec.cipher_suite.reference_number()),
-        rekey_interval: m.rekey_interval,
-    };
-    let rx = link.take_control_rx()?;
-    let mut peer_addrs = [0u8; 12];
-    peer_addrs[..6].copy_from_slice(&interlink_dataplane::EAPOL_GROUP);
-    peer_addrs[6..].copy_from_slice(&link.peer_sci().mac());
-    Some(
-        Participant::new(cfg, std::time::Instant::now())
-            .map(|p| MkaRun {
-                p,
-                rx,
-                peer_addrs,
-                icv_failures_logged: 0,
-                ckn_hex: m.ckn.iter().map(|b| format!("{b:02x}")).collect(),
-                tx_switches: 0,
-                live: false,
-            })
-            .map_err(|e| e.to_string()),
-    )
-}
-
-/// Runs MKA for a link: MKPDUs in, timers, and what the participant asks for.
-fn mka_turn(link: &mut Link, mka: &mut MkaRun) {
-    let now = std::time::Instant::now();
-    let mut actions = Vec::new();
-    while let Ok(frame) = mka.rx.try_recv() {
-        actions.extend(mka.p.on_mkpdu(now, &mka.peer_addrs, &frame));
-    }
-    if now >= mka.p.next_timer() {
-        actions.extend(mka.p.on_timer(now));
-    }
-    let icv = mka.p.drops.get("icv").copied().unwrap_or(0);
-    if icv > mka.icv_failures_logged {
-        log!(
-            "mka: link {}: {icv} MKPDU(s) failed their ICV: the peer has another CAK for CKN {}",
-            link.name(),
-            mka.ckn_hex
-        );
-        mka.icv_failures_logged = icv + 4;
-    }
-    for a in actions {
-        match a {
-            MkaAction::Send(frame) => {
-                if let Err(e) = link.send_control(&frame) {
-                    log!("mka: link {}: cannot send an MKPDU: {e}", link.name());
-                }
-            }
-            MkaAction::InstallRx { an, ki, sak } => {
-                let keys = SaKeys {
-                    sak: interlink_macsec::Sak::new(sak.as_bytes().to_vec()),
-                    xpn: None,
-                };
-                let an = interlink_macsec::An::new(an).expect("an AN is 0 to 3");
-                match link.install_rx_sa(an, keys, 1) {
-                    Ok(()) => log!(
-                        "mka: link {}: receiving with key {} on AN {}",
-                        link.name(),
-                        ki.kn,
-                        an
-                    ),
-                    Err(e) => log!(
-                        "mka: link {}: cannot install the receive SA: {e}",
-                        link.name()
-                    ),
-                }
-            }
-            MkaAction::InstallTx { an, ki, sak } => {
-                let keys = SaKeys {
-                    sak: interlink_macsec::Sak::new(sak.as_bytes().to_vec()),
-                    xpn: None,
-                };
-                let an = interlink_macsec::An::new(an).expect("an AN is 0 to 3");
-                let r = link
-                    .install_tx_sa(an, &keys, 1)
-                    .and_then(|()| link.use_tx_sa(an));
-                match r {
-                    Ok(()) => log!(
-                        "mka: link {}: sending with key {} on AN {}",
-                        link.name(),
-                        ki.kn,
-                        an
-                    ),
-                    Err(e) => log!(
-                        "mka: link {}: cannot install the transmit SA: {e}",
-                        link.name()
-                    ),
-                }
-            }
-            MkaAction::Live(true) => {
-                mka.live = true;
-                log!("mka: link {}: peer live", link.name())
-            }
-            MkaAction::Live(false) => {
-                mka.live = false;
-                log!("mka: link {}: no live peer", link.name())
-            }
-        }
     }
 }
 
@@ -395,7 +260,7 @@ async fn serve(config: Config) -> ExitCode {
     for l in &config.links {
         match bring_up(&handle, l).await {
             Ok(mut link) => {
-                match mka_start(&mut link, l) {
+                match crate::mka::start(&mut link, l) {
                     None => mkas.push(None),
                     Some(Ok(m)) => mkas.push(Some(m)),
                     Some(Err(e)) => {
@@ -554,7 +419,7 @@ async fn serve(config: Config) -> ExitCode {
             _ = mka_tick.tick(), if mkas.iter().any(Option::is_some) => {
                 for ((link, _), mka) in links.iter_mut().zip(mkas.iter_mut()) {
                     if let Some(m) = mka {
-                        mka_turn(link, m);
+                        m.turn(link);
                     }
                 }
             }

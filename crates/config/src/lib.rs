@@ -92,12 +92,21 @@ pub enum Keying {
     Mka(MkaKeys),
 }
 
-/// MKA keying: the CAK/CKN pair a cloud provider hands out.
+/// One CAK and its name, as a cloud provider hands them out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MkaKeys {
+pub struct CaKey {
     pub ckn: Vec<u8>,
     /// 16 or 32 octets, read from `cak_file`.
     pub cak: Vec<u8>,
+}
+
+/// MKA keying: a keychain of CAK/CKN pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MkaKeys {
+    /// 1 to 3 pairs (the AWS limit), preferred first: `ckn` and `cak_file`, or `keychain`.
+    pub keys: Vec<CaKey>,
+    /// Distribute a new SAK once a PN passes this; by default three quarters of the PN space.
+    pub rekey_pn: Option<u64>,
     /// Key server priority: lower wins; 16 by default (wpa_supplicant's is 255).
     pub key_server_priority: u8,
     /// Distribute a new SAK this often (as key server).
@@ -176,6 +185,13 @@ struct RawLink {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCaKey {
+    ckn: Spanned<String>,
+    cak_file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMacsec {
     cipher_suite: Spanned<String>,
     keying: Spanned<String>,
@@ -193,6 +209,8 @@ struct RawMacsec {
     salt: Option<Spanned<String>>,
     ckn: Option<Spanned<String>>,
     cak_file: Option<Spanned<String>>,
+    keychain: Option<Spanned<Vec<RawCaKey>>>,
+    rekey_pn: Option<Spanned<i64>>,
     key_server_priority: Option<Spanned<i64>>,
     rekey_interval: Option<Spanned<String>>,
 }
@@ -595,6 +613,57 @@ impl Checker<'_, '_> {
         }
     }
 
+    /// One keychain entry: a CKN in hex and the file holding its CAK in hex.
+    fn ca_key(&mut self, ckn: &Spanned<String>, cak_file: &Spanned<String>) -> Option<CaKey> {
+        let ckn = match text::hex(ckn.get_ref()) {
+            Ok(b) if (1..=32).contains(&b.len()) => Some(b),
+            Ok(b) => {
+                self.hint(
+                    ckn.span(),
+                    format!("a CKN of {} octets", b.len()),
+                    "1 to 32 octets, in hex",
+                );
+                None
+            }
+            Err(e) => {
+                self.hint(
+                    ckn.span(),
+                    format!("ckn is not hex: {e}"),
+                    "1 to 32 octets, in hex",
+                );
+                None
+            }
+        };
+        let path = self.dir.join(cak_file.get_ref());
+        let r = text::read_secret(&path).and_then(|b| {
+            let t = String::from_utf8(b).map_err(|_| ("is not text".to_owned(), None))?;
+            let k = text::hex(&t).map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
+            if k.len() == 16 || k.len() == 32 {
+                Ok(k)
+            } else {
+                Err((
+                    format!("holds {} octets; a CAK has 16 or 32", k.len()),
+                    None,
+                ))
+            }
+        });
+        let cak = match r {
+            Ok(k) => Some(k),
+            Err((message, hint)) => {
+                self.diag.error(
+                    cak_file.span(),
+                    format!("cak_file {}: {message}", path.display()),
+                    hint,
+                );
+                None
+            }
+        };
+        Some(CaKey {
+            ckn: ckn?,
+            cak: cak?,
+        })
+    }
+
     fn mka_keys(
         &mut self,
         span: Range<usize>,
@@ -629,80 +698,67 @@ impl Checker<'_, '_> {
                 );
             }
         }
-        if suite.is_xpn() {
-            self.hint(
-                m.keying.span(),
-                "keying \"mka\" with an XPN cipher suite is not available yet",
-                "gcm-aes-128 or gcm-aes-256 with MKA; XPN suites with static keying",
-            );
-            return None;
-        }
-        let ckn = match &m.ckn {
-            None => {
+        let keys = match (&m.keychain, &m.ckn, &m.cak_file) {
+            (Some(chain), None, None) => {
+                let list = chain.get_ref();
+                if list.is_empty() || list.len() > 3 {
+                    self.hint(
+                        chain.span(),
+                        format!("a keychain of {} keys", list.len()),
+                        "1 to 3 { ckn, cak_file } entries, preferred first",
+                    );
+                    None
+                } else {
+                    let keys: Vec<Option<CaKey>> = list
+                        .iter()
+                        .map(|k| self.ca_key(&k.ckn, &k.cak_file))
+                        .collect();
+                    let keys: Option<Vec<CaKey>> = keys.into_iter().collect();
+                    if let Some(keys) = &keys {
+                        for (i, k) in keys.iter().enumerate() {
+                            if keys[..i].iter().any(|o| o.ckn == k.ckn) {
+                                self.hint(
+                                    list[i].ckn.span(),
+                                    "this CKN is in the keychain twice",
+                                    "each entry names its own CA",
+                                );
+                            }
+                        }
+                    }
+                    keys
+                }
+            }
+            (Some(chain), _, _) => {
                 self.hint(
-                    span.clone(),
-                    "MKA keying needs ckn",
-                    "ckn = \"6162636465666768...\" (hex)",
+                    chain.span(),
+                    "keychain and ckn/cak_file both given",
+                    "one key: ckn and cak_file; several: keychain = [{ ckn, cak_file }, ...]",
                 );
                 None
             }
-            Some(c) => match text::hex(c.get_ref()) {
-                Ok(b) if (1..=32).contains(&b.len()) => Some(b),
-                Ok(b) => {
+            (None, Some(ckn), Some(cak_file)) => self.ca_key(ckn, cak_file).map(|k| vec![k]),
+            (None, ckn, cak_file) => {
+                if ckn.is_none() {
                     self.hint(
-                        c.span(),
-                        format!("a CKN of {} octets", b.len()),
-                        "1 to 32 octets, in hex",
+                        span.clone(),
+                        "MKA keying needs ckn",
+                        "ckn = \"6162636465666768...\" (hex), or a keychain",
                     );
-                    None
                 }
-                Err(e) => {
+                if cak_file.is_none() {
                     self.hint(
-                        c.span(),
-                        format!("ckn is not hex: {e}"),
-                        "1 to 32 octets, in hex",
+                        span.clone(),
+                        "MKA keying needs cak_file",
+                        "cak_file = \"keys/LINK.cak\", or a keychain",
                     );
-                    None
                 }
-            },
-        };
-        let cak = match &m.cak_file {
-            None => {
-                self.hint(
-                    span.clone(),
-                    "MKA keying needs cak_file",
-                    "cak_file = \"keys/LINK.cak\"",
-                );
                 None
             }
-            Some(f) => {
-                let path = self.dir.join(f.get_ref());
-                let r = text::read_secret(&path).and_then(|b| {
-                    let t = String::from_utf8(b).map_err(|_| ("is not text".to_owned(), None))?;
-                    let k = text::hex(&t)
-                        .map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
-                    if k.len() == 16 || k.len() == 32 {
-                        Ok(k)
-                    } else {
-                        Err((
-                            format!("holds {} octets; a CAK has 16 or 32", k.len()),
-                            None,
-                        ))
-                    }
-                });
-                match r {
-                    Ok(k) => Some(k),
-                    Err((message, hint)) => {
-                        self.diag.error(
-                            f.span(),
-                            format!("cak_file {}: {message}", path.display()),
-                            hint,
-                        );
-                        None
-                    }
-                }
-            }
         };
+        let max_pn = suite.max_pn().min(i64::MAX as u64) as i64;
+        let rekey_pn = self
+            .ranged(&m.rekey_pn, "rekey_pn", 1, max_pn)
+            .map(|v| v.map(|v| v as u64));
         let priority = self
             .ranged(&m.key_server_priority, "key_server_priority", 0, 255)
             .map(|p| p.map_or(16, |p| p as u8));
@@ -726,8 +782,8 @@ impl Checker<'_, '_> {
         let our_sci = self.sci(&m.sci);
         let peer_sci = self.sci(&m.peer_sci);
         Some(MkaKeys {
-            ckn: ckn?,
-            cak: cak?,
+            keys: keys?,
+            rekey_pn: rekey_pn?,
             key_server_priority: priority?,
             rekey_interval: rekey_interval?,
             port: port?,
@@ -742,6 +798,27 @@ impl Checker<'_, '_> {
         m: &RawMacsec,
         suite: CipherSuite,
     ) -> Option<StaticKeys> {
+        // What MKA keying takes has no place here.
+        let mka_only = [
+            ("ckn", m.ckn.as_ref().map(|f| f.span())),
+            ("cak_file", m.cak_file.as_ref().map(|f| f.span())),
+            ("keychain", m.keychain.as_ref().map(|f| f.span())),
+            ("rekey_pn", m.rekey_pn.as_ref().map(|f| f.span())),
+            (
+                "key_server_priority",
+                m.key_server_priority.as_ref().map(|f| f.span()),
+            ),
+            ("rekey_interval", m.rekey_interval.as_ref().map(|f| f.span())),
+        ];
+        for (name, at) in mka_only {
+            if let Some(at) = at {
+                self.hint(
+                    at,
+                    format!("{name} is for keying \"mka\""),
+                    "static keying takes tx_sak_file, rx_sak_file and an",
+                );
+            }
+        }
         let tx_sak = self.key_file(span.clone(), &m.tx_sak_file, "tx_sak_file", suite);
         let rx_sak = self.key_file(span.clone(), &m.rx_sak_file, "rx_sak_file", suite);
         let an = self.an(&m.an, "an", An::ALL[0]);

@@ -268,6 +268,15 @@ fn keying_and_suite_mistakes() {
         e[0].contains("salt only applies to the XPN cipher suites"),
         "{e:?}"
     );
+    // Static keying with what only MKA takes.
+    let e = d
+        .parse(&UDP_LINK.replace(
+            "keying = \"static\"",
+            "keying = \"static\"\nckn = \"01\"\nrekey_interval = \"1h\"",
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("ckn is for keying \"mka\""), "{e:?}");
+    assert!(e[1].contains("rekey_interval is for keying \"mka\""), "{e:?}");
     // MKA keying without its CKN and CAK, and with static keying's files.
     let e = d
         .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"mka\""))
@@ -697,8 +706,10 @@ fn mka_keying() {
     let interlink_config::Keying::Mka(m) = &c.links[0].macsec.keying else {
         panic!("mka keying")
     };
-    assert_eq!(m.ckn, b"abcdefgh");
-    assert_eq!(m.cak.len(), 16);
+    assert_eq!(m.keys.len(), 1);
+    assert_eq!(m.keys[0].ckn, b"abcdefgh");
+    assert_eq!(m.keys[0].cak.len(), 16);
+    assert_eq!(m.rekey_pn, None);
     assert_eq!(m.key_server_priority, 16);
     assert_eq!(m.rekey_interval, Some(std::time::Duration::from_secs(3600)));
     let e = d
@@ -713,14 +724,73 @@ fn mka_keying() {
         e[2].contains("key_server_priority 300 is out of range"),
         "{e:?}"
     );
-    let e = d
+    // XPN suites with MKA, and a PN threshold.
+    let c = d
         .parse(
-            &link("ckn = \"61\"\ncak_file = \"link.cak\"\n")
+            &link("ckn = \"61\"\ncak_file = \"link.cak\"\nrekey_pn = 5000000000\n")
                 .replace("gcm-aes-256", "gcm-aes-xpn-256"),
         )
+        .unwrap();
+    let interlink_config::Keying::Mka(m) = &c.links[0].macsec.keying else {
+        panic!("mka keying")
+    };
+    assert_eq!(m.rekey_pn, Some(5_000_000_000));
+    // Beyond a 32-bit PN without XPN.
+    let e = d
+        .parse(&link(
+            "ckn = \"61\"\ncak_file = \"link.cak\"\nrekey_pn = 5000000000\n",
+        ))
         .unwrap_err();
-    assert!(
-        e[0].contains("XPN cipher suite is not available yet"),
-        "{e:?}"
-    );
+    assert!(e[0].contains("rekey_pn 5000000000 is out of range"), "{e:?}");
+}
+
+#[test]
+fn mka_keychain() {
+    let d = keys("mka-chain");
+    for f in ["a.cak", "b.cak", "c.cak", "d.cak"] {
+        d.key(f, "00112233445566778899aabbccddeeff\n", 0o600);
+    }
+    let link = |extra: &str| {
+        format!(
+            "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+             local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+             cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\n{extra}"
+        )
+    };
+    let c = d
+        .parse(&link(
+            "keychain = [ { ckn = \"02\", cak_file = \"b.cak\" }, \
+             { ckn = \"01\", cak_file = \"a.cak\" } ]\n",
+        ))
+        .unwrap();
+    let interlink_config::Keying::Mka(m) = &c.links[0].macsec.keying else {
+        panic!("mka keying")
+    };
+    let ckns: Vec<_> = m.keys.iter().map(|k| k.ckn.clone()).collect();
+    assert_eq!(ckns, [vec![2], vec![1]], "in the order given: preferred first");
+    // Four keys, a repeated CKN, both forms at once.
+    let four = "keychain = [ { ckn = \"01\", cak_file = \"a.cak\" }, \
+                { ckn = \"02\", cak_file = \"b.cak\" }, { ckn = \"03\", cak_file = \"c.cak\" }, \
+                { ckn = \"04\", cak_file = \"d.cak\" } ]\n";
+    let e = d.parse(&link(four)).unwrap_err();
+    assert!(e[0].contains("a keychain of 4 keys"), "{e:?}");
+    let e = d
+        .parse(&link(
+            "keychain = [ { ckn = \"01\", cak_file = \"a.cak\" }, \
+             { ckn = \"01\", cak_file = \"b.cak\" } ]\n",
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("this CKN is in the keychain twice"), "{e:?}");
+    let e = d
+        .parse(&link(
+            "ckn = \"01\"\nkeychain = [ { ckn = \"01\", cak_file = \"a.cak\" } ]\n",
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("keychain and ckn/cak_file both given"), "{e:?}");
+    let e = d
+        .parse(&link(
+            "keychain = [ { ckn = \"01\", cak_file = \"a.cak\", priority = 1 } ]\n",
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("unknown field `priority`"), "{e:?}");
 }

@@ -24,7 +24,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -175,6 +175,9 @@ struct Shared {
     /// One per transmit worker.
     tx: Vec<Published>,
     rx: Published,
+    /// The lowest acceptable PN of the receive SA on each AN (0: none), published by the
+    /// receive worker once per batch: MKA reports it and watches it for PN exhaustion.
+    rx_lowest_pn: [AtomicU64; 4],
     liveness: Mutex<(Liveness, Option<Instant>)>,
     dead_interval: Duration,
     epoch: Instant,
@@ -294,6 +297,7 @@ impl Link {
             stop: AtomicBool::new(false),
             tx: (0..queues).map(|_| Published::default()).collect(),
             rx: Published::default(),
+            rx_lowest_pn: Default::default(),
             liveness: Mutex::new((Liveness::default(), None)),
             dead_interval: spec.probe_interval * 3,
             epoch: Instant::now(),
@@ -488,6 +492,18 @@ impl Link {
     /// The MKPDUs that arrive, once: whoever runs MKA for the link takes them.
     pub fn take_control_rx(&mut self) -> Option<Receiver<Vec<u8>>> {
         self.control_rx.take()
+    }
+
+    /// The lowest acceptable PN of the receive SA on each AN, as of the receive worker's last
+    /// batch (0 where none is installed).
+    pub fn rx_lowest_pns(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.shared.rx_lowest_pn[i].load(Ordering::Relaxed))
+    }
+
+    /// The AN transmitted with and the PN its next frame takes, if any.
+    pub fn tx_pn(&self) -> Option<(An, u64)> {
+        let sa = self.tx_secy.encoding_sa()?;
+        Some((sa.an(), sa.next_pn().unwrap_or(u64::MAX)))
     }
 
     /// The transmit SC as the control plane sees it (SAs, PNs).

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use interlink_macsec::{Accepted, RxSecY, ADDRS_LEN, ETHERTYPE_MACSEC};
+use interlink_macsec::{Accepted, An, RxSecY, Sci, ADDRS_LEN, ETHERTYPE_MACSEC};
 
 use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
 use crate::counters::Counters;
@@ -108,6 +108,7 @@ impl RxWorker {
                         done,
                     } => {
                         let r = self.secy.install_sa(peer, an, &keys.as_key(), lowest_pn);
+                        self.publish_pns(peer);
                         let _ = done.send(r);
                     }
                 }
@@ -149,8 +150,16 @@ impl RxWorker {
             }
             gro.flush(tun, &mut counters);
             self.shared.rx.publish(&counters);
+            self.publish_pns(peer);
         }
         self.shared.rx.publish(&counters);
+    }
+
+    fn publish_pns(&self, peer: Sci) {
+        let Some(sc) = self.secy.sc(peer) else { return };
+        for (an, slot) in An::ALL.iter().zip(&self.shared.rx_lowest_pn) {
+            slot.store(sc.sa(*an).map_or(0, |sa| sa.lowest_pn()), Ordering::Relaxed);
+        }
     }
 
     /// Validates one frame and delivers its user data: IP to TUN (joined into TCP trains
