@@ -611,46 +611,55 @@ fn start_mka(lab: &mut Lab, wire: Wire, cak_b: &str) {
 }
 
 fn start_mka_with(lab: &mut Lab, wire: Wire, cak_b: &str, extra: &str) {
-    lab.secret(
-        "a.cak",
-        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    start_mka_suite(lab, wire, "gcm-aes-256", cak_b, extra);
+}
+
+const CAK: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+/// Writes gateway `side`'s config: one MKA link with `keys` (its `ckn`/`cak_file` or
+/// `keychain` lines) and `extra` lines in its [link.macsec].
+fn mka_config(lab: &Lab, side: &str, wire: Wire, suite: &str, keys: &str, extra: &str) -> String {
+    let (me, peer, tun4, tun6) = if side == "a" {
+        ("192.0.2.1", "192.0.2.2", "169.254.0.1/30", "fd00::1/126")
+    } else {
+        ("192.0.2.2", "192.0.2.1", "169.254.0.2/30", "fd00::2/126")
+    };
+    let transport = transport(side, wire, me, peer);
+    let cfg = lab.file(
+        &format!("{side}.toml"),
+        &format!(
+            "[[link]]\nname = \"mka\"\ninterface = \"il0\"\naddresses = [\"{tun4}\", \"{tun6}\"]\n\
+             {transport}\nprobe_interval = \"200ms\"\n\n[link.macsec]\n\
+             cipher_suite = \"{suite}\"\nkeying = \"mka\"\n{keys}{extra}"
+        ),
     );
-    lab.secret("b.cak", cak_b);
+    cfg.to_str().unwrap().to_owned()
+}
+
+fn spawn_gateway(lab: &mut Lab, side: &str, cfg: &str) {
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn(&format!("g{side}"), bin, &["--config", cfg]);
+}
+
+fn start_mka_suite(lab: &mut Lab, wire: Wire, suite: &str, cak_b: &str, extra: &str) {
+    lab.secret("a.cak", CAK);
+    lab.secret("b.cak", cak_b);
     for side in ["a", "b"] {
-        let (me, peer, tun4, tun6) = if side == "a" {
-            ("192.0.2.1", "192.0.2.2", "169.254.0.1/30", "fd00::1/126")
-        } else {
-            ("192.0.2.2", "192.0.2.1", "169.254.0.2/30", "fd00::2/126")
-        };
-        let transport = transport(side, wire, me, peer);
-        let cfg = lab.file(
-            &format!("{side}.toml"),
-            &format!(
-                "[[link]]\nname = \"mka\"\ninterface = \"il0\"\naddresses = [\"{tun4}\", \"{tun6}\"]\n\
-                 {transport}\nprobe_interval = \"200ms\"\n\n[link.macsec]\n\
-                 cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\nckn = \"696e7465726c696e6b\"\n\
-                 cak_file = \"{side}.cak\"\n{extra}"
-            ),
-        );
-        let cfg = cfg.to_str().unwrap().to_owned();
-        lab.spawn(&format!("g{side}"), bin, &["--config", &cfg]);
+        let keys = format!("ckn = \"696e7465726c696e6b\"\ncak_file = \"{side}.cak\"\n");
+        let cfg = mka_config(lab, side, wire, suite, &keys, extra);
+        spawn_gateway(lab, side, &cfg);
     }
     route_across(lab);
 }
 
-fn mka_keys_the_link(wire: Wire, test: &str) {
+fn mka_keys_the_link(wire: Wire, suite: &str, test: &str) {
     if !netns::require_root() {
         return;
     }
     let mut lab = Lab::new(test);
     lab.two_sites();
     let started = std::time::Instant::now();
-    start_mka(
-        &mut lab,
-        wire,
-        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
-    );
+    start_mka_suite(&mut lab, wire, suite, CAK, "");
     // Nothing passes until MKA has agreed on a SAK; then traffic flows.
     lab.wait_for(
         "both gateways sending under a SAK",
@@ -658,7 +667,7 @@ fn mka_keys_the_link(wire: Wire, test: &str) {
         || lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key"),
     );
     eprintln!(
-        "{test}: first SAK in use {:?} after the start",
+        "{test}: {suite}: first SAK in use {:?} after the start",
         started.elapsed()
     );
     ping(&lab, "ha", "10.2.0.2");
@@ -669,17 +678,30 @@ fn mka_keys_the_link(wire: Wire, test: &str) {
         let (status, log) = lab.stop(side);
         assert_eq!(status, Some(0), "{log}");
         assert!(log.contains("mka: link mka: peer live"), "{log}");
+        // Every frame validated: with XPN, that needs the same salt and SSCIs on both sides.
+        assert_eq!(counter(&log, "InPktsNotValid"), 0, "{log}");
+        assert!(counter(&log, "InPktsOK") > 100, "{log}");
     }
 }
 
 #[test]
 fn udp_mka_keys_the_link() {
-    mka_keys_the_link(Wire::Udp, "udp-mka");
+    mka_keys_the_link(Wire::Udp, "gcm-aes-256", "udp-mka");
 }
 
 #[test]
 fn ethernet_mka_keys_the_link() {
-    mka_keys_the_link(Wire::Ethernet, "eth-mka");
+    mka_keys_the_link(Wire::Ethernet, "gcm-aes-256", "eth-mka");
+}
+
+#[test]
+fn udp_mka_keys_an_xpn_256_link() {
+    mka_keys_the_link(Wire::Udp, "gcm-aes-xpn-256", "udp-mka-xpn");
+}
+
+#[test]
+fn ethernet_mka_keys_an_xpn_128_link() {
+    mka_keys_the_link(Wire::Ethernet, "gcm-aes-xpn-128", "eth-mka-xpn");
 }
 
 #[test]
@@ -754,4 +776,196 @@ fn five_mka_rekeys_during_a_tcp_transfer_lose_nothing() {
         }
     }
     eprintln!("five rekeys: {received} octets, {retransmits} TCP retransmits");
+}
+
+/// The SecY counters that would show a frame lost to a key change.
+const KEY_CHANGE_DROPS: [&str; 5] = [
+    "InPktsLate",
+    "InPktsNotUsingSA",
+    "InPktsUnusedSA",
+    "InPktsNotValid",
+    "InPktsNoSA",
+];
+
+#[test]
+fn a_restarted_peer_carries_traffic_again_within_10s_under_a_new_sak() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mka-restart");
+    lab.two_sites();
+    start_mka(&mut lab, Wire::Udp, CAK);
+    let keys = "ckn = \"696e7465726c696e6b\"\ncak_file = \"b.cak\"\n";
+    lab.wait_for("a SAK in use", Duration::from_secs(15), || {
+        lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    ping(&lab, "ha", "10.2.0.2");
+    let rx_before = lab.log("ga").matches("receiving with key").count();
+    let (status, _) = lab.stop("gb");
+    assert_eq!(status, Some(0));
+    let restarted = std::time::Instant::now();
+    let cfg = mka_config(&lab, "b", Wire::Udp, "gcm-aes-256", keys, "");
+    spawn_gateway(&mut lab, "b", &cfg);
+    // Its interface is new: the routes through it too.
+    lab.wait_for("il0 up again", Duration::from_secs(10), || {
+        interface_up(&lab, "gb")
+    });
+    lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
+    lab.route("gb", &["fd01::/64", "dev", "il0"]);
+    // Traffic resumes within 10 s: one ping a second until one answers.
+    lab.wait_for(
+        "a ping across after the restart",
+        Duration::from_secs(10),
+        || {
+            lab.try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
+                .status
+                .success()
+        },
+    );
+    let took = restarted.elapsed();
+    eprintln!("traffic resumed {took:?} after gateway B restarted");
+    // Under a new SAK: gateway A installed another receive key.
+    let la = lab.log("ga");
+    assert!(la.matches("receiving with key").count() > rx_before, "{la}");
+    ping(&lab, "hb", "fd01::2");
+}
+
+/// Gateway `side`'s keychain lines: `(ckn, cak file)` pairs, preferred first.
+fn keychain(keys: &[(&str, &str)]) -> String {
+    let entries: Vec<String> = keys
+        .iter()
+        .map(|(ckn, file)| format!("{{ ckn = \"{ckn}\", cak_file = \"{file}\" }}"))
+        .collect();
+    format!("keychain = [ {} ]\n", entries.join(", "))
+}
+
+#[test]
+fn a_cak_rollover_on_reload_loses_no_packet() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mka-rollover");
+    lab.two_sites();
+    lab.secret("old.cak", CAK);
+    lab.secret(
+        "new.cak",
+        "8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677\n",
+    );
+    let old = ("6f6c64", "old.cak");
+    let new = ("6e6577", "new.cak");
+    for side in ["a", "b"] {
+        let cfg = mka_config(
+            &lab,
+            side,
+            Wire::Udp,
+            "gcm-aes-xpn-256",
+            &keychain(&[old]),
+            "",
+        );
+        spawn_gateway(&mut lab, side, &cfg);
+    }
+    route_across(&lab);
+    lab.wait_for("a SAK in use", Duration::from_secs(15), || {
+        lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    // A transfer runs across the whole rollover.
+    lab.iperf3_server("iperf-roll", "hb", "5201");
+    lab.spawn_in(
+        "client-roll",
+        "ha",
+        Path::new("iperf3"),
+        &["-c", "10.2.0.2", "-t", "8", "-J"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Step 1: the new key on both sides, preferred.
+    for side in ["a", "b"] {
+        mka_config(
+            &lab,
+            side,
+            Wire::Udp,
+            "gcm-aes-xpn-256",
+            &keychain(&[new, old]),
+            "",
+        );
+        lab.signal(&format!("g{side}"), "HUP");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    lab.wait_for(
+        "the new CA protecting the link",
+        Duration::from_secs(10),
+        || {
+            ["ga", "gb"].iter().all(|g| {
+                lab.log(g)
+                    .contains("the keys of CKN 6e6577 protect the link")
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Step 2: the old key goes.
+    for side in ["a", "b"] {
+        mka_config(
+            &lab,
+            side,
+            Wire::Udp,
+            "gcm-aes-xpn-256",
+            &keychain(&[new]),
+            "",
+        );
+        lab.signal(&format!("g{side}"), "HUP");
+    }
+    let (status, client) = lab.wait_exit("client-roll", Duration::from_secs(20));
+    let _ = lab.stop("iperf-roll");
+    assert_eq!(status, Some(0), "{client}");
+    let report: serde_json::Value = serde_json::from_str(&client).unwrap();
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let retransmits = report["end"]["sum_sent"]["retransmits"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(received > 10_000_000, "only {received} octets");
+    // Traffic still flows under the new key alone.
+    ping(&lab, "ha", "10.2.0.2");
+    let (_, la) = lab.stop("ga");
+    let (_, lb) = lab.stop("gb");
+    for log in [&la, &lb] {
+        assert_eq!(
+            log.matches("reload: link mka: keychain of").count(),
+            2,
+            "{log}"
+        );
+        assert!(!log.contains("restarting it"), "{log}");
+        for c in KEY_CHANGE_DROPS {
+            assert_eq!(counter(log, c), 0, "{c}:\n{log}");
+        }
+    }
+    eprintln!("CAK rollover: {received} octets, {retransmits} TCP retransmits");
+}
+
+#[test]
+fn the_key_server_rekeys_at_the_pn_threshold() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mka-pn");
+    lab.two_sites();
+    // A threshold of 5000 PNs and no interval: every rekey is the PN's doing.
+    start_mka_with(&mut lab, Wire::Udp, CAK, "rekey_pn = 5000\n");
+    lab.wait_for("a SAK in use", Duration::from_secs(15), || {
+        lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    let received = tcp_transfer(&mut lab, "pn", "10.2.0.2");
+    assert!(received > 10_000_000, "only {received} octets");
+    let (_, la) = lab.stop("ga");
+    let (_, lb) = lab.stop("gb");
+    let switches = la
+        .matches("sending with key")
+        .count()
+        .max(lb.matches("sending with key").count());
+    // Over 10 MB in frames of at most 1440 octets is over 7000 frames from gateway A: the
+    // SAK changes at least once past 5000 PNs (a second takes some 25000 here).
+    assert!(switches >= 2, "{la}\n{lb}");
+    for log in [&la, &lb] {
+        for c in KEY_CHANGE_DROPS {
+            assert_eq!(counter(log, c), 0, "{c}:\n{log}");
+        }
+    }
 }

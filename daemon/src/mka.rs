@@ -11,7 +11,6 @@ use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::participant::{Config, PnStatus, XpnParams};
 
-
 /// MKA for one link: the KaY, where MKPDUs arrive, and what was last logged.
 pub struct MkaRun {
     kay: Kay,
@@ -148,10 +147,7 @@ impl MkaRun {
                         link.install_rx_sa(an, keys, 1).map_err(|e| e.to_string())
                     });
                     match r {
-                        Ok(()) => log!(
-                            "mka: link {name}: receiving with key {} on AN {an}",
-                            ki.kn
-                        ),
+                        Ok(()) => log!("mka: link {name}: receiving with key {} on AN {an}", ki.kn),
                         Err(e) => log!("mka: link {name}: cannot install the receive SA: {e}"),
                     }
                 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::mka::MkaRun;
 use interlink_bgp::speaker::{self, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{
@@ -12,7 +13,6 @@ use interlink_config::{
 use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
 use interlink_fib::{FibEvent, FibService, NextHop, Prefix, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
-use crate::mka::MkaRun;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub fn main(path: &Path, check: bool) -> ExitCode {
@@ -42,7 +42,7 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(path, config))
 }
 
 /// What the data plane needs from a `[[link]]`.
@@ -112,6 +112,155 @@ async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link,
         .await
         .map_err(|e| format!("configure {}: {e}", link.interface))?;
     Ok(running)
+}
+
+/// A running link, its MKA and what was last logged of it.
+struct LinkRun {
+    cfg: LinkConfig,
+    link: Link,
+    mka: Option<MkaRun>,
+    was_up: bool,
+}
+
+impl LinkRun {
+    async fn start(handle: &rtnetlink::Handle, l: &LinkConfig) -> Result<LinkRun, String> {
+        let mut link = bring_up(handle, l).await?;
+        let mka = crate::mka::start(&mut link, l)
+            .transpose()
+            .map_err(|e| format!("MKA: {e}"))?;
+        log!(
+            "link {}: {} up, mtu {}, {}, SCI {} to {}",
+            link.name(),
+            link.ifname(),
+            link.mtu(),
+            l.macsec.cipher_suite,
+            link.sci(),
+            link.peer_sci()
+        );
+        Ok(LinkRun {
+            cfg: l.clone(),
+            link,
+            mka,
+            was_up: false,
+        })
+    }
+
+    /// Stops the workers and removes the interface, with a line of what it carried.
+    fn stop(self) {
+        let name = self.link.name().to_owned();
+        let c = self.link.counters();
+        self.link.stop();
+        let secy: Vec<String> = c
+            .secy_tx
+            .entries()
+            .chain(c.secy_rx.entries())
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        log!(
+            "link {name}: stopped; sent {} packets, received {}, dropped {}; {}",
+            c.link.underlay_tx_packets,
+            c.secy_rx.in_pkts_ok,
+            c.secy_rx.dropped(),
+            secy.join(" ")
+        );
+    }
+}
+
+/// Whether two configs of a link differ only in their MKA keychain, which MKA takes while
+/// running.
+fn only_keychain_differs(a: &LinkConfig, b: &LinkConfig) -> bool {
+    match (&a.macsec.keying, &b.macsec.keying) {
+        (Keying::Mka(ka), Keying::Mka(kb)) => {
+            let mut b2 = b.clone();
+            if let Keying::Mka(k) = &mut b2.macsec.keying {
+                k.keys = ka.keys.clone();
+            }
+            ka.keys != kb.keys && *a == b2
+        }
+        _ => false,
+    }
+}
+
+/// A reload of `[[link]]`: links gone are stopped, new ones started, changed ones restarted,
+/// except that a new MKA keychain is handed to the running KaY (a CAK rollover loses
+/// nothing). Links not changed are not touched.
+async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new: &Config) {
+    let mut kept = Vec::new();
+    for run in std::mem::take(links) {
+        match new.links.iter().find(|l| l.name == run.cfg.name) {
+            Some(l) if *l == run.cfg => kept.push(run),
+            Some(l) if only_keychain_differs(&run.cfg, l) => {
+                let mut run = run;
+                if let (Some(m), Keying::Mka(keys)) = (&mut run.mka, &l.macsec.keying) {
+                    match m.set_keys(&mut run.link, keys) {
+                        Ok(()) => {
+                            log!(
+                                "reload: link {}: keychain of {} key(s)",
+                                l.name,
+                                keys.keys.len()
+                            );
+                            run.cfg = l.clone();
+                        }
+                        Err(e) => log!("reload: link {}: keychain not taken: {e}", l.name),
+                    }
+                }
+                kept.push(run);
+            }
+            Some(_) => {
+                log!("reload: link {}: changed; restarting it", run.cfg.name);
+                run.stop();
+            }
+            None => {
+                log!("reload: link {}: removed", run.cfg.name);
+                run.stop();
+            }
+        }
+    }
+    // In the new config's order; the kept ones as they are, the others started.
+    for l in &new.links {
+        if let Some(i) = kept.iter().position(|r| r.cfg.name == l.name) {
+            links.push(kept.swap_remove(i));
+            continue;
+        }
+        match LinkRun::start(handle, l).await {
+            Ok(run) => links.push(run),
+            Err(e) => log!("reload: link {}: {e}", l.name),
+        }
+    }
+}
+
+/// A reload of `[[route]]`: routes gone are withdrawn, new and changed ones installed.
+fn reload_routes(fib: &FibService, old: &Config, new: &Config) {
+    for r in &old.routes {
+        if !new.routes.iter().any(|n| n.prefix == r.prefix) {
+            fib.set(r.prefix, None);
+        }
+    }
+    for r in &new.routes {
+        if old.routes.iter().any(|o| o == r) {
+            continue;
+        }
+        match static_route(r) {
+            Ok(route) => fib.set(r.prefix, Some(route)),
+            Err(e) => log!("reload: route {}: {e}; not installed", r.prefix),
+        }
+    }
+}
+
+/// Sections a reload does not apply yet: each is named in the log.
+fn unapplied(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.router != new.router || old.neighbors != new.neighbors || old.bgp != new.bgp {
+        out.push("[router], [[neighbor]] or [bgp]");
+    }
+    if old.fib != new.fib {
+        out.push("[fib]");
+    }
+    if old.metrics_listen != new.metrics_listen {
+        out.push("[metrics]");
+    }
+    out
 }
 
 fn set_established(list: &mut [(String, bool)], address: std::net::IpAddr, up: bool) {
@@ -235,7 +384,7 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(path: &Path, mut config: Config) -> ExitCode {
     let (connection, handle, _) = match rtnetlink::new_connection() {
         Ok(c) => c,
         Err(e) => {
@@ -244,41 +393,22 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     tokio::spawn(connection);
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             log!("cannot install signal handlers");
             return ExitCode::from(1);
         }
     };
 
-    let mut links = Vec::new();
-    let mut mkas: Vec<Option<MkaRun>> = Vec::new();
+    let mut links: Vec<LinkRun> = Vec::new();
     for l in &config.links {
-        match bring_up(&handle, l).await {
-            Ok(mut link) => {
-                match crate::mka::start(&mut link, l) {
-                    None => mkas.push(None),
-                    Some(Ok(m)) => mkas.push(Some(m)),
-                    Some(Err(e)) => {
-                        log!("link {}: MKA: {e}", l.name);
-                        return ExitCode::from(1);
-                    }
-                }
-                log!(
-                    "link {}: {} up, mtu {}, {}, SCI {} to {}",
-                    link.name(),
-                    link.ifname(),
-                    link.mtu(),
-                    l.macsec.cipher_suite,
-                    link.sci(),
-                    link.peer_sci()
-                );
-                links.push((link, false));
-            }
+        match LinkRun::start(&handle, l).await {
+            Ok(run) => links.push(run),
             Err(e) => {
                 log!("link {}: {e}", l.name);
                 // Links already up are stopped (and their interfaces removed) on return.
@@ -416,10 +546,29 @@ async fn serve(config: Config) -> ExitCode {
                 swept = true;
             }
             _ = watchdog.tick() => notifier.notify("WATCHDOG=1"),
-            _ = mka_tick.tick(), if mkas.iter().any(Option::is_some) => {
-                for ((link, _), mka) in links.iter_mut().zip(mkas.iter_mut()) {
-                    if let Some(m) = mka {
-                        m.turn(link);
+            _ = mka_tick.tick(), if links.iter().any(|l| l.mka.is_some()) => {
+                for l in &mut links {
+                    if let Some(m) = &mut l.mka {
+                        m.turn(&mut l.link);
+                    }
+                }
+            }
+            _ = hup.recv() => {
+                match Config::load(path) {
+                    Err(errors) => {
+                        for e in errors.0 {
+                            log!("reload: {e}");
+                        }
+                        log!("reload: the new configuration has errors; the running one stays");
+                    }
+                    Ok(new) => {
+                        reload_links(&handle, &mut links, &new).await;
+                        reload_routes(&fib, &config, &new);
+                        for section in unapplied(&config, &new) {
+                            log!("reload: {section} changed; that takes effect at the next restart");
+                        }
+                        config = new;
+                        log!("reload: done");
                     }
                 }
             }
@@ -432,13 +581,12 @@ async fn serve(config: Config) -> ExitCode {
                     let text = crate::metrics::render(&crate::metrics::Snapshot {
                         links: links
                             .iter()
-                            .zip(&mkas)
-                            .map(|((l, _), m)| crate::metrics::LinkView {
-                                name: l.name(),
-                                counters: l.counters(),
-                                liveness: l.liveness(),
-                                rekeys: m.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
-                                mka_live: m.as_ref().map(|m| m.live),
+                            .map(|l| crate::metrics::LinkView {
+                                name: l.link.name(),
+                                counters: l.link.counters(),
+                                liveness: l.link.liveness(),
+                                rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
+                                mka_live: l.mka.as_ref().map(|m| m.live),
                             })
                             .collect(),
                         fib: &snap,
@@ -449,14 +597,14 @@ async fn serve(config: Config) -> ExitCode {
                         *m = text;
                     }
                 }
-                for (link, was_up) in links.iter_mut() {
-                    let l = link.liveness();
-                    if l.up != *was_up {
+                for run in links.iter_mut() {
+                    let l = run.link.liveness();
+                    if l.up != run.was_up {
                         match l.last_rtt {
-                            Some(rtt) if l.up => log!("link {}: peer reachable, rtt {:?}", link.name(), rtt),
-                            _ => log!("link {}: peer unreachable", link.name()),
+                            Some(rtt) if l.up => log!("link {}: peer reachable, rtt {:?}", run.link.name(), rtt),
+                            _ => log!("link {}: peer unreachable", run.link.name()),
                         }
-                        *was_up = l.up;
+                        run.was_up = l.up;
                     }
                 }
             }
@@ -481,24 +629,8 @@ async fn serve(config: Config) -> ExitCode {
         ),
         Err(e) => log!("fib: {e}"),
     }
-    for (link, _) in links {
-        let name = link.name().to_owned();
-        let c = link.counters();
-        link.stop();
-        let secy: Vec<String> = c
-            .secy_tx
-            .entries()
-            .chain(c.secy_rx.entries())
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
-        log!(
-            "link {name}: stopped; sent {} packets, received {}, dropped {}; {}",
-            c.link.underlay_tx_packets,
-            c.secy_rx.in_pkts_ok,
-            c.secy_rx.dropped(),
-            secy.join(" ")
-        );
+    for run in links {
+        run.stop();
     }
     ExitCode::SUCCESS
 }

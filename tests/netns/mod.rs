@@ -225,6 +225,42 @@ impl Lab {
         let _ = child.wait();
     }
 
+    /// Sends `signal` (a name `kill` takes, such as HUP) to the daemon `name`.
+    #[allow(dead_code)]
+    pub fn signal(&self, name: &str, signal: &str) {
+        let (_, child) = self
+            .daemons
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("no such daemon");
+        sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+    }
+
+    /// Waits for the process `name` to exit by itself, for at most `timeout` (then kills it),
+    /// and returns its exit status and log.
+    #[allow(dead_code)]
+    pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> (Option<i32>, String) {
+        let i = self
+            .daemons
+            .iter()
+            .position(|(n, _)| n == name)
+            .expect("no such daemon");
+        let (_, mut child) = self.daemons.remove(i);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, self.log(name))
+    }
+
     /// Sends SIGTERM to the daemon in `short` and returns its exit status and log.
     pub fn stop(&mut self, short: &str) -> (Option<i32>, String) {
         let i = self

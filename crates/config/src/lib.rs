@@ -808,7 +808,10 @@ impl Checker<'_, '_> {
                 "key_server_priority",
                 m.key_server_priority.as_ref().map(|f| f.span()),
             ),
-            ("rekey_interval", m.rekey_interval.as_ref().map(|f| f.span())),
+            (
+                "rekey_interval",
+                m.rekey_interval.as_ref().map(|f| f.span()),
+            ),
         ];
         for (name, at) in mka_only {
             if let Some(at) = at {

@@ -276,7 +276,10 @@ fn keying_and_suite_mistakes() {
         ))
         .unwrap_err();
     assert!(e[0].contains("ckn is for keying \"mka\""), "{e:?}");
-    assert!(e[1].contains("rekey_interval is for keying \"mka\""), "{e:?}");
+    assert!(
+        e[1].contains("rekey_interval is for keying \"mka\""),
+        "{e:?}"
+    );
     // MKA keying without its CKN and CAK, and with static keying's files.
     let e = d
         .parse(&UDP_LINK.replace("keying = \"static\"", "keying = \"mka\""))
@@ -741,7 +744,10 @@ fn mka_keying() {
             "ckn = \"61\"\ncak_file = \"link.cak\"\nrekey_pn = 5000000000\n",
         ))
         .unwrap_err();
-    assert!(e[0].contains("rekey_pn 5000000000 is out of range"), "{e:?}");
+    assert!(
+        e[0].contains("rekey_pn 5000000000 is out of range"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -767,7 +773,11 @@ fn mka_keychain() {
         panic!("mka keying")
     };
     let ckns: Vec<_> = m.keys.iter().map(|k| k.ckn.clone()).collect();
-    assert_eq!(ckns, [vec![2], vec![1]], "in the order given: preferred first");
+    assert_eq!(
+        ckns,
+        [vec![2], vec![1]],
+        "in the order given: preferred first"
+    );
     // Four keys, a repeated CKN, both forms at once.
     let four = "keychain = [ { ckn = \"01\", cak_file = \"a.cak\" }, \
                 { ckn = \"02\", cak_file = \"b.cak\" }, { ckn = \"03\", cak_file = \"c.cak\" }, \
@@ -786,7 +796,10 @@ fn mka_keychain() {
             "ckn = \"01\"\nkeychain = [ { ckn = \"01\", cak_file = \"a.cak\" } ]\n",
         ))
         .unwrap_err();
-    assert!(e[0].contains("keychain and ckn/cak_file both given"), "{e:?}");
+    assert!(
+        e[0].contains("keychain and ckn/cak_file both given"),
+        "{e:?}"
+    );
     let e = d
         .parse(&link(
             "keychain = [ { ckn = \"01\", cak_file = \"a.cak\", priority = 1 } ]\n",

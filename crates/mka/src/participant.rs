@@ -299,9 +299,22 @@ impl Participant {
         self.principal = principal;
     }
 
-    /// The PNs in use, as the data plane reports them.
+    /// The PNs in use, as the data plane reports them. Past the threshold, the key server
+    /// wants a new SAK at once (`next_timer` says so).
     pub fn set_pns(&mut self, pns: PnStatus) {
         self.pns = pns;
+        if self.threshold_crossed() {
+            self.rekey_wanted = true;
+        }
+    }
+
+    /// PN exhaustion (§9.8): we are the principal CA's key server and the latest key, in
+    /// use by everyone, has been used past the threshold.
+    fn threshold_crossed(&self) -> bool {
+        self.principal
+            && self.is_key_server()
+            && self.latest.as_ref().is_some_and(|k| k.tx)
+            && self.latest_pn() > self.cfg.pn_threshold
     }
 
     /// How far the latest key has been used: the highest of our next transmit PN under it,
@@ -330,7 +343,9 @@ impl Participant {
             .rekey_interval
             .filter(|_| self.principal && self.is_key_server())
             .map(|i| self.last_rekey + i);
-        [expiry, rekey]
+        // A rekey wanted by the key server (the PN threshold, a request) is due now.
+        let now = (self.rekey_wanted && self.is_key_server()).then_some(self.last_rekey);
+        [expiry, rekey, now]
             .into_iter()
             .flatten()
             .fold(self.next_hello, Instant::min)
@@ -364,12 +379,9 @@ impl Participant {
                     self.rekey_wanted = true;
                 }
             }
-            // PN exhaustion (§9.8): once per key, when the latest key is fully in use.
-            if self.latest.as_ref().is_some_and(|k| k.tx)
-                && self.latest_pn() > self.cfg.pn_threshold
-            {
-                self.rekey_wanted = true;
-            }
+        }
+        if self.threshold_crossed() {
+            self.rekey_wanted = true;
         }
         self.step(now, &mut out);
         if changed || now >= self.next_hello || !out.is_empty() {

@@ -334,6 +334,10 @@ fn the_key_server_rekeys_when_its_transmit_pn_passes_the_threshold() {
         tx: Some((an, 1001)),
         rx_lowest: [0; 4],
     });
+    // Due at once, not at the next hello.
+    assert!(net.members[0].next_timer() <= net.now);
+    net.run(Duration::from_millis(100));
+    assert_ne!(net.members[0].latest().unwrap().0, k1);
     net.run(Duration::from_secs(3));
     let (k2, an2, tx) = net.members[0].latest().unwrap();
     assert_ne!(k2, k1, "a new SAK at the PN threshold");
