@@ -969,3 +969,70 @@ fn the_key_server_rekeys_at_the_pn_threshold() {
         }
     }
 }
+
+/// The interface index of `dev` in `ns`, if it exists.
+fn ifindex(lab: &Lab, ns: &str, dev: &str) -> Option<u32> {
+    let out = lab.try_exec(ns, &["cat", &format!("/sys/class/net/{dev}/ifindex")]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .flatten()
+}
+
+#[test]
+fn a_reload_touches_only_the_links_that_changed() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("reload-links");
+    lab.add_ns("g");
+    lab.exec("g", &["ip", "link", "set", "lo", "up"]);
+    keys(&lab, "gcm-aes-128");
+    // Links over loopback UDP (no peer needed to run); each named by its interface.
+    let link = |n: u16, mtu: u32| {
+        format!(
+            "[[link]]\nname = \"l{n}\"\ninterface = \"il{n}\"\ntransport = \"udp\"\n\
+             local = \"127.0.0.1:{}\"\nremote = \"127.0.0.1:{}\"\nmtu = {mtu}\n\
+             [link.macsec]\ncipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
+             tx_sak_file = \"a.sak\"\nrx_sak_file = \"b.sak\"\n",
+            5000 + n,
+            6000 + n
+        )
+    };
+    let cfg = lab.file("g.toml", &(link(0, 1400) + &link(1, 1400)));
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn("g", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("both links up", Duration::from_secs(10), || {
+        ifindex(&lab, "g", "il0").is_some() && ifindex(&lab, "g", "il1").is_some()
+    });
+    let il0 = ifindex(&lab, "g", "il0");
+    // l1 goes, l2 comes, l0 stays as it is.
+    std::fs::write(&cfg, link(0, 1400) + &link(2, 1400)).unwrap();
+    lab.signal("g", "HUP");
+    lab.wait_for("il2 up and il1 gone", Duration::from_secs(10), || {
+        ifindex(&lab, "g", "il2").is_some() && ifindex(&lab, "g", "il1").is_none()
+    });
+    assert_eq!(ifindex(&lab, "g", "il0"), il0, "l0 was not touched");
+    // A change to l0 restarts l0 alone.
+    let il2 = ifindex(&lab, "g", "il2");
+    std::fs::write(&cfg, link(0, 1300) + &link(2, 1400)).unwrap();
+    lab.signal("g", "HUP");
+    lab.wait_for("l0 restarted", Duration::from_secs(10), || {
+        lab.log("g")
+            .contains("reload: link l0: changed; restarting it")
+            && ifindex(&lab, "g", "il0").is_some_and(|i| Some(i) != il0)
+    });
+    assert_eq!(ifindex(&lab, "g", "il2"), il2, "l2 was not touched");
+    let mtu = lab.exec("g", &["cat", "/sys/class/net/il0/mtu"]);
+    assert_eq!(String::from_utf8_lossy(&mtu.stdout).trim(), "1300");
+    // An invalid file changes nothing.
+    std::fs::write(&cfg, "[[link]]\nname = \"l0\"\n").unwrap();
+    lab.signal("g", "HUP");
+    lab.wait_for("the reload refused", Duration::from_secs(10), || {
+        lab.log("g").contains("the running one stays")
+    });
+    assert!(ifindex(&lab, "g", "il0").is_some() && ifindex(&lab, "g", "il2").is_some());
+    let (status, log) = lab.stop("g");
+    assert_eq!(status, Some(0), "{log}");
+    assert!(log.contains("reload: link l1: removed"), "{log}");
+}

@@ -1,5 +1,6 @@
 //! interlinkd under systemd's notification protocol: READY=1 with a STATUS once running,
-//! WATCHDOG=1 at half the interval systemd asks for, STOPPING=1 on SIGTERM. Needs root (the
+//! WATCHDOG=1 at half the interval systemd asks for, RELOADING=1 and READY=1 around a SIGHUP
+//! reload (an invalid file included), STOPPING=1 on SIGTERM. Needs root (the
 //! daemon runs in a network namespace of its own).
 
 mod netns;
@@ -54,6 +55,34 @@ fn ready_watchdog_and_stopping() {
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
+    );
+    // A reload: RELOADING=1 with the monotonic time, then READY=1 again.
+    let mut next = || loop {
+        let m = recv();
+        if m != "WATCHDOG=1" {
+            return m;
+        }
+    };
+    lab.signal("d", "HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert!(next().starts_with("READY=1\nSTATUS=running"));
+    // An invalid file: the running configuration stays, and the log says why.
+    std::fs::write(&cfg, "[[link]]\nname = 1\n").unwrap();
+    lab.signal("d", "HUP");
+    assert!(next().starts_with("RELOADING=1"));
+    assert!(next().starts_with("READY=1"));
+    let log = lab.log("d");
+    assert!(
+        log.contains("reload: the new configuration has errors; the running one stays"),
+        "{log}"
+    );
+    assert!(
+        log.contains("interlink.toml:2:"),
+        "the error's place: {log}"
     );
     let (status, log) = lab.stop("d");
     assert_eq!(status, Some(0), "{log}");

@@ -1,5 +1,5 @@
 //! The systemd notification protocol (sd_notify(3)), without libsystemd: READY, STATUS,
-//! WATCHDOG and STOPPING as datagrams to `$NOTIFY_SOCKET` (a path, or `@` for the abstract
+//! RELOADING, WATCHDOG and STOPPING as datagrams to `$NOTIFY_SOCKET` (a path, or `@` for the abstract
 //! namespace). Outside systemd the variable is unset and every call does nothing.
 
 use std::os::unix::net::UnixDatagram;
@@ -30,6 +30,19 @@ impl Notifier {
         } else {
             sock.send_to(state.as_bytes(), path)
         };
+    }
+
+    /// RELOADING=1 with the monotonic time systemd wants beside it; READY=1 follows when the
+    /// reload is done.
+    pub fn reloading(&self) {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
     }
 
     /// How often to send WATCHDOG=1: half of `$WATCHDOG_USEC`, if systemd asks for it (and

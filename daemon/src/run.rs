@@ -554,6 +554,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 }
             }
             _ = hup.recv() => {
+                notifier.reloading();
                 match Config::load(path) {
                     Err(errors) => {
                         for e in errors.0 {
@@ -571,6 +572,11 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                         log!("reload: done");
                     }
                 }
+                notifier.notify(&format!(
+                    "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
+                    links.len(),
+                    config.neighbors.len()
+                ));
             }
             _ = tick.tick() => {
                 for e in fib.events() {
