@@ -5,7 +5,7 @@
 #   10.10.0.2   10.10.0.1  192.0.2.1               192.0.2.2  10.20.0.1   10.20.0.2
 #
 # interlinkd runs on both gateways with the configs written below: the link keyed by MKA from
-# a fresh random CAK/CKN pair (GCM-AES-256), eBGP across it, metrics on 127.0.0.1:9477.
+# a fresh random CAK/CKN pair (GCM-AES-XPN-256), eBGP across it, metrics on 127.0.0.1:9477.
 # As root on a fresh Debian machine:
 #   ./scripts/lab.sh          build, bring the lab up, show it working
 #   ./scripts/lab.sh down     tear it all down
@@ -82,7 +82,7 @@ remote = "$4:4789"
 probe_interval = "500ms"
 
 [link.macsec]
-cipher_suite = "gcm-aes-256"
+cipher_suite = "gcm-aes-xpn-256"
 keying = "mka"
 ckn = "$ckn"
 cak_file = "link.cak"
