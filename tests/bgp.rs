@@ -220,3 +220,145 @@ fn a_restarting_peers_routes_stay_in_the_kernel() {
         "the kernel saw BIRD's route change:\n{changes}"
     );
 }
+
+/// Runs interlinkctl against the lab's control socket: (exit status, stdout, stderr).
+fn ctl(lab: &Lab, args: &[&str]) -> (i32, String, String) {
+    let sock = lab.dir.join("ctl.sock");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interlinkctl"))
+        .arg("--socket")
+        .arg(&sock)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = ctl(lab, &all);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn interlinkctl_shows_and_drives_the_sessions() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = start(
+        "bgp-ctl",
+        BIRD,
+        &format!("{INTERLINK}\n[control]\nsocket = \"ctl.sock\"\n"),
+    );
+    lab.wait_for("convergence", Duration::from_secs(20), || {
+        lab.log("gw").contains("fib: in sync with BGP")
+    });
+    // The socket: owner root, mode 0660.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(lab.dir.join("ctl.sock")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.uid(), 0);
+
+    // Neighbors: BIRD sent 10.60.0.0/16 and 10.99.0.0/16 over IPv4; policy took the first.
+    let n = ctl_json(&lab, &["show", "neighbors"]);
+    let v4 = &n[0];
+    assert_eq!(v4["address"], "10.0.0.2");
+    assert_eq!(v4["state"], "established");
+    assert_eq!(v4["remote_as"], 64512);
+    assert_eq!(v4["received"]["ipv4"], 2, "{n}");
+    assert_eq!(v4["accepted"]["ipv4"], 1, "{n}");
+    assert_eq!(v4["advertised"]["ipv4"], 1, "{n}");
+    assert_eq!(n[1]["address"], "fd00::2");
+    assert_eq!(n[1]["accepted"]["ipv6"], 1, "{n}");
+    let (code, table, _) = ctl(&lab, &["show", "neighbors"]);
+    assert_eq!(code, 0);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("NEIGHBOR  AS     STATE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("10.0.0.2") && l.contains("established") && l.contains("2/0")),
+        "{table}"
+    );
+
+    // Routes: the Loc-RIB, and every candidate for one prefix.
+    let (_, table, _) = ctl(&lab, &["show", "routes"]);
+    assert!(
+        table.lines().any(|l| l.starts_with("10.60.0.0/16")
+            && l.contains("10.0.0.2")
+            && l.contains("64512")),
+        "{table}"
+    );
+    assert!(table
+        .lines()
+        .any(|l| l.starts_with("10.70.0.0/16") && l.contains("local")));
+    let r = ctl_json(&lab, &["show", "routes", "10.60.0.0/16"]);
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["best"], true);
+    assert_eq!(r[0]["next_hops"][0], "10.0.0.2");
+    assert_eq!(r[0]["origin"], "igp");
+
+    let s = ctl_json(&lab, &["status"]);
+    assert_eq!(s["neighbors"], 2);
+    assert_eq!(s["fib_routes"]["ipv4"], 1, "{s}");
+    let f = ctl_json(&lab, &["show", "fib"]);
+    assert_eq!(f["routes"]["ipv6"], 1, "{f}");
+    assert_eq!(f["protocol"], 77);
+
+    // Shut the IPv4 session down: BIRD hears why, its route leaves the kernel.
+    let (code, _, err) = ctl(&lab, &["neighbor", "10.0.0.2", "shutdown"]);
+    assert_eq!(code, 0, "{err}");
+    lab.wait_for("BIRD to see the shutdown", Duration::from_secs(10), || {
+        birdc(&lab, &["show", "protocols", "all", "v4"]).contains("shut down by the operator")
+    });
+    lab.wait_for("the route gone", Duration::from_secs(10), || {
+        !routes(&lab).contains("10.60.0.0/16")
+    });
+    // It stays down (BIRD retries every second) until enabled.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        ctl_json(&lab, &["show", "neighbors"])[0]["state"],
+        "shutdown"
+    );
+    ctl(&lab, &["neighbor", "10.0.0.2", "enable"]);
+    lab.wait_for("the session back", Duration::from_secs(15), || {
+        routes(&lab).contains("10.60.0.0/16")
+    });
+    // A reset bounces it.
+    let up = ctl_json(&lab, &["show", "neighbors"])[0]["uptime_seconds"].clone();
+    assert!(up.is_u64(), "{up}");
+    ctl(&lab, &["neighbor", "10.0.0.2", "reset"]);
+    lab.wait_for("BIRD to see the reset", Duration::from_secs(10), || {
+        birdc(&lab, &["show", "protocols", "all", "v4"]).contains("Administrative reset")
+    });
+
+    // Mistakes: clear, with their exit status.
+    let (code, _, err) = ctl(&lab, &["neighbor", "10.0.0.9", "reset"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("10.0.0.9 is not a configured neighbor"),
+        "{err}"
+    );
+    let (code, _, err) = ctl(&lab, &["show", "routes", "10.0.0.0/33"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a prefix"), "{err}");
+    let (code, _, err) = ctl(&lab, &["show", "everything"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown command: show everything"), "{err}");
+    let (code, _, err) = ctl(&lab, &["link", "nope", "rekey"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no link named \"nope\""), "{err}");
+
+    let (status, log) = lab.stop("gw");
+    assert_eq!(status, Some(0), "{log}");
+    // The daemon is gone, and so is its socket: interlinkctl says so.
+    assert!(!lab.dir.join("ctl.sock").exists());
+    let (code, _, err) = ctl(&lab, &["status"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("is it running?"), "{err}");
+}

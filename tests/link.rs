@@ -630,10 +630,26 @@ fn mka_config(lab: &Lab, side: &str, wire: Wire, suite: &str, keys: &str, extra:
         &format!(
             "[[link]]\nname = \"mka\"\ninterface = \"il0\"\naddresses = [\"{tun4}\", \"{tun6}\"]\n\
              {transport}\nprobe_interval = \"200ms\"\n\n[link.macsec]\n\
-             cipher_suite = \"{suite}\"\nkeying = \"mka\"\n{keys}{extra}"
+             cipher_suite = \"{suite}\"\nkeying = \"mka\"\n{keys}{extra}\n\
+             [control]\nsocket = \"ctl-{side}.sock\"\n"
         ),
     );
     cfg.to_str().unwrap().to_owned()
+}
+
+/// interlinkctl against gateway `side`'s control socket: (exit status, stdout, stderr).
+fn ctl(lab: &Lab, side: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interlinkctl"))
+        .arg("--socket")
+        .arg(lab.dir.join(format!("ctl-{side}.sock")))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn spawn_gateway(lab: &mut Lab, side: &str, cfg: &str) {
@@ -674,6 +690,37 @@ fn mka_keys_the_link(wire: Wire, suite: &str, test: &str) {
     ping(&lab, "hb", "fd01::2");
     let received = tcp_transfer(&mut lab, "mka", "10.2.0.2");
     assert!(received > 1_000_000, "only {received} octets");
+    // interlinkctl: the link with its MKA state; a rekey asked of the key server's side.
+    let mut key_server = None;
+    for side in ["a", "b"] {
+        let (code, out, err) = ctl(&lab, side, &["--json", "show", "links"]);
+        assert_eq!(code, 0, "{err}");
+        let l: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let l = &l[0];
+        assert_eq!(l["name"], "mka");
+        assert_eq!(l["cipher_suite"], suite);
+        assert_eq!(l["keying"], "mka");
+        assert_eq!(l["mka"]["live"], true, "{l}");
+        assert_eq!(l["mka"]["ckn"], "696e7465726c696e6b");
+        assert_eq!(l["mka"]["latest_key"]["transmitting"], true, "{l}");
+        if l["mka"]["key_server"] == true {
+            key_server = Some(side);
+        }
+    }
+    let ks = key_server.expect("one side is key server");
+    let other = if ks == "a" { "b" } else { "a" };
+    let (code, _, err) = ctl(&lab, other, &["link", "mka", "rekey"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the peer is the key server"), "{err}");
+    let (code, _, err) = ctl(&lab, ks, &["link", "mka", "rekey"]);
+    assert_eq!(code, 0, "{err}");
+    lab.wait_for("the new SAK in use", Duration::from_secs(5), || {
+        lab.log(&format!("g{other}")).contains("sending with key 2")
+    });
+    let (_, table, _) = ctl(&lab, ks, &["show", "links"]);
+    assert!(table.starts_with("NAME  INTERFACE  TRANSPORT"), "{table}");
+    assert!(table.contains("live, key server, key 2 AN 1"), "{table}");
+    ping(&lab, "ha", "10.2.0.2");
     for side in ["ga", "gb"] {
         let (status, log) = lab.stop(side);
         assert_eq!(status, Some(0), "{log}");

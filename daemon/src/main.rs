@@ -4,6 +4,8 @@ macro_rules! log {
     ($($arg:tt)*) => { eprintln!("interlinkd: {}", format_args!($($arg)*)) };
 }
 
+mod commands;
+mod control;
 mod metrics;
 mod mka;
 mod notify;

@@ -93,6 +93,30 @@ impl MkaRun {
         Ok(())
     }
 
+    /// Asks for a new SAK now; refused when the peer is the key server.
+    pub fn request_rekey(&mut self) -> Result<(), &'static str> {
+        self.kay.request_rekey()
+    }
+
+    /// MKA as `interlinkctl show links` shows it.
+    pub fn view(&self) -> serde_json::Value {
+        let principal = self.kay.principal();
+        let key = principal.and_then(|ca| self.kay.latest(ca));
+        serde_json::json!({
+            "live": self.kay.live(),
+            "key_server": self.kay.is_key_server(),
+            "ckn": principal.and_then(|ca| self.kay.ckns().nth(ca)).map(hex),
+            "keychain": self.kay.ckns().map(hex).collect::<Vec<_>>(),
+            "latest_key": key.map(|(ki, an, tx)| serde_json::json!({
+                "key_number": ki.kn,
+                "an": an,
+                "transmitting": tx,
+            })),
+            "sak_changes": self.tx_switches,
+            "drops": self.kay.drops(),
+        })
+    }
+
     /// MKPDUs in, timers, PNs, and what the KaY asks for.
     pub fn turn(&mut self, link: &mut Link) {
         let now = Instant::now();

@@ -115,10 +115,10 @@ async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link,
 }
 
 /// A running link, its MKA and what was last logged of it.
-struct LinkRun {
-    cfg: LinkConfig,
-    link: Link,
-    mka: Option<MkaRun>,
+pub struct LinkRun {
+    pub cfg: LinkConfig,
+    pub link: Link,
+    pub mka: Option<MkaRun>,
     was_up: bool,
 }
 
@@ -244,6 +244,39 @@ fn reload_routes(fib: &FibService, old: &Config, new: &Config) {
         match static_route(r) {
             Ok(route) => fib.set(r.prefix, Some(route)),
             Err(e) => log!("reload: route {}: {e}; not installed", r.prefix),
+        }
+    }
+}
+
+/// Reads the configuration again and applies what changed. On errors the running
+/// configuration stays and the errors come back, one per line.
+pub async fn reload(
+    path: &Path,
+    handle: &rtnetlink::Handle,
+    links: &mut Vec<LinkRun>,
+    fib: &FibService,
+    config: &mut Config,
+) -> Result<Vec<String>, String> {
+    match Config::load(path) {
+        Err(errors) => {
+            for e in &errors.0 {
+                log!("reload: {e}");
+            }
+            log!("reload: the new configuration has errors; the running one stays");
+            Err(errors.to_string())
+        }
+        Ok(new) => {
+            reload_links(handle, links, &new).await;
+            reload_routes(fib, config, &new);
+            let mut notes = Vec::new();
+            for section in unapplied(config, &new) {
+                let n = format!("{section} changed; that takes effect at the next restart");
+                log!("reload: {n}");
+                notes.push(n);
+            }
+            *config = new;
+            log!("reload: done");
+            Ok(notes)
         }
     }
 }
@@ -446,6 +479,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     // converged: at once for static routes alone, at BGP's End-of-RIB from every peer
     // otherwise, or when [fib] graceful_restart runs out.
     let (bgp_stop, bgp_stop_rx) = tokio::sync::watch::channel(None);
+    let (speaker_cmds, speaker_cmds_rx) = tokio::sync::mpsc::unbounded_channel();
     let (bgp_tx, mut bgp_rx) = tokio::sync::mpsc::unbounded_channel();
     let bgp_task = config.router.as_ref().map(|r| {
         tokio::spawn(speaker::run(
@@ -455,6 +489,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
             },
             bgp_tx,
             bgp_stop_rx,
+            speaker_cmds_rx,
         ))
     });
     let mut swept = false;
@@ -498,6 +533,24 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     let mut watchdog = tokio::time::interval(
         crate::notify::Notifier::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
     );
+
+    // The control socket, for interlinkctl. Not having one is worth a line, not a stop.
+    let started = std::time::Instant::now();
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<crate::control::Request>(16);
+    let _ctl_cleanup = match crate::control::bind(&config.control_socket).await {
+        Ok(l) => {
+            crate::control::serve(l, ctl_tx);
+            log!("control socket {}", config.control_socket.display());
+            Some(crate::control::Cleanup(config.control_socket.clone()))
+        }
+        Err(e) => {
+            log!(
+                "control socket {}: {e}; interlinkctl will not reach this daemon",
+                config.control_socket.display()
+            );
+            None
+        }
+    };
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // MKA answers MKPDUs and fires its timers within this.
@@ -553,25 +606,23 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     }
                 }
             }
+            Some(req) = ctl_rx.recv() => {
+                let mut ctl = crate::commands::Ctl {
+                    path,
+                    handle: &handle,
+                    links: &mut links,
+                    fib: &fib,
+                    target,
+                    config: &mut config,
+                    speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
+                    started,
+                };
+                let answer = crate::commands::answer(&req.line, &mut ctl).await;
+                let _ = req.reply.send(answer);
+            }
             _ = hup.recv() => {
                 notifier.reloading();
-                match Config::load(path) {
-                    Err(errors) => {
-                        for e in errors.0 {
-                            log!("reload: {e}");
-                        }
-                        log!("reload: the new configuration has errors; the running one stays");
-                    }
-                    Ok(new) => {
-                        reload_links(&handle, &mut links, &new).await;
-                        reload_routes(&fib, &config, &new);
-                        for section in unapplied(&config, &new) {
-                            log!("reload: {section} changed; that takes effect at the next restart");
-                        }
-                        config = new;
-                        log!("reload: done");
-                    }
-                }
+                let _ = reload(path, &handle, &mut links, &fib, &mut config).await;
                 notifier.notify(&format!(
                     "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
                     links.len(),

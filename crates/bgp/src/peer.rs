@@ -197,6 +197,11 @@ pub enum PeerCmd {
     Send(Vec<u8>),
     /// Reset the session with this NOTIFICATION (RFC 7606 session reset, max-prefix).
     Reset(Notification),
+    /// ManualStop: Cease/Administrative Shutdown with this communication, then Idle until
+    /// `Start`.
+    Stop(String),
+    /// ManualStart.
+    Start,
 }
 
 /// Runs the peer until `stop` says so (with the shutdown communication to send). Incoming
@@ -411,6 +416,12 @@ pub async fn run(
                     }
                     Some(PeerCmd::Reset(n)) => {
                         actions = session.handle(Instant::now(), Event::Reset(n));
+                    }
+                    Some(PeerCmd::Stop(text)) => {
+                        actions = session.handle(Instant::now(), Event::Stop(text));
+                    }
+                    Some(PeerCmd::Start) => {
+                        actions = session.handle(Instant::now(), Event::Start);
                     }
                 }
             }

@@ -53,13 +53,17 @@ struct Entry {
     best: Option<Best>,
 }
 
+fn family(p: &Nlri) -> usize {
+    usize::from(p.addr.is_ipv6())
+}
+
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
     table: HashMap<Nlri, Entry>,
     attrs: HashSet<Arc<Attrs>>,
     multipath: bool,
-    /// Prefixes each peer has in the table, for max-prefix and for flushing.
-    counts: HashMap<PeerId, usize>,
+    /// Prefixes each peer has in the table, IPv4 and IPv6, for max-prefix and for flushing.
+    counts: HashMap<PeerId, [usize; 2]>,
     /// Interned sets at which the unused ones are next dropped.
     tidy_at: usize,
 }
@@ -91,7 +95,28 @@ impl Rib {
 
     /// Prefixes a peer has in the table.
     pub fn count(&self, peer: PeerId) -> usize {
-        self.counts.get(&peer).copied().unwrap_or(0)
+        self.count_by_family(peer).iter().sum()
+    }
+
+    /// Prefixes a peer has in the table: IPv4, IPv6.
+    pub fn count_by_family(&self, peer: PeerId) -> [usize; 2] {
+        self.counts.get(&peer).copied().unwrap_or([0, 0])
+    }
+
+    /// Every route to `prefix`, best first: (peer, attributes).
+    pub fn routes(&self, prefix: &Nlri) -> Vec<(PeerId, Arc<Attrs>)> {
+        let Some(e) = self.table.get(prefix) else {
+            return vec![];
+        };
+        let best = e.best.as_ref().map(|b| b.peer);
+        let mut out = e.routes.clone();
+        out.sort_by_key(|(p, _)| Some(*p) != best);
+        out
+    }
+
+    /// What is known of a peer.
+    pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
+        self.peers.get(&id)
     }
 
     pub fn best(&self, prefix: &Nlri) -> Option<&Best> {
@@ -153,7 +178,7 @@ impl Rib {
             Some(r) => r.1 = attrs,
             None => {
                 e.routes.push((peer, attrs));
-                *self.counts.entry(peer).or_default() += 1;
+                self.counts.entry(peer).or_default()[family(&prefix)] += 1;
             }
         }
         self.decide(prefix, out);
@@ -171,7 +196,7 @@ impl Rib {
             return;
         }
         if let Some(c) = self.counts.get_mut(&peer) {
-            *c -= 1;
+            c[family(prefix)] -= 1;
         }
         self.decide(*prefix, out);
         if self.table.get(prefix).is_some_and(|e| e.routes.is_empty()) {

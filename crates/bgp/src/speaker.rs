@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fsm::{self, Down, Negotiated};
 use crate::peer::{self, PeerCmd, PeerConfig, PeerEvent};
@@ -114,6 +114,60 @@ pub enum SpeakerEvent {
     Converged,
 }
 
+/// What the daemon asks of a running speaker (for interlinkctl).
+#[derive(Debug)]
+pub enum SpeakerCmd {
+    Neighbors(oneshot::Sender<Vec<NeighborView>>),
+    /// The routes to `prefix` (every candidate, best first), or every best route.
+    Routes {
+        prefix: Option<Nlri>,
+        reply: oneshot::Sender<Vec<RouteView>>,
+    },
+    Neighbor {
+        address: IpAddr,
+        op: NeighborOp,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NeighborOp {
+    /// Cease/Administrative Reset, then up again.
+    Reset,
+    /// Cease/Administrative Shutdown with this communication; stays down until enabled.
+    Shutdown(String),
+    Enable,
+}
+
+/// A neighbor as `interlinkctl show neighbors` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighborView {
+    pub address: IpAddr,
+    pub remote_as: u32,
+    /// "established", "down", or "shutdown" (administratively).
+    pub state: &'static str,
+    /// How long it has been established.
+    pub uptime: Option<Duration>,
+    /// Why it last went down.
+    pub last_error: Option<String>,
+    /// Prefixes per family (IPv4, IPv6): received (before import policy), accepted, and
+    /// advertised to it.
+    pub received: [usize; 2],
+    pub accepted: [usize; 2],
+    pub advertised: [usize; 2],
+}
+
+/// A route as `interlinkctl show routes` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteView {
+    pub prefix: Nlri,
+    pub best: bool,
+    /// The neighbor it came from; None for our own networks.
+    pub from: Option<IpAddr>,
+    pub next_hops: Vec<IpAddr>,
+    pub attrs: Arc<Attrs>,
+}
+
 struct PeerState {
     cfg: Neighbor,
     cmds: mpsc::UnboundedSender<PeerCmd>,
@@ -129,6 +183,18 @@ struct PeerState {
     /// Adj-RIB-Out: the prefixes we have announced to the peer, so that only those are
     /// withdrawn from it.
     advertised: HashSet<Nlri>,
+    /// Prefixes the peer announced that import policy refused: with the accepted ones, what
+    /// it sent (Adj-RIB-In before policy) for the counts.
+    rejected: HashSet<Nlri>,
+    up_since: Option<std::time::Instant>,
+    last_error: Option<String>,
+    /// Shut down by the operator: stays down until enabled.
+    admin_down: bool,
+}
+
+fn by_family(prefixes: &HashSet<Nlri>) -> [usize; 2] {
+    let v6 = prefixes.iter().filter(|p| p.addr.is_ipv6()).count();
+    [prefixes.len() - v6, v6]
 }
 
 fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
@@ -162,6 +228,7 @@ pub async fn run(
     cfg: SpeakerConfig,
     events: mpsc::UnboundedSender<SpeakerEvent>,
     stop: watch::Receiver<Option<String>>,
+    mut cmds: mpsc::UnboundedReceiver<SpeakerCmd>,
 ) {
     let log = |s: String| {
         let _ = events.send(SpeakerEvent::Log(s));
@@ -204,6 +271,10 @@ pub async fn run(
                 awaiting_eor: vec![],
                 synced: false,
                 advertised: HashSet::new(),
+                rejected: HashSet::new(),
+                up_since: None,
+                last_error: None,
+                admin_down: false,
             },
         );
     }
@@ -277,6 +348,7 @@ pub async fn run(
                 let Some((id, e)) = e else { break };
                 handle(id, e, &cfg, &mut peers, &mut rib, &events);
             }
+            Some(c) = cmds.recv() => command(c, &mut peers, &rib),
         }
         // RFC 4724 §4.1: selection settles once every peer has sent End-of-RIB; a peer that
         // does not come up is waited for no longer than the daemon's restart timer.
@@ -287,6 +359,99 @@ pub async fn run(
     }
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+}
+
+/// An operator's command.
+fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
+    match c {
+        SpeakerCmd::Neighbors(reply) => {
+            let mut list: Vec<NeighborView> = peers
+                .iter()
+                .map(|(id, p)| {
+                    let accepted = rib.count_by_family(*id);
+                    let rejected = by_family(&p.rejected);
+                    NeighborView {
+                        address: p.cfg.address,
+                        remote_as: p.cfg.remote_as,
+                        state: if p.negotiated.is_some() {
+                            "established"
+                        } else if p.admin_down {
+                            "shutdown"
+                        } else {
+                            "down"
+                        },
+                        uptime: p.up_since.map(|t| t.elapsed()),
+                        last_error: p.last_error.clone(),
+                        received: [accepted[0] + rejected[0], accepted[1] + rejected[1]],
+                        accepted,
+                        advertised: by_family(&p.advertised),
+                    }
+                })
+                .collect();
+            list.sort_by_key(|n| n.address);
+            let _ = reply.send(list);
+        }
+        SpeakerCmd::Routes { prefix, reply } => {
+            let from = |id: PeerId| rib.peer(id).map(|p| p.address);
+            let list = match prefix {
+                Some(p) => {
+                    let best = rib.best(&p).cloned();
+                    rib.routes(&p)
+                        .into_iter()
+                        .map(|(id, attrs)| {
+                            let is_best = best.as_ref().is_some_and(|b| b.peer == id);
+                            RouteView {
+                                prefix: p,
+                                best: is_best,
+                                from: from(id),
+                                next_hops: match (&best, is_best) {
+                                    (Some(b), true) => b.next_hops.clone(),
+                                    _ => attrs.next_hop.into_iter().collect(),
+                                },
+                                attrs,
+                            }
+                        })
+                        .collect()
+                }
+                None => {
+                    let mut l: Vec<RouteView> = rib
+                        .iter()
+                        .map(|(p, b)| RouteView {
+                            prefix: *p,
+                            best: true,
+                            from: from(b.peer),
+                            next_hops: b.next_hops.clone(),
+                            attrs: b.attrs.clone(),
+                        })
+                        .collect();
+                    l.sort_by_key(|r| (r.prefix.addr, r.prefix.len));
+                    l
+                }
+            };
+            let _ = reply.send(list);
+        }
+        SpeakerCmd::Neighbor { address, op, reply } => {
+            let Some(p) = peers.values_mut().find(|p| p.cfg.address == address) else {
+                let _ = reply.send(Err(format!("{address} is not a configured neighbor")));
+                return;
+            };
+            match op {
+                NeighborOp::Reset => {
+                    let n = Notification::new(code::CEASE, code::CEASE_ADMIN_RESET, &[]);
+                    let _ = p.cmds.send(PeerCmd::Reset(n));
+                }
+                NeighborOp::Shutdown(text) => {
+                    p.admin_down = true;
+                    let _ = p.cmds.send(PeerCmd::Stop(text));
+                }
+                NeighborOp::Enable => {
+                    p.admin_down = false;
+                    let _ = p.cmds.send(PeerCmd::Start);
+                }
+            }
+            let _ = reply.send(Ok(()));
+        }
     }
 }
 
@@ -317,6 +482,7 @@ fn handle(
             p.awaiting_eor = n.families.clone();
             p.negotiated = Some(*n.clone());
             p.local = Some(local);
+            p.up_since = Some(std::time::Instant::now());
             let _ = events.send(SpeakerEvent::PeerUp {
                 address,
                 asn: n.peer.asn,
@@ -351,7 +517,15 @@ fn handle(
                         return;
                     }
                     let u = import(&u, &p.cfg, p.ebgp, cfg.local_as);
-                    let changes = rib.apply(id, &u);
+                    // What policy refused, for the received count; what it took or the
+                    // peer withdrew is no longer refused.
+                    for pr in &u.withdrawn {
+                        p.rejected.remove(pr);
+                    }
+                    for pr in &u.rejected {
+                        p.rejected.insert(*pr);
+                    }
+                    let changes = rib.apply(id, &u.update);
                     let count = rib.count(id) as u64;
                     if let Some(max) = p
                         .cfg
@@ -406,7 +580,10 @@ fn handle(
             p.local = None;
             p.awaiting_eor.clear();
             p.advertised.clear();
+            p.rejected.clear();
+            p.up_since = None;
             let text = describe(&why);
+            p.last_error = Some(text.clone());
             let _ = events.send(SpeakerEvent::PeerDown { address, why: text });
             // RFC 4724 §4.2: after a TCP failure the restarting peer's routes stay, stale,
             // for its restart time; after a NOTIFICATION they go (RFC 8538 aside).
@@ -442,14 +619,29 @@ fn describe(d: &Down) -> String {
     }
 }
 
+/// An UPDATE through import policy: what goes into the RIB, and the announced prefixes
+/// policy refused (they are withdrawn in `update`, since they replace what we had).
+struct Imported {
+    update: Update,
+    withdrawn: Vec<Nlri>,
+    rejected: Vec<Nlri>,
+}
+
 /// Import policy: RFC 8212 for eBGP without a policy, the prefix list otherwise, and no
 /// route whose AS_PATH holds our own AS (RFC 4271 §9.1.2).
-fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Update {
+fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Imported {
     let mut out = Update {
         withdrawn: u.withdrawn.clone(),
         ..Update::default()
     };
-    let Some(attrs) = &u.attrs else { return out };
+    let mut rejected = Vec::new();
+    let Some(attrs) = &u.attrs else {
+        return Imported {
+            withdrawn: u.withdrawn.clone(),
+            update: out,
+            rejected,
+        };
+    };
     let looped = attrs.as_path.iter().any(|s| match s {
         Segment::Sequence(v) | Segment::Set(v) => v.contains(&local_as),
     });
@@ -463,12 +655,17 @@ fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Update {
         } else {
             // A route we do not take replaces one we had: it goes.
             out.withdrawn.push(*p);
+            rejected.push(*p);
         }
     }
     if !out.announced.is_empty() {
         out.attrs = Some(attrs.clone());
     }
-    out
+    Imported {
+        withdrawn: u.withdrawn.iter().chain(&out.announced).copied().collect(),
+        update: out,
+        rejected,
+    }
 }
 
 /// Whether `prefix` (best from `from`) may go to peer `to`.

@@ -5,7 +5,7 @@
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
 //! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]`, `[[route]]` (static
-//! routes), `[router]`, `[[neighbor]]`, `[bgp]` and `[metrics]`.
+//! routes), `[router]`, `[[neighbor]]`, `[bgp]`, `[metrics]` and `[control]`.
 
 mod bgp;
 mod error;
@@ -15,7 +15,7 @@ mod text;
 use core::ops::Range;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use interlink_macsec::{An, CipherSuite, Sak, Salt, Sci, Ssci, ValidateFrames};
@@ -46,6 +46,8 @@ pub struct Config {
     pub bgp: Bgp,
     /// Where Prometheus metrics are served (`[metrics] listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The control socket interlinkctl talks to (`[control] socket`).
+    pub control_socket: PathBuf,
 }
 
 /// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
@@ -157,6 +159,16 @@ struct RawConfig {
     neighbor: Vec<Spanned<bgp::RawNeighbor>>,
     bgp: Option<bgp::RawBgp>,
     metrics: Option<RawMetrics>,
+    control: Option<RawControl>,
+}
+
+/// Where interlinkctl finds the daemon unless told otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/interlink/control.sock";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,8 +280,21 @@ impl Config {
                         None
                     }
                 });
+        let control_socket = match &raw.control {
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            Some(c) if c.socket.get_ref().is_empty() => {
+                checker.hint(
+                    c.socket.span(),
+                    "an empty control socket path",
+                    format!("\"{DEFAULT_CONTROL_SOCKET}\""),
+                );
+                PathBuf::new()
+            }
+            Some(c) => checker.dir.join(c.socket.get_ref()),
+        };
         if diag.is_empty() {
             Ok(Config {
+                control_socket,
                 links,
                 fib,
                 routes,

@@ -166,6 +166,19 @@ impl Kay {
             .is_some_and(|i| self.cas[i].p.is_key_server())
     }
 
+    /// Asks for a new SAK now. Only the principal CA's key server distributes SAKs: when the
+    /// peer is, this is refused with the reason.
+    pub fn request_rekey(&mut self) -> Result<(), &'static str> {
+        let Some(i) = self.principal else {
+            return Err("no live peer");
+        };
+        if !self.cas[i].p.is_key_server() {
+            return Err("the peer is the key server: it decides when to rekey");
+        }
+        self.cas[i].p.request_rekey();
+        Ok(())
+    }
+
     /// Drops by reason, over every participant, plus MKPDUs of a CKN not in the keychain.
     pub fn drops(&self) -> HashMap<&'static str, u64> {
         let mut d: HashMap<&'static str, u64> = HashMap::new();

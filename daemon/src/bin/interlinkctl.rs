@@ -1,0 +1,302 @@
+//! interlinkctl: asks a running interlinkd over its control socket and prints the answer as
+//! aligned tables, or as the daemon's JSON with `--json`.
+//!
+//! Exit status: 0 done; 1 the daemon refused the command (the reason is printed); 2 a usage
+//! error; 3 the daemon could not be reached.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+const DEFAULT_SOCKET: &str = "/run/interlink/control.sock";
+
+const HELP: &str = "\
+usage: interlinkctl [--socket PATH] [--json] COMMAND
+
+commands:
+  status                                  the daemon in a few lines
+  show links                              links: transport, keys, liveness, counters
+  show neighbors                          BGP neighbors: state, uptime, prefixes
+  show routes [PREFIX]                    best BGP routes, or every route to PREFIX
+  show fib                                what interlinkd holds in the kernel's table
+  reload                                  read the configuration again, apply what changed
+  neighbor ADDRESS reset|shutdown|enable  bounce, stop or start a BGP session
+  link NAME rekey                         a new SAK now (MKA, when this side is key server)
+
+options:
+  --socket PATH   the daemon's control socket (default /run/interlink/control.sock)
+  --json          print the daemon's answer as JSON, for scripts
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut socket = DEFAULT_SOCKET.to_owned();
+    let mut json = false;
+    let mut words = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--socket" => match args.next() {
+                Some(p) => socket = p,
+                None => return usage("--socket needs a path"),
+            },
+            "-h" | "--help" | "help" => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            s if s.starts_with('-') => return usage(&format!("unknown option {s}")),
+            s => words.push(s.to_owned()),
+        }
+    }
+    if let Err(e) = check(&words) {
+        return usage(&e);
+    }
+    let line = words.join(" ");
+    let answer = match ask(&socket, &line) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("interlinkctl: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if answer["ok"] != Value::Bool(true) {
+        let why = answer["error"]
+            .as_str()
+            .unwrap_or("the daemon refused the command");
+        if json {
+            println!("{answer}");
+        }
+        eprintln!("interlinkctl: {why}");
+        return ExitCode::from(1);
+    }
+    let data = &answer["data"];
+    if json {
+        println!("{}", serde_json::to_string_pretty(data).unwrap_or_default());
+    } else {
+        print!("{}", render(&words, data));
+    }
+    ExitCode::SUCCESS
+}
+
+fn usage(why: &str) -> ExitCode {
+    eprintln!("interlinkctl: {why}\n\n{HELP}");
+    ExitCode::from(2)
+}
+
+/// The command's shape, checked here so that a typo is a usage error, not a round trip.
+fn check(w: &[String]) -> Result<(), String> {
+    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["status"] | ["reload"] => Ok(()),
+        ["show", "links" | "neighbors" | "fib"] => Ok(()),
+        ["show", "routes"] | ["show", "routes", _] => Ok(()),
+        ["neighbor", _, "reset" | "shutdown" | "enable"] => Ok(()),
+        ["link", _, "rekey"] => Ok(()),
+        [] => Err("no command".into()),
+        _ => Err(format!("unknown command: {}", w.join(" "))),
+    }
+}
+
+fn ask(socket: &str, line: &str) -> Result<Value, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            format!("cannot reach interlinkd at {socket}: is it running? ({e})")
+        }
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot reach interlinkd at {socket}: permission denied (run as root or as a \
+             member of group interlink)"
+        ),
+        _ => format!("cannot reach interlinkd at {socket}: {e}"),
+    })?;
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("sending to interlinkd: {e}"))?;
+    let mut text = String::new();
+    BufReader::new(s)
+        .read_line(&mut text)
+        .map_err(|e| format!("reading interlinkd's answer: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("interlinkd's answer is not JSON: {e}"))
+}
+
+/// A value as a table cell.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        v => v.to_string(),
+    }
+}
+
+/// Rows under headers, each column as wide as its widest cell.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn duration(v: &Value) -> String {
+    let Some(s) = v.as_u64() else {
+        return "-".into();
+    };
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn families(v: &Value) -> String {
+    format!("{}/{}", cell(&v["ipv4"]), cell(&v["ipv6"]))
+}
+
+fn render(words: &[String], data: &Value) -> String {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let rows = |f: &dyn Fn(&Value) -> Vec<String>| -> Vec<Vec<String>> {
+        data.as_array()
+            .map_or(vec![], |a| a.iter().map(f).collect())
+    };
+    match w.as_slice() {
+        ["status"] => format!(
+            "interlinkd {} up {}, config {}\nlinks      {} ({} up)\nneighbors  {}\nfib        {} IPv4, {} IPv6 route(s){}\n",
+            cell(&data["version"]),
+            duration(&data["uptime_seconds"]),
+            cell(&data["config"]),
+            cell(&data["links"]),
+            cell(&data["links_up"]),
+            cell(&data["neighbors"]),
+            cell(&data["fib_routes"]["ipv4"]),
+            cell(&data["fib_routes"]["ipv6"]),
+            if data["fib_in_sync"] == Value::Bool(true) { "" } else { ", being programmed" },
+        ),
+        ["show", "links"] => table(
+            &[
+                "NAME", "INTERFACE", "TRANSPORT", "SUITE", "KEYING", "UP", "RTT", "TX", "RX",
+                "DROPPED", "MKA",
+            ],
+            rows(&|l| {
+                let mka = &l["mka"];
+                let mka = if mka.is_null() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{}{} key {} AN {}",
+                        if mka["live"] == Value::Bool(true) { "live" } else { "no peer" },
+                        if mka["key_server"] == Value::Bool(true) { ", key server," } else { "," },
+                        cell(&mka["latest_key"]["key_number"]),
+                        cell(&mka["latest_key"]["an"]),
+                    )
+                };
+                vec![
+                    cell(&l["name"]),
+                    cell(&l["interface"]),
+                    cell(&l["transport"]),
+                    cell(&l["cipher_suite"]),
+                    cell(&l["keying"]),
+                    cell(&l["up"]),
+                    l["rtt_seconds"]
+                        .as_f64()
+                        .map_or("-".into(), |s| format!("{:.2}ms", s * 1e3)),
+                    cell(&l["tx_packets"]),
+                    cell(&l["rx_packets"]),
+                    cell(&l["rx_dropped"]),
+                    mka,
+                ]
+            }),
+        ),
+        ["show", "neighbors"] => table(
+            &[
+                "NEIGHBOR", "AS", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "ADVERTISED",
+                "LAST ERROR",
+            ],
+            rows(&|n| {
+                vec![
+                    cell(&n["address"]),
+                    cell(&n["remote_as"]),
+                    cell(&n["state"]),
+                    duration(&n["uptime_seconds"]),
+                    families(&n["received"]),
+                    families(&n["accepted"]),
+                    families(&n["advertised"]),
+                    cell(&n["last_error"]),
+                ]
+            }),
+        ),
+        ["show", "routes", ..] => table(
+            &[
+                "PREFIX", "BEST", "FROM", "NEXT HOP", "AS PATH", "ORIGIN", "LOCAL PREF", "MED",
+                "COMMUNITIES",
+            ],
+            rows(&|r| {
+                vec![
+                    cell(&r["prefix"]),
+                    if r["best"] == Value::Bool(true) { "*" } else { "" }.into(),
+                    cell(&r["from"]),
+                    cell(&r["next_hops"]),
+                    cell(&r["as_path"]),
+                    cell(&r["origin"]),
+                    cell(&r["local_pref"]),
+                    cell(&r["med"]),
+                    cell(&r["communities"]),
+                ]
+            }),
+        ),
+        ["show", "fib"] => {
+            let ops = &data["operations"];
+            format!(
+                "table {}, metric {}, protocol {}\nroutes      {} IPv4, {} IPv6 ({}){}\n{}",
+                cell(&data["table"]),
+                cell(&data["metric"]),
+                cell(&data["protocol"]),
+                cell(&data["routes"]["ipv4"]),
+                cell(&data["routes"]["ipv6"]),
+                if data["in_sync"] == Value::Bool(true) { "in sync" } else { "being programmed" },
+                match data["stale"].as_u64() {
+                    Some(n) if n > 0 => format!("\nstale       {n} of a previous run, awaiting the sweep"),
+                    _ => String::new(),
+                },
+                table(
+                    &["OPERATION", "OK", "FAILED"],
+                    ["add", "replace", "delete"]
+                        .iter()
+                        .map(|op| vec![op.to_string(), cell(&ops[op]["ok"]), cell(&ops[op]["failed"])])
+                        .collect(),
+                ) + &format!(
+                    "repaired    {}\nconflicts   {}\n",
+                    cell(&data["repaired"]),
+                    cell(&data["conflicts"])
+                ),
+            )
+        }
+        ["reload"] => {
+            let mut out = "reloaded\n".to_owned();
+            for n in data["notes"].as_array().into_iter().flatten() {
+                out.push_str(&format!("note: {}\n", cell(n)));
+            }
+            out
+        }
+        _ => "done\n".into(),
+    }
+}

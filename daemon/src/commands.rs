@@ -1,0 +1,260 @@
+//! interlinkctl's verbs, answered from the daemon's state as JSON (see `control`).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use interlink_bgp::speaker::{NeighborOp, SpeakerCmd};
+use interlink_bgp::update::{Nlri, Segment};
+use interlink_config::{Config, Keying, Transport};
+use interlink_fib::{FibService, Target};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::{error, ok};
+use crate::run::LinkRun;
+
+/// What the verbs read and act on: the main loop's state, borrowed for one command.
+pub struct Ctl<'a> {
+    pub path: &'a Path,
+    pub handle: &'a rtnetlink::Handle,
+    pub links: &'a mut Vec<LinkRun>,
+    pub fib: &'a FibService,
+    pub target: Target,
+    pub config: &'a mut Config,
+    pub speaker: Option<&'a mpsc::UnboundedSender<SpeakerCmd>>,
+    pub started: Instant,
+}
+
+pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
+                         | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey";
+
+/// Answers one command line.
+pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["status"] => ok(status(ctl)),
+        ["show", "links"] => ok(links(ctl)),
+        ["show", "fib"] => ok(fib(ctl)),
+        ["show", "neighbors"] => neighbors(ctl).await,
+        ["show", "routes"] => routes(ctl, None).await,
+        ["show", "routes", prefix] => match parse_prefix(prefix) {
+            Ok(p) => routes(ctl, Some(p)).await,
+            Err(e) => error(e),
+        },
+        ["reload"] => {
+            match crate::run::reload(ctl.path, ctl.handle, ctl.links, ctl.fib, ctl.config).await {
+                Ok(notes) => ok(json!({ "applied": true, "notes": notes })),
+                Err(e) => error(e),
+            }
+        }
+        ["neighbor", addr, op @ ("reset" | "shutdown" | "enable")] => neighbor(ctl, addr, op).await,
+        ["link", name, "rekey"] => rekey(ctl, name),
+        [] => error(format!("no command; commands: {USAGE}")),
+        _ => error(format!("unknown command {line:?}; commands: {USAGE}")),
+    }
+}
+
+fn parse_prefix(s: &str) -> Result<Nlri, String> {
+    let bad = || format!("{s:?} is not a prefix (such as 10.0.0.0/8 or 2001:db8::/32)");
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok(Nlri { addr, len })
+}
+
+fn status(ctl: &Ctl<'_>) -> Value {
+    let up = ctl.links.iter().filter(|l| l.link.liveness().up).count();
+    let s = ctl.fib.snapshot();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": ctl.started.elapsed().as_secs(),
+        "config": ctl.path.display().to_string(),
+        "links": ctl.links.len(),
+        "links_up": up,
+        "neighbors": ctl.config.neighbors.len(),
+        "fib_routes": { "ipv4": s.stats.installed[0], "ipv6": s.stats.installed[1] },
+        "fib_in_sync": !s.busy,
+    })
+}
+
+fn links(ctl: &Ctl<'_>) -> Value {
+    let list: Vec<Value> = ctl
+        .links
+        .iter()
+        .map(|run| {
+            let l = &run.link;
+            let c = l.counters();
+            let live = l.liveness();
+            let transport = match &run.cfg.transport {
+                Transport::Udp { remote, .. } => format!("udp {remote}"),
+                Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
+            };
+            let mka = run.mka.as_ref().map(|m| m.view());
+            json!({
+                "name": l.name(),
+                "interface": l.ifname(),
+                "mtu": l.mtu(),
+                "transport": transport,
+                "cipher_suite": run.cfg.macsec.cipher_suite.to_string(),
+                "keying": match run.cfg.macsec.keying {
+                    Keying::Static(_) => "static",
+                    Keying::Mka(_) => "mka",
+                },
+                "up": live.up,
+                "rtt_seconds": live.last_rtt.map(|d| d.as_secs_f64()),
+                "tx_packets": c.secy_tx.out_pkts_encrypted + c.secy_tx.out_pkts_protected,
+                "rx_packets": c.secy_rx.in_pkts_ok,
+                "rx_dropped": c.secy_rx.dropped(),
+                "tx_sa": l.tx_pn().map(|(an, pn)| json!({ "an": an.index(), "next_pn": pn })),
+                "mka": mka,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+fn fib(ctl: &Ctl<'_>) -> Value {
+    let s = ctl.fib.snapshot();
+    let st = &s.stats;
+    json!({
+        "table": ctl.target.table,
+        "metric": ctl.target.metric,
+        "protocol": ctl.target.protocol,
+        "routes": { "ipv4": st.installed[0], "ipv6": st.installed[1] },
+        "stale": s.stale,
+        "in_sync": !s.busy,
+        "operations": {
+            "add": { "ok": st.ok[0], "failed": st.failed[0] },
+            "replace": { "ok": st.ok[1], "failed": st.failed[1] },
+            "delete": { "ok": st.ok[2], "failed": st.failed[2] },
+        },
+        "repaired": st.repaired,
+        "conflicts": st.conflicts,
+    })
+}
+
+async fn neighbors(ctl: &Ctl<'_>) -> Value {
+    let Some(speaker) = ctl.speaker else {
+        return ok(json!([]));
+    };
+    let (reply, rx) = oneshot::channel();
+    if speaker.send(SpeakerCmd::Neighbors(reply)).is_err() {
+        return error("the BGP speaker is not running");
+    }
+    let Ok(list) = rx.await else {
+        return error("the BGP speaker is not running");
+    };
+    let fam = |c: [usize; 2]| json!({ "ipv4": c[0], "ipv6": c[1] });
+    ok(Value::Array(
+        list.into_iter()
+            .map(|n| {
+                json!({
+                    "address": n.address.to_string(),
+                    "remote_as": n.remote_as,
+                    "state": n.state,
+                    "uptime_seconds": n.uptime.map(|d| d.as_secs()),
+                    "last_error": n.last_error,
+                    "received": fam(n.received),
+                    "accepted": fam(n.accepted),
+                    "advertised": fam(n.advertised),
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn as_path(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Sequence(v) => v.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
+            Segment::Set(v) => format!(
+                "{{{}}}",
+                v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn routes(ctl: &Ctl<'_>, prefix: Option<Nlri>) -> Value {
+    let Some(speaker) = ctl.speaker else {
+        return ok(json!([]));
+    };
+    let (reply, rx) = oneshot::channel();
+    if speaker.send(SpeakerCmd::Routes { prefix, reply }).is_err() {
+        return error("the BGP speaker is not running");
+    }
+    let Ok(list) = rx.await else {
+        return error("the BGP speaker is not running");
+    };
+    ok(Value::Array(
+        list.into_iter()
+            .map(|r| {
+                let a = &r.attrs;
+                json!({
+                    "prefix": format!("{}/{}", r.prefix.addr, r.prefix.len),
+                    "best": r.best,
+                    "from": r.from.map_or("local".to_owned(), |a| a.to_string()),
+                    "next_hops": r.next_hops.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "as_path": as_path(&a.as_path),
+                    "origin": a.origin.map(|o| format!("{o:?}").to_lowercase()),
+                    "local_pref": a.local_pref,
+                    "med": a.med,
+                    "communities": a.communities.iter()
+                        .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                        .collect::<Vec<_>>(),
+                    "large_communities": a.large_communities.iter()
+                        .map(|c| format!("{}:{}:{}", c[0], c[1], c[2]))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+async fn neighbor(ctl: &Ctl<'_>, addr: &str, op: &str) -> Value {
+    let Ok(address) = addr.parse::<IpAddr>() else {
+        return error(format!("{addr:?} is not an IP address"));
+    };
+    let Some(speaker) = ctl.speaker else {
+        return error("no BGP: the configuration has no [router]");
+    };
+    let op = match op {
+        "reset" => NeighborOp::Reset,
+        "shutdown" => NeighborOp::Shutdown("shut down by the operator (interlinkctl)".into()),
+        _ => NeighborOp::Enable,
+    };
+    let (reply, rx) = oneshot::channel();
+    if speaker
+        .send(SpeakerCmd::Neighbor { address, op, reply })
+        .is_err()
+    {
+        return error("the BGP speaker is not running");
+    }
+    match rx.await {
+        Ok(Ok(())) => ok(json!({ "neighbor": address.to_string() })),
+        Ok(Err(e)) => error(e),
+        Err(_) => error("the BGP speaker is not running"),
+    }
+}
+
+fn rekey(ctl: &mut Ctl<'_>, name: &str) -> Value {
+    let Some(run) = ctl.links.iter_mut().find(|l| l.cfg.name == name) else {
+        return error(format!("no link named {name:?}"));
+    };
+    let Some(m) = run.mka.as_mut() else {
+        return error(format!(
+            "link {name} is keyed statically: a new SAK goes in its key files, then reload"
+        ));
+    };
+    match m.request_rekey() {
+        Ok(()) => ok(json!({ "link": name })),
+        Err(e) => error(format!("link {name}: {e}")),
+    }
+}
