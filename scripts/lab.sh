@@ -35,7 +35,7 @@ fi
 
 . scripts/bootstrap.sh
 bootstrap iproute2 iputils-ping
-cargo build --release --locked -q -p interlinkd
+cargo build --release --locked -q -p interlinkd --bins
 BIN=$PWD/target/release/interlinkd
 
 down
@@ -105,6 +105,10 @@ networks = ["${10}"]
 
 [metrics]
 listen = "127.0.0.1:9477"
+
+# interlinkctl --socket $RUN/gw-$1.sock ...
+[control]
+socket = "gw-$1.sock"
 TOML
 }
 config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.10.0.0/24 169.254.0.2 65010 65020
@@ -142,6 +146,12 @@ echo "gw-b: $(ip -n $P-gw-b route show proto 77)"
 echo
 echo "== ping from host-a (10.10.0.2) to host-b (10.20.0.2), across the encrypted link"
 ip netns exec $P-host-a ping -c 3 -i 0.2 10.20.0.2
+echo
+echo "== interlinkctl on gw-a"
+CTL="$(dirname "$BIN")/interlinkctl --socket $RUN/gw-a.sock"
+$CTL show links
+echo
+$CTL show neighbors
 cat <<TXT
 
 The lab is up. Things to try:
@@ -150,6 +160,8 @@ The lab is up. Things to try:
   ip -n $P-gw-a -s link show il0                               # the TUN interface and its counters
   ip -n $P-gw-a route show proto 77                            # interlinkd's routes
   ip netns exec $P-gw-a curl -s 127.0.0.1:9477/metrics         # Prometheus metrics of gw-a
+  $CTL status                   # interlinkctl: also show routes, show fib, --json
+  $CTL link to-site-b rekey     # a new SAK (on the key server's side)
   cat $RUN/gw-a.toml $RUN/gw-a.log                             # config and log of gw-a
   $BIN self-test   # known-answer test, crypto rates
 Tear it down with: ./scripts/lab.sh down
