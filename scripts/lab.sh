@@ -9,10 +9,12 @@
 # As root on a fresh Debian machine:
 #   ./scripts/lab.sh          build, bring the lab up, show it working
 #   ./scripts/lab.sh down     tear it all down
+# The test of the lab (tests/lab.rs) sets IL_LAB_PREFIX and IL_LAB_RUN (namespace prefix and
+# run directory of its own) and IL_LAB_BIN (the interlinkd it built: no release build then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-P=il-lab
-RUN=/run/interlink-lab
+P=${IL_LAB_PREFIX:-il-lab}
+RUN=${IL_LAB_RUN:-/run/interlink-lab}
 
 down() {
     for side in a b; do
@@ -35,8 +37,12 @@ fi
 
 . scripts/bootstrap.sh
 bootstrap iproute2 iputils-ping
-cargo build --release --locked -q -p interlinkd --bins
-BIN=$PWD/target/release/interlinkd
+if [ -n "${IL_LAB_BIN:-}" ]; then
+    BIN=$IL_LAB_BIN
+else
+    cargo build --release --locked -q -p interlinkd --bins
+    BIN=$PWD/target/release/interlinkd
+fi
 
 down
 mkdir -p "$RUN"

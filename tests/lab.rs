@@ -1,0 +1,150 @@
+//! The README's lab, end to end: `scripts/lab.sh` with namespaces and a run directory of this
+//! test's own and the interlinkd built for the tests. MKA peers are live, BGP is Established
+//! across the encrypted link, each site's prefix is in the other's kernel table, host A pings
+//! host B, and a metrics scrape shows the session up and the packet counters moving; the
+//! scrape passes `promtool check metrics` (Debian's prometheus package). `lab.sh down`
+//! removes it all, also when the test fails. Needs root.
+
+mod netns;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct LabSh {
+    prefix: String,
+    run: PathBuf,
+}
+
+impl LabSh {
+    fn cmd(&self, args: &[&str]) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab.sh");
+        Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("IL_LAB_PREFIX", &self.prefix)
+            .env("IL_LAB_RUN", &self.run)
+            .env("IL_LAB_BIN", env!("CARGO_BIN_EXE_interlinkd"))
+            .output()
+            .unwrap()
+    }
+
+    fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for LabSh {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down"]);
+    }
+}
+
+fn scrape(lab: &LabSh) -> String {
+    let ns = lab.ns("gw-a");
+    netns::in_ns(&ns, || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").unwrap().1.to_owned()
+    })
+    .join()
+    .unwrap()
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_lab_works_end_to_end() {
+    if !netns::require_root() {
+        return;
+    }
+    let lab = LabSh {
+        prefix: format!("il-lab-{}", std::process::id()),
+        run: std::env::temp_dir().join(format!("il-lab-run-{}", std::process::id())),
+    };
+    let out = lab.cmd(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}\n{err}");
+    // What the lab prints: MKA live, the key in use, BGP up and in the kernel, pings answered.
+    for want in [
+        "mka: link to-site-b: peer live",
+        "mka: link to-site-b: sending with key",
+        "bgp: 169.254.0.2 (AS 65020) established",
+        "gw-a: 10.20.0.0/24 via 169.254.0.2 dev il0",
+        "gw-b: 10.10.0.0/24 via 169.254.0.1 dev il0",
+        "3 packets transmitted, 3 received",
+        "169.254.0.2  65020  established",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    // The routes are really in the kernels, as interlink's.
+    let r = lab.exec("gw-b", &["ip", "route", "show", "proto", "77"]);
+    assert!(String::from_utf8_lossy(&r.stdout).contains("10.10.0.0/24 via 169.254.0.1"));
+
+    // Metrics: the session up, MKA live, counters moving with traffic.
+    let before = scrape(&lab);
+    assert_eq!(
+        sample(
+            &before,
+            "interlink_bgp_session_established{neighbor=\"169.254.0.2\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&before, "interlink_mka_peer_live{link=\"to-site-b\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&before, "interlink_link_up{link=\"to-site-b\"}"),
+        1.0
+    );
+    let series = "interlink_link_packets_total{link=\"to-site-b\",direction=\"tx\"}";
+    let tx0 = sample(&before, series);
+    let ping = lab.exec("host-a", &["ping", "-c", "5", "-i", "0.05", "10.20.0.2"]);
+    assert!(ping.status.success());
+    // The counters are published every half second.
+    let start = Instant::now();
+    let mut after = scrape(&lab);
+    while sample(&after, series) < tx0 + 5.0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        after = scrape(&lab);
+    }
+    assert!(sample(&after, series) >= tx0 + 5.0, "{after}");
+
+    // promtool, where installed (scripts/test.sh installs it).
+    let path = lab.run.with_extension("prom");
+    std::fs::write(&path, &after).unwrap();
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+    {
+        Ok(o) => assert!(
+            o.status.success(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => eprintln!("skipped promtool: not installed"),
+    }
+    let _ = std::fs::remove_file(&path);
+}
