@@ -100,8 +100,15 @@ fn the_lab_works_end_to_end() {
     let r = lab.exec("gw-b", &["ip", "route", "show", "proto", "77"]);
     assert!(String::from_utf8_lossy(&r.stdout).contains("10.10.0.0/24 via 169.254.0.1"));
 
-    // Metrics: the session up, MKA live, counters moving with traffic.
-    let before = scrape(&lab);
+    // Metrics: the session up, MKA live, counters moving with traffic. They are rendered every
+    // half second: the first scrape may predate the session.
+    let up = "interlink_bgp_session_established{neighbor=\"169.254.0.2\"}";
+    let start = Instant::now();
+    let mut before = scrape(&lab);
+    while sample(&before, up) != 1.0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        before = scrape(&lab);
+    }
     assert_eq!(
         sample(
             &before,

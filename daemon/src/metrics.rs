@@ -55,8 +55,8 @@ pub struct Snapshot<'a> {
     pub links: Vec<LinkView<'a>>,
     pub fib: &'a interlink_fib::Snapshot,
     pub fib_table: u32,
-    /// BGP neighbors: address and whether Established.
-    pub neighbors: Vec<(String, bool)>,
+    /// BGP neighbors as the speaker reports them.
+    pub neighbors: Vec<interlink_bgp::speaker::NeighborView>,
 }
 
 pub struct LinkView<'a> {
@@ -218,12 +218,75 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "gauge",
         "1 while the session is Established.",
     );
-    for (n, up) in &s.neighbors {
+    let addrs: Vec<String> = s.neighbors.iter().map(|n| n.address.to_string()).collect();
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
         e.sample(
             "interlink_bgp_session_established",
-            &[("neighbor", n)],
-            f64::from(u8::from(*up)),
+            &[("neighbor", a)],
+            f64::from(u8::from(n.state == "established")),
         );
+    }
+    e.family(
+        "interlink_bgp_session_state",
+        "gauge",
+        "The session's state: 1 for the state it is in (established, down, or shutdown by the operator).",
+    );
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
+        for state in ["established", "down", "shutdown"] {
+            e.sample(
+                "interlink_bgp_session_state",
+                &[("neighbor", a), ("state", state)],
+                f64::from(u8::from(n.state == state)),
+            );
+        }
+    }
+    e.family(
+        "interlink_bgp_session_uptime_seconds",
+        "gauge",
+        "How long the session has been Established (0 when it is not).",
+    );
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
+        e.sample(
+            "interlink_bgp_session_uptime_seconds",
+            &[("neighbor", a)],
+            n.uptime.map_or(0.0, |d| d.as_secs_f64()),
+        );
+    }
+    e.family(
+        "interlink_bgp_prefixes",
+        "gauge",
+        "Prefixes per neighbor and family: received (before import policy), accepted, advertised.",
+    );
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
+        for (stage, counts) in [
+            ("received", n.received),
+            ("accepted", n.accepted),
+            ("advertised", n.advertised),
+        ] {
+            for (afi, c) in ["ipv4", "ipv6"].iter().zip(counts) {
+                e.sample(
+                    "interlink_bgp_prefixes",
+                    &[("neighbor", a), ("afi", afi), ("stage", stage)],
+                    c as f64,
+                );
+            }
+        }
+    }
+    e.family(
+        "interlink_bgp_messages_total",
+        "counter",
+        "BGP messages per neighbor, direction and type.",
+    );
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
+        for (direction, counts) in [("sent", n.messages_sent), ("received", n.messages_received)] {
+            for (kind, c) in interlink_bgp::peer::MESSAGE_TYPES.iter().zip(counts) {
+                e.sample(
+                    "interlink_bgp_messages_total",
+                    &[("neighbor", a), ("direction", direction), ("type", kind)],
+                    c as f64,
+                );
+            }
+        }
     }
     let table = s.fib_table.to_string();
     e.family(

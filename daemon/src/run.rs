@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::mka::MkaRun;
-use interlink_bgp::speaker::{self, SpeakerEvent};
+use interlink_bgp::speaker::{self, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{
     Config, Keying, Link as LinkConfig, OnShutdown, StaticRoute, StaticTarget, Transport,
@@ -296,13 +296,6 @@ fn unapplied(old: &Config, new: &Config) -> Vec<&'static str> {
     out
 }
 
-fn set_established(list: &mut [(String, bool)], address: std::net::IpAddr, up: bool) {
-    let a = address.to_string();
-    if let Some(n) = list.iter_mut().find(|(n, _)| *n == a) {
-        n.1 = up;
-    }
-}
-
 /// A best BGP route as the FIB takes it: through its next hops (our own networks are not
 /// installed: they are reachable here already).
 fn fib_route(b: &interlink_bgp::rib::Best) -> Option<Route> {
@@ -518,11 +511,6 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
             }
         }
     }
-    let mut neighbors: Vec<(String, bool)> = config
-        .neighbors
-        .iter()
-        .map(|n| (n.address.to_string(), false))
-        .collect();
     let notifier = crate::notify::Notifier::from_env();
     notifier.notify(&format!(
         "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
@@ -566,11 +554,9 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     }
                 }
                 SpeakerEvent::PeerUp { address, asn } => {
-                    set_established(&mut neighbors, address, true);
                     log!("bgp: {address} (AS {asn}) established")
                 }
                 SpeakerEvent::PeerDown { address, why } => {
-                    set_established(&mut neighbors, address, false);
                     log!("bgp: {address} down: {why}")
                 }
                 SpeakerEvent::Log(l) => log!("{l}"),
@@ -635,6 +621,14 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 }
                 if config.metrics_listen.is_some() {
                     let snap = fib.snapshot();
+                    // The speaker answers from its own task; counts are kept as they change.
+                    let mut neighbors = Vec::new();
+                    if bgp_task.is_some() {
+                        let (reply, rx) = tokio::sync::oneshot::channel();
+                        if speaker_cmds.send(SpeakerCmd::Neighbors(reply)).is_ok() {
+                            neighbors = rx.await.unwrap_or_default();
+                        }
+                    }
                     let text = crate::metrics::render(&crate::metrics::Snapshot {
                         links: links
                             .iter()
@@ -648,7 +642,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                             .collect(),
                         fib: &snap,
                         fib_table: target.table,
-                        neighbors: neighbors.clone(),
+                        neighbors,
                     });
                     if let Ok(mut m) = metrics.lock() {
                         *m = text;

@@ -6,6 +6,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +28,61 @@ pub struct PeerConfig {
     pub ttl1: bool,
     /// The TCP-MD5 key (RFC 2385), at most 80 octets.
     pub md5: Option<Vec<u8>>,
+    /// Counted here, read by whoever reports them.
+    pub counts: Arc<MessageCounts>,
+}
+
+/// Messages sent and received on the session, by type: OPEN, UPDATE, NOTIFICATION,
+/// KEEPALIVE, ROUTE-REFRESH (index = type code - 1), and any other type last.
+#[derive(Debug, Default)]
+pub struct MessageCounts {
+    sent: [AtomicU64; 6],
+    received: [AtomicU64; 6],
+}
+
+/// The names of the message types, in [`MessageCounts`]' order.
+pub const MESSAGE_TYPES: [&str; 6] = [
+    "open",
+    "update",
+    "notification",
+    "keepalive",
+    "route_refresh",
+    "other",
+];
+
+fn type_index(kind: u8) -> usize {
+    match kind {
+        1..=5 => usize::from(kind) - 1,
+        _ => 5,
+    }
+}
+
+impl MessageCounts {
+    pub fn sent(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.sent[i].load(Ordering::Relaxed))
+    }
+
+    pub fn received(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.received[i].load(Ordering::Relaxed))
+    }
+
+    fn count_sent(&self, kind: u8) {
+        self.sent[type_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_received(&self, kind: u8) {
+        self.received[type_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the messages in `bytes`, whole encoded messages back to back.
+    fn count_sent_stream(&self, bytes: &[u8]) {
+        let mut at = 0;
+        while let Some(h) = bytes.get(at..at + 19) {
+            self.count_sent(h[18]);
+            let len = usize::from(u16::from_be_bytes([h[16], h[17]]));
+            at += len.max(19);
+        }
+    }
 }
 
 /// What the peer tells the rest of the daemon.
@@ -172,21 +229,25 @@ async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    counts: Arc<MessageCounts>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
+    fn new(stream: TcpStream, counts: &Arc<MessageCounts>) -> Conn {
         stream.set_nodelay(true).ok();
         Conn {
             stream,
             buf: Vec::with_capacity(64 * 1024),
+            counts: counts.clone(),
         }
     }
 
     async fn send(&mut self, m: &Message) -> io::Result<()> {
         let mut out = Vec::new();
         m.encode(&mut out);
-        self.stream.write_all(&out).await
+        self.stream.write_all(&out).await?;
+        self.counts.count_sent_stream(&out);
+        Ok(())
     }
 }
 
@@ -327,7 +388,7 @@ pub async fn run(
                 connecting = false;
                 match r {
                     Some(Ok(s)) if conn.is_none() && matches!(session.state(), State::Connect | State::Active) => {
-                        conn = Some(Conn::new(s));
+                        conn = Some(Conn::new(s, &cfg.counts));
                         primary_outgoing = true;
                         actions = session.handle(Instant::now(), Event::Connected);
                     }
@@ -344,14 +405,14 @@ pub async fn run(
                 match session.state() {
                     State::Idle | State::Established => drop(s),
                     State::Connect | State::Active => {
-                        conn = Some(Conn::new(s));
+                        conn = Some(Conn::new(s, &cfg.counts));
                         primary_outgoing = false;
                         actions = session.handle(Instant::now(), Event::Connected);
                     }
                     // A collision: the new connection gets its own state machine, which
                     // sends our OPEN on it, until the identifiers decide (§6.8).
                     State::OpenSent | State::OpenConfirm if other.is_none() => {
-                        let mut c2 = Conn::new(s);
+                        let mut c2 = Conn::new(s, &cfg.counts);
                         let mut s2 = Session::new(cfg.fsm.clone());
                         s2.handle(Instant::now(), Event::Start);
                         let mut ok = true;
@@ -409,6 +470,7 @@ pub async fn run(
                                     conn = None;
                                     actions = session.handle(Instant::now(), Event::ConnectionClosed);
                                 } else {
+                                    c.counts.count_sent_stream(&bytes);
                                     session.sent_update(Instant::now());
                                 }
                             }
@@ -457,6 +519,7 @@ fn drain_events(c: &mut Conn, max: usize) -> Vec<Event> {
         match frame(&c.buf[used..], max) {
             Ok(Some(f)) => {
                 used += f.len;
+                c.counts.count_received(f.kind);
                 match Message::decode(f.kind, f.body) {
                     Ok(m) => out.push(Event::Received(m)),
                     Err(n) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fsm::{self, Down, Negotiated};
-use crate::peer::{self, PeerCmd, PeerConfig, PeerEvent};
+use crate::peer::{self, MessageCounts, PeerCmd, PeerConfig, PeerEvent};
 use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 use crate::update::{self, Attrs, Decoded, Nlri, Origin, Segment, Update};
 use crate::wire::{
@@ -155,6 +155,9 @@ pub struct NeighborView {
     pub received: [usize; 2],
     pub accepted: [usize; 2],
     pub advertised: [usize; 2],
+    /// Messages by type, in the order of [`peer::MESSAGE_TYPES`].
+    pub messages_sent: [u64; 6],
+    pub messages_received: [u64; 6],
 }
 
 /// A route as `interlinkctl show routes` shows it.
@@ -182,19 +185,56 @@ struct PeerState {
     synced: bool,
     /// Adj-RIB-Out: the prefixes we have announced to the peer, so that only those are
     /// withdrawn from it.
-    advertised: HashSet<Nlri>,
+    advertised: PrefixSet,
     /// Prefixes the peer announced that import policy refused: with the accepted ones, what
     /// it sent (Adj-RIB-In before policy) for the counts.
-    rejected: HashSet<Nlri>,
+    rejected: PrefixSet,
+    counts: Arc<MessageCounts>,
     up_since: Option<std::time::Instant>,
     last_error: Option<String>,
     /// Shut down by the operator: stays down until enabled.
     admin_down: bool,
 }
 
-fn by_family(prefixes: &HashSet<Nlri>) -> [usize; 2] {
-    let v6 = prefixes.iter().filter(|p| p.addr.is_ipv6()).count();
-    [prefixes.len() - v6, v6]
+/// A set of prefixes that keeps its count per family, for the counts shown and scraped.
+#[derive(Default)]
+struct PrefixSet {
+    set: HashSet<Nlri>,
+    v6: usize,
+}
+
+impl PrefixSet {
+    fn insert(&mut self, p: Nlri) {
+        if self.set.insert(p) && p.addr.is_ipv6() {
+            self.v6 += 1;
+        }
+    }
+
+    fn remove(&mut self, p: &Nlri) {
+        if self.set.remove(p) && p.addr.is_ipv6() {
+            self.v6 -= 1;
+        }
+    }
+
+    fn contains(&self, p: &Nlri) -> bool {
+        self.set.contains(p)
+    }
+
+    fn clear(&mut self) {
+        self.set.clear();
+        self.v6 = 0;
+    }
+
+    fn extend(&mut self, ps: impl IntoIterator<Item = Nlri>) {
+        for p in ps {
+            self.insert(p);
+        }
+    }
+
+    /// IPv4, IPv6.
+    fn counts(&self) -> [usize; 2] {
+        [self.set.len() - self.v6, self.v6]
+    }
 }
 
 fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
@@ -242,7 +282,9 @@ pub async fn run(
         let (in_tx, in_rx) = mpsc::channel(4);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         by_addr.insert(n.address, in_tx);
+        let counts = Arc::new(MessageCounts::default());
         let pc = PeerConfig {
+            counts: counts.clone(),
             fsm: fsm_config(&cfg, n),
             remote: SocketAddr::new(n.address, n.port),
             local: None,
@@ -270,8 +312,9 @@ pub async fn run(
                 stale_until: None,
                 awaiting_eor: vec![],
                 synced: false,
-                advertised: HashSet::new(),
-                rejected: HashSet::new(),
+                advertised: PrefixSet::default(),
+                rejected: PrefixSet::default(),
+                counts,
                 up_since: None,
                 last_error: None,
                 admin_down: false,
@@ -370,7 +413,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
                 .iter()
                 .map(|(id, p)| {
                     let accepted = rib.count_by_family(*id);
-                    let rejected = by_family(&p.rejected);
+                    let rejected = p.rejected.counts();
                     NeighborView {
                         address: p.cfg.address,
                         remote_as: p.cfg.remote_as,
@@ -385,7 +428,9 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
                         last_error: p.last_error.clone(),
                         received: [accepted[0] + rejected[0], accepted[1] + rejected[1]],
                         accepted,
-                        advertised: by_family(&p.advertised),
+                        advertised: p.advertised.counts(),
+                        messages_sent: p.counts.sent(),
+                        messages_received: p.counts.received(),
                     }
                 })
                 .collect();

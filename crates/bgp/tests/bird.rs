@@ -103,6 +103,7 @@ fn config(remote: &str, local: IpAddr, family: Family, passive: bool) -> PeerCon
         local: Some(local),
         ttl1: true,
         md5: None,
+        counts: Default::default(),
     }
 }
 

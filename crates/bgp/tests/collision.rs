@@ -35,6 +35,7 @@ fn config(me: u8, peer_n: u8) -> PeerConfig {
         local: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, me))),
         ttl1: true,
         md5: None,
+        counts: Default::default(),
     }
 }
 
