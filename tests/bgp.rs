@@ -362,3 +362,116 @@ fn interlinkctl_shows_and_drives_the_sessions() {
     assert_eq!(code, 3);
     assert!(err.contains("is it running?"), "{err}");
 }
+
+#[test]
+fn a_reload_changes_bgp_without_bouncing_what_did_not_change() {
+    if !netns::require_root() {
+        return;
+    }
+    let ctl_section = "\n[control]\nsocket = \"ctl.sock\"\n";
+    let mut lab = start("bgp-reload", BIRD, &format!("{INTERLINK}{ctl_section}"));
+    lab.wait_for("convergence", Duration::from_secs(20), || {
+        lab.log("gw").contains("fib: in sync with BGP")
+    });
+    let cfg = lab.dir.join("interlink.toml");
+    let write = |text: &str| std::fs::write(&cfg, format!("{text}{ctl_section}")).unwrap();
+    let uptime =
+        |lab: &Lab, i: usize| ctl_json(lab, &["show", "neighbors"])[i]["uptime_seconds"].as_u64();
+    let v6_up = uptime(&lab, 1).expect("v6 established");
+
+    // Import policy: 10.99.0.0/16 admitted too. A route refresh brings it, no session bounces.
+    write(&INTERLINK.replace(
+        "import = { prefixes = [\"10.60.0.0/16 le 24\"] }",
+        "import = { prefixes = [\"10.60.0.0/16 le 24\", \"10.99.0.0/16\"] }",
+    ));
+    let (code, out, err) = ctl(&lab, &["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    lab.wait_for(
+        "10.99.0.0/16 in the kernel",
+        Duration::from_secs(10),
+        || routes(&lab).contains("10.99.0.0/16 via 10.0.0.2"),
+    );
+    assert!(lab
+        .log("gw")
+        .contains("import policy changed; route refresh asked"));
+
+    // Export policy: nothing more to BIRD over IPv4; our 10.70.0.0/16 leaves BIRD. A new
+    // network goes out over IPv6.
+    let text = INTERLINK
+        .replace(
+            "import = { prefixes = [\"10.60.0.0/16 le 24\"] }\nexport = { networks = true }",
+            "import = { prefixes = [\"10.60.0.0/16 le 24\", \"10.99.0.0/16\"] }\nexport = { networks = false }",
+        )
+        .replace(
+            "networks = [\"10.70.0.0/16\", \"2001:db8:70::/48\"]",
+            "networks = [\"10.70.0.0/16\", \"2001:db8:70::/48\", \"2001:db8:71::/48\"]",
+        );
+    write(&text);
+    let (code, _, err) = ctl(&lab, &["reload"]);
+    assert_eq!(code, 0, "{err}");
+    lab.wait_for(
+        "10.70.0.0/16 withdrawn from BIRD",
+        Duration::from_secs(10),
+        || !birdc(&lab, &["show", "route"]).contains("10.70.0.0/16"),
+    );
+    lab.wait_for("2001:db8:71::/48 in BIRD", Duration::from_secs(10), || {
+        birdc(&lab, &["show", "route"]).contains("2001:db8:71::/48")
+    });
+    // The IPv6 session never went down: its uptime kept counting.
+    assert!(
+        uptime(&lab, 1).unwrap() >= v6_up,
+        "the IPv6 session was bounced"
+    );
+    assert!(!lab.log("gw").contains("fd00::2 down"), "{}", lab.log("gw"));
+
+    // The IPv6 neighbor removed: BIRD hears why, its route leaves the kernel; IPv4 stays.
+    let v4_only = text.replace(
+        "[[neighbor]]\naddress = \"fd00::2\"\nremote_asn = 64512\nimport = { prefixes = [\"2001:db8:60::/48\"] }\nexport = { networks = true }\n",
+        "",
+    );
+    assert_ne!(v4_only, text);
+    write(&v4_only);
+    ctl(&lab, &["reload"]);
+    lab.wait_for("BIRD to see the removal", Duration::from_secs(10), || {
+        birdc(&lab, &["show", "protocols", "all", "v6"])
+            .contains("neighbor removed from the configuration")
+    });
+    lab.wait_for("the IPv6 route gone", Duration::from_secs(10), || {
+        !routes(&lab).contains("2001:db8:60::/48")
+    });
+    assert_eq!(
+        ctl_json(&lab, &["show", "neighbors"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(routes(&lab).contains("10.60.0.0/16"));
+    // And back.
+    write(&text);
+    ctl(&lab, &["reload"]);
+    lab.wait_for("the IPv6 route back", Duration::from_secs(15), || {
+        routes(&lab).contains("2001:db8:60::/48 via fd00::2")
+    });
+    // A session setting (the hold time) restarts that session only.
+    write(&text.replacen(
+        "remote_asn = 64512\n",
+        "remote_asn = 64512\nhold_time = 30\n",
+        1,
+    ));
+    ctl(&lab, &["reload"]);
+    lab.wait_for(
+        "the IPv4 session restarted",
+        Duration::from_secs(15),
+        || {
+            lab.log("gw").contains("10.0.0.2: session settings changed")
+                && lab
+                    .log("gw")
+                    .matches("10.0.0.2 (AS 64512) established")
+                    .count()
+                    >= 2
+        },
+    );
+    let (status, log) = lab.stop("gw");
+    assert_eq!(status, Some(0), "{log}");
+}

@@ -24,6 +24,9 @@ pub struct Ctl<'a> {
     pub config: &'a mut Config,
     pub speaker: Option<&'a mpsc::UnboundedSender<SpeakerCmd>>,
     pub started: Instant,
+    /// The metrics server, if any: a reload may move it.
+    pub metrics: &'a mut Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    pub metrics_text: &'a std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
@@ -42,12 +45,10 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
             Ok(p) => routes(ctl, Some(p)).await,
             Err(e) => error(e),
         },
-        ["reload"] => {
-            match crate::run::reload(ctl.path, ctl.handle, ctl.links, ctl.fib, ctl.config).await {
-                Ok(notes) => ok(json!({ "applied": true, "notes": notes })),
-                Err(e) => error(e),
-            }
-        }
+        ["reload"] => match crate::run::reload(ctl).await {
+            Ok(notes) => ok(json!({ "applied": true, "notes": notes })),
+            Err(e) => error(e),
+        },
         ["neighbor", addr, op @ ("reset" | "shutdown" | "enable")] => neighbor(ctl, addr, op).await,
         ["link", name, "rekey"] => rekey(ctl, name),
         [] => error(format!("no command; commands: {USAGE}")),

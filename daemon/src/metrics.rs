@@ -373,9 +373,13 @@ fn process(e: &mut Exposition) {
 }
 
 /// Serves the latest rendering on `GET /metrics` until the runtime stops.
-pub async fn serve(listen: SocketAddr, latest: Arc<Mutex<String>>) -> std::io::Result<()> {
+/// Serves `latest` on `listen` until the returned task is aborted (a reload that moves it).
+pub async fn serve(
+    listen: SocketAddr,
+    latest: Arc<Mutex<String>>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let l = tokio::net::TcpListener::bind(listen).await?;
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let latest = latest.clone();
             tokio::spawn(async move {
@@ -407,8 +411,7 @@ pub async fn serve(listen: SocketAddr, latest: Arc<Mutex<String>>) -> std::io::R
                 let _ = s.write_all(body.as_bytes()).await;
             });
         }
-    });
-    Ok(())
+    }))
 }
 
 #[cfg(test)]

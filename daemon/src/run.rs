@@ -249,51 +249,89 @@ fn reload_routes(fib: &FibService, old: &Config, new: &Config) {
 }
 
 /// Reads the configuration again and applies what changed. On errors the running
-/// configuration stays and the errors come back, one per line.
-pub async fn reload(
-    path: &Path,
-    handle: &rtnetlink::Handle,
-    links: &mut Vec<LinkRun>,
-    fib: &FibService,
-    config: &mut Config,
-) -> Result<Vec<String>, String> {
-    match Config::load(path) {
+/// configuration stays and the errors come back, one per line; otherwise what could not be
+/// applied comes back as notes.
+pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, String> {
+    let new = match Config::load(ctl.path) {
         Err(errors) => {
             for e in &errors.0 {
                 log!("reload: {e}");
             }
             log!("reload: the new configuration has errors; the running one stays");
-            Err(errors.to_string())
+            return Err(errors.to_string());
         }
-        Ok(new) => {
-            reload_links(handle, links, &new).await;
-            reload_routes(fib, config, &new);
-            let mut notes = Vec::new();
-            for section in unapplied(config, &new) {
-                let n = format!("{section} changed; that takes effect at the next restart");
-                log!("reload: {n}");
-                notes.push(n);
-            }
-            *config = new;
-            log!("reload: done");
-            Ok(notes)
+        Ok(new) => new,
+    };
+    let old = &*ctl.config;
+    reload_links(ctl.handle, ctl.links, &new).await;
+    reload_routes(ctl.fib, old, &new);
+    let mut notes = Vec::new();
+    // BGP: the speaker takes the difference itself.
+    let bgp_changed =
+        old.router != new.router || old.neighbors != new.neighbors || old.bgp != new.bgp;
+    match (&new.router, ctl.speaker) {
+        (Some(r), Some(speaker)) if bgp_changed => {
+            let cfg = speaker_config(&new, r);
+            let _ = speaker.send(SpeakerCmd::Reconfigure(Box::new(cfg)));
         }
+        (new_router, speaker) if new_router.is_some() != speaker.is_some() => notes
+            .push("[router] added or removed; BGP starts or stops at the next restart".to_owned()),
+        _ => {}
     }
-}
-
-/// Sections a reload does not apply yet: each is named in the log.
-fn unapplied(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if old.router != new.router || old.neighbors != new.neighbors || old.bgp != new.bgp {
-        out.push("[router], [[neighbor]] or [bgp]");
-    }
-    if old.fib != new.fib {
-        out.push("[fib]");
+    // [fib]: the slot of interlink's routes (table, metric, protocol) cannot move under
+    // them; how long a restart waits and what shutdown does are read when they happen.
+    if (old.fib.table, old.fib.metric, old.fib.protocol)
+        != (new.fib.table, new.fib.metric, new.fib.protocol)
+    {
+        notes.push(
+            "[fib] table, metric or protocol changed; that takes effect at the next restart".into(),
+        );
     }
     if old.metrics_listen != new.metrics_listen {
-        out.push("[metrics]");
+        match new.metrics_listen {
+            Some(listen) => match crate::metrics::serve(listen, ctl.metrics_text.clone()).await {
+                Ok(task) => {
+                    if let Some((_, t)) = ctl.metrics.replace((listen, task)) {
+                        t.abort();
+                    }
+                    log!("reload: metrics on http://{listen}/metrics");
+                }
+                Err(e) => notes.push(format!(
+                    "[metrics] cannot listen on {listen}: {e}; the old address stays"
+                )),
+            },
+            None => {
+                if let Some((_, t)) = ctl.metrics.take() {
+                    t.abort();
+                }
+                log!("reload: metrics no longer served");
+            }
+        }
     }
-    out
+    if old.control_socket != new.control_socket {
+        notes.push("[control] socket changed; that takes effect at the next restart".into());
+    }
+    for n in &notes {
+        log!("reload: {n}");
+    }
+    // What was not applied stays as it was, so that the next reload compares with what runs.
+    let mut applied = new;
+    if applied.metrics_listen != ctl.metrics.as_ref().map(|(a, _)| *a) {
+        applied.metrics_listen = ctl.metrics.as_ref().map(|(a, _)| *a);
+    }
+    let old = &*ctl.config;
+    applied.fib.table = old.fib.table;
+    applied.fib.metric = old.fib.metric;
+    applied.fib.protocol = old.fib.protocol;
+    applied.control_socket = old.control_socket.clone();
+    if applied.router.is_some() != ctl.speaker.is_some() {
+        applied.router = old.router.clone();
+        applied.neighbors = old.neighbors.clone();
+        applied.bgp = old.bgp.clone();
+    }
+    *ctl.config = applied;
+    log!("reload: done");
+    Ok(notes)
 }
 
 /// A best BGP route as the FIB takes it: through its next hops (our own networks are not
@@ -502,9 +540,13 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     );
     // Prometheus metrics, rendered on each tick and served as they were last rendered.
     let metrics = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut metrics_server = None;
     if let Some(listen) = config.metrics_listen {
         match crate::metrics::serve(listen, metrics.clone()).await {
-            Ok(()) => log!("metrics on http://{listen}/metrics"),
+            Ok(task) => {
+                metrics_server = Some((listen, task));
+                log!("metrics on http://{listen}/metrics")
+            }
             Err(e) => {
                 log!("metrics: cannot listen on {listen}: {e}");
                 return ExitCode::from(1);
@@ -602,13 +644,27 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     config: &mut config,
                     speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
                     started,
+                    metrics: &mut metrics_server,
+                    metrics_text: &metrics,
                 };
                 let answer = crate::commands::answer(&req.line, &mut ctl).await;
                 let _ = req.reply.send(answer);
             }
             _ = hup.recv() => {
                 notifier.reloading();
-                let _ = reload(path, &handle, &mut links, &fib, &mut config).await;
+                let mut ctl = crate::commands::Ctl {
+                    path,
+                    handle: &handle,
+                    links: &mut links,
+                    fib: &fib,
+                    target,
+                    config: &mut config,
+                    speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
+                    started,
+                    metrics: &mut metrics_server,
+                    metrics_text: &metrics,
+                };
+                let _ = reload(&mut ctl).await;
                 notifier.notify(&format!(
                     "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
                     links.len(),

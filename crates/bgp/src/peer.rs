@@ -284,7 +284,6 @@ pub async fn run(
     let mut primary_outgoing = false;
     let mut connecting = false;
     let mut incoming_open = true;
-    let mut cmds_open = true;
     let (connected_tx, mut connected_rx) = mpsc::channel::<io::Result<TcpStream>>(1);
     let mut actions = session.handle(Instant::now(), Event::Start);
     loop {
@@ -460,9 +459,16 @@ pub async fn run(
                     }
                 }
             }
-            c = cmds.recv(), if cmds_open => {
+            c = cmds.recv() => {
                 match c {
-                    None => cmds_open = false,
+                    // The speaker let go of this peer (a reload removed or replaced it, after
+                    // a Stop): the task ends.
+                    None => {
+                        if let Some(mut c) = conn.take() {
+                            let _ = c.stream.shutdown().await;
+                        }
+                        break;
+                    }
                     Some(PeerCmd::Send(bytes)) => {
                         if session.state() == State::Established {
                             if let Some(c) = conn.as_mut() {

@@ -15,7 +15,7 @@ use crate::peer::{self, MessageCounts, PeerCmd, PeerConfig, PeerEvent};
 use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 use crate::update::{self, Attrs, Decoded, Nlri, Origin, Segment, Update};
 use crate::wire::{
-    code, Capabilities, Family, GracefulRestart, Notification, MAX_EXTENDED_LEN, MAX_LEN,
+    code, Capabilities, Family, GracefulRestart, Message, Notification, MAX_EXTENDED_LEN, MAX_LEN,
 };
 
 /// A prefix list entry: the prefix and the lengths it admits.
@@ -128,6 +128,10 @@ pub enum SpeakerCmd {
         op: NeighborOp,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A reload: neighbors removed go (Cease/Peer De-configured), new ones start, changed
+    /// sessions restart; a policy change alone is applied softly (route refresh for import,
+    /// the Adj-RIB-Out re-sent for export); networks are added and withdrawn.
+    Reconfigure(Box<SpeakerConfig>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,8 +268,172 @@ fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
 }
 
 /// Runs the speaker until `stop` carries a shutdown communication.
+/// Where incoming connections go: the peer task of the neighbor at the source address.
+type Incoming = Arc<std::sync::Mutex<HashMap<IpAddr, mpsc::Sender<tokio::net::TcpStream>>>>;
+
+/// The speaker's I/O plumbing that outlives single peers: the event channel every peer task
+/// reports on, the stop signal, the listeners and who their connections go to.
+struct Plumbing {
+    ev_tx: mpsc::UnboundedSender<(PeerId, PeerEvent)>,
+    stop: watch::Receiver<Option<String>>,
+    incoming: Incoming,
+    /// One listener per family in use, kept for their MD5 keys.
+    listeners: HashMap<bool, std::os::fd::RawFd>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    next_id: PeerId,
+}
+
+impl Plumbing {
+    /// Starts a peer task for `n` and returns its state.
+    fn add_peer(&mut self, cfg: &SpeakerConfig, n: &Neighbor) -> (PeerId, PeerState) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        if let Ok(mut m) = self.incoming.lock() {
+            m.insert(n.address, in_tx);
+        }
+        let counts = Arc::new(MessageCounts::default());
+        let pc = PeerConfig {
+            counts: counts.clone(),
+            fsm: fsm_config(cfg, n),
+            remote: SocketAddr::new(n.address, n.port),
+            local: None,
+            ttl1: n.remote_as != cfg.local_as,
+            md5: n.md5.clone(),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fwd = self.ev_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if fwd.send((id, e)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.tasks.push(tokio::spawn(peer::run(
+            pc,
+            in_rx,
+            tx,
+            self.stop.clone(),
+            cmd_rx,
+        )));
+        let state = PeerState {
+            cfg: n.clone(),
+            cmds: cmd_tx,
+            negotiated: None,
+            local: None,
+            ebgp: n.remote_as != cfg.local_as,
+            stale_until: None,
+            awaiting_eor: vec![],
+            synced: false,
+            advertised: PrefixSet::default(),
+            rejected: PrefixSet::default(),
+            counts,
+            up_since: None,
+            last_error: None,
+            admin_down: false,
+        };
+        (id, state)
+    }
+
+    /// Connections from `address` are no longer taken.
+    fn forget(&mut self, address: IpAddr) {
+        if let Ok(mut m) = self.incoming.lock() {
+            m.remove(&address);
+        }
+    }
+
+    /// A listener for each family the neighbors use, with their MD5 keys; a listener that
+    /// exists gets the keys of new neighbors (and loses those of removed ones).
+    fn listen(
+        &mut self,
+        neighbors: &[Neighbor],
+        port: u16,
+        gone: &[Neighbor],
+        log: &dyn Fn(String),
+    ) {
+        for v4 in [true, false] {
+            let md5: Vec<(IpAddr, Vec<u8>)> = neighbors
+                .iter()
+                .filter(|n| n.address.is_ipv4() == v4)
+                .filter_map(|n| n.md5.clone().map(|k| (n.address, k)))
+                .collect();
+            if let Some(fd) = self.listeners.get(&v4) {
+                let fd = Fd(*fd);
+                for (a, k) in &md5 {
+                    if let Err(e) = peer::set_md5(&fd, *a, k) {
+                        log(format!("bgp: the TCP-MD5 key for {a} on the listener: {e}"));
+                    }
+                }
+                // Keys of neighbors gone (and not back under the same address) are deleted.
+                for n in gone
+                    .iter()
+                    .filter(|n| n.address.is_ipv4() == v4 && n.md5.is_some())
+                {
+                    if !md5.iter().any(|(a, _)| *a == n.address) {
+                        let _ = peer::set_md5(&fd, n.address, &[]);
+                    }
+                }
+                continue;
+            }
+            if !neighbors.iter().any(|n| n.address.is_ipv4() == v4) {
+                continue;
+            }
+            let addr: SocketAddr = if v4 {
+                (Ipv4Addr::UNSPECIFIED, port).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+            };
+            match peer::listen(addr, &md5) {
+                Ok(l) => {
+                    use std::os::fd::AsRawFd;
+                    self.listeners.insert(v4, l.as_raw_fd());
+                    let incoming = self.incoming.clone();
+                    // The listener lives as long as the speaker's runtime: its descriptor stays
+                    // valid for the MD5 keys of neighbors added later.
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok((s, from)) = l.accept().await else {
+                                // Out of descriptors and the like: try again shortly.
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            };
+                            let ip = match from.ip() {
+                                IpAddr::V6(a) => {
+                                    a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a))
+                                }
+                                a => a,
+                            };
+                            // Connections from anyone else are closed at once.
+                            let tx = incoming.lock().ok().and_then(|m| m.get(&ip).cloned());
+                            if let Some(tx) = tx {
+                                let _ = tx.send(s).await;
+                            }
+                        }
+                    });
+                }
+                Err(e) => log(format!(
+                    "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
+                )),
+            }
+        }
+    }
+}
+
+/// A raw descriptor, to set options on a listener owned by its accept task (which lives as
+/// long as the speaker).
+struct Fd(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for Fd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// Runs the speaker until `stop` carries a shutdown communication.
 pub async fn run(
-    cfg: SpeakerConfig,
+    mut cfg: SpeakerConfig,
     events: mpsc::UnboundedSender<SpeakerEvent>,
     stop: watch::Receiver<Option<String>>,
     mut cmds: mpsc::UnboundedReceiver<SpeakerCmd>,
@@ -274,100 +442,26 @@ pub async fn run(
         let _ = events.send(SpeakerEvent::Log(s));
     };
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
+    let mut plumbing = Plumbing {
+        ev_tx,
+        stop: stop.clone(),
+        incoming: Arc::new(std::sync::Mutex::new(HashMap::new())),
+        listeners: HashMap::new(),
+        tasks: Vec::new(),
+        next_id: 0,
+    };
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
-    let mut by_addr: HashMap<IpAddr, mpsc::Sender<tokio::net::TcpStream>> = HashMap::new();
-    let mut tasks = Vec::new();
-    for (i, n) in cfg.neighbors.iter().enumerate() {
-        let id = i as PeerId + 1;
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        by_addr.insert(n.address, in_tx);
-        let counts = Arc::new(MessageCounts::default());
-        let pc = PeerConfig {
-            counts: counts.clone(),
-            fsm: fsm_config(&cfg, n),
-            remote: SocketAddr::new(n.address, n.port),
-            local: None,
-            ttl1: n.remote_as != cfg.local_as,
-            md5: n.md5.clone(),
-        };
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let fwd = ev_tx.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                if fwd.send((id, e)).is_err() {
-                    break;
-                }
-            }
-        });
-        tasks.push(tokio::spawn(peer::run(pc, in_rx, tx, stop.clone(), cmd_rx)));
-        peers.insert(
-            id,
-            PeerState {
-                cfg: n.clone(),
-                cmds: cmd_tx,
-                negotiated: None,
-                local: None,
-                ebgp: n.remote_as != cfg.local_as,
-                stale_until: None,
-                awaiting_eor: vec![],
-                synced: false,
-                advertised: PrefixSet::default(),
-                rejected: PrefixSet::default(),
-                counts,
-                up_since: None,
-                last_error: None,
-                admin_down: false,
-            },
-        );
+    for n in &cfg.neighbors {
+        let (id, state) = plumbing.add_peer(&cfg, n);
+        peers.insert(id, state);
     }
-    // Listeners, one per family in use, with the MD5 keys of that family's peers.
-    let md5: Vec<(IpAddr, Vec<u8>)> = cfg
-        .neighbors
-        .iter()
-        .filter_map(|n| n.md5.clone().map(|k| (n.address, k)))
-        .collect();
-    for v4 in [true, false] {
-        if !cfg.neighbors.iter().any(|n| n.address.is_ipv4() == v4) {
-            continue;
-        }
-        let addr: SocketAddr = if v4 {
-            (Ipv4Addr::UNSPECIFIED, cfg.listen_port).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, cfg.listen_port).into()
-        };
-        match peer::listen(addr, &md5) {
-            Ok(l) => {
-                let by_addr = by_addr.clone();
-                tokio::spawn(async move {
-                    while let Ok((s, from)) = l.accept().await {
-                        let ip = match from.ip() {
-                            IpAddr::V6(a) => {
-                                a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a))
-                            }
-                            a => a,
-                        };
-                        // Connections from anyone else are closed at once.
-                        if let Some(tx) = by_addr.get(&ip) {
-                            let _ = tx.send(s).await;
-                        }
-                    }
-                });
-            }
-            Err(e) => log(format!(
-                "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
-            )),
-        }
-    }
+    plumbing.listen(&cfg.neighbors, cfg.listen_port, &[], &log);
 
     let mut rib = Rib::new(cfg.multipath);
     // Our networks, as routes of our own.
-    let local_attrs = Arc::new(Attrs {
-        origin: Some(Origin::Igp),
-        ..Attrs::default()
-    });
+    let local = local_attrs();
     for p in &cfg.networks {
-        rib.insert(LOCAL, *p, local_attrs.clone(), &mut Vec::new());
+        rib.insert(LOCAL, *p, local.clone(), &mut Vec::new());
     }
     let mut converged = false;
     let mut stop = stop;
@@ -391,7 +485,12 @@ pub async fn run(
                 let Some((id, e)) = e else { break };
                 handle(id, e, &cfg, &mut peers, &mut rib, &events);
             }
-            Some(c) = cmds.recv() => command(c, &mut peers, &rib),
+            Some(c) = cmds.recv() => match c {
+                SpeakerCmd::Reconfigure(new) => {
+                    reconfigure(*new, &mut cfg, &mut plumbing, &mut peers, &mut rib, &events);
+                }
+                c => command(c, &mut peers, &rib),
+            },
         }
         // RFC 4724 §4.1: selection settles once every peer has sent End-of-RIB; a peer that
         // does not come up is waited for no longer than the daemon's restart timer.
@@ -400,9 +499,181 @@ pub async fn run(
             let _ = events.send(SpeakerEvent::Converged);
         }
     }
-    for t in tasks {
+    for t in plumbing.tasks {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
+}
+
+/// Whether two configs of a neighbor need no new session: only policy differs.
+fn same_session(a: &Neighbor, b: &Neighbor) -> bool {
+    a.address == b.address
+        && a.port == b.port
+        && a.remote_as == b.remote_as
+        && a.hold_time == b.hold_time
+        && a.passive == b.passive
+        && a.md5 == b.md5
+}
+
+/// The attributes of our own networks.
+fn local_attrs() -> Arc<Attrs> {
+    Arc::new(Attrs {
+        origin: Some(Origin::Igp),
+        ..Attrs::default()
+    })
+}
+
+/// A reload (see [`SpeakerCmd::Reconfigure`]).
+fn reconfigure(
+    new: SpeakerConfig,
+    cfg: &mut SpeakerConfig,
+    plumbing: &mut Plumbing,
+    peers: &mut HashMap<PeerId, PeerState>,
+    rib: &mut Rib,
+    events: &mpsc::UnboundedSender<SpeakerEvent>,
+) {
+    let log = |s: String| {
+        let _ = events.send(SpeakerEvent::Log(s));
+    };
+    // Our AS, identifier or port: every session starts again.
+    let all = new.local_as != cfg.local_as
+        || new.router_id != cfg.router_id
+        || new.listen_port != cfg.listen_port;
+    let mut changes = Vec::new();
+    let mut gone = Vec::new();
+    let mut export_changed = Vec::new();
+    let ids: Vec<PeerId> = peers.keys().copied().collect();
+    for id in ids {
+        let old = peers[&id].cfg.clone();
+        match new.neighbors.iter().find(|n| n.address == old.address) {
+            Some(n) if !all && same_session(&old, n) => {
+                let p = peers.get_mut(&id).expect("known peer");
+                let import = format!("{:?}", old.import) != format!("{:?}", n.import);
+                let export = format!("{:?}", old.export) != format!("{:?}", n.export);
+                p.cfg = n.clone();
+                if import {
+                    // RFC 2918: the peer sends its routes again, through the new policy.
+                    match &p.negotiated {
+                        Some(neg) if neg.route_refresh => {
+                            let mut out = Vec::new();
+                            for f in &neg.families {
+                                Message::RouteRefresh {
+                                    family: *f,
+                                    subtype: 0,
+                                }
+                                .encode(&mut out);
+                            }
+                            let _ = p.cmds.send(PeerCmd::Send(out));
+                            log(format!(
+                                "bgp: {}: import policy changed; route refresh asked",
+                                old.address
+                            ));
+                        }
+                        Some(_) => {
+                            let n = Notification::new(code::CEASE, code::CEASE_CONFIG_CHANGE, &[]);
+                            let _ = p.cmds.send(PeerCmd::Reset(n));
+                            log(format!(
+                                "bgp: {}: import policy changed and the peer cannot refresh:                                  resetting the session",
+                                old.address
+                            ));
+                        }
+                        None => {}
+                    }
+                }
+                if export {
+                    export_changed.push(id);
+                }
+            }
+            kept => {
+                let p = peers.remove(&id).expect("known peer");
+                let why = if kept.is_some() {
+                    "session settings changed"
+                } else {
+                    "neighbor removed from the configuration"
+                };
+                let _ = p.cmds.send(PeerCmd::Stop(why.into()));
+                plumbing.forget(old.address);
+                changes.extend(rib.flush(id));
+                log(format!("bgp: {}: {why}", old.address));
+                gone.push(old);
+            }
+        }
+    }
+    for n in &new.neighbors {
+        if !peers.values().any(|p| p.cfg.address == n.address) {
+            let (id, state) = plumbing.add_peer(&new, n);
+            peers.insert(id, state);
+            log(format!("bgp: {}: neighbor added", n.address));
+        }
+    }
+    plumbing.listen(&new.neighbors, new.listen_port, &gone, &log);
+    for p in &cfg.networks {
+        if !new.networks.contains(p) {
+            rib.remove(LOCAL, p, &mut changes);
+        }
+    }
+    for p in &new.networks {
+        if !cfg.networks.contains(p) {
+            rib.insert(LOCAL, *p, local_attrs(), &mut changes);
+        }
+    }
+    if new.multipath != cfg.multipath {
+        log("bgp: multipath changed; that takes effect at the next restart".into());
+    }
+    let multipath = cfg.multipath;
+    *cfg = SpeakerConfig { multipath, ..new };
+    publish(events, peers, rib, changes, cfg);
+    for id in export_changed {
+        resync_out(id, peers, rib, cfg);
+        if let Some(p) = peers.get(&id) {
+            log(format!(
+                "bgp: {}: export policy changed; routes sent again",
+                p.cfg.address
+            ));
+        }
+    }
+}
+
+/// After an export policy change: what the peer has from us but may no longer have is
+/// withdrawn, and everything it may have is sent again.
+fn resync_out(id: PeerId, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib, cfg: &SpeakerConfig) {
+    let Some(p) = peers.get(&id) else { return };
+    let Some(n) = &p.negotiated else { return };
+    let max = if n.extended_message {
+        MAX_EXTENDED_LEN
+    } else {
+        MAX_LEN
+    };
+    let stale: Vec<Nlri> = p
+        .advertised
+        .set
+        .iter()
+        .filter(|pfx| match rib.best(pfx) {
+            Some(b) => {
+                let v6 = pfx.addr.is_ipv6();
+                b.peer == id
+                    || !exports(pfx, b.peer, p, peers)
+                    || outgoing(&b.attrs, p, cfg.local_as, v6).is_none()
+            }
+            None => true,
+        })
+        .copied()
+        .collect();
+    let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = stale.iter().partition(|p| p.addr.is_ipv4());
+    let mut out = Vec::new();
+    for w in [w4, w6] {
+        if !w.is_empty() {
+            update::encode_withdraw(&mut out, &w, max);
+        }
+    }
+    if !out.is_empty() {
+        let _ = p.cmds.send(PeerCmd::Send(out));
+    }
+    if let Some(p) = peers.get_mut(&id) {
+        for w in &stale {
+            p.advertised.remove(w);
+        }
+    }
+    send_table(id, peers, rib, cfg);
 }
 
 /// An operator's command.
@@ -476,6 +747,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
             };
             let _ = reply.send(list);
         }
+        SpeakerCmd::Reconfigure(_) => {}
         SpeakerCmd::Neighbor { address, op, reply } => {
             let Some(p) = peers.values_mut().find(|p| p.cfg.address == address) else {
                 let _ = reply.send(Err(format!("{address} is not a configured neighbor")));

@@ -44,7 +44,9 @@ pub mod code {
     /// Cease subcodes (RFC 4486).
     pub const CEASE_MAX_PREFIXES: u8 = 1;
     pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
+    pub const CEASE_PEER_DECONFIGURED: u8 = 3;
     pub const CEASE_ADMIN_RESET: u8 = 4;
+    pub const CEASE_CONFIG_CHANGE: u8 = 6;
     pub const CEASE_COLLISION: u8 = 7;
 }
 
