@@ -381,6 +381,14 @@ fn speaker_config(config: &Config, r: &interlink_config::Router) -> speaker::Spe
                     networks: e.networks,
                     prefixes: filters(&e.prefixes),
                 }),
+                families: n
+                    .families
+                    .iter()
+                    .map(|f| match f {
+                        interlink_config::Afi::Ipv4 => interlink_bgp::wire::Family::IPV4_UNICAST,
+                        interlink_config::Afi::Ipv6 => interlink_bgp::wire::Family::IPV6_UNICAST,
+                    })
+                    .collect(),
             })
             .collect(),
         networks: config.bgp.networks.iter().map(nlri).collect(),

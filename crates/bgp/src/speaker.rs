@@ -75,6 +75,9 @@ pub struct Neighbor {
     pub import: Option<ImportPolicy>,
     /// None: RFC 8212, nothing to an eBGP peer (everything to an iBGP one).
     pub export: Option<ExportPolicy>,
+    /// The families offered in our OPEN (MP-BGP, RFC 4760): IPv4-only and IPv6-only sessions
+    /// as the clouds run them, or both.
+    pub families: Vec<Family>,
 }
 
 #[derive(Clone, Debug)]
@@ -242,7 +245,7 @@ impl PrefixSet {
 }
 
 fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
-    let families = vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST];
+    let families = n.families.clone();
     fsm::Config {
         local_as: cfg.local_as,
         router_id: cfg.router_id,
@@ -512,6 +515,7 @@ fn same_session(a: &Neighbor, b: &Neighbor) -> bool {
         && a.hold_time == b.hold_time
         && a.passive == b.passive
         && a.md5 == b.md5
+        && a.families == b.families
 }
 
 /// The attributes of our own networks.

@@ -110,6 +110,27 @@ pub struct Neighbor {
     /// None: RFC 8212 for eBGP, nothing is sent (iBGP: everything).
     pub export: Option<Export>,
     pub port: u16,
+    /// The link the session runs across, if named: the address is on it.
+    pub link: Option<String>,
+    /// The address families the session carries: by default, the neighbor address's.
+    pub families: Vec<Afi>,
+}
+
+/// An address family a session carries (unicast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Afi {
+    Ipv4,
+    Ipv6,
+}
+
+impl Afi {
+    fn of(a: &IpAddr) -> Afi {
+        if a.is_ipv4() {
+            Afi::Ipv4
+        } else {
+            Afi::Ipv6
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,6 +178,8 @@ pub(crate) struct RawNeighbor {
     import: Option<RawImport>,
     export: Option<RawExport>,
     port: Option<Spanned<i64>>,
+    link: Option<Spanned<String>>,
+    families: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +234,7 @@ impl Checker<'_, '_> {
         raw: &[Spanned<RawNeighbor>],
         router: Option<&Router>,
         router_span: Option<Range<usize>>,
+        links: &[crate::Link],
     ) -> Vec<Neighbor> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -325,10 +349,122 @@ impl Checker<'_, '_> {
                 networks: e.networks,
                 prefixes: self.prefix_list(&e.prefixes),
             });
-            if let (Some(address), Some(remote_asn), Some(hold_time), Some(port)) =
-                (address, remote_asn, hold_time, port)
+            // The families the session carries, and the link it runs across.
+            let families = match &n.families {
+                None => address.map(|a| vec![Afi::of(&a)]),
+                Some(list) => {
+                    let mut fams = Vec::new();
+                    for f in list {
+                        match f.get_ref().as_str() {
+                            "ipv4" if !fams.contains(&Afi::Ipv4) => fams.push(Afi::Ipv4),
+                            "ipv6" if !fams.contains(&Afi::Ipv6) => fams.push(Afi::Ipv6),
+                            "ipv4" | "ipv6" => {
+                                self.error(f.span(), format!("{:?} is listed twice", f.get_ref()))
+                            }
+                            other => self.hint(
+                                f.span(),
+                                format!("address family {other:?} is not known"),
+                                "\"ipv4\" and/or \"ipv6\" (unicast)",
+                            ),
+                        }
+                    }
+                    if fams.is_empty() && list.is_empty() {
+                        self.hint(
+                            n.address.span(),
+                            "families is empty",
+                            "families = [\"ipv4\"], [\"ipv6\"] or both",
+                        );
+                    }
+                    (!fams.is_empty()).then_some(fams)
+                }
+            };
+            // Prefix lists of a family the session does not carry are a mistake.
+            if let Some(fams) = &families {
+                let lists = n
+                    .import
+                    .iter()
+                    .flat_map(|i| &i.prefixes)
+                    .chain(n.export.iter().flat_map(|e| &e.prefixes));
+                for p in lists {
+                    if let Ok(m) = PrefixMatch::parse(p.get_ref()) {
+                        let afi = Afi::of(&m.prefix.addr());
+                        if !fams.contains(&afi) {
+                            self.hint(
+                                p.span(),
+                                format!(
+                                    "an {} prefix on a session that carries only {}",
+                                    if afi == Afi::Ipv4 { "IPv4" } else { "IPv6" },
+                                    if afi == Afi::Ipv4 { "IPv6" } else { "IPv4" },
+                                ),
+                                "add the family: families = [\"ipv4\", \"ipv6\"]",
+                            );
+                        }
+                    }
+                }
+            }
+            let link = match (&n.link, address) {
+                (None, _) => Some(None),
+                (Some(l), address) => match links.iter().find(|k| k.name == *l.get_ref()) {
+                    None => {
+                        let names: Vec<&str> = links.iter().map(|k| k.name.as_str()).collect();
+                        self.hint(
+                            l.span(),
+                            format!("no link named {:?}", l.get_ref()),
+                            if names.is_empty() {
+                                "no [[link]] is configured".to_owned()
+                            } else {
+                                format!("links: {}", names.join(", "))
+                            },
+                        );
+                        None
+                    }
+                    Some(k) => {
+                        let on_link = address.is_none_or(|a| {
+                            k.addresses.iter().any(|ia| {
+                                interlink_fib::Prefix::new(ia.addr, ia.prefix_len)
+                                    .is_ok_and(|net| net.contains(a))
+                                    && ia.addr != a
+                            })
+                        });
+                        if on_link {
+                            Some(Some(k.name.clone()))
+                        } else {
+                            let addrs: Vec<String> = k
+                                .addresses
+                                .iter()
+                                .map(|ia| format!("{}/{}", ia.addr, ia.prefix_len))
+                                .collect();
+                            self.hint(
+                                n.address.span(),
+                                format!(
+                                    "neighbor {} is not on link {} (its addresses: {})",
+                                    n.address.get_ref(),
+                                    k.name,
+                                    if addrs.is_empty() {
+                                        "none".to_owned()
+                                    } else {
+                                        addrs.join(", ")
+                                    }
+                                ),
+                                "the peer's address in one of the link's subnets",
+                            );
+                            None
+                        }
+                    }
+                },
+            };
+            if let (
+                Some(address),
+                Some(remote_asn),
+                Some(hold_time),
+                Some(port),
+                Some(families),
+                Some(link),
+            ) = (address, remote_asn, hold_time, port, families, link)
             {
                 out.push(Neighbor {
+                    link,
+                    families,
                     address,
                     remote_asn: remote_asn as u32,
                     password_file,

@@ -22,7 +22,7 @@ use interlink_macsec::{An, CipherSuite, Sak, Salt, Sci, Ssci, ValidateFrames};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use bgp::{Bgp, Export, Import, Neighbor, PrefixMatch, Router};
+pub use bgp::{Afi, Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 use error::Diagnostics;
 pub use error::{Error, Errors};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
@@ -264,7 +264,7 @@ impl Config {
         let routes = checker.routes(&raw.route);
         let router = checker.router(raw.router.as_ref().map(Spanned::get_ref));
         let router_span = raw.router.as_ref().map(Spanned::span);
-        let neighbors = checker.neighbors(&raw.neighbor, router.as_ref(), router_span);
+        let neighbors = checker.neighbors(&raw.neighbor, router.as_ref(), router_span, &links);
         let bgp = checker.bgp(raw.bgp.as_ref());
         let metrics_listen =
             raw.metrics

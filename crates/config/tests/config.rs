@@ -807,3 +807,58 @@ fn mka_keychain() {
         .unwrap_err();
     assert!(e[0].contains("unknown field `priority`"), "{e:?}");
 }
+
+#[test]
+fn neighbors_are_checked_against_links_and_families() {
+    let d = keys("bgp-links");
+    d.key("a.sak", &"11".repeat(16), 0o600);
+    d.key("b.sak", &"22".repeat(16), 0o600);
+    let link = "[[link]]\nname = \"aws\"\ninterface = \"il0\"\n\
+                addresses = [\"169.254.10.2/30\", \"fd00:10::2/125\"]\ntransport = \"udp\"\n\
+                local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+                cipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\ntx_sak_file = \"a.sak\"\n\
+                rx_sak_file = \"b.sak\"\n\n[router]\nasn = 65010\nrouter_id = \"192.0.2.1\"\n";
+    let c = d
+        .parse(&format!(
+            "{link}\n[[neighbor]]\naddress = \"169.254.10.1\"\nremote_asn = 64512\nlink = \"aws\"\n\
+             \n[[neighbor]]\naddress = \"fd00:10::1\"\nremote_asn = 64512\nlink = \"aws\"\n\
+             families = [\"ipv6\", \"ipv4\"]\nimport = {{ prefixes = [\"10.0.0.0/8 le 24\"] }}\n"
+        ))
+        .unwrap();
+    assert_eq!(c.neighbors[0].link.as_deref(), Some("aws"));
+    assert_eq!(c.neighbors[0].families, [interlink_config::Afi::Ipv4]);
+    assert_eq!(
+        c.neighbors[1].families,
+        [interlink_config::Afi::Ipv6, interlink_config::Afi::Ipv4]
+    );
+    let e = d
+        .parse(&format!(
+            "{link}\n[[neighbor]]\naddress = \"169.254.11.1\"\nremote_asn = 64512\nlink = \"aws\"\n\
+             \n[[neighbor]]\naddress = \"169.254.10.1\"\nremote_asn = 64512\nlink = \"gcp\"\n\
+             \n[[neighbor]]\naddress = \"169.254.10.2\"\nremote_asn = 64512\nlink = \"aws\"\n\
+             \n[[neighbor]]\naddress = \"fd00:10::3\"\nremote_asn = 64512\nfamilies = [\"ipv6\", \"ipx\"]\n\
+             export = {{ prefixes = [\"10.0.0.0/8\"] }}\n"
+        ))
+        .unwrap_err();
+    let e = e.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    assert!(
+        e[0].contains(
+            "neighbor 169.254.11.1 is not on link aws (its addresses: 169.254.10.2/30, fd00:10::2/125)"
+        ),
+        "{e:?}"
+    );
+    assert!(e[1].contains("no link named \"gcp\" (links: aws)"), "{e:?}");
+    assert!(
+        e[2].contains("neighbor 169.254.10.2 is not on link aws"),
+        "our own address: {e:?}"
+    );
+    assert!(
+        e[3].contains("address family \"ipx\" is not known"),
+        "{e:?}"
+    );
+    assert!(
+        e[4].contains("an IPv4 prefix on a session that carries only IPv6"),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 5, "{e:?}");
+}
