@@ -1,11 +1,17 @@
 //! interlinkd: wiring only. Protocol logic lives in the crates under `crates/`.
 
+/// A log line (see `logging`): `log!` for what happens, `warn!` for what went wrong.
 macro_rules! log {
-    ($($arg:tt)*) => { eprintln!("interlinkd: {}", format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::logging::emit($crate::logging::INFO, &format!($($arg)*)) };
+}
+
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::logging::emit($crate::logging::WARNING, &format!($($arg)*)) };
 }
 
 mod commands;
 mod control;
+mod logging;
 mod metrics;
 mod mka;
 mod notify;

@@ -134,7 +134,7 @@ impl MkaRun {
         let icv = self.kay.drops().get("icv").copied().unwrap_or(0);
         if icv > self.icv_failures_logged {
             let ckns: Vec<String> = self.kay.ckns().map(hex).collect();
-            log!(
+            warn!(
                 "mka: link {}: {icv} MKPDU(s) failed their ICV: the peer has another CAK for CKN {}",
                 link.name(),
                 ckns.join(" or ")
@@ -158,7 +158,7 @@ impl MkaRun {
             match a {
                 Action::Send(frame) => {
                     if let Err(e) = link.send_control(&frame) {
-                        log!("mka: link {name}: cannot send an MKPDU: {e}");
+                        warn!("mka: link {name}: cannot send an MKPDU: {e}");
                     }
                 }
                 Action::InstallRx { an, ki, sak, xpn } => {
@@ -172,7 +172,7 @@ impl MkaRun {
                     });
                     match r {
                         Ok(()) => log!("mka: link {name}: receiving with key {} on AN {an}", ki.kn),
-                        Err(e) => log!("mka: link {name}: cannot install the receive SA: {e}"),
+                        Err(e) => warn!("mka: link {name}: cannot install the receive SA: {e}"),
                     }
                 }
                 Action::InstallTx { an, ki, sak, xpn } => {
@@ -191,7 +191,7 @@ impl MkaRun {
                             self.tx_switches += 1;
                             log!("mka: link {name}: sending with key {} on AN {an}", ki.kn)
                         }
-                        Err(e) => log!("mka: link {name}: cannot install the transmit SA: {e}"),
+                        Err(e) => warn!("mka: link {name}: cannot install the transmit SA: {e}"),
                     }
                 }
                 Action::UseTx { an, ki } => {
@@ -204,7 +204,7 @@ impl MkaRun {
                                 ki.kn
                             )
                         }
-                        Err(e) => log!("mka: link {name}: cannot switch the transmit SA: {e}"),
+                        Err(e) => warn!("mka: link {name}: cannot switch the transmit SA: {e}"),
                     }
                 }
                 Action::Live { ca, live } => {
@@ -212,7 +212,7 @@ impl MkaRun {
                     if live {
                         log!("mka: link {name}: peer live (CKN {ckn})")
                     } else {
-                        log!("mka: link {name}: no live peer (CKN {ckn})")
+                        warn!("mka: link {name}: no live peer (CKN {ckn})")
                     }
                 }
                 Action::Principal(Some(ca)) if self.kay.ckns().count() > 1 => {

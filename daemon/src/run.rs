@@ -38,7 +38,7 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            log!("cannot start the runtime: {e}");
+            warn!("cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -202,7 +202,7 @@ async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new:
                             );
                             run.cfg = l.clone();
                         }
-                        Err(e) => log!("reload: link {}: keychain not taken: {e}", l.name),
+                        Err(e) => warn!("reload: link {}: keychain not taken: {e}", l.name),
                     }
                 }
                 kept.push(run);
@@ -225,7 +225,7 @@ async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new:
         }
         match LinkRun::start(handle, l).await {
             Ok(run) => links.push(run),
-            Err(e) => log!("reload: link {}: {e}", l.name),
+            Err(e) => warn!("reload: link {}: {e}", l.name),
         }
     }
 }
@@ -243,7 +243,7 @@ fn reload_routes(fib: &FibService, old: &Config, new: &Config) {
         }
         match static_route(r) {
             Ok(route) => fib.set(r.prefix, Some(route)),
-            Err(e) => log!("reload: route {}: {e}; not installed", r.prefix),
+            Err(e) => warn!("reload: route {}: {e}; not installed", r.prefix),
         }
     }
 }
@@ -255,9 +255,9 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
     let new = match Config::load(ctl.path) {
         Err(errors) => {
             for e in &errors.0 {
-                log!("reload: {e}");
+                warn!("reload: {e}");
             }
-            log!("reload: the new configuration has errors; the running one stays");
+            warn!("reload: the new configuration has errors; the running one stays");
             return Err(errors.to_string());
         }
         Ok(new) => new,
@@ -431,7 +431,7 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
             op,
             errno,
             message,
-        } => log!(
+        } => warn!(
             "fib: {prefix}: {op:?} refused by the kernel: {}{}",
             std::io::Error::from_raw_os_error(*errno),
             message
@@ -439,17 +439,16 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default()
         ),
-        FibEvent::Conflict { prefix } => log!(
+        FibEvent::Conflict { prefix } => warn!(
             "fib: {prefix}: a route that interlink does not own holds table {} metric {}; \
              left alone, ours not installed",
-            target.table,
-            target.metric
+            target.table, target.metric
         ),
         FibEvent::Repaired { prefix } => {
-            log!("fib: {prefix}: deleted from outside; installing it again")
+            warn!("fib: {prefix}: deleted from outside; installing it again")
         }
         FibEvent::LinkDown { ifindex, name } => {
-            log!("fib: interface {name} (#{ifindex}) down: next hops through it are gone")
+            warn!("fib: interface {name} (#{ifindex}) down: next hops through it are gone")
         }
         FibEvent::LinkUp { ifindex, name } => log!("fib: interface {name} (#{ifindex}) up"),
         FibEvent::AddressAdded { .. } | FibEvent::AddressRemoved { .. } => {}
@@ -460,7 +459,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     let (connection, handle, _) = match rtnetlink::new_connection() {
         Ok(c) => c,
         Err(e) => {
-            log!("cannot open rtnetlink: {e}");
+            warn!("cannot open rtnetlink: {e}");
             return ExitCode::from(1);
         }
     };
@@ -472,7 +471,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     ) {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
-            log!("cannot install signal handlers");
+            warn!("cannot install signal handlers");
             return ExitCode::from(1);
         }
     };
@@ -482,7 +481,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         match LinkRun::start(&handle, l).await {
             Ok(run) => links.push(run),
             Err(e) => {
-                log!("link {}: {e}", l.name);
+                warn!("link {}: {e}", l.name);
                 // Links already up are stopped (and their interfaces removed) on return.
                 return ExitCode::from(1);
             }
@@ -497,7 +496,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     let fib = match FibService::start(target, 4096) {
         Ok(f) => f,
         Err(e) => {
-            log!("fib: cannot reach the kernel's routing tables: {e}");
+            warn!("fib: cannot reach the kernel's routing tables: {e}");
             return ExitCode::from(1);
         }
     };
@@ -511,7 +510,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     for r in &config.routes {
         match static_route(r) {
             Ok(route) => fib.set(r.prefix, Some(route)),
-            Err(e) => log!("route {}: {e}; not installed", r.prefix),
+            Err(e) => warn!("route {}: {e}; not installed", r.prefix),
         }
     }
     // BGP, if configured. The routes adopted from a previous run go once the sources have
@@ -556,7 +555,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 log!("metrics on http://{listen}/metrics")
             }
             Err(e) => {
-                log!("metrics: cannot listen on {listen}: {e}");
+                warn!("metrics: cannot listen on {listen}: {e}");
                 return ExitCode::from(1);
             }
         }
@@ -578,11 +577,11 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     let _ctl_cleanup = match crate::control::bind(&config.control_socket).await {
         Ok(l) => {
             crate::control::serve(l, ctl_tx);
-            log!("control socket {}", config.control_socket.display());
+            log!("control: socket {}", config.control_socket.display());
             Some(crate::control::Cleanup(config.control_socket.clone()))
         }
         Err(e) => {
-            log!(
+            warn!(
                 "control socket {}: {e}; interlinkctl will not reach this daemon",
                 config.control_socket.display()
             );
@@ -607,9 +606,16 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     log!("bgp: {address} (AS {asn}) established")
                 }
                 SpeakerEvent::PeerDown { address, why } => {
-                    log!("bgp: {address} down: {why}")
+                    warn!("bgp: {address} down: {why}")
                 }
-                SpeakerEvent::Log(l) => log!("{l}"),
+                SpeakerEvent::Log(l) => {
+                    let trouble = ["cannot", "malformed", "over the limit", "failed", "discarded", "treated as withdrawn"];
+                    if trouble.iter().any(|t| l.contains(t)) {
+                        warn!("{l}")
+                    } else {
+                        log!("{l}")
+                    }
+                }
                 SpeakerEvent::Converged => {
                     if !swept {
                         log!("bgp: converged (End-of-RIB from every peer)");
@@ -717,7 +723,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     if l.up != run.was_up {
                         match l.last_rtt {
                             Some(rtt) if l.up => log!("link {}: peer reachable, rtt {:?}", run.link.name(), rtt),
-                            _ => log!("link {}: peer unreachable", run.link.name()),
+                            _ => warn!("link {}: peer unreachable", run.link.name()),
                         }
                         run.was_up = l.up;
                     }
@@ -742,7 +748,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 "kept in the kernel"
             }
         ),
-        Err(e) => log!("fib: {e}"),
+        Err(e) => warn!("fib: {e}"),
     }
     for run in links {
         run.stop();
