@@ -475,3 +475,73 @@ fn a_reload_changes_bgp_without_bouncing_what_did_not_change() {
     let (status, log) = lab.stop("gw");
     assert_eq!(status, Some(0), "{log}");
 }
+
+#[test]
+fn policy_matches_and_sets_communities_med_local_pref_and_prepends() {
+    if !netns::require_root() {
+        return;
+    }
+    let bird = r#"
+router id 10.0.0.2;
+protocol device {}
+protocol static static4 {
+    ipv4;
+    route 10.60.0.0/16 blackhole { bgp_community.add((64512,100)); };
+    route 10.61.0.0/16 blackhole;
+}
+protocol bgp v4 {
+    local 10.0.0.2 as 64512;
+    neighbor 10.0.0.1 as 65001;
+    connect retry time 1;
+    ipv4 { import all; export all; };
+}
+"#;
+    let interlink = r#"
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[[neighbor]]
+address = "10.0.0.2"
+remote_asn = 64512
+import = { prefixes = ["10.60.0.0/14 le 24"], match_communities = ["64512:100"], local_pref = 300, communities = ["65001:7"] }
+export = { networks = true, communities = ["65001:42", "no-export"], large_communities = ["65001:1:1"], med = 77, prepend = 2 }
+
+[bgp]
+networks = ["10.70.0.0/16"]
+
+[control]
+socket = "ctl.sock"
+"#;
+    let lab = start("bgp-policy", bird, interlink);
+    lab.wait_for(
+        "10.60.0.0/16 in the kernel",
+        Duration::from_secs(20),
+        || routes(&lab).contains("10.60.0.0/16"),
+    );
+    lab.wait_for("convergence", Duration::from_secs(10), || {
+        lab.log("gw").contains("converged")
+    });
+    // Only the route with the community came in, with what import sets.
+    assert!(!routes(&lab).contains("10.61.0.0/16"), "{}", routes(&lab));
+    let r = ctl_json(&lab, &["show", "routes", "10.60.0.0/16"]);
+    assert_eq!(r[0]["local_pref"], 300, "{r}");
+    assert_eq!(
+        r[0]["communities"],
+        serde_json::json!(["64512:100", "65001:7"]),
+        "{r}"
+    );
+    let n = ctl_json(&lab, &["show", "neighbors"]);
+    assert_eq!(n[0]["received"]["ipv4"], 2, "{n}");
+    assert_eq!(n[0]["accepted"]["ipv4"], 1, "{n}");
+    // What went out: prepended twice more, with the MED and communities export sets.
+    lab.wait_for("our network in BIRD", Duration::from_secs(10), || {
+        birdc(&lab, &["show", "route", "all"]).contains("10.70.0.0/16")
+    });
+    let all = birdc(&lab, &["show", "route", "all"]);
+    let ours = &all[all.find("10.70.0.0/16").unwrap()..];
+    assert!(ours.contains("BGP.as_path: 65001 65001 65001"), "{ours}");
+    assert!(ours.contains("BGP.med: 77"), "{ours}");
+    assert!(ours.contains("(65001,42)"), "{ours}");
+    assert!(ours.contains("(65001, 1, 1)"), "{ours}");
+}

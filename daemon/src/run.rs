@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::mka::MkaRun;
+use interlink_bgp::policy::{Match, Set};
 use interlink_bgp::speaker::{self, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{
@@ -374,12 +375,34 @@ fn speaker_config(config: &Config, r: &interlink_config::Router) -> speaker::Spe
                 md5: n.password.clone(),
                 import: n.import.as_ref().map(|i| speaker::ImportPolicy {
                     prefixes: filters(&i.prefixes),
+                    matching: Match {
+                        communities: i.match_communities.clone(),
+                        large_communities: i.match_large_communities.clone(),
+                    },
+                    set: Set {
+                        communities: i.communities.clone(),
+                        large_communities: i.large_communities.clone(),
+                        local_pref: i.local_pref,
+                        med: i.med,
+                        prepend: 0,
+                    },
                     max_prefixes: i.max_prefixes,
                     warn_only: i.max_prefixes_warn_only,
                 }),
                 export: n.export.as_ref().map(|e| speaker::ExportPolicy {
                     networks: e.networks,
                     prefixes: filters(&e.prefixes),
+                    matching: Match {
+                        communities: e.match_communities.clone(),
+                        large_communities: e.match_large_communities.clone(),
+                    },
+                    set: Set {
+                        communities: e.communities.clone(),
+                        large_communities: e.large_communities.clone(),
+                        local_pref: None,
+                        med: e.med,
+                        prepend: e.prepend,
+                    },
                 }),
                 families: n
                     .families

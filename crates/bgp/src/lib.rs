@@ -10,10 +10,13 @@
 //!   negotiation and back-off after repeated failures.
 //! - [`peer`]: the I/O edge, on tokio: connections out and in, TTL 1, TCP-MD5, framing,
 //!   timers and collision resolution, carrying out what the state machine asks.
+//! - [`update`]: UPDATEs with RFC 7606 error handling; [`rib`]: the decision process;
+//!   [`policy`]: communities, LOCAL_PREF, MED and prepends; [`speaker`]: all of it together.
 
 pub mod fsm;
 pub mod fuzzing;
 pub mod peer;
+pub mod policy;
 pub mod rib;
 pub mod speaker;
 pub mod update;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fsm::{self, Down, Negotiated};
 use crate::peer::{self, MessageCounts, PeerCmd, PeerConfig, PeerEvent};
+use crate::policy;
 use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 use crate::update::{self, Attrs, Decoded, Nlri, Origin, Segment, Update};
 use crate::wire::{
@@ -50,17 +51,25 @@ impl PrefixFilter {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ImportPolicy {
     pub prefixes: Vec<PrefixFilter>,
+    /// Only routes that also match these (communities) are taken.
+    pub matching: policy::Match,
+    /// Set on the routes taken (LOCAL_PREF, MED, communities).
+    pub set: policy::Set,
     pub max_prefixes: Option<u32>,
     pub warn_only: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ExportPolicy {
     pub networks: bool,
     pub prefixes: Vec<PrefixFilter>,
+    /// Learnt routes go out only if they also match these (communities).
+    pub matching: policy::Match,
+    /// Set on everything that goes out (communities, MED, prepends).
+    pub set: policy::Set,
 }
 
 #[derive(Clone, Debug)]
@@ -655,7 +664,7 @@ fn resync_out(id: PeerId, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib, cfg
             Some(b) => {
                 let v6 = pfx.addr.is_ipv6();
                 b.peer == id
-                    || !exports(pfx, b.peer, p, peers)
+                    || !exports(pfx, b.peer, &b.attrs, p, peers)
                     || outgoing(&b.attrs, p, cfg.local_as, v6).is_none()
             }
             None => true,
@@ -966,9 +975,11 @@ fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Imported {
     let looped = attrs.as_path.iter().any(|s| match s {
         Segment::Sequence(v) | Segment::Set(v) => v.contains(&local_as),
     });
+    // The communities condition holds for the whole UPDATE: its prefixes share attributes.
+    let attrs_match = n.import.as_ref().is_none_or(|i| i.matching.matches(attrs));
     let accepts = |p: &Nlri| match &n.import {
         None => !ebgp,
-        Some(i) => i.prefixes.iter().any(|f| f.matches(p)),
+        Some(i) => attrs_match && i.prefixes.iter().any(|f| f.matches(p)),
     };
     for p in &u.announced {
         if !looped && accepts(p) {
@@ -980,7 +991,14 @@ fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Imported {
         }
     }
     if !out.announced.is_empty() {
-        out.attrs = Some(attrs.clone());
+        out.attrs = Some(match n.import.as_ref().filter(|i| !i.set.is_empty()) {
+            None => attrs.clone(),
+            Some(i) => {
+                let mut a = (**attrs).clone();
+                i.set.apply(&mut a, local_as);
+                Arc::new(a)
+            }
+        });
     }
     Imported {
         withdrawn: u.withdrawn.iter().chain(&out.announced).copied().collect(),
@@ -989,13 +1007,17 @@ fn import(u: &Update, n: &Neighbor, ebgp: bool, local_as: u32) -> Imported {
     }
 }
 
-/// Whether `prefix` (best from `from`) may go to peer `to`.
+/// Whether `prefix` (best from `from`, with `attrs`) may go to peer `to`.
 fn exports(
     prefix: &Nlri,
     from: PeerId,
+    attrs: &Attrs,
     to: &PeerState,
     peers: &HashMap<PeerId, PeerState>,
 ) -> bool {
+    if !policy::advertisable(attrs, to.ebgp) {
+        return false;
+    }
     if from == LOCAL {
         return match &to.cfg.export {
             None => !to.ebgp,
@@ -1006,7 +1028,11 @@ fn exports(
     let from_ebgp = peers.get(&from).is_some_and(|p| p.ebgp);
     match &to.cfg.export {
         None => !to.ebgp && from_ebgp,
-        Some(e) => (to.ebgp || from_ebgp) && e.prefixes.iter().any(|f| f.matches(prefix)),
+        Some(e) => {
+            (to.ebgp || from_ebgp)
+                && e.matching.matches(attrs)
+                && e.prefixes.iter().any(|f| f.matches(prefix))
+        }
     }
 }
 
@@ -1033,6 +1059,9 @@ fn outgoing(best: &Attrs, to: &PeerState, local_as: u32, v6: bool) -> Option<Att
     };
     a.next_hop?;
     a.link_local = None;
+    if let Some(e) = &to.cfg.export {
+        e.set.apply(&mut a, local_as);
+    }
     Some(a)
 }
 
@@ -1062,7 +1091,7 @@ fn send_table_to(
     // Group prefixes by outgoing attribute set: one packed run of UPDATEs each.
     let mut groups: HashMap<(bool, Attrs), Vec<Nlri>> = HashMap::new();
     for (prefix, best) in rib.iter() {
-        if best.peer == to || !exports(prefix, best.peer, p, peers) {
+        if best.peer == to || !exports(prefix, best.peer, &best.attrs, p, peers) {
             continue;
         }
         let v6 = prefix.addr.is_ipv6();
@@ -1122,7 +1151,7 @@ fn publish(
                     continue;
                 }
                 let out_attrs = match &c.best {
-                    Some(b) if b.peer != *id && exports(&c.prefix, b.peer, p, peers) => {
+                    Some(b) if b.peer != *id && exports(&c.prefix, b.peer, &b.attrs, p, peers) => {
                         outgoing(&b.attrs, p, cfg.local_as, v6)
                     }
                     _ => None,

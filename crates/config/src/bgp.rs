@@ -79,21 +79,70 @@ impl PrefixMatch {
 }
 
 /// Import policy of a neighbor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Import {
     pub prefixes: Vec<PrefixMatch>,
     pub max_prefixes: Option<u32>,
     /// Warn only, instead of tearing the session down (Cease subcode 1).
     pub max_prefixes_warn_only: bool,
+    /// Only routes carrying one of these (if any are given).
+    pub match_communities: Vec<u32>,
+    pub match_large_communities: Vec<[u32; 3]>,
+    /// Added to the routes taken.
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<[u32; 3]>,
+    pub local_pref: Option<u32>,
+    pub med: Option<u32>,
 }
 
 /// Export policy of a neighbor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Export {
     /// Announce the `[bgp] networks`.
     pub networks: bool,
     /// Learnt routes that may go out.
     pub prefixes: Vec<PrefixMatch>,
+    /// Learnt routes go out only if they carry one of these (if any are given).
+    pub match_communities: Vec<u32>,
+    pub match_large_communities: Vec<[u32; 3]>,
+    /// Added to what goes out.
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<[u32; 3]>,
+    pub med: Option<u32>,
+    /// Our AS this many more times in the AS_PATH.
+    pub prepend: u8,
+}
+
+/// RFC 1997 well-known communities, by the names configs use.
+const WELL_KNOWN: [(&str, u32); 5] = [
+    ("no-export", 0xffff_ff01),
+    ("no-advertise", 0xffff_ff02),
+    ("no-export-subconfed", 0xffff_ff03),
+    ("graceful-shutdown", 0xffff_0000),
+    ("blackhole", 0xffff_029a),
+];
+
+/// A community: `ASN:VALUE` (each 0 to 65535) or a well-known name.
+pub fn parse_community(s: &str) -> Result<u32, String> {
+    if let Some((_, c)) = WELL_KNOWN.iter().find(|(n, _)| *n == s) {
+        return Ok(*c);
+    }
+    let bad = || format!("community {s:?} is not ASN:VALUE (each 0 to 65535) or a known name");
+    let (a, v) = s.split_once(':').ok_or_else(bad)?;
+    let a: u16 = a.parse().map_err(|_| bad())?;
+    let v: u16 = v.parse().map_err(|_| bad())?;
+    Ok(u32::from(a) << 16 | u32::from(v))
+}
+
+/// A large community (RFC 8092): `GLOBAL:LOCAL1:LOCAL2`, each 0 to 2^32-1.
+pub fn parse_large_community(s: &str) -> Result<[u32; 3], String> {
+    let bad = || format!("large community {s:?} is not GLOBAL:LOCAL1:LOCAL2 (32-bit numbers)");
+    let parts: Vec<&str> = s.split(':').collect();
+    let [g, l1, l2] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let n = |p: &str| p.parse::<u32>().map_err(|_| bad());
+    Ok([n(g)?, n(l1)?, n(l2)?])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +204,16 @@ pub(crate) struct RawImport {
     prefixes: Vec<Spanned<String>>,
     max_prefixes: Option<Spanned<i64>>,
     max_prefixes_action: Option<Spanned<String>>,
+    #[serde(default)]
+    match_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    match_large_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    large_communities: Vec<Spanned<String>>,
+    local_pref: Option<Spanned<i64>>,
+    med: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +223,16 @@ pub(crate) struct RawExport {
     networks: bool,
     #[serde(default)]
     prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    match_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    match_large_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    large_communities: Vec<Spanned<String>>,
+    med: Option<Spanned<i64>>,
+    prepend: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +284,30 @@ impl Checker<'_, '_> {
             asn: asn? as u32,
             router_id: router_id?,
         })
+    }
+
+    fn communities(&mut self, raw: &[Spanned<String>]) -> Vec<u32> {
+        raw.iter()
+            .filter_map(|c| match parse_community(c.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.hint(c.span(), e, "\"7224:7300\", \"no-export\"");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn large_communities(&mut self, raw: &[Spanned<String>]) -> Vec<[u32; 3]> {
+        raw.iter()
+            .filter_map(|c| match parse_large_community(c.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.hint(c.span(), e, "\"65010:1:2\"");
+                    None
+                }
+            })
+            .collect()
     }
 
     fn prefix_list(&mut self, raw: &[Spanned<String>]) -> Vec<PrefixMatch> {
@@ -339,15 +432,38 @@ impl Checker<'_, '_> {
                         }
                     },
                 };
+                let u32_of = |c: &mut Self, f, name| {
+                    c.ranged(f, name, 0, u32::MAX.into())
+                        .flatten()
+                        .map(|v| v as u32)
+                };
                 Import {
                     prefixes: self.prefix_list(&i.prefixes),
                     max_prefixes: max,
                     max_prefixes_warn_only: warn,
+                    match_communities: self.communities(&i.match_communities),
+                    match_large_communities: self.large_communities(&i.match_large_communities),
+                    communities: self.communities(&i.communities),
+                    large_communities: self.large_communities(&i.large_communities),
+                    local_pref: u32_of(self, &i.local_pref, "local_pref"),
+                    med: u32_of(self, &i.med, "med"),
                 }
             });
             let export = n.export.as_ref().map(|e| Export {
                 networks: e.networks,
                 prefixes: self.prefix_list(&e.prefixes),
+                match_communities: self.communities(&e.match_communities),
+                match_large_communities: self.large_communities(&e.match_large_communities),
+                communities: self.communities(&e.communities),
+                large_communities: self.large_communities(&e.large_communities),
+                med: self
+                    .ranged(&e.med, "med", 0, u32::MAX.into())
+                    .flatten()
+                    .map(|v| v as u32),
+                prepend: self
+                    .ranged(&e.prepend, "prepend", 0, 10)
+                    .flatten()
+                    .map_or(0, |v| v as u8),
             });
             // The families the session carries, and the link it runs across.
             let families = match &n.families {

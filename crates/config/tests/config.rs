@@ -862,3 +862,48 @@ fn neighbors_are_checked_against_links_and_families() {
     );
     assert_eq!(e.len(), 5, "{e:?}");
 }
+
+#[test]
+fn policy_communities_and_settings() {
+    let d = keys("bgp-policy");
+    let base = "[router]\nasn = 65010\nrouter_id = \"192.0.2.1\"\n\n[[neighbor]]\n\
+                address = \"169.254.10.1\"\nremote_asn = 64512\n";
+    let c = d
+        .parse(&format!(
+            "{base}import = {{ prefixes = [\"10.0.0.0/8 le 24\"], match_communities = [\"7224:7300\"], \
+             match_large_communities = [\"64512:1:2\"], local_pref = 200, med = 5, \
+             communities = [\"no-export\"] }}\n\
+             export = {{ networks = true, communities = [\"65010:1\"], large_communities = [\"65010:1:1\"], \
+             med = 10, prepend = 3 }}\n"
+        ))
+        .unwrap();
+    let n = &c.neighbors[0];
+    let i = n.import.as_ref().unwrap();
+    assert_eq!(i.match_communities, [7224 << 16 | 7300]);
+    assert_eq!(i.match_large_communities, [[64512, 1, 2]]);
+    assert_eq!((i.local_pref, i.med), (Some(200), Some(5)));
+    assert_eq!(i.communities, [0xffff_ff01]);
+    let e = n.export.as_ref().unwrap();
+    assert_eq!(e.communities, [65010 << 16 | 1]);
+    assert_eq!(e.large_communities, [[65010, 1, 1]]);
+    assert_eq!((e.med, e.prepend), (Some(10), 3));
+    let e = d
+        .parse(&format!(
+            "{base}import = {{ prefixes = [\"10.0.0.0/8\"], match_communities = [\"70000:1\"] }}\n\
+             export = {{ large_communities = [\"1:2\"], prepend = 11 }}\n"
+        ))
+        .unwrap_err();
+    let e: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        e[0].contains("community \"70000:1\" is not ASN:VALUE"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("large community \"1:2\" is not GLOBAL:LOCAL1:LOCAL2"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("prepend 11 is out of range (0 to 10)"),
+        "{e:?}"
+    );
+}
