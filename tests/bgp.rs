@@ -1,8 +1,9 @@
 //! interlinkd's BGP against BIRD 2, in network namespaces: IPv4 and IPv6 sessions; BIRD's
 //! routes that the import policy admits reach the kernel (proto 77) and the others do not;
 //! interlinkd's networks reach BIRD; a withdrawal propagates; SIGTERM withdraws. When BIRD
-//! restarts (graceful restart), its routes stay in the kernel throughout. Needs root and
-//! bird2.
+//! restarts (graceful restart), its routes stay in the kernel throughout. interlinkctl,
+//! reloads and policy against BIRD; at the end, the same basics against FRR (TCP-MD5, route
+//! refresh) and GoBGP (a max-prefix teardown). Needs root, bird2, frr and gobgpd.
 
 mod netns;
 
@@ -544,4 +545,322 @@ socket = "ctl.sock"
     assert!(ours.contains("BGP.med: 77"), "{ours}");
     assert!(ours.contains("(65001,42)"), "{ours}");
     assert!(ours.contains("(65001, 1, 1)"), "{ours}");
+}
+
+/// The interlinkd side of the interop tests: an IPv4 and an IPv6 session with the peer at
+/// 10.0.0.2 / fd00::2 (AS 64512), the IPv4 one with TCP-MD5 when `md5` is set.
+fn interop_config(lab: &Lab, md5: bool, v4_import: &str) -> String {
+    let password = if md5 {
+        lab.secret("peer.md5", "interop-secret\n");
+        "password_file = \"peer.md5\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[[neighbor]]
+address = "10.0.0.2"
+remote_asn = 64512
+{password}import = {v4_import}
+export = {{ networks = true }}
+
+[[neighbor]]
+address = "fd00::2"
+remote_asn = 64512
+import = {{ prefixes = ["2001:db8:60::/48"] }}
+export = {{ networks = true }}
+
+[bgp]
+networks = ["10.70.0.0/16", "2001:db8:70::/48"]
+
+[control]
+socket = "ctl.sock"
+"#
+    )
+}
+
+/// Namespaces gw and peer joined by a veth, addressed as `start` does.
+fn two_hosts(test: &str) -> Lab {
+    let mut lab = Lab::new(test);
+    lab.add_ns("gw");
+    lab.add_ns("peer");
+    lab.veth("gw", "eth0", "peer", "eth0");
+    lab.addr("gw", "eth0", "10.0.0.1/24");
+    lab.addr("gw", "eth0", "fd00::1/64");
+    lab.addr("peer", "eth0", "10.0.0.2/24");
+    lab.addr("peer", "eth0", "fd00::2/64");
+    lab
+}
+
+fn spawn_interlinkd(lab: &mut Lab, config: &str) {
+    let cfg = lab.file("interlink.toml", config);
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+}
+
+fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// What both interop tests check once the peer announces 10.60.0.0/16, 10.99.0.0/16 and
+/// 2001:db8:60::/48: the admitted ones in the kernel, the other not.
+fn peer_routes_arrive(lab: &Lab) {
+    lab.wait_for(
+        "the peer's routes in the kernel",
+        Duration::from_secs(30),
+        || {
+            let r = routes(lab);
+            r.contains("10.60.0.0/16 via 10.0.0.2 dev eth0 metric 20")
+                && r.contains("2001:db8:60::/48 via fd00::2 dev eth0 metric 20")
+        },
+    );
+    assert!(!routes(lab).contains("10.99.0.0/16"), "{}", routes(lab));
+}
+
+fn vtysh(lab: &Lab, cmds: &[&str]) -> String {
+    let dir = lab.dir.join("frr");
+    let mut args = vec![
+        "vtysh".to_owned(),
+        "--vty_socket".into(),
+        dir.display().to_string(),
+    ];
+    for c in cmds {
+        args.push("-c".into());
+        args.push(c.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    String::from_utf8_lossy(&lab.try_exec("peer", &args).stdout).into_owned()
+}
+
+#[test]
+fn interop_with_frr_md5_route_refresh_and_withdrawal() {
+    if !netns::require_root() {
+        return;
+    }
+    if !have("vtysh") {
+        eprintln!("skipped: FRR is not installed (scripts/test.sh installs frr)");
+        return;
+    }
+    let mut lab = two_hosts("bgp-frr");
+    let dir = lab.dir.join("frr");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = lab.file(
+        "frr/bgpd.conf",
+        r#"
+hostname peer
+log stdout
+router bgp 64512
+ bgp router-id 10.0.0.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.0.0.1 remote-as 65001
+ neighbor 10.0.0.1 password interop-secret
+ neighbor fd00::1 remote-as 65001
+ address-family ipv4 unicast
+  network 10.60.0.0/16
+  network 10.99.0.0/16
+  no neighbor fd00::1 activate
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor fd00::1 activate
+  network 2001:db8:60::/48
+ exit-address-family
+"#,
+    );
+    let pid = dir.join("bgpd.pid");
+    lab.spawn_in(
+        "frr",
+        "peer",
+        Path::new("/usr/lib/frr/bgpd"),
+        &[
+            "-Z",
+            "-n",
+            "-S",
+            "-P",
+            "0",
+            "-f",
+            conf.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+            "--vty_socket",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let config = interlink_config(&lab);
+    spawn_interlinkd(&mut lab, &config);
+    peer_routes_arrive(&lab);
+    // Our networks in FRR, over both sessions.
+    lab.wait_for("our networks in FRR", Duration::from_secs(15), || {
+        let v4 = vtysh(&lab, &["show bgp ipv4 unicast 10.70.0.0/16"]);
+        let v6 = vtysh(&lab, &["show bgp ipv6 unicast 2001:db8:70::/48"]);
+        v4.contains("65001") && v6.contains("65001")
+    });
+    // A reload admits 10.99.0.0/16: FRR answers the route refresh.
+    let cfg = lab.dir.join("interlink.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[\"10.60.0.0/16 le 24\"]",
+        "[\"10.60.0.0/16 le 24\", \"10.99.0.0/16\"]",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (code, _, err) = ctl(&lab, &["reload"]);
+    assert_eq!(code, 0, "{err}");
+    lab.wait_for(
+        "10.99.0.0/16 after the refresh",
+        Duration::from_secs(15),
+        || routes(&lab).contains("10.99.0.0/16 via 10.0.0.2"),
+    );
+    let s = vtysh(&lab, &["show bgp neighbors 10.0.0.1"]);
+    assert!(s.contains("Route refresh"), "{s}");
+    // A withdrawal propagates.
+    vtysh(
+        &lab,
+        &[
+            "configure terminal",
+            "router bgp 64512",
+            "address-family ipv4 unicast",
+            "no network 10.60.0.0/16",
+        ],
+    );
+    lab.wait_for("10.60.0.0/16 withdrawn", Duration::from_secs(15), || {
+        !routes(&lab).contains("10.60.0.0/16")
+    });
+    let (status, log) = lab.stop("gw");
+    assert_eq!(status, Some(0), "{log}");
+    assert_eq!(routes(&lab), "", "{log}");
+    lab.wait_for("FRR to see the shutdown", Duration::from_secs(10), || {
+        vtysh(&lab, &["show bgp neighbors 10.0.0.1"]).contains("Administrative Shutdown")
+    });
+}
+
+fn interlink_config(lab: &Lab) -> String {
+    interop_config(lab, true, "{ prefixes = [\"10.60.0.0/16 le 24\"] }")
+}
+
+fn gobgp(lab: &Lab, args: &[&str]) -> String {
+    let mut all = vec!["gobgp"];
+    all.extend_from_slice(args);
+    let out = lab.try_exec("peer", &all);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn interop_with_gobgp_and_a_max_prefix_teardown() {
+    if !netns::require_root() {
+        return;
+    }
+    if !have("gobgpd") {
+        eprintln!("skipped: GoBGP is not installed (scripts/test.sh installs gobgpd)");
+        return;
+    }
+    let mut lab = two_hosts("bgp-gobgp");
+    lab.exec("peer", &["ip", "link", "set", "lo", "up"]);
+    let conf = lab.file(
+        "gobgpd.toml",
+        r#"
+[global.config]
+  as = 64512
+  router-id = "10.0.0.2"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "10.0.0.1"
+    peer-as = 65001
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "fd00::1"
+    peer-as = 65001
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#,
+    );
+    lab.spawn_in(
+        "gobgpd",
+        "peer",
+        Path::new("gobgpd"),
+        &[
+            "-f",
+            conf.to_str().unwrap(),
+            "-p",
+            "--api-hosts",
+            "127.0.0.1:50051",
+            "--pprof-disable",
+        ],
+    );
+    lab.wait_for("gobgpd's API", Duration::from_secs(10), || {
+        gobgp(&lab, &["global"]).contains("64512")
+    });
+    for (p, family) in [
+        ("10.60.0.0/16", "ipv4"),
+        ("10.99.0.0/16", "ipv4"),
+        ("2001:db8:60::/48", "ipv6"),
+    ] {
+        let out = gobgp(&lab, &["global", "rib", "add", p, "-a", family]);
+        assert!(!out.contains("rror"), "{out}");
+    }
+    let config = interop_config(&lab, false, "{ prefixes = [\"10.60.0.0/16 le 24\"] }");
+    spawn_interlinkd(&mut lab, &config);
+    peer_routes_arrive(&lab);
+    lab.wait_for("our networks in GoBGP", Duration::from_secs(15), || {
+        gobgp(&lab, &["global", "rib", "-a", "ipv4"]).contains("10.70.0.0/16")
+            && gobgp(&lab, &["global", "rib", "-a", "ipv6"]).contains("2001:db8:70::/48")
+    });
+    let rib = gobgp(&lab, &["global", "rib", "-a", "ipv4"]);
+    assert!(
+        rib.lines()
+            .any(|l| l.contains("10.70.0.0/16") && l.contains("65001")),
+        "{rib}"
+    );
+    // A withdrawal propagates.
+    gobgp(
+        &lab,
+        &["global", "rib", "del", "10.60.0.0/16", "-a", "ipv4"],
+    );
+    lab.wait_for("10.60.0.0/16 withdrawn", Duration::from_secs(15), || {
+        !routes(&lab).contains("10.60.0.0/16")
+    });
+    gobgp(
+        &lab,
+        &["global", "rib", "add", "10.60.0.0/16", "-a", "ipv4"],
+    );
+    peer_routes_arrive(&lab);
+
+    // Max-prefix: a limit of 1 over IPv4, and GoBGP sends 2 that policy admits: Cease
+    // subcode 1 (RFC 4486), which GoBGP reports.
+    let (_, log) = lab.stop("gw");
+    let config = interop_config(
+        &lab,
+        false,
+        "{ prefixes = [\"10.0.0.0/8 le 24\"], max_prefixes = 1 }",
+    );
+    std::fs::write(lab.dir.join("interlink.toml"), &config).unwrap();
+    assert!(!log.contains("over the limit"), "{log}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    let cfg = lab.dir.join("interlink.toml");
+    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("the teardown", Duration::from_secs(20), || {
+        lab.log("gw")
+            .contains("2 prefixes, over the limit of 1: tearing the session down")
+    });
+    lab.wait_for("GoBGP to hear why", Duration::from_secs(10), || {
+        lab.log("gobgpd")
+            .contains("subcode 1(maximum number of prefixes reached)")
+    });
+    // The IPv6 session is not affected.
+    assert!(
+        routes(&lab).contains("2001:db8:60::/48"),
+        "{}",
+        routes(&lab)
+    );
 }
