@@ -137,6 +137,38 @@ fn the_lab_works_end_to_end() {
     }
     assert!(sample(&after, series) >= tx0 + 5.0, "{after}");
 
+    // The underlay fails: once gw-a's probes go unanswered, the routes across the link are
+    // invalid (their next hop is on the link) and leave gw-a's kernel well before BGP's hold
+    // time would end the session; they are back as soon as the link is.
+    let route = || {
+        let r = lab.exec("gw-a", &["ip", "route", "show", "proto", "77"]);
+        String::from_utf8_lossy(&r.stdout).contains("10.20.0.0/24")
+    };
+    lab.exec("gw-b", &["ip", "link", "set", "wan", "down"]);
+    let start = Instant::now();
+    while route() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!route(), "the route across the dead link stayed");
+    eprintln!(
+        "route across the link withdrawn {:?} after the underlay went down",
+        start.elapsed()
+    );
+    let log = std::fs::read_to_string(lab.run.join("gw-a.log")).unwrap();
+    assert!(log.contains("link to-site-b: peer unreachable"), "{log}");
+    assert!(
+        !log.contains("169.254.0.2 down"),
+        "the session went down: {log}"
+    );
+    lab.exec("gw-b", &["ip", "link", "set", "wan", "up"]);
+    let start = Instant::now();
+    while !route() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(route(), "the route did not come back");
+    let ping = lab.exec("host-a", &["ping", "-c", "2", "-i", "0.2", "10.20.0.2"]);
+    assert!(ping.status.success());
+
     // promtool, where installed (scripts/test.sh installs it).
     let path = lab.run.with_extension("prom");
     std::fs::write(&path, &after).unwrap();

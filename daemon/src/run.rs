@@ -121,6 +121,10 @@ pub struct LinkRun {
     pub link: Link,
     pub mka: Option<MkaRun>,
     was_up: bool,
+    /// The peer has answered probes at some time: from then on, the link's liveness says
+    /// whether next hops across it can be reached (a peer that never answers, such as a
+    /// kernel `ip macsec` one, is not taken as down).
+    ever_up: bool,
 }
 
 impl LinkRun {
@@ -143,6 +147,7 @@ impl LinkRun {
             link,
             mka,
             was_up: false,
+            ever_up: false,
         })
     }
 
@@ -166,6 +171,65 @@ impl LinkRun {
             secy.join(" ")
         );
     }
+}
+
+/// Interfaces down and their networks, from the FIB's kernel events, and what BGP was told.
+#[derive(Default)]
+struct Reachability {
+    nets: std::collections::HashMap<u32, Vec<Prefix>>,
+    down: std::collections::HashSet<u32>,
+    sent: Vec<Nlri>,
+}
+
+impl Reachability {
+    fn track(&mut self, e: &FibEvent) {
+        match e {
+            FibEvent::AddressAdded {
+                ifindex, prefix, ..
+            } => {
+                let v = self.nets.entry(*ifindex).or_default();
+                if !v.contains(prefix) {
+                    v.push(*prefix);
+                }
+            }
+            FibEvent::AddressRemoved {
+                ifindex, prefix, ..
+            } => {
+                if let Some(v) = self.nets.get_mut(ifindex) {
+                    v.retain(|p| p != prefix);
+                }
+            }
+            FibEvent::LinkDown { ifindex, .. } => {
+                self.down.insert(*ifindex);
+            }
+            FibEvent::LinkUp { ifindex, .. } => {
+                self.down.remove(ifindex);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The networks next hops cannot be reached through now, sorted.
+fn unreachable_nets(links: &[LinkRun], reach: &Reachability) -> Vec<Nlri> {
+    let mut nets: Vec<Nlri> = reach
+        .down
+        .iter()
+        .flat_map(|i| reach.nets.get(i).into_iter().flatten())
+        .map(nlri)
+        .collect();
+    for run in links {
+        if run.ever_up && !run.link.liveness().up {
+            for a in &run.cfg.addresses {
+                if let Ok(p) = Prefix::new(a.addr, a.prefix_len) {
+                    nets.push(nlri(&p));
+                }
+            }
+        }
+    }
+    nets.sort_by_key(|n| (n.addr, n.len));
+    nets.dedup();
+    nets
 }
 
 /// Whether two configs of a link differ only in their MKA keychain, which MKA takes while
@@ -612,6 +676,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         }
     };
 
+    let mut reach = Reachability::default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // MKA answers MKPDUs and fires its timers within this.
     let mut mka_tick = tokio::time::interval(Duration::from_millis(20));
@@ -711,6 +776,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
             _ = tick.tick() => {
                 for e in fib.events() {
                     log_fib_event(&e, &target);
+                    reach.track(&e);
                 }
                 if config.metrics_listen.is_some() {
                     let snap = fib.snapshot();
@@ -749,6 +815,17 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                             _ => warn!("link {}: peer unreachable", run.link.name()),
                         }
                         run.was_up = l.up;
+                        run.ever_up |= l.up;
+                    }
+                }
+                // Next hops that cannot be reached: across links whose peer stopped
+                // answering, and on interfaces the kernel has down. BGP is told when that
+                // changes (RFC 4271 §9.1.2.1).
+                if bgp_task.is_some() {
+                    let nets = unreachable_nets(&links, &reach);
+                    if nets != reach.sent {
+                        reach.sent = nets.clone();
+                        let _ = speaker_cmds.send(SpeakerCmd::Unreachable(nets));
                     }
                 }
             }

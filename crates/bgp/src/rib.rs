@@ -66,6 +66,25 @@ pub struct Rib {
     counts: HashMap<PeerId, [usize; 2]>,
     /// Interned sets at which the unused ones are next dropped.
     tidy_at: usize,
+    /// Networks whose next hops cannot be reached now (a link down): routes through them
+    /// are not candidates (RFC 4271 §9.1.2.1).
+    down: Vec<Nlri>,
+}
+
+/// Whether `a` lies inside `net`.
+pub fn net_contains(net: &Nlri, a: IpAddr) -> bool {
+    let bits = u32::from(net.len);
+    match (net.addr, a) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let m = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);
+            u32::from(n) & m == u32::from(a) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let m = u128::MAX.checked_shl(128 - bits.min(128)).unwrap_or(0);
+            u128::from(n) & m == u128::from(a) & m
+        }
+        _ => false,
+    }
 }
 
 impl Rib {
@@ -77,6 +96,7 @@ impl Rib {
             multipath,
             counts: HashMap::new(),
             tidy_at: 64,
+            down: Vec::new(),
         }
     }
 
@@ -112,6 +132,26 @@ impl Rib {
         let mut out = e.routes.clone();
         out.sort_by_key(|(p, _)| Some(*p) != best);
         out
+    }
+
+    /// The networks whose next hops are unreachable now; every prefix is decided again.
+    /// Returns the best-route changes.
+    pub fn set_unreachable(&mut self, nets: Vec<Nlri>) -> Vec<Change> {
+        if nets == self.down {
+            return vec![];
+        }
+        self.down = nets;
+        let prefixes: Vec<Nlri> = self.table.keys().copied().collect();
+        let mut out = Vec::new();
+        for p in prefixes {
+            self.decide(p, &mut out);
+        }
+        out
+    }
+
+    fn reachable(down: &[Nlri], a: &Attrs) -> bool {
+        a.next_hop
+            .is_none_or(|nh| !down.iter().any(|n| net_contains(n, nh)))
     }
 
     /// What is known of a peer.
@@ -251,7 +291,8 @@ impl Rib {
             return;
         };
         let mut best: Option<&(PeerId, Arc<Attrs>)> = None;
-        for r in &e.routes {
+        let down = &self.down;
+        for r in e.routes.iter().filter(|r| Rib::reachable(down, &r.1)) {
             best = match best {
                 None => Some(r),
                 Some(b) => {
@@ -266,7 +307,7 @@ impl Rib {
         let new = best.map(|(peer, attrs)| {
             let mut next_hops: Vec<IpAddr> = attrs.next_hop.into_iter().collect();
             if self.multipath {
-                for (p, a) in &e.routes {
+                for (p, a) in e.routes.iter().filter(|r| Rib::reachable(down, &r.1)) {
                     if *p != *peer && equal_cost((p, a), (peer, attrs), &self.peers) {
                         if let Some(nh) = a.next_hop {
                             if !next_hops.contains(&nh) {

@@ -144,6 +144,9 @@ pub enum SpeakerCmd {
     /// sessions restart; a policy change alone is applied softly (route refresh for import,
     /// the Adj-RIB-Out re-sent for export); networks are added and withdrawn.
     Reconfigure(Box<SpeakerConfig>),
+    /// The networks whose next hops cannot be reached now (links down): routes through them
+    /// stop being candidates, and come back when the list no longer has them.
+    Unreachable(Vec<Nlri>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -501,6 +504,16 @@ pub async fn run(
                 SpeakerCmd::Reconfigure(new) => {
                     reconfigure(*new, &mut cfg, &mut plumbing, &mut peers, &mut rib, &events);
                 }
+                SpeakerCmd::Unreachable(nets) => {
+                    let changes = rib.set_unreachable(nets);
+                    if !changes.is_empty() {
+                        log(format!(
+                            "bgp: next hops changed reachability: {} best route(s) changed",
+                            changes.len()
+                        ));
+                    }
+                    publish(&events, &mut peers, &rib, changes, &cfg);
+                }
                 c => command(c, &mut peers, &rib),
             },
         }
@@ -760,7 +773,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
             };
             let _ = reply.send(list);
         }
-        SpeakerCmd::Reconfigure(_) => {}
+        SpeakerCmd::Reconfigure(_) | SpeakerCmd::Unreachable(_) => {}
         SpeakerCmd::Neighbor { address, op, reply } => {
             let Some(p) = peers.values_mut().find(|p| p.cfg.address == address) else {
                 let _ = reply.send(Err(format!("{address} is not a configured neighbor")));

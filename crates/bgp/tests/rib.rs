@@ -364,3 +364,49 @@ fn attribute_sets_no_route_uses_are_not_kept() {
     rib.tidy();
     assert_eq!(rib.attribute_sets(), 1);
 }
+
+#[test]
+fn routes_through_unreachable_next_hops_are_not_candidates() {
+    let mut rib = rib(true);
+    let p = nlri("10.1.0.0/16");
+    // Peer 3 (next hop 192.0.2.3) is best by LOCAL_PREF; peer 2 (192.0.2.2) is the other.
+    announce(
+        &mut rib,
+        R {
+            peer: 3,
+            lp: Some(300),
+            ..BASE
+        },
+        &["10.1.0.0/16"],
+    );
+    announce(
+        &mut rib,
+        R {
+            peer: 2,
+            path: &[64502],
+            ..BASE
+        },
+        &["10.1.0.0/16", "10.2.0.0/16"],
+    );
+    assert_eq!(rib.best(&p).unwrap().peer, 3);
+    // The network of 192.0.2.3 goes down: peer 2 takes over, nothing else changes.
+    let ch = rib.set_unreachable(vec![nlri("192.0.2.3/32")]);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].best.as_ref().unwrap().peer, 2);
+    assert_eq!(
+        ch[0].best.as_ref().unwrap().next_hops,
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))]
+    );
+    // The same set again: nothing to do.
+    assert!(rib.set_unreachable(vec![nlri("192.0.2.3/32")]).is_empty());
+    // All of 192.0.2.0/24 down: no route left for either prefix.
+    let ch = rib.set_unreachable(vec![nlri("192.0.2.0/24")]);
+    assert_eq!(ch.len(), 2);
+    assert!(ch.iter().all(|c| c.best.is_none()));
+    // Back up: the best returns.
+    let ch = rib.set_unreachable(vec![]);
+    assert_eq!(ch.len(), 2);
+    assert_eq!(rib.best(&p).unwrap().peer, 3);
+    // IPv6 networks never cover IPv4 next hops.
+    assert!(rib.set_unreachable(vec![nlri("::/0")]).is_empty());
+}
