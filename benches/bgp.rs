@@ -119,6 +119,8 @@ fn peak_rss(ns: &str, comm: &str) -> f64 {
 struct Figures {
     rib: Duration,
     kernel: Duration,
+    /// Peak RSS when the Loc-RIB is complete, and at the end (the kernel in sync too).
+    rib_rss_mib: f64,
     rss_mib: f64,
 }
 
@@ -191,6 +193,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     let t_rib = wait("the Loc-RIB", Duration::from_secs(600), || {
         lab.log("dut").contains("converged")
     });
+    let rib_rss = peak_rss(&lab.ns("dut"), "interlinkd");
     let t_kernel = wait("the kernel", Duration::from_secs(600), || {
         lab.log("dut").contains("fib: in sync")
     });
@@ -205,6 +208,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     Figures {
         rib: t_rib - t0,
         kernel: t_kernel - t0,
+        rib_rss_mib: rib_rss,
         rss_mib: rss,
     }
 }
@@ -247,6 +251,7 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
     let t_rib = wait("BIRD's table", Duration::from_secs(600), || {
         count(&birdc(&sock, &["show", "route", "count"]), "routes for") >= n
     });
+    let rib_rss = peak_rss(&lab.ns("dut"), "bird");
     let t_kernel = wait("BIRD's kernel protocol", Duration::from_secs(600), || {
         let s = birdc(&sock, &["show", "protocols", "all", "k4"]);
         s.lines()
@@ -266,6 +271,7 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
     Figures {
         rib: t_rib - t0,
         kernel: t_kernel - t0,
+        rib_rss_mib: rib_rss,
         rss_mib: rss,
     }
 }
@@ -295,20 +301,26 @@ fn main() {
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
     println!("\nBGP load over one eBGP session, IPv4 /24s, one attribute set, from Established:");
+    // INTERLINK_BGP_BENCH_BIRD=0 leaves BIRD out (while working on interlinkd alone).
+    let with_bird = std::env::var("INTERLINK_BGP_BENCH_BIRD").map_or(true, |v| v != "0");
     println!(
-        "  {:>9}  {:<14} {:>16} {:>16} {:>14}",
-        "prefixes", "speaker", "Loc-RIB, s", "kernel, s", "peak RSS, MiB"
+        "  {:>9}  {:<14} {:>12} {:>14} {:>12} {:>14}",
+        "prefixes", "speaker", "Loc-RIB, s", "RSS then, MiB", "kernel, s", "peak RSS, MiB"
     );
     for &n in &sizes {
         let wire = updates(n);
         let il = interlink(n, wire.clone(), &bin);
-        let b = bird(n, wire);
-        for (name, f) in [("interlinkd", &il), ("BIRD 2", &b)] {
+        let mut rows = vec![("interlinkd", il)];
+        if with_bird {
+            rows.push(("BIRD 2", bird(n, wire)));
+        }
+        for (name, f) in &rows {
             println!(
-                "  {:>9}  {:<14} {:>16.2} {:>16.2} {:>14.1}",
+                "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1}",
                 n,
                 name,
                 f.rib.as_secs_f64(),
+                f.rib_rss_mib,
                 f.kernel.as_secs_f64(),
                 f.rss_mib
             );

@@ -685,10 +685,16 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
             _ = term.recv() => break,
             _ = int.recv() => break,
             Some(e) = bgp_rx.recv() => match e {
-                SpeakerEvent::Best(c) => {
-                    if let Ok(p) = Prefix::new(c.prefix.addr, c.prefix.len) {
-                        fib.set(p, c.best.and_then(|b| fib_route(&b)));
-                    }
+                SpeakerEvent::Best(changes) => {
+                    fib.set_many(
+                        changes
+                            .into_iter()
+                            .filter_map(|c| {
+                                let p = Prefix::new(c.prefix.addr, c.prefix.len).ok()?;
+                                Some((p, c.best.and_then(|b| fib_route(&b))))
+                            })
+                            .collect(),
+                    );
                 }
                 SpeakerEvent::PeerUp { address, asn } => {
                     log!("bgp: {address} (AS {asn}) established")

@@ -3,7 +3,7 @@
 //! route changes that come out of it for the FIB and for export. Attribute sets are interned:
 //! a table of a million prefixes from one peer holds a handful of them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -43,29 +43,235 @@ pub struct Change {
     pub best: Option<Best>,
 }
 
+/// An interned attribute set's number.
+type AttrId = u32;
+
+/// Interned attribute sets with their reference counts: a route holds a 4-octet id, not a
+/// pointer, and a table from one peer holds a handful of sets.
 #[derive(Default)]
-struct Entry {
-    /// One route per peer that announced the prefix.
-    routes: Vec<(PeerId, Arc<Attrs>)>,
-    /// Routes of peers that restarted (RFC 4724), kept until they are announced again or
-    /// the peer's End-of-RIB or restart time passes.
-    stale: Vec<PeerId>,
-    best: Option<Best>,
+struct AttrTable {
+    list: Vec<(Option<Arc<Attrs>>, u32)>,
+    index: HashMap<Arc<Attrs>, AttrId>,
+    free: Vec<AttrId>,
+    /// The set interned last: a table load repeats it UPDATE after UPDATE.
+    last: Option<AttrId>,
 }
 
-fn family(p: &Nlri) -> usize {
-    usize::from(p.addr.is_ipv6())
+impl AttrTable {
+    fn intern(&mut self, a: &Arc<Attrs>) -> AttrId {
+        if let Some(i) = self.last {
+            if let Some((Some(x), refs)) = self.list.get_mut(i as usize) {
+                if Arc::ptr_eq(x, a) || **x == **a {
+                    *refs += 1;
+                    return i;
+                }
+            }
+        }
+        if let Some(&i) = self.index.get(a) {
+            self.list[i as usize].1 += 1;
+            self.last = Some(i);
+            return i;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.list[i as usize] = (Some(a.clone()), 1);
+                i
+            }
+            None => {
+                self.list.push((Some(a.clone()), 1));
+                (self.list.len() - 1) as AttrId
+            }
+        };
+        self.index.insert(a.clone(), i);
+        self.last = Some(i);
+        i
+    }
+
+    fn retain(&mut self, id: AttrId) {
+        self.list[id as usize].1 += 1;
+    }
+
+    fn release(&mut self, id: AttrId) {
+        let e = &mut self.list[id as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            if let Some(a) = e.0.take() {
+                self.index.remove(&a);
+            }
+            if self.last == Some(id) {
+                self.last = None;
+            }
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: AttrId) -> &Arc<Attrs> {
+        self.list[id as usize]
+            .0
+            .as_ref()
+            .expect("a live attribute set")
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// The high bit of a route's peer number: the route is stale (RFC 4724).
+const STALE: u32 = 1 << 31;
+/// The next bit, on an entry's first route: that route is the best (else no route is
+/// usable: every next hop unreachable).
+const BEST: u32 = 1 << 30;
+const PEER_MASK: u32 = !(STALE | BEST);
+
+/// One peer's route to a prefix: 8 octets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    /// The peer, with the `STALE` and `BEST` bits.
+    peer: u32,
+    attrs: AttrId,
+}
+
+impl Route {
+    fn peer(self) -> PeerId {
+        self.peer & PEER_MASK
+    }
+}
+
+/// The routes to one prefix, the best first: 16 octets for the usual single route.
+#[derive(Debug)]
+struct Entry {
+    first: Route,
+    /// A thin pointer on purpose: 8 octets in every entry where a `Vec` would take 24, and
+    /// most prefixes have one route.
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<Route>>>,
+}
+
+impl Entry {
+    fn routes(&self) -> impl Iterator<Item = &Route> {
+        std::iter::once(&self.first).chain(self.more.iter().flat_map(|m| m.iter()))
+    }
+
+    fn has_best(&self) -> bool {
+        self.first.peer & BEST != 0
+    }
+
+    fn position(&self, peer: PeerId) -> Option<usize> {
+        self.routes().position(|r| r.peer() == peer)
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut Route {
+        if i == 0 {
+            &mut self.first
+        } else {
+            &mut self.more.as_mut().expect("more routes")[i - 1]
+        }
+    }
+
+    fn push(&mut self, r: Route) {
+        self.more.get_or_insert_with(Default::default).push(r);
+    }
+
+    /// Removes route `i`; false if it was the only one (the entry goes).
+    fn remove(&mut self, i: usize) -> bool {
+        if i == 0 {
+            match self.more.as_mut().filter(|m| !m.is_empty()) {
+                None => return false,
+                Some(m) => self.first = m.remove(0),
+            }
+        } else if let Some(m) = self.more.as_mut() {
+            m.remove(i - 1);
+        }
+        if self.more.as_ref().is_some_and(|m| m.is_empty()) {
+            self.more = None;
+        }
+        true
+    }
+}
+
+/// The prefixes, IPv4 keyed in 8 octets, IPv6 in 17, in order.
+#[derive(Default)]
+struct Table {
+    v4: BTreeMap<u64, Entry>,
+    v6: BTreeMap<(u128, u8), Entry>,
+}
+
+fn key4(p: &Nlri) -> Option<u64> {
+    match p.addr {
+        IpAddr::V4(a) => Some(u64::from(u32::from(a)) << 8 | u64::from(p.len)),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn key6(p: &Nlri) -> (u128, u8) {
+    match p.addr {
+        IpAddr::V6(a) => (u128::from(a), p.len),
+        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), p.len),
+    }
+}
+
+impl Table {
+    fn get(&self, p: &Nlri) -> Option<&Entry> {
+        match key4(p) {
+            Some(k) => self.v4.get(&k),
+            None => self.v6.get(&key6(p)),
+        }
+    }
+
+    fn get_mut(&mut self, p: &Nlri) -> Option<&mut Entry> {
+        match key4(p) {
+            Some(k) => self.v4.get_mut(&k),
+            None => self.v6.get_mut(&key6(p)),
+        }
+    }
+
+    fn insert(&mut self, p: &Nlri, e: Entry) {
+        match key4(p) {
+            Some(k) => self.v4.insert(k, e),
+            None => self.v6.insert(key6(p), e),
+        };
+    }
+
+    fn remove(&mut self, p: &Nlri) -> Option<Entry> {
+        match key4(p) {
+            Some(k) => self.v4.remove(&k),
+            None => self.v6.remove(&key6(p)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Nlri, &Entry)> {
+        let v4 = self.v4.iter().map(|(k, e)| {
+            let nlri = Nlri {
+                addr: IpAddr::V4(Ipv4Addr::from((k >> 8) as u32)),
+                len: (k & 0xff) as u8,
+            };
+            (nlri, e)
+        });
+        let v6 = self.v6.iter().map(|((a, l), e)| {
+            let nlri = Nlri {
+                addr: IpAddr::V6(std::net::Ipv6Addr::from(*a)),
+                len: *l,
+            };
+            (nlri, e)
+        });
+        v4.chain(v6)
+    }
+
+    fn prefixes_where(&self, f: impl Fn(&Entry) -> bool) -> Vec<Nlri> {
+        self.iter().filter(|(_, e)| f(e)).map(|(p, _)| p).collect()
+    }
 }
 
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
-    table: HashMap<Nlri, Entry>,
-    attrs: HashSet<Arc<Attrs>>,
+    table: Table,
+    attrs: AttrTable,
     multipath: bool,
     /// Prefixes each peer has in the table, IPv4 and IPv6, for max-prefix and for flushing.
     counts: HashMap<PeerId, [usize; 2]>,
-    /// Interned sets at which the unused ones are next dropped.
-    tidy_at: usize,
+    /// Prefixes with a best route.
+    selected: usize,
     /// Networks whose next hops cannot be reached now (a link down): routes through them
     /// are not candidates (RFC 4271 §9.1.2.1).
     down: Vec<Nlri>,
@@ -87,15 +293,19 @@ pub fn net_contains(net: &Nlri, a: IpAddr) -> bool {
     }
 }
 
+fn family(p: &Nlri) -> usize {
+    usize::from(p.addr.is_ipv6())
+}
+
 impl Rib {
     pub fn new(multipath: bool) -> Rib {
         Rib {
             peers: HashMap::new(),
-            table: HashMap::new(),
-            attrs: HashSet::new(),
+            table: Table::default(),
+            attrs: AttrTable::default(),
             multipath,
             counts: HashMap::new(),
-            tidy_at: 64,
+            selected: 0,
             down: Vec::new(),
         }
     }
@@ -106,7 +316,7 @@ impl Rib {
 
     /// Prefixes in the Loc-RIB.
     pub fn len(&self) -> usize {
-        self.table.values().filter(|e| e.best.is_some()).count()
+        self.selected
     }
 
     pub fn is_empty(&self) -> bool {
@@ -125,13 +335,76 @@ impl Rib {
 
     /// Every route to `prefix`, best first: (peer, attributes).
     pub fn routes(&self, prefix: &Nlri) -> Vec<(PeerId, Arc<Attrs>)> {
-        let Some(e) = self.table.get(prefix) else {
-            return vec![];
-        };
-        let best = e.best.as_ref().map(|b| b.peer);
-        let mut out = e.routes.clone();
-        out.sort_by_key(|(p, _)| Some(*p) != best);
-        out
+        self.table.get(prefix).map_or(vec![], |e| {
+            e.routes()
+                .map(|r| (r.peer(), self.attrs.get(r.attrs).clone()))
+                .collect()
+        })
+    }
+
+    /// What is known of a peer.
+    pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
+        self.peers.get(&id)
+    }
+
+    /// The best route to `prefix`.
+    pub fn best(&self, prefix: &Nlri) -> Option<Best> {
+        self.table.get(prefix).and_then(|e| self.best_of(e))
+    }
+
+    /// Every best route, IPv4 first, in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (Nlri, Best)> + '_ {
+        self.table
+            .iter()
+            .filter_map(|(p, e)| self.best_of(e).map(|b| (p, b)))
+    }
+
+    fn reachable(&self, r: &Route) -> bool {
+        self.down.is_empty()
+            || self
+                .attrs
+                .get(r.attrs)
+                .next_hop
+                .is_none_or(|nh| !self.down.iter().any(|n| net_contains(n, nh)))
+    }
+
+    /// The best route of an entry as the FIB and export see it: with multipath, the next
+    /// hops of every usable route equal to it.
+    fn best_of(&self, e: &Entry) -> Option<Best> {
+        if !e.has_best() {
+            return None;
+        }
+        let b = e.first;
+        let attrs = self.attrs.get(b.attrs);
+        let mut next_hops: Vec<IpAddr> = attrs.next_hop.into_iter().collect();
+        if self.multipath {
+            let bp = (b.peer(), attrs);
+            for r in e.routes().skip(1).filter(|r| self.reachable(r)) {
+                let a = self.attrs.get(r.attrs);
+                if equal_cost((&r.peer(), a), (&bp.0, bp.1), &self.peers) {
+                    if let Some(nh) = a.next_hop {
+                        if !next_hops.contains(&nh) {
+                            next_hops.push(nh);
+                        }
+                    }
+                }
+            }
+            next_hops.sort();
+        }
+        Some(Best {
+            peer: b.peer(),
+            attrs: attrs.clone(),
+            next_hops,
+        })
+    }
+
+    /// Drops interned attribute sets no route uses any more (they go as their last route
+    /// does; kept for callers of the earlier interface).
+    pub fn tidy(&mut self) {}
+
+    /// Attribute sets interned now.
+    pub fn attribute_sets(&self) -> usize {
+        self.attrs.len()
     }
 
     /// The networks whose next hops are unreachable now; every prefix is decided again.
@@ -141,57 +414,13 @@ impl Rib {
             return vec![];
         }
         self.down = nets;
-        let prefixes: Vec<Nlri> = self.table.keys().copied().collect();
+        let prefixes = self.table.prefixes_where(|_| true);
         let mut out = Vec::new();
         for p in prefixes {
-            self.decide(p, &mut out);
+            let old = self.table.get(&p).and_then(|e| self.best_of(e));
+            self.decide(p, old, &mut out);
         }
         out
-    }
-
-    fn reachable(down: &[Nlri], a: &Attrs) -> bool {
-        a.next_hop
-            .is_none_or(|nh| !down.iter().any(|n| net_contains(n, nh)))
-    }
-
-    /// What is known of a peer.
-    pub fn peer(&self, id: PeerId) -> Option<&PeerInfo> {
-        self.peers.get(&id)
-    }
-
-    pub fn best(&self, prefix: &Nlri) -> Option<&Best> {
-        self.table.get(prefix).and_then(|e| e.best.as_ref())
-    }
-
-    /// Every best route.
-    pub fn iter(&self) -> impl Iterator<Item = (&Nlri, &Best)> {
-        self.table
-            .iter()
-            .filter_map(|(p, e)| e.best.as_ref().map(|b| (p, b)))
-    }
-
-    fn intern(&mut self, a: &Arc<Attrs>) -> Arc<Attrs> {
-        if let Some(x) = self.attrs.get(a) {
-            return x.clone();
-        }
-        // Sets no route uses any more go once the set has doubled since the last look:
-        // amortised, and bounded by twice what is in use.
-        if self.attrs.len() >= self.tidy_at {
-            self.tidy();
-            self.tidy_at = self.attrs.len() * 2 + 64;
-        }
-        self.attrs.insert(a.clone());
-        a.clone()
-    }
-
-    /// Drops interned attribute sets no route uses any more.
-    pub fn tidy(&mut self) {
-        self.attrs.retain(|a| Arc::strong_count(a) > 1);
-    }
-
-    /// Attribute sets interned now.
-    pub fn attribute_sets(&self) -> usize {
-        self.attrs.len()
     }
 
     /// Applies an UPDATE from `peer` (already through import policy); the best-route
@@ -202,56 +431,100 @@ impl Rib {
             self.remove(peer, p, &mut changes);
         }
         if let Some(a) = &u.attrs {
-            let a = self.intern(a);
-            for p in &u.announced {
-                self.insert(peer, *p, a.clone(), &mut changes);
+            if u.announced.is_empty() {
+                return changes;
             }
+            let id = self.attrs.intern(a);
+            for p in &u.announced {
+                self.attrs.retain(id);
+                self.insert_id(peer, *p, id, &mut changes);
+            }
+            self.attrs.release(id);
         }
         changes
     }
 
     /// Adds or replaces `peer`'s route to `prefix`.
     pub fn insert(&mut self, peer: PeerId, prefix: Nlri, attrs: Arc<Attrs>, out: &mut Vec<Change>) {
-        let e = self.table.entry(prefix).or_default();
-        e.stale.retain(|&s| s != peer);
-        match e.routes.iter_mut().find(|(p, _)| *p == peer) {
-            Some(r) => r.1 = attrs,
+        let id = self.attrs.intern(&attrs);
+        self.insert_id(peer, prefix, id, out);
+    }
+
+    /// `insert` with an interned set, whose reference this takes over.
+    fn insert_id(&mut self, peer: PeerId, prefix: Nlri, id: AttrId, out: &mut Vec<Change>) {
+        let route = Route { peer, attrs: id };
+        let Some(e) = self.table.get(&prefix) else {
+            // A new prefix: its one route is the best if it is usable.
+            self.counts.entry(peer).or_default()[family(&prefix)] += 1;
+            let mut first = route;
+            if self.reachable(&first) {
+                first.peer |= BEST;
+            }
+            let e = Entry { first, more: None };
+            if e.has_best() {
+                self.selected += 1;
+                out.push(Change {
+                    prefix,
+                    best: self.best_of(&e),
+                });
+            }
+            self.table.insert(&prefix, e);
+            return;
+        };
+        let old = self.best_of(e);
+        let e = self.table.get_mut(&prefix).expect("the entry");
+        match e.position(peer) {
+            Some(i) => {
+                let r = e.get_mut(i);
+                let was = r.attrs;
+                // Announced again: no longer stale.
+                r.peer &= !STALE;
+                r.attrs = id;
+                self.attrs.release(was);
+            }
             None => {
-                e.routes.push((peer, attrs));
+                e.push(route);
                 self.counts.entry(peer).or_default()[family(&prefix)] += 1;
             }
         }
-        self.decide(prefix, out);
+        self.decide(prefix, old, out);
     }
 
     /// Removes `peer`'s route to `prefix`, if it has one.
     pub fn remove(&mut self, peer: PeerId, prefix: &Nlri, out: &mut Vec<Change>) {
-        let Some(e) = self.table.get_mut(prefix) else {
+        let Some(e) = self.table.get(prefix) else {
             return;
         };
-        let before = e.routes.len();
-        e.routes.retain(|(p, _)| *p != peer);
-        e.stale.retain(|&s| s != peer);
-        if e.routes.len() == before {
+        let Some(i) = e.position(peer) else {
             return;
-        }
+        };
+        let old = self.best_of(e);
+        let e = self.table.get_mut(prefix).expect("the entry");
+        let id = e.get_mut(i).attrs;
+        let keep = e.remove(i);
+        self.attrs.release(id);
         if let Some(c) = self.counts.get_mut(&peer) {
             c[family(prefix)] -= 1;
         }
-        self.decide(*prefix, out);
-        if self.table.get(prefix).is_some_and(|e| e.routes.is_empty()) {
+        if keep {
+            self.decide(*prefix, old, out);
+        } else {
             self.table.remove(prefix);
+            if old.is_some() {
+                self.selected -= 1;
+                out.push(Change {
+                    prefix: *prefix,
+                    best: None,
+                });
+            }
         }
     }
 
     /// The session with `peer` went down without graceful restart: all its routes go.
     pub fn flush(&mut self, peer: PeerId) -> Vec<Change> {
-        let prefixes: Vec<Nlri> = self
+        let prefixes = self
             .table
-            .iter()
-            .filter(|(_, e)| e.routes.iter().any(|(p, _)| *p == peer))
-            .map(|(p, _)| *p)
-            .collect();
+            .prefixes_where(|e| e.routes().any(|r| r.peer() == peer));
         let mut out = Vec::new();
         for p in prefixes {
             self.remove(peer, &p, &mut out);
@@ -263,21 +536,18 @@ impl Rib {
     /// The peer restarts with graceful restart (RFC 4724 §4.2): its routes stay, marked
     /// stale, and keep forwarding.
     pub fn mark_stale(&mut self, peer: PeerId) {
-        for e in self.table.values_mut() {
-            if e.routes.iter().any(|(p, _)| *p == peer) && !e.stale.contains(&peer) {
-                e.stale.push(peer);
+        for e in self.table.v4.values_mut().chain(self.table.v6.values_mut()) {
+            if let Some(i) = e.position(peer) {
+                e.get_mut(i).peer |= STALE;
             }
         }
     }
 
     /// The peer's End-of-RIB came, or its restart time ran out: routes still stale go.
     pub fn sweep_stale(&mut self, peer: PeerId) -> Vec<Change> {
-        let prefixes: Vec<Nlri> = self
+        let prefixes = self
             .table
-            .iter()
-            .filter(|(_, e)| e.stale.contains(&peer))
-            .map(|(p, _)| *p)
-            .collect();
+            .prefixes_where(|e| e.routes().any(|r| r.peer() == peer && r.peer & STALE != 0));
         let mut out = Vec::new();
         for p in prefixes {
             self.remove(peer, &p, &mut out);
@@ -285,47 +555,49 @@ impl Rib {
         out
     }
 
-    /// Runs the decision process for `prefix`; records a change if the best moved.
-    fn decide(&mut self, prefix: Nlri, out: &mut Vec<Change>) {
-        let Some(e) = self.table.get_mut(&prefix) else {
+    /// Runs the decision process for `prefix`, whose best was `old`; records a change if the
+    /// best moved. The best route goes first in the entry.
+    fn decide(&mut self, prefix: Nlri, old: Option<Best>, out: &mut Vec<Change>) {
+        let Some(e) = self.table.get(&prefix) else {
             return;
         };
-        let mut best: Option<&(PeerId, Arc<Attrs>)> = None;
-        let down = &self.down;
-        for r in e.routes.iter().filter(|r| Rib::reachable(down, &r.1)) {
+        let mut best: Option<(usize, Route)> = None;
+        for (i, r) in e.routes().enumerate() {
+            if !self.reachable(r) {
+                continue;
+            }
             best = match best {
-                None => Some(r),
-                Some(b) => {
-                    if better(r, b, &self.peers) == std::cmp::Ordering::Greater {
-                        Some(r)
+                None => Some((i, *r)),
+                Some((bi, b)) => {
+                    let (ra, rb) = (
+                        (r.peer(), self.attrs.get(r.attrs).clone()),
+                        (b.peer(), self.attrs.get(b.attrs).clone()),
+                    );
+                    if better(&ra, &rb, &self.peers) == std::cmp::Ordering::Greater {
+                        Some((i, *r))
                     } else {
-                        Some(b)
+                        Some((bi, b))
                     }
                 }
             };
         }
-        let new = best.map(|(peer, attrs)| {
-            let mut next_hops: Vec<IpAddr> = attrs.next_hop.into_iter().collect();
-            if self.multipath {
-                for (p, a) in e.routes.iter().filter(|r| Rib::reachable(down, &r.1)) {
-                    if *p != *peer && equal_cost((p, a), (peer, attrs), &self.peers) {
-                        if let Some(nh) = a.next_hop {
-                            if !next_hops.contains(&nh) {
-                                next_hops.push(nh);
-                            }
-                        }
-                    }
-                }
-                next_hops.sort();
+        let e = self.table.get_mut(&prefix).expect("the entry");
+        e.first.peer &= !BEST;
+        if let Some((i, _)) = best {
+            if i != 0 {
+                let m = e.more.as_mut().expect("more routes");
+                std::mem::swap(&mut e.first, &mut m[i - 1]);
             }
-            Best {
-                peer: *peer,
-                attrs: attrs.clone(),
-                next_hops,
-            }
-        });
-        if new != e.best {
-            e.best = new.clone();
+            e.first.peer |= BEST;
+        }
+        let e = self.table.get(&prefix).expect("the entry");
+        let new = self.best_of(e);
+        match (&old, &new) {
+            (None, Some(_)) => self.selected += 1,
+            (Some(_), None) => self.selected -= 1,
+            _ => {}
+        }
+        if new != old {
             out.push(Change { prefix, best: new });
         }
     }

@@ -109,8 +109,9 @@ pub struct SpeakerConfig {
 /// What the speaker tells the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpeakerEvent {
-    /// A best route changed: for the FIB.
-    Best(Change),
+    /// Best routes changed, in order: for the FIB. One event per UPDATE (or per other cause),
+    /// not per prefix.
+    Best(Vec<Change>),
     PeerUp {
         address: IpAddr,
         asn: u32,
@@ -738,7 +739,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
             let from = |id: PeerId| rib.peer(id).map(|p| p.address);
             let list = match prefix {
                 Some(p) => {
-                    let best = rib.best(&p).cloned();
+                    let best = rib.best(&p);
                     rib.routes(&p)
                         .into_iter()
                         .map(|(id, attrs)| {
@@ -760,7 +761,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
                     let mut l: Vec<RouteView> = rib
                         .iter()
                         .map(|(p, b)| RouteView {
-                            prefix: *p,
+                            prefix: p,
                             best: true,
                             from: from(b.peer),
                             next_hops: b.next_hops.clone(),
@@ -1104,7 +1105,7 @@ fn send_table_to(
     // Group prefixes by outgoing attribute set: one packed run of UPDATEs each.
     let mut groups: HashMap<(bool, Attrs), Vec<Nlri>> = HashMap::new();
     for (prefix, best) in rib.iter() {
-        if best.peer == to || !exports(prefix, best.peer, &best.attrs, p, peers) {
+        if best.peer == to || !exports(&prefix, best.peer, &best.attrs, p, peers) {
             continue;
         }
         let v6 = prefix.addr.is_ipv6();
@@ -1117,7 +1118,7 @@ fn send_table_to(
             continue;
         }
         if let Some(a) = outgoing(&best.attrs, p, cfg.local_as, v6) {
-            groups.entry((v6, a)).or_default().push(*prefix);
+            groups.entry((v6, a)).or_default().push(prefix);
         }
     }
     let mut out = Vec::new();
@@ -1199,7 +1200,7 @@ fn publish(
             p.advertised.remove(w);
         }
     }
-    for c in changes {
-        let _ = events.send(SpeakerEvent::Best(c));
+    if !changes.is_empty() {
+        let _ = events.send(SpeakerEvent::Best(changes));
     }
 }

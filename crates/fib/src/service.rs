@@ -16,8 +16,12 @@ use crate::wire::Target;
 
 enum Command {
     Set(Prefix, Option<Route>),
+    /// Many at once: a table load crosses in batches, not route by route.
+    SetMany(Vec<(Prefix, Option<Route>)>),
     Sweep,
-    Stop { withdraw: bool },
+    Stop {
+        withdraw: bool,
+    },
 }
 
 /// What the FIB thread publishes for metrics and `show fib`.
@@ -136,6 +140,13 @@ impl FibService {
         self.send(Command::Set(prefix, route));
     }
 
+    /// What the sources want for many prefixes, in order.
+    pub fn set_many(&self, routes: Vec<(Prefix, Option<Route>)>) {
+        if !routes.is_empty() {
+            self.send(Command::SetMany(routes));
+        }
+    }
+
     /// The sources have converged: routes adopted at start and not wanted again go.
     pub fn sweep(&self) {
         self.send(Command::Sweep);
@@ -205,6 +216,12 @@ fn run(
             }
             match c {
                 Ok(Command::Set(p, r)) => d.fib().set(p, r.as_ref()),
+                Ok(Command::SetMany(list)) => {
+                    let fib = d.fib();
+                    for (p, r) in list {
+                        fib.set(p, r.as_ref());
+                    }
+                }
                 Ok(Command::Sweep) => {
                     d.fib().sweep_stale();
                 }
