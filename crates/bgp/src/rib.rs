@@ -3,7 +3,9 @@
 //! route changes that come out of it for the FIB and for export. Attribute sets are interned:
 //! a table of a million prefixes from one peer holds a handful of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use interlink_table::SortedMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -125,7 +127,7 @@ const BEST: u32 = 1 << 30;
 const PEER_MASK: u32 = !(STALE | BEST);
 
 /// One peer's route to a prefix: 8 octets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Route {
     /// The peer, with the `STALE` and `BEST` bits.
     peer: u32,
@@ -139,7 +141,7 @@ impl Route {
 }
 
 /// The routes to one prefix, the best first: 16 octets for the usual single route.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Entry {
     first: Route,
     /// A thin pointer on purpose: 8 octets in every entry where a `Vec` would take 24, and
@@ -190,11 +192,12 @@ impl Entry {
     }
 }
 
-/// The prefixes, IPv4 keyed in 8 octets, IPv6 in 17, in order.
+/// The prefixes, IPv4 keyed in 8 octets, IPv6 in 17, in order: 24 octets a prefix for
+/// the usual single route.
 #[derive(Default)]
 struct Table {
-    v4: BTreeMap<u64, Entry>,
-    v6: BTreeMap<(u128, u8), Entry>,
+    v4: SortedMap<u64, Entry>,
+    v6: SortedMap<(u128, u8), Entry>,
 }
 
 fn key4(p: &Nlri) -> Option<u64> {
