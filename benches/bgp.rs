@@ -1,7 +1,8 @@
 //! BGP load: N prefixes over one eBGP session from a fast sender of pre-encoded UPDATEs, for
 //! N = 100k and 1M (or `INTERLINK_BGP_BENCH_N`, comma-separated). For interlinkd it prints the
 //! time from Established until all N are in the Loc-RIB (the End-of-RIB that follows them is
-//! processed), until all N are in the kernel (the FIB in sync), and interlinkd's peak RSS.
+//! processed) with the RSS then, until all N are in the kernel (the FIB in sync), the peak
+//! RSS, and, once the session closes, the time until the kernel holds none of the routes.
 //! In the same run, the same for BIRD 2 with a kernel protocol, as the reference.
 //!
 //! The sender is written here: it opens the session, then writes the UPDATEs (/24s from
@@ -119,6 +120,8 @@ fn peak_rss(ns: &str, comm: &str) -> f64 {
 struct Figures {
     rib: Duration,
     kernel: Duration,
+    /// From the session's close until the kernel holds none of the routes.
+    withdraw: Duration,
     /// Peak RSS when the Loc-RIB is complete, and at the end (the kernel in sync too).
     rib_rss_mib: f64,
     rss_mib: f64,
@@ -155,15 +158,21 @@ fn send(lab: &Lab, wire: Vec<u8>) -> (Instant, std::sync::Arc<std::sync::atomic:
             }
         });
         s.write_all(&wire).unwrap();
+        // Keepalives every 5 s for a long run; when told, the session closes at once (no
+        // graceful restart was offered: the peer withdraws everything).
+        let mut last = Instant::now();
         while !d.load(Ordering::Relaxed) {
-            // Keepalives for a long run.
-            let mut k = Vec::new();
-            Message::Keepalive.encode(&mut k);
-            if s.write_all(&k).is_err() {
-                break;
+            if last.elapsed() >= Duration::from_secs(5) {
+                let mut k = Vec::new();
+                Message::Keepalive.encode(&mut k);
+                if s.write_all(&k).is_err() {
+                    break;
+                }
+                last = Instant::now();
             }
-            std::thread::sleep(Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = s.shutdown(std::net::Shutdown::Both);
     });
     (rx.recv().unwrap(), done)
 }
@@ -183,7 +192,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
         "dut.toml",
         "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
          remote_asn = 64512\npassive = true\nhold_time = 240\n\
-         import = { prefixes = [\"0.0.0.0/0 le 32\"] }\n",
+         import = { prefixes = [\"0.0.0.0/0 le 32\"] }\n\n[control]\nsocket = \"ctl.sock\"\n",
     );
     lab.spawn_in("dut", "dut", bin, &["--config", cfg.to_str().unwrap()]);
     lab.wait_for("interlinkd", Duration::from_secs(10), || {
@@ -203,9 +212,28 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
         "{log}"
     );
     let rss = peak_rss(&lab.ns("dut"), "interlinkd");
+    // The session closes: how long until the kernel holds none of the routes.
+    let ctl = bin.with_file_name("interlinkctl");
+    let sock = lab.dir.join("ctl.sock");
+    let installed = || {
+        let out = std::process::Command::new(&ctl)
+            .arg("--socket")
+            .arg(&sock)
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (v["fib_routes"]["ipv4"].as_u64(), v["fib_in_sync"].as_bool())
+    };
+    assert_eq!(installed().0, Some(n as u64), "interlinkctl status");
+    let t_close = Instant::now();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let t_gone = wait("the withdrawal", Duration::from_secs(600), || {
+        installed() == (Some(0), Some(true))
+    });
     lab.stop("dut");
     Figures {
+        withdraw: t_gone - t_close,
         rib: t_rib - t0,
         kernel: t_kernel - t0,
         rib_rss_mib: rib_rss,
@@ -266,9 +294,25 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
             >= n
     });
     let rss = peak_rss(&lab.ns("dut"), "bird");
+    let t_close = Instant::now();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let t_gone = wait("BIRD's withdrawal", Duration::from_secs(600), || {
+        let s = birdc(&sock, &["show", "protocols", "all", "k4"]);
+        let exported = s
+            .lines()
+            .find(|l| l.contains("Routes:"))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|x| {
+                x.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        exported == 0
+    });
     lab.stop("bird");
     Figures {
+        withdraw: t_gone - t_close,
         rib: t_rib - t0,
         kernel: t_kernel - t0,
         rib_rss_mib: rib_rss,
@@ -304,8 +348,14 @@ fn main() {
     // INTERLINK_BGP_BENCH_BIRD=0 leaves BIRD out (while working on interlinkd alone).
     let with_bird = std::env::var("INTERLINK_BGP_BENCH_BIRD").map_or(true, |v| v != "0");
     println!(
-        "  {:>9}  {:<14} {:>12} {:>14} {:>12} {:>14}",
-        "prefixes", "speaker", "Loc-RIB, s", "RSS then, MiB", "kernel, s", "peak RSS, MiB"
+        "  {:>9}  {:<14} {:>12} {:>14} {:>12} {:>14} {:>12}",
+        "prefixes",
+        "speaker",
+        "Loc-RIB, s",
+        "RSS then, MiB",
+        "kernel, s",
+        "peak RSS, MiB",
+        "withdraw, s"
     );
     for &n in &sizes {
         let wire = updates(n);
@@ -316,13 +366,14 @@ fn main() {
         }
         for (name, f) in &rows {
             println!(
-                "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1}",
+                "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1} {:>12.2}",
                 n,
                 name,
                 f.rib.as_secs_f64(),
                 f.rib_rss_mib,
                 f.kernel.as_secs_f64(),
-                f.rss_mib
+                f.rss_mib,
+                f.withdraw.as_secs_f64()
             );
         }
     }

@@ -842,7 +842,7 @@ fn interop_with_gobgp_and_a_max_prefix_teardown() {
     let config = interop_config(
         &lab,
         false,
-        "{ prefixes = [\"10.0.0.0/8 le 24\"], max_prefixes = 1 }",
+        "{ prefixes = [\"10.0.0.0/8 le 24\"], max_prefixes = 1, max_prefixes_restart = \"3s\" }",
     );
     std::fs::write(lab.dir.join("interlink.toml"), &config).unwrap();
     assert!(!log.contains("over the limit"), "{log}");
@@ -851,16 +851,29 @@ fn interop_with_gobgp_and_a_max_prefix_teardown() {
     lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
     lab.wait_for("the teardown", Duration::from_secs(20), || {
         lab.log("gw")
-            .contains("2 prefixes, over the limit of 1: tearing the session down")
+            .contains("2 IPv4 prefixes, over the limit of 1: tearing the session down for 3 s")
     });
+    let torn = std::time::Instant::now();
     lab.wait_for("GoBGP to hear why", Duration::from_secs(10), || {
         lab.log("gobgpd")
             .contains("subcode 1(maximum number of prefixes reached)")
     });
-    // The IPv6 session is not affected.
+    // The IPv6 session is not affected: its one prefix is within the limit.
     assert!(
         routes(&lab).contains("2001:db8:60::/48"),
         "{}",
         routes(&lab)
+    );
+    // Held down for the restart time, then started again (and torn down again).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ctl_json(&lab, &["show", "neighbors"])[0]["state"], "down");
+    lab.wait_for("the restart", Duration::from_secs(10), || {
+        lab.log("gw")
+            .contains("10.0.0.2: max-prefix hold over; starting again")
+    });
+    assert!(
+        torn.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        torn.elapsed()
     );
 }

@@ -452,6 +452,7 @@ fn speaker_config(config: &Config, r: &interlink_config::Router) -> speaker::Spe
                     },
                     max_prefixes: i.max_prefixes,
                     warn_only: i.max_prefixes_warn_only,
+                    max_prefixes_restart: i.max_prefixes_restart,
                 }),
                 export: n.export.as_ref().map(|e| speaker::ExportPolicy {
                     networks: e.networks,

@@ -58,8 +58,11 @@ pub struct ImportPolicy {
     pub matching: policy::Match,
     /// Set on the routes taken (LOCAL_PREF, MED, communities).
     pub set: policy::Set,
+    /// The most prefixes taken per family (IPv4 and IPv6 counted apart).
     pub max_prefixes: Option<u32>,
     pub warn_only: bool,
+    /// After a max-prefix teardown, the session stays down this long, then starts again.
+    pub max_prefixes_restart: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -214,6 +217,10 @@ struct PeerState {
     last_error: Option<String>,
     /// Shut down by the operator: stays down until enabled.
     admin_down: bool,
+    /// Torn down for max-prefix: started again at this time.
+    restart_at: Option<tokio::time::Instant>,
+    /// Per family: over the max-prefix limit (warned once per crossing).
+    over_limit: [bool; 2],
 }
 
 /// A set of prefixes that keeps its count per family, for the counts shown and scraped.
@@ -349,6 +356,8 @@ impl Plumbing {
             up_since: None,
             last_error: None,
             admin_down: false,
+            restart_at: None,
+            over_limit: [false; 2],
         };
         (id, state)
     }
@@ -482,7 +491,11 @@ pub async fn run(
     let mut converged = false;
     let mut stop = stop;
     loop {
-        let next_stale = peers.values().filter_map(|p| p.stale_until).min();
+        let next_stale = peers
+            .values()
+            .filter_map(|p| p.stale_until)
+            .chain(peers.values().filter_map(|p| p.restart_at))
+            .min();
         let sleep =
             next_stale.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -490,6 +503,14 @@ pub async fn run(
             _ = tokio::time::sleep_until(sleep) => {
                 let now = tokio::time::Instant::now();
                 let due: Vec<PeerId> = peers.iter().filter(|(_, p)| p.stale_until.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+                for p in peers.values_mut().filter(|p| p.restart_at.is_some_and(|t| t <= now)) {
+                    p.restart_at = None;
+                    p.over_limit = [false; 2];
+                    if !p.admin_down {
+                        let _ = p.cmds.send(PeerCmd::Start);
+                        log(format!("bgp: {}: max-prefix hold over; starting again", p.cfg.address));
+                    }
+                }
                 for id in due {
                     peers.get_mut(&id).expect("known peer").stale_until = None;
                     let changes = rib.sweep_stale(id);
@@ -791,6 +812,7 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
                 }
                 NeighborOp::Enable => {
                     p.admin_down = false;
+                    p.restart_at = None;
                     let _ = p.cmds.send(PeerCmd::Start);
                 }
             }
@@ -870,28 +892,36 @@ fn handle(
                         p.rejected.insert(*pr);
                     }
                     let changes = rib.apply(id, &u.update);
-                    let count = rib.count(id) as u64;
-                    if let Some(max) = p
-                        .cfg
-                        .import
-                        .as_ref()
-                        .and_then(|i| i.max_prefixes.map(|m| (m, i.warn_only)))
-                    {
-                        if count > u64::from(max.0) {
-                            if max.1 {
+                    let counts = rib.count_by_family(id);
+                    if let Some(i) = p.cfg.import.as_ref().filter(|i| i.max_prefixes.is_some()) {
+                        let max = i.max_prefixes.unwrap_or(u32::MAX);
+                        for (f, count) in counts.iter().enumerate() {
+                            let over = *count as u64 > u64::from(max);
+                            let crossed = over && !p.over_limit[f];
+                            p.over_limit[f] = over;
+                            let family = ["IPv4", "IPv6"][f];
+                            if crossed && i.warn_only {
                                 log(format!(
-                                    "bgp: {address}: {count} prefixes, over the limit of {}",
-                                    max.0
+                                    "bgp: {address}: {count} {family} prefixes, over the limit of {max}"
                                 ));
-                            } else {
-                                log(format!("bgp: {address}: {count} prefixes, over the limit of {}: tearing the session down", max.0));
-                                let mut data = vec![0, 1, 1];
-                                data.extend_from_slice(&max.0.to_be_bytes());
+                            } else if crossed {
+                                log(format!(
+                                    "bgp: {address}: {count} {family} prefixes, over the limit of {max}: \
+                                     tearing the session down for {} s",
+                                    i.max_prefixes_restart.as_secs()
+                                ));
+                                // RFC 4486 §4: AFI, SAFI and the upper bound.
+                                let mut data = vec![0, f as u8 + 1, 1];
+                                data.extend_from_slice(&max.to_be_bytes());
                                 let _ = p.cmds.send(PeerCmd::Reset(Notification::new(
                                     code::CEASE,
                                     code::CEASE_MAX_PREFIXES,
                                     &data,
                                 )));
+                                // Held down, then started again by the restart timer.
+                                let _ = p.cmds.send(PeerCmd::Stop(String::new()));
+                                p.restart_at =
+                                    Some(tokio::time::Instant::now() + i.max_prefixes_restart);
                             }
                         }
                     }

@@ -85,6 +85,8 @@ pub struct Import {
     pub max_prefixes: Option<u32>,
     /// Warn only, instead of tearing the session down (Cease subcode 1).
     pub max_prefixes_warn_only: bool,
+    /// After a teardown, how long the session stays down before it starts again.
+    pub max_prefixes_restart: std::time::Duration,
     /// Only routes carrying one of these (if any are given).
     pub match_communities: Vec<u32>,
     pub match_large_communities: Vec<[u32; 3]>,
@@ -204,6 +206,7 @@ pub(crate) struct RawImport {
     prefixes: Vec<Spanned<String>>,
     max_prefixes: Option<Spanned<i64>>,
     max_prefixes_action: Option<Spanned<String>>,
+    max_prefixes_restart: Option<Spanned<String>>,
     #[serde(default)]
     match_communities: Vec<Spanned<String>>,
     #[serde(default)]
@@ -437,10 +440,29 @@ impl Checker<'_, '_> {
                         .flatten()
                         .map(|v| v as u32)
                 };
+                let restart = match &i.max_prefixes_restart {
+                    None => std::time::Duration::from_secs(60),
+                    Some(r) => match crate::parse_duration(r.get_ref()) {
+                        Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+                        Ok(_) => {
+                            self.hint(
+                                r.span(),
+                                "max_prefixes_restart is too short",
+                                "at least \"1s\"",
+                            );
+                            std::time::Duration::from_secs(60)
+                        }
+                        Err(e) => {
+                            self.hint(r.span(), e, "a duration such as \"5m\"");
+                            std::time::Duration::from_secs(60)
+                        }
+                    },
+                };
                 Import {
                     prefixes: self.prefix_list(&i.prefixes),
                     max_prefixes: max,
                     max_prefixes_warn_only: warn,
+                    max_prefixes_restart: restart,
                     match_communities: self.communities(&i.match_communities),
                     match_large_communities: self.large_communities(&i.match_large_communities),
                     communities: self.communities(&i.communities),

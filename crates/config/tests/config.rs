@@ -879,6 +879,7 @@ fn policy_communities_and_settings() {
         .unwrap();
     let n = &c.neighbors[0];
     let i = n.import.as_ref().unwrap();
+    assert_eq!(i.max_prefixes_restart, std::time::Duration::from_secs(60));
     assert_eq!(i.match_communities, [7224 << 16 | 7300]);
     assert_eq!(i.match_large_communities, [[64512, 1, 2]]);
     assert_eq!((i.local_pref, i.med), (Some(200), Some(5)));
@@ -889,7 +890,8 @@ fn policy_communities_and_settings() {
     assert_eq!((e.med, e.prepend), (Some(10), 3));
     let e = d
         .parse(&format!(
-            "{base}import = {{ prefixes = [\"10.0.0.0/8\"], match_communities = [\"70000:1\"] }}\n\
+            "{base}import = {{ prefixes = [\"10.0.0.0/8\"], match_communities = [\"70000:1\"], \
+             max_prefixes_restart = \"soon\" }}\n\
              export = {{ large_communities = [\"1:2\"], prepend = 11 }}\n"
         ))
         .unwrap_err();
@@ -898,12 +900,13 @@ fn policy_communities_and_settings() {
         e[0].contains("community \"70000:1\" is not ASN:VALUE"),
         "{e:?}"
     );
+    assert!(e[1].contains("duration \"soon\""), "{e:?}");
     assert!(
-        e[1].contains("large community \"1:2\" is not GLOBAL:LOCAL1:LOCAL2"),
+        e[2].contains("large community \"1:2\" is not GLOBAL:LOCAL1:LOCAL2"),
         "{e:?}"
     );
     assert!(
-        e[2].contains("prepend 11 is out of range (0 to 10)"),
+        e[3].contains("prepend 11 is out of range (0 to 10)"),
         "{e:?}"
     );
 }
