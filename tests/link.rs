@@ -1083,3 +1083,49 @@ fn a_reload_touches_only_the_links_that_changed() {
     assert_eq!(status, Some(0), "{log}");
     assert!(log.contains("reload: link l1: removed"), "{log}");
 }
+
+#[test]
+fn a_bandwidth_shapes_what_goes_into_the_link() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("shape");
+    lab.two_sites();
+    keys(&lab, "gcm-aes-128");
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    for side in ["a", "b"] {
+        let cfg = config(&lab, side, "gcm-aes-128", Wire::Udp, (0, 0), 1);
+        if side == "a" {
+            let text = std::fs::read_to_string(&cfg).unwrap();
+            let shaped = text.replace("queues = 1\n", "queues = 1\nbandwidth = \"20Mbps\"\n");
+            assert_ne!(shaped, text);
+            std::fs::write(&cfg, shaped).unwrap();
+        }
+        lab.spawn(
+            &format!("g{side}"),
+            bin,
+            &["--config", cfg.to_str().unwrap()],
+        );
+    }
+    route_across(&lab);
+    ping(&lab, "ha", "10.2.0.2");
+    // A to B is shaped to 20 Mb/s; B to A is not.
+    lab.iperf3_server("iperf-shape", "hb", "5201");
+    let out = lab.try_exec("ha", &["iperf3", "-c", "10.2.0.2", "-t", "3", "-J"]);
+    let _ = lab.stop("iperf-shape");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap();
+    eprintln!("shaped to 20 Mb/s: {:.1} Mb/s received", bps / 1e6);
+    // The protected frames carry some 60 octets more than the packets: a little under 20.
+    assert!((8e6..=21e6).contains(&bps), "{bps}");
+    lab.iperf3_server("iperf-back", "ha", "5201");
+    let out = lab.try_exec("hb", &["iperf3", "-c", "10.1.0.2", "-t", "1", "-J"]);
+    let _ = lab.stop("iperf-back");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let back = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap();
+    assert!(back > 100e6, "the other direction is not shaped: {back}");
+}

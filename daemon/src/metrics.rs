@@ -64,6 +64,8 @@ pub struct LinkView<'a> {
     pub counters: Counters,
     pub liveness: Liveness,
     pub rekeys: u64,
+    /// The TUN queue's drops (see `Link::tun_tx_dropped`).
+    pub tun_tx_dropped: u64,
     /// For MKA links: whether a peer is live.
     pub mka_live: Option<bool>,
 }
@@ -152,6 +154,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "interlink_link_drops_total",
             &[("link", l.name), ("reason", "tun_down")],
             l.counters.link.tun_down as f64,
+        );
+        // Packets the kernel dropped at the TUN queue while the workers (held back by the
+        // shaper, with a bandwidth set) did not take them.
+        e.sample(
+            "interlink_link_drops_total",
+            &[("link", l.name), ("reason", "shaped")],
+            l.tun_tx_dropped as f64,
         );
     }
     e.family(

@@ -98,6 +98,7 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         mtu: link.mtu,
         probe_interval: link.probe_interval,
         queues: link.queues,
+        bandwidth: link.bandwidth,
         keys,
     }
 }
@@ -803,6 +804,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                                 counters: l.link.counters(),
                                 liveness: l.link.liveness(),
                                 rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
+                                tun_tx_dropped: l.link.tun_tx_dropped(),
                                 mka_live: l.mka.as_ref().map(|m| m.live),
                             })
                             .collect(),

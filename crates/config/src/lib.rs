@@ -26,7 +26,7 @@ pub use bgp::{Afi, Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 use error::Diagnostics;
 pub use error::{Error, Errors};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
-pub use text::{parse_duration, parse_mac, IfAddr, MacAddr};
+pub use text::{parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
 
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";
@@ -64,6 +64,8 @@ pub struct Link {
     pub probe_interval: Duration,
     /// TUN queues, each with its own transmit worker (thread).
     pub queues: usize,
+    /// Egress shaping, in bits a second, if any.
+    pub bandwidth: Option<u64>,
     pub macsec: Macsec,
 }
 
@@ -192,6 +194,7 @@ struct RawLink {
     mtu: Option<Spanned<i64>>,
     probe_interval: Option<Spanned<String>>,
     queues: Option<Spanned<i64>>,
+    bandwidth: Option<Spanned<String>>,
     macsec: Spanned<RawMacsec>,
 }
 
@@ -428,6 +431,20 @@ impl Checker<'_, '_> {
             },
         };
         let macsec = self.macsec(l.macsec.span(), l.macsec.get_ref());
+        let bandwidth = match &l.bandwidth {
+            None => Some(None),
+            Some(b) => match text::parse_bandwidth(b.get_ref()) {
+                Ok(v) if v >= 64_000 => Some(Some(v)),
+                Ok(_) => {
+                    self.hint(b.span(), "bandwidth is too low", "at least \"64kbps\"");
+                    None
+                }
+                Err(e) => {
+                    self.hint(b.span(), e, "\"1Gbps\", \"500Mbps\"");
+                    None
+                }
+            },
+        };
         let queues = self
             .ranged(&l.queues, "queues", 1, 64)
             .flatten()
@@ -450,6 +467,7 @@ impl Checker<'_, '_> {
             mtu,
             probe_interval,
             queues,
+            bandwidth: bandwidth?,
             macsec: macsec?,
         })
     }

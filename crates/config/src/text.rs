@@ -43,6 +43,30 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// A bandwidth such as "1Gbps", "500Mbps", "64kbps" or "10000bps" (decimal units), in bits
+/// a second.
+pub fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    let bad = || format!("bandwidth {s:?} is not a number with bps, kbps, Mbps or Gbps");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "bps" => 1.0,
+        "kbps" | "Kbps" => 1e3,
+        "Mbps" => 1e6,
+        "Gbps" => 1e9,
+        _ => return Err(bad()),
+    };
+    let bps = n * scale;
+    if !bps.is_finite() || bps > 1e12 {
+        return Err(bad());
+    }
+    Ok(bps as u64)
+}
+
 /// A MAC address as six hex octets separated by colons.
 pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
     let bad = || format!("{s:?} is not a MAC address");

@@ -910,3 +910,24 @@ fn policy_communities_and_settings() {
         "{e:?}"
     );
 }
+
+#[test]
+fn bandwidths() {
+    use interlink_config::parse_bandwidth;
+    assert_eq!(parse_bandwidth("1Gbps"), Ok(1_000_000_000));
+    assert_eq!(parse_bandwidth("2.5Gbps"), Ok(2_500_000_000));
+    assert_eq!(parse_bandwidth("500Mbps"), Ok(500_000_000));
+    assert_eq!(parse_bandwidth("64kbps"), Ok(64_000));
+    assert_eq!(parse_bandwidth("9600bps"), Ok(9600));
+    for bad in ["1G", "fast", "Gbps", "1 Tbps", "-1Mbps"] {
+        assert!(parse_bandwidth(bad).is_err(), "{bad}");
+    }
+    let d = keys("bandwidth");
+    let e = d
+        .parse(&UDP_LINK.replace("[link.macsec]", "bandwidth = \"10kbps\"\n[link.macsec]"))
+        .unwrap_err();
+    assert!(
+        e[0].contains("bandwidth is too low (at least \"64kbps\")"),
+        "{e:?}"
+    );
+}

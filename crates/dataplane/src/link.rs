@@ -118,6 +118,8 @@ pub struct LinkSpec {
     /// TUN queues, each read by its own transmit worker. More than one puts PNs on the wire
     /// out of order, within a few batches: the peer then needs a replay window.
     pub queues: usize,
+    /// Egress shaping, bits a second of protected frames, shared among the workers.
+    pub bandwidth: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,6 +336,9 @@ impl Link {
                 mtu,
                 // One worker sends the probes and the replies.
                 probe_interval: (q == 0).then_some(spec.probe_interval),
+                shaper: spec
+                    .bandwidth
+                    .map(|b| tx::Shaper::new(b / spec.queues.max(1) as u64)),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -492,6 +497,18 @@ impl Link {
     /// The MKPDUs that arrive, once: whoever runs MKA for the link takes them.
     pub fn take_control_rx(&mut self) -> Option<Receiver<Vec<u8>>> {
         self.control_rx.take()
+    }
+
+    /// Packets the kernel dropped because the TUN queue was full: the transmit workers did
+    /// not keep up, which with a bandwidth set means the shaper held them back.
+    pub fn tun_tx_dropped(&self) -> u64 {
+        std::fs::read_to_string(format!(
+            "/sys/class/net/{}/statistics/tx_dropped",
+            self.ifname
+        ))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
     }
 
     /// The lowest acceptable PN of the receive SA on each AN, as of the receive worker's last

@@ -57,6 +57,7 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         probe_interval: Duration::from_millis(200),
         keys: Some(keys),
         queues: 1,
+        bandwidth: None,
     };
     let addr: std::net::IpAddr = tun_addr.parse().unwrap();
     std::thread::spawn(move || {

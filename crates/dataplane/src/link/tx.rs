@@ -41,6 +41,42 @@ pub(super) struct TxWorker {
     pub(super) mtu: u32,
     /// Set on the one worker that sends the liveness probes (and the replies).
     pub(super) probe_interval: Option<Duration>,
+    /// Egress shaping, when the link has a bandwidth.
+    pub(super) shaper: Option<Shaper>,
+}
+
+/// Egress shaping: a token bucket filled at the link's rate (this worker's share of it) and
+/// holding a few milliseconds' worth. A send that overdraws it waits, in this worker, until
+/// the bucket is back at zero: packets wait in the TUN queue meanwhile, and only when that is
+/// full does the kernel drop them (the link's `shaped` drops).
+pub(super) struct Shaper {
+    /// Octets a second.
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Shaper {
+    pub(super) fn new(bits_per_second: u64) -> Shaper {
+        let rate = bits_per_second as f64 / 8.0;
+        // 5 ms at the rate, and at least one TSO super-packet.
+        let burst = (rate * 0.005).max(65536.0);
+        Shaper {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes `octets` from the bucket; how long to wait before they may go.
+    fn take(&mut self, octets: usize, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - octets as f64;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
 }
 
 impl TxWorker {
@@ -174,7 +210,7 @@ impl TxWorker {
 
     /// Splits a TSO or USO packet into segments, protects and sends them, a batch at a time.
     fn send_segments(
-        &self,
+        &mut self,
         pkt: &[u8],
         vh: &VirtioNetHdr,
         segs: &mut Segments,
@@ -228,11 +264,17 @@ impl TxWorker {
     /// through its stack and often all the way to the peer's UDP GRO socket: small packets of
     /// one size, the common case of a busy flow, cost one system call a batch, not one each.
     fn send<const N: usize>(
-        &self,
+        &mut self,
         mmsg: &mut MmsgBatch<N>,
         packets: &[&[u8]],
         counters: &mut Counters,
     ) {
+        if let Some(s) = self.shaper.as_mut() {
+            let octets = packets.iter().map(|p| p.len()).sum();
+            if let Some(wait) = s.take(octets, Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let sock = self.sock.as_raw_fd();
         if self.wire == 0 {
             send_all(mmsg, sock, packets, counters);
@@ -386,6 +428,33 @@ mod tests {
             at += n;
         }
         out
+    }
+
+    #[test]
+    fn the_shaper_holds_the_rate() {
+        // 8 Mb/s: a million octets a second, a burst of 65536 octets.
+        let mut s = Shaper::new(8_000_000);
+        let t0 = Instant::now();
+        assert_eq!(s.take(65536, t0), None, "the burst goes at once");
+        // One more 10 kB now: 10 ms to wait.
+        let w = s.take(10_000, t0).unwrap();
+        assert!((w.as_secs_f64() - 0.010).abs() < 1e-6, "{w:?}");
+        // A second later the bucket is full again, not more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(s.take(65536, t1), None);
+        assert!(s.take(1, t1).is_some());
+        // Over 10 simulated seconds, what passes without waiting stays near the rate.
+        let mut t = t1;
+        let mut sent = 0usize;
+        for _ in 0..10_000 {
+            t += Duration::from_millis(1);
+            if s.take(1400, t).is_none() {
+                sent += 1400;
+            } else {
+                s.tokens += 1400.0; // not sent: give the tokens back
+            }
+        }
+        assert!((9_000_000..=10_100_000).contains(&sent), "{sent}");
     }
 
     #[test]
