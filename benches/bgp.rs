@@ -280,7 +280,8 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
         count(&birdc(&sock, &["show", "route", "count"]), "routes for") >= n
     });
     let rib_rss = peak_rss(&lab.ns("dut"), "bird");
-    let t_kernel = wait("BIRD's kernel protocol", Duration::from_secs(600), || {
+    // The routes BIRD's kernel protocol has exported to the kernel.
+    let exported = || {
         let s = birdc(&sock, &["show", "protocols", "all", "k4"]);
         s.lines()
             .find(|l| l.contains("Routes:"))
@@ -291,24 +292,15 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
                     .and_then(|v| v.parse::<usize>().ok())
             })
             .unwrap_or(0)
-            >= n
+    };
+    let t_kernel = wait("BIRD's kernel protocol", Duration::from_secs(600), || {
+        exported() >= n
     });
     let rss = peak_rss(&lab.ns("dut"), "bird");
     let t_close = Instant::now();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let t_gone = wait("BIRD's withdrawal", Duration::from_secs(600), || {
-        let s = birdc(&sock, &["show", "protocols", "all", "k4"]);
-        let exported = s
-            .lines()
-            .find(|l| l.contains("Routes:"))
-            .and_then(|l| l.split(',').nth(1))
-            .and_then(|x| {
-                x.split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<usize>().ok())
-            })
-            .unwrap_or(0);
-        exported == 0
+        exported() == 0
     });
     lab.stop("bird");
     Figures {

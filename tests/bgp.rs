@@ -225,17 +225,7 @@ fn a_restarting_peers_routes_stay_in_the_kernel() {
 /// Runs interlinkctl against the lab's control socket: (exit status, stdout, stderr).
 fn ctl(lab: &Lab, args: &[&str]) -> (i32, String, String) {
     let sock = lab.dir.join("ctl.sock");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interlinkctl"))
-        .arg("--socket")
-        .arg(&sock)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    netns::interlinkctl(env!("CARGO_BIN_EXE_interlinkctl"), &sock, args)
 }
 
 fn ctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {

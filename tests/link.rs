@@ -639,17 +639,8 @@ fn mka_config(lab: &Lab, side: &str, wire: Wire, suite: &str, keys: &str, extra:
 
 /// interlinkctl against gateway `side`'s control socket: (exit status, stdout, stderr).
 fn ctl(lab: &Lab, side: &str, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interlinkctl"))
-        .arg("--socket")
-        .arg(lab.dir.join(format!("ctl-{side}.sock")))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let sock = lab.dir.join(format!("ctl-{side}.sock"));
+    netns::interlinkctl(env!("CARGO_BIN_EXE_interlinkctl"), &sock, args)
 }
 
 fn spawn_gateway(lab: &mut Lab, side: &str, cfg: &str) {

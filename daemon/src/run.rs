@@ -679,6 +679,23 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
     };
 
     let mut reach = Reachability::default();
+    // The main loop's state, borrowed for an interlinkctl command or a reload.
+    macro_rules! ctl {
+        () => {
+            crate::commands::Ctl {
+                path,
+                handle: &handle,
+                links: &mut links,
+                fib: &fib,
+                target,
+                config: &mut config,
+                speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
+                started,
+                metrics: &mut metrics_server,
+                metrics_text: &metrics,
+            }
+        };
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // MKA answers MKPDUs and fires its timers within this.
     let mut mka_tick = tokio::time::interval(Duration::from_millis(20));
@@ -745,35 +762,13 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 }
             }
             Some(req) = ctl_rx.recv() => {
-                let mut ctl = crate::commands::Ctl {
-                    path,
-                    handle: &handle,
-                    links: &mut links,
-                    fib: &fib,
-                    target,
-                    config: &mut config,
-                    speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
-                    started,
-                    metrics: &mut metrics_server,
-                    metrics_text: &metrics,
-                };
+                let mut ctl = ctl!();
                 let answer = crate::commands::answer(&req.line, &mut ctl).await;
                 let _ = req.reply.send(answer);
             }
             _ = hup.recv() => {
                 notifier.reloading();
-                let mut ctl = crate::commands::Ctl {
-                    path,
-                    handle: &handle,
-                    links: &mut links,
-                    fib: &fib,
-                    target,
-                    config: &mut config,
-                    speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
-                    started,
-                    metrics: &mut metrics_server,
-                    metrics_text: &metrics,
-                };
+                let mut ctl = ctl!();
                 let _ = reload(&mut ctl).await;
                 notifier.notify(&format!(
                     "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",

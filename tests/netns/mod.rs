@@ -36,6 +36,38 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// Waits for `child` to exit, for at most `timeout` (then kills it): its exit status.
+fn reap(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs interlinkctl against the control socket `socket`: (exit status, stdout, stderr).
+#[allow(dead_code)]
+pub fn interlinkctl(bin: &str, socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The underlay MAC addresses of gateway A and gateway B in [`Lab::two_sites`].
 pub const MAC_A: &str = "02:00:00:00:00:0a";
 pub const MAC_B: &str = "02:00:00:00:00:0b";
@@ -246,18 +278,7 @@ impl Lab {
             .position(|(n, _)| n == name)
             .expect("no such daemon");
         let (_, mut child) = self.daemons.remove(i);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s.code();
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = reap(&mut child, timeout);
         (status, self.log(name))
     }
 
@@ -271,18 +292,7 @@ impl Lab {
         let (_, mut child) = self.daemons.remove(i);
         // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
         sh(&["kill", "-TERM", &child.id().to_string()]);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s.code();
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = reap(&mut child, Duration::from_secs(10));
         (status, self.log(short))
     }
 }

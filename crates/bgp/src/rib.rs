@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use interlink_table::SortedMap;
+use interlink_table::{Interner, SortedMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -50,74 +50,7 @@ type AttrId = u32;
 
 /// Interned attribute sets with their reference counts: a route holds a 4-octet id, not a
 /// pointer, and a table from one peer holds a handful of sets.
-#[derive(Default)]
-struct AttrTable {
-    list: Vec<(Option<Arc<Attrs>>, u32)>,
-    index: HashMap<Arc<Attrs>, AttrId>,
-    free: Vec<AttrId>,
-    /// The set interned last: a table load repeats it UPDATE after UPDATE.
-    last: Option<AttrId>,
-}
-
-impl AttrTable {
-    fn intern(&mut self, a: &Arc<Attrs>) -> AttrId {
-        if let Some(i) = self.last {
-            if let Some((Some(x), refs)) = self.list.get_mut(i as usize) {
-                if Arc::ptr_eq(x, a) || **x == **a {
-                    *refs += 1;
-                    return i;
-                }
-            }
-        }
-        if let Some(&i) = self.index.get(a) {
-            self.list[i as usize].1 += 1;
-            self.last = Some(i);
-            return i;
-        }
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.list[i as usize] = (Some(a.clone()), 1);
-                i
-            }
-            None => {
-                self.list.push((Some(a.clone()), 1));
-                (self.list.len() - 1) as AttrId
-            }
-        };
-        self.index.insert(a.clone(), i);
-        self.last = Some(i);
-        i
-    }
-
-    fn retain(&mut self, id: AttrId) {
-        self.list[id as usize].1 += 1;
-    }
-
-    fn release(&mut self, id: AttrId) {
-        let e = &mut self.list[id as usize];
-        e.1 -= 1;
-        if e.1 == 0 {
-            if let Some(a) = e.0.take() {
-                self.index.remove(&a);
-            }
-            if self.last == Some(id) {
-                self.last = None;
-            }
-            self.free.push(id);
-        }
-    }
-
-    fn get(&self, id: AttrId) -> &Arc<Attrs> {
-        self.list[id as usize]
-            .0
-            .as_ref()
-            .expect("a live attribute set")
-    }
-
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-}
+type AttrTable = Interner<Arc<Attrs>>;
 
 /// The high bit of a route's peer number: the route is stale (RFC 4724).
 const STALE: u32 = 1 << 31;

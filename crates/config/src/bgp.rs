@@ -289,28 +289,30 @@ impl Checker<'_, '_> {
         })
     }
 
-    fn communities(&mut self, raw: &[Spanned<String>]) -> Vec<u32> {
+    /// Each entry of `raw` through `parse`; the ones that fail are reported with `example`.
+    fn list_of<T>(
+        &mut self,
+        raw: &[Spanned<String>],
+        parse: fn(&str) -> Result<T, String>,
+        example: &str,
+    ) -> Vec<T> {
         raw.iter()
-            .filter_map(|c| match parse_community(c.get_ref()) {
+            .filter_map(|c| match parse(c.get_ref()) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    self.hint(c.span(), e, "\"7224:7300\", \"no-export\"");
+                    self.hint(c.span(), e, example);
                     None
                 }
             })
             .collect()
     }
 
+    fn communities(&mut self, raw: &[Spanned<String>]) -> Vec<u32> {
+        self.list_of(raw, parse_community, "\"7224:7300\", \"no-export\"")
+    }
+
     fn large_communities(&mut self, raw: &[Spanned<String>]) -> Vec<[u32; 3]> {
-        raw.iter()
-            .filter_map(|c| match parse_large_community(c.get_ref()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.hint(c.span(), e, "\"65010:1:2\"");
-                    None
-                }
-            })
-            .collect()
+        self.list_of(raw, parse_large_community, "\"65010:1:2\"")
     }
 
     fn prefix_list(&mut self, raw: &[Spanned<String>]) -> Vec<PrefixMatch> {

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use interlink_table::SortedMap;
+use interlink_table::{Interner, SortedMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -39,69 +39,29 @@ impl RouteId {
     }
 }
 
+/// The routes in use, each kept once: a table load through one gateway is one route.
 #[derive(Default)]
-struct Routes {
-    list: Vec<(Option<Route>, u32)>,
-    index: HashMap<Route, u32>,
-    free: Vec<u32>,
-    /// The route interned last.
-    last: Option<u32>,
-}
+struct Routes(Interner<Route>);
 
 impl Routes {
     fn intern(&mut self, r: &Route) -> RouteId {
-        // A table load sets route after route through the same next hops: compare with the
-        // last one before hashing.
-        if let Some(i) = self.last {
-            if let Some((Some(last), refs)) = self.list.get_mut(i as usize) {
-                if last == r {
-                    *refs += 1;
-                    return RouteId::of(i as usize);
-                }
-            }
-        }
-        if let Some(&i) = self.index.get(r) {
-            self.last = Some(i);
-            self.list[i as usize].1 += 1;
-            return RouteId::of(i as usize);
-        }
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.list[i as usize] = (Some(r.clone()), 1);
-                i
-            }
-            None => {
-                self.list.push((Some(r.clone()), 1));
-                (self.list.len() - 1) as u32
-            }
-        };
-        self.index.insert(r.clone(), i);
-        self.last = Some(i);
-        RouteId::of(i as usize)
+        RouteId::of(self.0.intern(r) as usize)
     }
 
     fn retain(&mut self, id: RouteId) -> RouteId {
-        self.list[id.index()].1 += 1;
+        self.0.retain(id.index() as u32);
         id
     }
 
     fn release(&mut self, id: RouteId) {
-        let e = &mut self.list[id.index()];
-        e.1 -= 1;
-        if e.1 == 0 {
-            if let Some(r) = e.0.take() {
-                self.index.remove(&r);
-            }
-            self.free.push(id.index() as u32);
-        }
+        self.0.release(id.index() as u32);
     }
 
     fn get(&self, id: RouteId) -> &Route {
-        self.list[id.index()].0.as_ref().expect("a live route id")
+        self.0.get(id.index() as u32)
     }
 }
 
-/// What the kernel holds in our slot for a prefix, as far as the FIB knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
     Absent,
@@ -910,7 +870,7 @@ impl Fib {
     /// Interned routes alive: for tests of reference counting.
     #[cfg(test)]
     fn live_routes(&self) -> usize {
-        self.routes.index.len()
+        self.routes.0.len()
     }
 }
 

@@ -6,8 +6,12 @@
 //! arrays, in place from the back, once it holds an eighth as many. A table load in key order
 //! is appended without the B-tree. Lookups are a binary search. Removed entries are dropped
 //! at the next merge, or when they are a quarter of the arrays.
+//!
+//! Also [`Interner`]: values shared by many routes (attribute sets, next-hop sets) kept once,
+//! each under a 4-octet number with a reference count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 /// Below this, the write buffer is merged whatever the arrays' size.
 const MIN_BUFFER: usize = 4096;
@@ -263,5 +267,115 @@ where
             (Some(_), None) => self.a.next(),
             (None, _) => self.b.next(),
         }
+    }
+}
+
+/// Values kept once each, under numbers that are reused once their last reference goes.
+pub struct Interner<T> {
+    list: Vec<(Option<T>, u32)>,
+    index: HashMap<T, u32>,
+    free: Vec<u32>,
+    /// The value interned last: a table load repeats it, so it is compared before hashing.
+    last: Option<u32>,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            list: Vec::new(),
+            index: HashMap::new(),
+            free: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl<T: Hash + Eq + Clone> Interner<T> {
+    /// The number of `v`, with one more reference.
+    pub fn intern(&mut self, v: &T) -> u32 {
+        if let Some(i) = self.last {
+            if let Some((Some(x), refs)) = self.list.get_mut(i as usize) {
+                if x == v {
+                    *refs += 1;
+                    return i;
+                }
+            }
+        }
+        if let Some(&i) = self.index.get(v) {
+            self.list[i as usize].1 += 1;
+            self.last = Some(i);
+            return i;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.list[i as usize] = (Some(v.clone()), 1);
+                i
+            }
+            None => {
+                self.list.push((Some(v.clone()), 1));
+                u32::try_from(self.list.len() - 1).expect("fewer than 2^32 values")
+            }
+        };
+        self.index.insert(v.clone(), i);
+        self.last = Some(i);
+        i
+    }
+
+    /// One more reference to `id`.
+    pub fn retain(&mut self, id: u32) {
+        self.list[id as usize].1 += 1;
+    }
+
+    /// One reference less; the value goes with its last one.
+    pub fn release(&mut self, id: u32) {
+        let e = &mut self.list[id as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            if let Some(v) = e.0.take() {
+                self.index.remove(&v);
+            }
+            if self.last == Some(id) {
+                self.last = None;
+            }
+            self.free.push(id);
+        }
+    }
+
+    /// The value of a live number.
+    pub fn get(&self, id: u32) -> &T {
+        self.list[id as usize].0.as_ref().expect("a live number")
+    }
+
+    /// Distinct values held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interner;
+
+    #[test]
+    fn values_are_kept_once_and_go_with_their_last_reference() {
+        let mut i = Interner::default();
+        let a = i.intern(&"a".to_owned());
+        assert_eq!(i.intern(&"a".to_owned()), a);
+        let b = i.intern(&"b".to_owned());
+        assert_ne!(a, b);
+        assert_eq!(i.len(), 2);
+        i.release(a);
+        assert_eq!(i.get(a), "a", "one reference left");
+        i.release(a);
+        assert_eq!(i.len(), 1);
+        // The number is reused.
+        assert_eq!(i.intern(&"c".to_owned()), a);
+        i.retain(b);
+        i.release(b);
+        assert_eq!(i.get(b), "b");
     }
 }
