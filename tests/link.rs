@@ -762,6 +762,15 @@ fn a_wrong_cak_gets_no_traffic_through_and_says_why() {
     let out = lab.try_exec("ha", &["ping", "-c", "2", "-W", "1", "10.2.0.2"]);
     assert!(!out.status.success(), "traffic passed with different CAKs");
     assert!(!lab.log("ga").contains("sending with key"));
+    // The counter an alert would watch.
+    let (code, out, err) = ctl(&lab, "a", &["--json", "show", "links"]);
+    assert_eq!(code, 0, "{err}");
+    let l: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        l[0]["mka"]["drops"]["icv"].as_u64().unwrap_or(0) >= 1,
+        "{l}"
+    );
+    assert_eq!(l[0]["mka"]["live"], false);
 }
 
 #[test]

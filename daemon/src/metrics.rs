@@ -68,6 +68,13 @@ pub struct LinkView<'a> {
     pub tun_tx_dropped: u64,
     /// For MKA links: whether a peer is live.
     pub mka_live: Option<bool>,
+    pub mka: Option<MkaView>,
+}
+
+/// MKA's state for the metrics.
+pub struct MkaView {
+    pub key_server: bool,
+    pub drops: std::collections::HashMap<&'static str, u64>,
 }
 
 /// Drop reasons of the SecY counters, named as the product's metrics name them.
@@ -220,6 +227,37 @@ pub fn render(s: &Snapshot<'_>) -> String {
                 &[("link", l.name)],
                 f64::from(u8::from(live)),
             );
+        }
+    }
+    e.family(
+        "interlink_mka_key_server",
+        "gauge",
+        "1 while this side is the key server of the CA that protects the link.",
+    );
+    for l in &s.links {
+        if let Some(m) = &l.mka {
+            e.sample(
+                "interlink_mka_key_server",
+                &[("link", l.name)],
+                f64::from(u8::from(m.key_server)),
+            );
+        }
+    }
+    e.family(
+        "interlink_mka_mkpdus_dropped_total",
+        "counter",
+        "MKPDUs dropped, by reason: icv (another CAK: alert on it), malformed, replay, other_ckn, bad_sak, own.",
+    );
+    for l in &s.links {
+        if let Some(m) = &l.mka {
+            for reason in ["icv", "malformed", "replay", "other_ckn", "bad_sak", "own"] {
+                let n = m.drops.get(reason).copied().unwrap_or(0);
+                e.sample(
+                    "interlink_mka_mkpdus_dropped_total",
+                    &[("link", l.name), ("reason", reason)],
+                    n as f64,
+                );
+            }
         }
     }
     e.family(

@@ -93,6 +93,14 @@ impl MkaRun {
         Ok(())
     }
 
+    /// What the metrics show of MKA.
+    pub fn metrics(&self) -> crate::metrics::MkaView {
+        crate::metrics::MkaView {
+            key_server: self.kay.is_key_server(),
+            drops: self.kay.drops(),
+        }
+    }
+
     /// Asks for a new SAK now; refused when the peer is the key server.
     pub fn request_rekey(&mut self) -> Result<(), &'static str> {
         self.kay.request_rekey()

@@ -801,6 +801,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                                 rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
                                 tun_tx_dropped: l.link.tun_tx_dropped(),
                                 mka_live: l.mka.as_ref().map(|m| m.live),
+                                mka: l.mka.as_ref().map(|m| m.metrics()),
                             })
                             .collect(),
                         fib: &snap,
