@@ -980,6 +980,11 @@ fn a_cak_rollover_on_reload_loses_no_packet() {
             "{log}"
         );
         assert!(!log.contains("restarting it"), "{log}");
+        // The old CAK's key is no longer accepted once the old pair is gone.
+        assert!(
+            log.contains("no longer accepted (its CAK left the keychain)"),
+            "{log}"
+        );
         for c in KEY_CHANGE_DROPS {
             assert_eq!(counter(log, c), 0, "{c}:\n{log}");
         }

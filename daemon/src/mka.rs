@@ -215,6 +215,16 @@ impl MkaRun {
                         Err(e) => warn!("mka: link {name}: cannot switch the transmit SA: {e}"),
                     }
                 }
+                Action::RemoveRx { an, ki } => {
+                    let an = An::new(an & 3).expect("an AN is 0 to 3");
+                    match link.remove_rx_sa(an) {
+                        Ok(()) => log!(
+                            "mka: link {name}: key {} on AN {an} no longer accepted (its CAK left the keychain)",
+                            ki.kn
+                        ),
+                        Err(e) => warn!("mka: link {name}: cannot remove the receive SA: {e}"),
+                    }
+                }
                 Action::Live { ca, live } => {
                     let ckn = self.kay.ckns().nth(ca).map(hex).unwrap_or_default();
                     if live {

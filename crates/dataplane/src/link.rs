@@ -170,6 +170,10 @@ enum RxCmd {
         lowest_pn: u64,
         done: Sender<Result<(), SaError>>,
     },
+    RemoveSa {
+        an: An,
+        done: Sender<Result<(), SaError>>,
+    },
 }
 
 struct Shared {
@@ -451,6 +455,20 @@ impl Link {
                 lowest_pn,
                 done,
             })
+            .map_err(|_| LinkError::Stopped)?;
+        self.rx_wake.wake();
+        result
+            .recv()
+            .map_err(|_| LinkError::Stopped)?
+            .map_err(LinkError::from)
+    }
+
+    /// Removes the receive SA `an`: frames under it are refused from now on (its key is no
+    /// longer trusted, such as a CAK taken out of the keychain).
+    pub fn remove_rx_sa(&self, an: An) -> Result<(), LinkError> {
+        let (done, result) = mpsc::channel();
+        self.rx_cmds
+            .send(RxCmd::RemoveSa { an, done })
             .map_err(|_| LinkError::Stopped)?;
         self.rx_wake.wake();
         result

@@ -41,6 +41,8 @@ pub enum Action {
     },
     /// Transmit with the SA already installed on `an` again (its PNs carry on).
     UseTx { an: u8, ki: Ki },
+    /// Remove the receive SA on `an`: its CA left the keychain, its key is no longer trusted.
+    RemoveRx { an: u8, ki: Ki },
     /// The CA of keychain entry `ca` has a live peer (true) or lost its last one.
     Live { ca: usize, live: bool },
     /// The port now transmits under the CA of this keychain entry (None: no CA is live).
@@ -78,6 +80,8 @@ pub struct Kay {
     tx_on: Option<Ki>,
     /// Which key each transmit AN holds.
     tx_installed: [Option<Ki>; 4],
+    /// Which key each receive AN holds.
+    rx_installed: [Option<Ki>; 4],
     /// The AN of the port's last receive install: a new CA's first SAK takes the next.
     last_an: Option<u8>,
     pns: PnStatus,
@@ -98,6 +102,7 @@ impl Kay {
             principal: None,
             tx_on: None,
             tx_installed: [None; 4],
+            rx_installed: [None; 4],
             last_an: None,
             pns: PnStatus::default(),
             other_ckn: 0,
@@ -134,7 +139,15 @@ impl Kay {
             };
             self.cas.push(ca);
         }
+        // The receive SAs of the CAs gone: their keys are no longer trusted.
         let mut out = Vec::new();
+        let gone: Vec<Ki> = old.iter().flat_map(|c| c.p.keys()).collect();
+        for (an, slot) in self.rx_installed.iter_mut().enumerate() {
+            if let Some(ki) = slot.filter(|ki| gone.contains(ki)) {
+                *slot = None;
+                out.push(Action::RemoveRx { an: an as u8, ki });
+            }
+        }
         self.elect(&mut out);
         Ok(out)
     }
@@ -252,6 +265,7 @@ impl Kay {
                 participant::Action::Send(f) => out.push(Action::Send(f)),
                 participant::Action::InstallRx { an, ki, sak, xpn } => {
                     self.last_an = Some(an);
+                    self.rx_installed[usize::from(an & 3)] = Some(ki);
                     for (j, c) in self.cas.iter_mut().enumerate() {
                         if j != i {
                             c.p.note_an(an);

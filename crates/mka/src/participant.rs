@@ -273,6 +273,15 @@ impl Participant {
         self.latest.as_ref().map(|k| (k.ki, k.an, k.tx))
     }
 
+    /// The keys this participant had installed for receive: the latest and the old one.
+    pub fn keys(&self) -> Vec<Ki> {
+        self.latest
+            .iter()
+            .chain(self.old.iter())
+            .map(|k| k.ki)
+            .collect()
+    }
+
     /// The CKN of this participant's CA.
     pub fn ckn(&self) -> &[u8] {
         &self.cfg.ckn

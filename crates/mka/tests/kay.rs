@@ -39,11 +39,16 @@ struct Side {
     tx: Option<(u8, Ki)>,
     tx_switches: Vec<Ki>,
     principal: Vec<Option<usize>>,
+    /// Receive keys removed.
+    removed: Vec<Ki>,
 }
 
 struct Pair {
     now: Instant,
     s: [Side; 2],
+    /// A key in use is taken away on one side: its frames are refused until the other side
+    /// falls back (the one test that does this says so).
+    lossy: bool,
 }
 
 impl Pair {
@@ -60,11 +65,13 @@ impl Pair {
                 tx: None,
                 tx_switches: vec![],
                 principal: vec![],
+                removed: vec![],
             }
         };
         Pair {
             now,
             s: [side(1, a), side(2, b)],
+            lossy: false,
         }
     }
 
@@ -108,6 +115,17 @@ impl Pair {
                         );
                         self.s[from].tx = Some((an, ki));
                         self.s[from].tx_switches.push(ki);
+                    }
+                    Action::RemoveRx { an, ki } => {
+                        if let (Some((tan, tki)), false) = (self.s[to].tx, self.lossy) {
+                            assert!(
+                                tan != an || tki != ki,
+                                "side {from} removed the receive SA side {to} transmits on"
+                            );
+                        }
+                        assert_eq!(self.s[from].rx[usize::from(an)], Some(ki));
+                        self.s[from].rx[usize::from(an)] = None;
+                        self.s[from].removed.push(ki);
                     }
                     Action::Principal(p) => self.s[from].principal.push(p),
                     Action::Live { .. } => {}
@@ -176,6 +194,12 @@ fn a_cak_rollover_moves_both_sides_to_the_new_key_without_a_gap() {
     assert_eq!(p.tx_key(0), k2);
     assert_eq!(p.tx_key(1), k2);
     assert_eq!(p.s[0].kay.ckns().count(), 1);
+    // The old CA's key is no longer accepted on either side.
+    for i in 0..2 {
+        assert!(p.s[i].removed.contains(&k1), "side {i}");
+        assert!(!p.s[i].rx.contains(&Some(k1)), "side {i}");
+        assert!(p.s[i].rx.contains(&Some(k2)), "side {i}");
+    }
     // Every transmit switch was checked against the other side's receive SAs as it
     // happened (see `apply`): k1, then k2.
     assert_eq!(p.s[0].tx_switches, [k1, k2]);
@@ -212,8 +236,10 @@ fn losing_the_preferred_ca_falls_back_to_the_other_sa_without_a_new_install() {
     p.run(Duration::from_secs(4));
     let k1 = p.tx_key(0);
     let switches = p.s[0].tx_switches.len();
-    // Side 1 drops key 1: side 0's CA 1 loses its peer after MKA Life Time, and side 0
-    // falls back to CA 2's key (already installed, so its PNs carry on).
+    // Side 1 drops key 1, in use: it refuses it at once (a CAK taken away is no longer
+    // trusted); side 0's CA 1 loses its peer after MKA Life Time, and side 0 falls back to
+    // CA 2's key (already installed, so its PNs carry on).
+    p.lossy = true;
     p.set_keys(1, vec![key(2)]);
     p.run(Duration::from_secs(8));
     let k2 = p.tx_key(0);

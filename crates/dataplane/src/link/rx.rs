@@ -111,6 +111,11 @@ impl RxWorker {
                         self.publish_pns(peer);
                         let _ = done.send(r);
                     }
+                    RxCmd::RemoveSa { an, done } => {
+                        let r = self.secy.remove_sa(peer, an);
+                        self.publish_pns(peer);
+                        let _ = done.send(r);
+                    }
                 }
             }
             let Ok([readable, woken]) = sys::poll_readable([sock, self.wake.fd()], 1000) else {
