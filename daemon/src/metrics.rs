@@ -1,52 +1,165 @@
-//! Prometheus metrics in the text exposition format (version 0.0.4), served on `GET /metrics`.
+//! Prometheus metrics, served on `GET /metrics` from a `prometheus` registry in the text
+//! exposition format (version 0.0.4).
 //!
-//! Written here rather than with the `prometheus` crate: every value already lives as an
-//! absolute counter in the data plane, the FIB or the speaker, and the crate's metrics own
-//! their values (they would be mirrored by deltas); the format itself is a few lines.
+//! Every value already lives as an absolute counter in the data plane, the FIB or the
+//! speaker, so the registry holds one collector that hands out the families rendered at the
+//! main loop's last tick, rather than metrics that would mirror those counters by deltas.
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use interlink_dataplane::{Counters, Liveness, RTT_BUCKETS};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One exposition, family by family.
+/// The families of one rendering, built as `render` names them.
 #[derive(Default)]
 pub struct Exposition {
-    out: String,
+    families: Vec<MetricFamily>,
 }
 
-/// Label values escape backslash, double quote and newline.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name((*k).to_owned());
+            l.set_value((*v).to_owned());
+            l
+        })
+        .collect()
 }
 
 impl Exposition {
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_owned());
+        f.set_help(help.to_owned());
+        f.set_field_type(match kind {
+            "counter" => MetricType::COUNTER,
+            "histogram" => MetricType::HISTOGRAM,
+            _ => MetricType::GAUGE,
+        });
+        self.families.push(f);
     }
 
+    /// A sample of the family declared last: `name` is the family's, or for a histogram the
+    /// family's with `_bucket` (with an `le` label), `_sum` or `_count`.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
+        let Some(f) = self.families.last_mut() else {
+            return;
+        };
+        match f.get_field_type() {
+            MetricType::HISTOGRAM => {
+                let part = name.strip_prefix(f.name()).unwrap_or("").to_owned();
+                let le = labels.iter().find(|(k, _)| *k == "le").map(|(_, v)| *v);
+                let rest: Vec<(&str, &str)> =
+                    labels.iter().copied().filter(|(k, _)| *k != "le").collect();
+                let pairs = label_pairs(&rest);
+                let same = |m: &Metric| {
+                    m.get_label().len() == pairs.len()
+                        && m.get_label()
+                            .iter()
+                            .zip(&pairs)
+                            .all(|(a, b)| a.name() == b.name() && a.value() == b.value())
+                };
+                let metrics = f.mut_metric();
+                let i = match metrics.iter().position(same) {
+                    Some(i) => i,
+                    None => {
+                        let mut m = Metric::from_label(pairs);
+                        m.set_histogram(Histogram::default());
+                        metrics.push(m);
+                        metrics.len() - 1
+                    }
+                };
+                let mut h = metrics[i].get_histogram().clone();
+                match (part.as_str(), le) {
+                    // The encoder writes the +Inf bucket from the count.
+                    ("_bucket", Some(le)) if le != "+Inf" => {
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(le.parse().unwrap_or(f64::INFINITY));
+                        b.set_cumulative_count(value as u64);
+                        let mut buckets = h.get_bucket().to_vec();
+                        buckets.push(b);
+                        h.set_bucket(buckets);
+                    }
+                    ("_sum", _) => h.set_sample_sum(value),
+                    ("_count", _) => h.set_sample_count(value as u64),
+                    _ => {}
                 }
-                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+                metrics[i].set_histogram(h);
             }
-            self.out.push('}');
+            MetricType::COUNTER => {
+                let mut m = Metric::from_label(label_pairs(labels));
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+                f.mut_metric().push(m);
+            }
+            _ => {
+                let mut m = Metric::from_label(label_pairs(labels));
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+                f.mut_metric().push(m);
+            }
         }
-        let _ = writeln!(self.out, " {value}");
     }
 
-    pub fn finish(self) -> String {
-        self.out
+    pub fn finish(self) -> Vec<MetricFamily> {
+        self.families
+    }
+}
+
+/// The registry's one collector: the families of the last rendering.
+#[derive(Clone, Default)]
+pub struct Latest(Arc<Mutex<Vec<MetricFamily>>>);
+
+impl Collector for Latest {
+    fn desc(&self) -> Vec<&Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+/// interlinkd's registry and what it serves.
+pub struct Metrics {
+    registry: prometheus::Registry,
+    latest: Latest,
+    /// The text served, encoded at each rendering.
+    pub text: Arc<Mutex<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = prometheus::Registry::new();
+        let latest = Latest::default();
+        let _ = registry.register(Box::new(latest.clone()));
+        Metrics {
+            registry,
+            latest,
+            text: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    /// Takes a new rendering: what the next scrapes see.
+    pub fn update(&self, families: Vec<MetricFamily>) {
+        if let Ok(mut f) = self.latest.0.lock() {
+            *f = families;
+        }
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default();
+        if let Ok(mut t) = self.text.lock() {
+            *t = text;
+        }
     }
 }
 
@@ -92,7 +205,7 @@ const DROPS: [(&str, &str); 11] = [
     ("OutPktsPNExhausted", "pn_exhausted"),
 ];
 
-pub fn render(s: &Snapshot<'_>) -> String {
+pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
     let mut e = Exposition::default();
     e.family(
         "interlink_link_up",
@@ -466,7 +579,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_text_format() {
+    fn families_encode_as_the_text_format() {
         let mut e = Exposition::default();
         e.family("x_total", "counter", "An example.");
         e.sample(
@@ -475,10 +588,30 @@ mod tests {
             3.0,
         );
         e.sample("x_total", &[], 0.5);
-        assert_eq!(
-            e.finish(),
-            "# HELP x_total An example.\n# TYPE x_total counter\n\
-             x_total{link=\"a\\\"b\\\\c\\nd\",direction=\"tx\"} 3\nx_total 0.5\n"
+        e.family("rtt_seconds", "histogram", "Round trips.");
+        for (le, n) in [("0.001", 1.0), ("0.01", 3.0), ("+Inf", 4.0)] {
+            e.sample("rtt_seconds_bucket", &[("link", "l"), ("le", le)], n);
+        }
+        e.sample("rtt_seconds_sum", &[("link", "l")], 0.5);
+        e.sample("rtt_seconds_count", &[("link", "l")], 4.0);
+        let m = Metrics::new();
+        m.update(e.finish());
+        let text = m.text.lock().unwrap().clone();
+        assert!(text.contains("# TYPE x_total counter\n"), "{text}");
+        assert!(
+            text.contains("x_total{link=\"a\\\"b\\\\c\\nd\",direction=\"tx\"} 3\n"),
+            "{text}"
         );
+        assert!(text.contains("x_total 0.5\n"), "{text}");
+        assert!(
+            text.contains("rtt_seconds_bucket{link=\"l\",le=\"0.01\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtt_seconds_bucket{link=\"l\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("rtt_seconds_sum{link=\"l\"} 0.5\n"), "{text}");
+        assert!(text.contains("rtt_seconds_count{link=\"l\"} 4\n"), "{text}");
     }
 }

@@ -635,7 +635,8 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         config.neighbors.len()
     );
     // Prometheus metrics, rendered on each tick and served as they were last rendered.
-    let metrics = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let registry = crate::metrics::Metrics::new();
+    let metrics = registry.text.clone();
     let mut metrics_server = None;
     if let Some(listen) = config.metrics_listen {
         match crate::metrics::serve(listen, metrics.clone()).await {
@@ -791,7 +792,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                             neighbors = rx.await.unwrap_or_default();
                         }
                     }
-                    let text = crate::metrics::render(&crate::metrics::Snapshot {
+                    let families = crate::metrics::render(&crate::metrics::Snapshot {
                         links: links
                             .iter()
                             .map(|l| crate::metrics::LinkView {
@@ -808,9 +809,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                         fib_table: target.table,
                         neighbors,
                     });
-                    if let Ok(mut m) = metrics.lock() {
-                        *m = text;
-                    }
+                    registry.update(families);
                 }
                 for run in links.iter_mut() {
                     let l = run.link.liveness();
