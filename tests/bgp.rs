@@ -867,3 +867,44 @@ fn interop_with_gobgp_and_a_max_prefix_teardown() {
         torn.elapsed()
     );
 }
+
+#[test]
+fn show_routes_lists_the_first_ten_thousand_of_a_large_table() {
+    if !netns::require_root() {
+        return;
+    }
+    // BIRD announces 10,050 /24s.
+    let routes: String = (0..10_050u32)
+        .map(|i| {
+            format!(
+                "    route 10.{}.{}.0/24 blackhole;\n",
+                100 + i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let bird = format!(
+        "router id 10.0.0.2;\nprotocol device {{}}\nprotocol static s4 {{\n    ipv4;\n{routes}}}\n\
+         protocol bgp v4 {{\n    local 10.0.0.2 as 64512;\n    neighbor 10.0.0.1 as 65001;\n\
+             connect retry time 1;\n    ipv4 {{ import all; export all; }};\n}}\n"
+    );
+    let interlink = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\n\
+                     address = \"10.0.0.2\"\nremote_asn = 64512\n\
+                     import = { prefixes = [\"10.0.0.0/8 le 24\"] }\n\n[control]\nsocket = \"ctl.sock\"\n";
+    let lab = start("bgp-many", &bird, interlink);
+    lab.wait_for("the table in the kernel", Duration::from_secs(30), || {
+        lab.log("gw").contains("fib: in sync with BGP: 10050 IPv4")
+    });
+    let (code, table, err) = ctl(&lab, &["show", "routes"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = table.lines().collect();
+    // The header, 10,000 routes in prefix order, and what was left out.
+    assert_eq!(lines.len(), 1 + 10_000 + 1, "{}", lines.len());
+    assert!(lines[1].starts_with("10.100.0.0/24"), "{}", lines[1]);
+    assert_eq!(
+        lines[10_001],
+        "(the first 10000 of 10050 routes in the kernel; `show routes PREFIX` for one)"
+    );
+    let r = ctl_json(&lab, &["show", "routes", "10.139.65.0/24"]);
+    assert_eq!(r[0]["from"], "10.0.0.2", "{r}");
+}

@@ -194,7 +194,20 @@ async fn routes(ctl: &Ctl<'_>, prefix: Option<Nlri>) -> Value {
     let Ok(list) = rx.await else {
         return error("the BGP speaker is not running");
     };
-    ok(Value::Array(
+    // A full table is not listed whole: the first routes, and how many there are.
+    if prefix.is_none() && list.len() == interlink_bgp::speaker::SHOW_ROUTES_MAX {
+        let total = ctl.fib.snapshot().stats.installed.iter().sum::<u64>();
+        let mut v = routes_json(list);
+        if let Value::Array(a) = &mut v {
+            a.push(json!({ "truncated": true, "fib_routes": total }));
+        }
+        return ok(v);
+    }
+    ok(routes_json(list))
+}
+
+fn routes_json(list: Vec<interlink_bgp::speaker::RouteView>) -> Value {
+    Value::Array(
         list.into_iter()
             .map(|r| {
                 let a = &r.attrs;
@@ -216,7 +229,7 @@ async fn routes(ctl: &Ctl<'_>, prefix: Option<Nlri>) -> Value {
                 })
             })
             .collect(),
-    ))
+    )
 }
 
 async fn neighbor(ctl: &Ctl<'_>, addr: &str, op: &str) -> Value {

@@ -130,6 +130,9 @@ pub enum SpeakerEvent {
     Converged,
 }
 
+/// The most best routes one `Routes` answer lists (the first, in prefix order).
+pub const SHOW_ROUTES_MAX: usize = 10_000;
+
 /// What the daemon asks of a running speaker (for interlinkctl).
 #[derive(Debug)]
 pub enum SpeakerCmd {
@@ -778,20 +781,18 @@ fn command(c: SpeakerCmd, peers: &mut HashMap<PeerId, PeerState>, rib: &Rib) {
                         })
                         .collect()
                 }
-                None => {
-                    let mut l: Vec<RouteView> = rib
-                        .iter()
-                        .map(|(p, b)| RouteView {
-                            prefix: p,
-                            best: true,
-                            from: from(b.peer),
-                            next_hops: b.next_hops.clone(),
-                            attrs: b.attrs.clone(),
-                        })
-                        .collect();
-                    l.sort_by_key(|r| (r.prefix.addr, r.prefix.len));
-                    l
-                }
+                // In prefix order, the first SHOW_ROUTES_MAX only: a full table is a million.
+                None => rib
+                    .iter()
+                    .take(SHOW_ROUTES_MAX)
+                    .map(|(p, b)| RouteView {
+                        prefix: p,
+                        best: true,
+                        from: from(b.peer),
+                        next_hops: b.next_hops.clone(),
+                        attrs: b.attrs.clone(),
+                    })
+                    .collect(),
             };
             let _ = reply.send(list);
         }

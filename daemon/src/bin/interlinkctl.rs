@@ -244,25 +244,48 @@ fn render(words: &[String], data: &Value) -> String {
                 ]
             }),
         ),
-        ["show", "routes", ..] => table(
-            &[
-                "PREFIX", "BEST", "FROM", "NEXT HOP", "AS PATH", "ORIGIN", "LOCAL PREF", "MED",
-                "COMMUNITIES",
-            ],
-            rows(&|r| {
-                vec![
-                    cell(&r["prefix"]),
-                    if r["best"] == Value::Bool(true) { "*" } else { "" }.into(),
-                    cell(&r["from"]),
-                    cell(&r["next_hops"]),
-                    cell(&r["as_path"]),
-                    cell(&r["origin"]),
-                    cell(&r["local_pref"]),
-                    cell(&r["med"]),
-                    cell(&r["communities"]),
-                ]
-            }),
-        ),
+        ["show", "routes", ..] => {
+            let all = data.as_array().cloned().unwrap_or_default();
+            let (more, listed): (Vec<Value>, Vec<Value>) =
+                all.into_iter().partition(|r| r["truncated"] == Value::Bool(true));
+            let mut out = table(
+                &[
+                    "PREFIX",
+                    "BEST",
+                    "FROM",
+                    "NEXT HOP",
+                    "AS PATH",
+                    "ORIGIN",
+                    "LOCAL PREF",
+                    "MED",
+                    "COMMUNITIES",
+                ],
+                listed
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            cell(&r["prefix"]),
+                            if r["best"] == Value::Bool(true) { "*" } else { "" }.into(),
+                            cell(&r["from"]),
+                            cell(&r["next_hops"]),
+                            cell(&r["as_path"]),
+                            cell(&r["origin"]),
+                            cell(&r["local_pref"]),
+                            cell(&r["med"]),
+                            cell(&r["communities"]),
+                        ]
+                    })
+                    .collect(),
+            );
+            if let Some(m) = more.first() {
+                out.push_str(&format!(
+                    "(the first {} of {} routes in the kernel; `show routes PREFIX` for one)\n",
+                    listed.len(),
+                    cell(&m["fib_routes"])
+                ));
+            }
+            out
+        }
         ["show", "fib"] => {
             let ops = &data["operations"];
             format!(
