@@ -908,3 +908,87 @@ fn show_routes_lists_the_first_ten_thousand_of_a_large_table() {
     let r = ctl_json(&lab, &["show", "routes", "10.139.65.0/24"]);
     assert_eq!(r[0]["from"], "10.0.0.2", "{r}");
 }
+
+#[test]
+fn routes_passed_on_to_another_peer_go_packed() {
+    if !netns::require_root() {
+        return;
+    }
+    // Two BIRDs in the peer namespace, each bound to its own address: B listens for what
+    // interlinkd passes on; A then announces 10,050 /24s.
+    let mut lab = two_hosts("bgp-pack");
+    lab.addr("peer", "eth0", "10.0.0.3/24");
+    let routes: String = (0..10_050u32)
+        .map(|i| {
+            format!(
+                "    route 10.{}.{}.0/24 blackhole;\n",
+                100 + i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let bird_a = format!(
+        "router id 10.0.0.2;\nprotocol device {{}}\nprotocol static s4 {{\n    ipv4;\n{routes}}}\n\
+         protocol bgp a {{\n    local 10.0.0.2 as 64512;\n    strict bind on;\n\
+             neighbor 10.0.0.1 as 65001;\n    connect retry time 1;\n\
+             ipv4 {{ import none; export all; }};\n}}\n"
+    );
+    let bird_b = "router id 10.0.0.3;\nprotocol device {}\nprotocol bgp b {\n\
+                  local 10.0.0.3 as 64513;\n    strict bind on;\n    neighbor 10.0.0.1 as 65001;\n\
+                  connect retry time 1;\n    ipv4 { import all; export none; };\n}\n";
+    let spawn_bird = |lab: &mut Lab, name: &str, conf: &str| {
+        let cfg = lab.file(&format!("{name}.conf"), conf);
+        let sock = lab.dir.join(format!("{name}.ctl"));
+        lab.spawn_in(
+            name,
+            "peer",
+            Path::new("bird"),
+            &[
+                "-f",
+                "-c",
+                cfg.to_str().unwrap(),
+                "-s",
+                sock.to_str().unwrap(),
+            ],
+        );
+        sock
+    };
+    let sock_b = spawn_bird(&mut lab, "bird-b", bird_b);
+    let interlink = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n\
+                     [[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 64512\n\
+                     import = { prefixes = [\"10.0.0.0/8 le 24\"] }\n\n\
+                     [[neighbor]]\naddress = \"10.0.0.3\"\nremote_asn = 64513\n\
+                     export = { prefixes = [\"10.0.0.0/8 le 24\"] }\n\n\
+                     [control]\nsocket = \"ctl.sock\"\n";
+    spawn_interlinkd(&mut lab, interlink);
+    lab.wait_for("B established", Duration::from_secs(20), || {
+        lab.log("gw").contains("10.0.0.3 (AS 64513) established")
+    });
+    spawn_bird(&mut lab, "bird-a", &bird_a);
+    let count = |sock: &Path| {
+        let all = [
+            "birdc",
+            "-s",
+            sock.to_str().unwrap(),
+            "show",
+            "route",
+            "count",
+        ];
+        let out = String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned();
+        out.lines()
+            .find(|l| l.contains("routes for"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    lab.wait_for("10,050 routes in B", Duration::from_secs(30), || {
+        count(&sock_b) >= 10_050
+    });
+    // Passed on as they came, in UPDATEs of many prefixes each (a thousand /24s fit in one),
+    // not one UPDATE a prefix.
+    let n = ctl_json(&lab, &["show", "neighbors"]);
+    let to_b = &n[1];
+    assert_eq!(to_b["address"], "10.0.0.3");
+    assert_eq!(to_b["advertised"]["ipv4"], 10_050, "{to_b}");
+    let updates = to_b["messages"]["sent"]["update"].as_u64().unwrap();
+    assert!(updates < 200, "{updates} UPDATEs for 10,050 prefixes");
+}

@@ -151,6 +151,14 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
         return error("the BGP speaker is not running");
     };
     let fam = |c: [usize; 2]| json!({ "ipv4": c[0], "ipv6": c[1] });
+    let msgs = |c: [u64; 6]| {
+        let m: serde_json::Map<String, Value> = interlink_bgp::peer::MESSAGE_TYPES
+            .iter()
+            .zip(c)
+            .map(|(t, n)| ((*t).to_owned(), json!(n)))
+            .collect();
+        Value::Object(m)
+    };
     ok(Value::Array(
         list.into_iter()
             .map(|n| {
@@ -163,6 +171,10 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
                     "received": fam(n.received),
                     "accepted": fam(n.accepted),
                     "advertised": fam(n.advertised),
+                    "messages": {
+                        "sent": msgs(n.messages_sent),
+                        "received": msgs(n.messages_received),
+                    },
                 })
             })
             .collect(),

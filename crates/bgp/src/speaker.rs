@@ -1163,6 +1163,10 @@ fn send_table_to(
     let _ = p.cmds.send(PeerCmd::Send(out));
 }
 
+/// Announcements to one peer sharing a best-route attribute set (and family): the set they
+/// go out with (None: they cannot go, e.g. no next hop of the family) and the prefixes.
+type OutGroup = (Arc<Attrs>, bool, Option<Attrs>, Vec<Nlri>);
+
 /// Passes best-route changes to the daemon (for the FIB) and to the peers they go to.
 fn publish(
     events: &mpsc::UnboundedSender<SpeakerEvent>,
@@ -1185,6 +1189,11 @@ fn publish(
             };
             let mut out = Vec::new();
             let mut withdraw = Vec::new();
+            // Announcements grouped by the attribute set they go out with, each group packed
+            // into as few UPDATEs as fit: a table passed on is not a message per prefix. The
+            // outgoing set is worked out once per best-route set (the changes of one UPDATE
+            // share one).
+            let mut groups: Vec<OutGroup> = Vec::new();
             for c in &changes {
                 let v6 = c.prefix.addr.is_ipv6();
                 let fam = if v6 {
@@ -1195,15 +1204,23 @@ fn publish(
                 if !n.families.contains(&fam) {
                     continue;
                 }
-                let out_attrs = match &c.best {
+                let group = match &c.best {
                     Some(b) if b.peer != *id && exports(&c.prefix, b.peer, &b.attrs, p, peers) => {
-                        outgoing(&b.attrs, p, cfg.local_as, v6)
+                        let at = groups
+                            .iter()
+                            .position(|g| Arc::ptr_eq(&g.0, &b.attrs) && g.1 == v6);
+                        let at = at.unwrap_or_else(|| {
+                            let a = outgoing(&b.attrs, p, cfg.local_as, v6);
+                            groups.push((b.attrs.clone(), v6, a, Vec::new()));
+                            groups.len() - 1
+                        });
+                        groups[at].2.is_some().then_some(at)
                     }
                     _ => None,
                 };
-                match out_attrs {
-                    Some(a) => {
-                        update::encode_announce(&mut out, &[c.prefix], &a, n.four_octet_as, max);
+                match group {
+                    Some(at) => {
+                        groups[at].3.push(c.prefix);
                         announced.push(c.prefix);
                     }
                     // Only what the peer has from us is withdrawn from it.
@@ -1212,6 +1229,11 @@ fn publish(
                         withdrawn.push(c.prefix);
                     }
                     None => {}
+                }
+            }
+            for (_, _, a, prefixes) in &groups {
+                if let (Some(a), false) = (a, prefixes.is_empty()) {
+                    update::encode_announce(&mut out, prefixes, a, n.four_octet_as, max);
                 }
             }
             let (w4, w6): (Vec<Nlri>, Vec<Nlri>) =
