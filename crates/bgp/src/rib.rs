@@ -307,13 +307,17 @@ impl Rib {
     /// The best route of an entry as the FIB and export see it: with multipath, the next
     /// hops of every usable route equal to it.
     fn best_of(&self, e: &Entry) -> Option<Best> {
+        self.best_of_with(e, self.multipath)
+    }
+
+    fn best_of_with(&self, e: &Entry, multipath: bool) -> Option<Best> {
         if !e.has_best() {
             return None;
         }
         let b = e.first;
         let attrs = self.attrs.get(b.attrs);
         let mut next_hops: Vec<IpAddr> = attrs.next_hop.into_iter().collect();
-        if self.multipath {
+        if multipath {
             let bp = (b.peer(), attrs);
             for r in e.routes().skip(1).filter(|r| self.reachable(r)) {
                 let a = self.attrs.get(r.attrs);
@@ -356,6 +360,28 @@ impl Rib {
             let old = self.table.get(&p).and_then(|e| self.best_of(e));
             self.decide(p, old, &mut out);
         }
+        out
+    }
+
+    /// Turns ECMP multipath on or off; the prefixes whose next hops change with it come
+    /// back as changes.
+    pub fn set_multipath(&mut self, multipath: bool) -> Vec<Change> {
+        if multipath == self.multipath {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        for (prefix, e) in self.table.iter() {
+            // Only prefixes with more than one route can change.
+            if e.more.is_none() {
+                continue;
+            }
+            let old = self.best_of(e);
+            let new = self.best_of_with(e, multipath);
+            if new != old {
+                out.push(Change { prefix, best: new });
+            }
+        }
+        self.multipath = multipath;
         out
     }
 

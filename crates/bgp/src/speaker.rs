@@ -668,10 +668,15 @@ fn reconfigure(
         }
     }
     if new.multipath != cfg.multipath {
-        log("bgp: multipath changed; that takes effect at the next restart".into());
+        let c = rib.set_multipath(new.multipath);
+        log(format!(
+            "bgp: multipath {}: {} best route(s) changed",
+            if new.multipath { "on" } else { "off" },
+            c.len()
+        ));
+        changes.extend(c);
     }
-    let multipath = cfg.multipath;
-    *cfg = SpeakerConfig { multipath, ..new };
+    *cfg = new;
     publish(events, peers, rib, changes, cfg);
     for id in export_changed {
         resync_out(id, peers, rib, cfg);

@@ -410,3 +410,31 @@ fn routes_through_unreachable_next_hops_are_not_candidates() {
     // IPv6 networks never cover IPv4 next hops.
     assert!(rib.set_unreachable(vec![nlri("::/0")]).is_empty());
 }
+
+#[test]
+fn multipath_can_be_turned_on_and_off() {
+    let mut rib = rib(false);
+    let p = nlri("10.1.0.0/16");
+    announce(&mut rib, BASE, &["10.1.0.0/16", "10.2.0.0/16"]);
+    announce(
+        &mut rib,
+        R {
+            peer: 2,
+            path: &[64502],
+            ..BASE
+        },
+        &["10.1.0.0/16"],
+    );
+    assert_eq!(rib.best(&p).unwrap().next_hops.len(), 1);
+    // On: the prefix with two equal routes gets both next hops; the other does not change.
+    let ch = rib.set_multipath(true);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].prefix, p);
+    assert_eq!(ch[0].best.as_ref().unwrap().next_hops.len(), 2);
+    assert_eq!(rib.best(&p).unwrap().next_hops.len(), 2);
+    assert!(rib.set_multipath(true).is_empty());
+    // Off again.
+    let ch = rib.set_multipath(false);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(rib.best(&p).unwrap().next_hops.len(), 1);
+}
