@@ -49,6 +49,16 @@ impl Driver {
     /// Opens the sockets, subscribes to route, link and address changes, then learns the
     /// kernel's links, addresses and routes: interlink's own are adopted as stale.
     pub fn open(target: Target, window: usize) -> Result<Driver, DriverError> {
+        Driver::open_with_rcvbuf(target, window, RCVBUF)
+    }
+
+    /// `open`, with a monitor socket of `rcvbuf` octets: a small one loses notifications
+    /// under a burst (ENOBUFS), as a test of the resync wants.
+    pub fn open_with_rcvbuf(
+        target: Target,
+        window: usize,
+        rcvbuf: usize,
+    ) -> Result<Driver, DriverError> {
         let mon = NlSocket::open(
             &[
                 sock::RTNLGRP_LINK,
@@ -57,7 +67,7 @@ impl Driver {
                 sock::RTNLGRP_IPV4_ROUTE,
                 sock::RTNLGRP_IPV6_ROUTE,
             ],
-            RCVBUF,
+            rcvbuf,
         )
         .map_err(DriverError::Socket)?;
         let req = NlSocket::open(&[], RCVBUF).map_err(DriverError::Socket)?;

@@ -370,3 +370,62 @@ fn a_restarted_fib_adopts_without_a_change_and_sweeps_the_rest() {
     let log = ours(lab.log("monitor"));
     assert!(log.starts_with("Deleted 2001:db8:70::/48"), "{log}");
 }
+
+#[test]
+fn lost_notifications_are_caught_up_by_a_resync() {
+    let Some((lab, ns)) = lab("fib-enobufs") else {
+        return;
+    };
+    // 5000 routes of someone else's (protocol 4, static) to flood the monitor socket with,
+    // in two batches with our route deleted between them: its notification is lost with the
+    // others.
+    let batch = |from: u32| -> String {
+        (from..from + 2500)
+            .map(|i| {
+                format!(
+                    "route add 10.200.{}.{}/32 via 198.51.100.2 proto 4\n",
+                    i / 256,
+                    i % 256
+                )
+            })
+            .collect()
+    };
+    let first = lab.file("flood1.batch", &batch(0));
+    let second = lab.file("flood2.batch", &batch(2500));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        in_ns(&ns, move || {
+            // A monitor buffer of a few kilobytes: the flood cannot fit.
+            let mut d = Driver::open_with_rcvbuf(T, 1024, 4096).expect("open the FIB");
+            d.fib().set(p("10.6.0.0/16"), Some(&via(&["192.0.2.2"])));
+            settle(&mut d);
+            ready_tx.send(()).unwrap();
+            // Not reading while the flood comes.
+            rx.recv().unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while d.resyncs == 0 && std::time::Instant::now() < deadline {
+                d.pump(None, Duration::from_millis(50)).unwrap();
+            }
+            d.run_until_idle(Duration::from_secs(10)).unwrap();
+            let ev: Vec<FibEvent> = d.fib().drain_events().collect();
+            (d.resyncs, ev)
+        })
+        .join()
+        .unwrap()
+    });
+    ready_rx.recv().unwrap();
+    lab.exec("fib", &["ip", "-batch", first.to_str().unwrap()]);
+    lab.exec("fib", &["ip", "route", "del", "10.6.0.0/16", "proto", "77"]);
+    lab.exec("fib", &["ip", "-batch", second.to_str().unwrap()]);
+    assert!(routes(&lab, "-4").is_empty(), "deleted from outside");
+    tx.send(()).unwrap();
+    let (resyncs, ev) = worker.join().unwrap();
+    assert!(resyncs >= 1, "no ENOBUFS, no resync");
+    // The resync found our route gone and put it back.
+    assert_eq!(
+        routes(&lab, "-4"),
+        ["10.6.0.0/16 via 192.0.2.2 dev v0 metric 20"],
+        "{ev:?}"
+    );
+}
