@@ -338,10 +338,6 @@ impl Rib {
         })
     }
 
-    /// Drops interned attribute sets no route uses any more (they go as their last route
-    /// does; kept for callers of the earlier interface).
-    pub fn tidy(&mut self) {}
-
     /// Attribute sets interned now.
     pub fn attribute_sets(&self) -> usize {
         self.attrs.len()

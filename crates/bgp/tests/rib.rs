@@ -356,12 +356,7 @@ fn attribute_sets_no_route_uses_are_not_kept() {
             &["10.1.0.0/16"],
         );
     }
-    assert!(
-        rib.attribute_sets() <= 2 * 64 + 1,
-        "{} sets kept",
-        rib.attribute_sets()
-    );
-    rib.tidy();
+    // Each set goes with its last route.
     assert_eq!(rib.attribute_sets(), 1);
 }
 
