@@ -140,24 +140,42 @@ fn start(test: &str, bird: &str, interlink: &str) -> Lab {
     lab.addr("gw", "eth0", "fd00::1/64");
     lab.addr("bird", "eth0", "10.0.0.2/24");
     lab.addr("bird", "eth0", "fd00::2/64");
-    let bird_cfg = lab.file("bird.conf", bird);
-    let sock = lab.dir.join("bird.ctl");
+    spawn_bird(&mut lab, "bird", "bird", bird);
+    spawn_interlinkd(&mut lab, interlink);
+    lab
+}
+
+/// Starts BIRD, known as `name`, in namespace `ns` with config `conf` (in `<name>.conf`);
+/// its control socket is `<name>.ctl`, which it returns.
+fn spawn_bird(lab: &mut Lab, name: &str, ns: &str, conf: &str) -> std::path::PathBuf {
+    let cfg = lab.file(&format!("{name}.conf"), conf);
+    let sock = lab.dir.join(format!("{name}.ctl"));
     lab.spawn_in(
-        "bird",
-        "bird",
+        name,
+        ns,
         Path::new("bird"),
         &[
             "-f",
             "-c",
-            bird_cfg.to_str().unwrap(),
+            cfg.to_str().unwrap(),
             "-s",
             sock.to_str().unwrap(),
         ],
     );
-    let cfg = lab.file("interlink.toml", interlink);
-    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
-    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
-    lab
+    sock
+}
+
+/// BIRD's static routes of the large-table tests: 10,050 /24s from 10.100.0.0 on.
+fn large_table() -> String {
+    (0..10_050u32)
+        .map(|i| {
+            format!(
+                "    route 10.{}.{}.0/24 blackhole;\n",
+                100 + i / 256,
+                i % 256
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -874,15 +892,7 @@ fn show_routes_lists_the_first_ten_thousand_of_a_large_table() {
         return;
     }
     // BIRD announces 10,050 /24s.
-    let routes: String = (0..10_050u32)
-        .map(|i| {
-            format!(
-                "    route 10.{}.{}.0/24 blackhole;\n",
-                100 + i / 256,
-                i % 256
-            )
-        })
-        .collect();
+    let routes = large_table();
     let bird = format!(
         "router id 10.0.0.2;\nprotocol device {{}}\nprotocol static s4 {{\n    ipv4;\n{routes}}}\n\
          protocol bgp v4 {{\n    local 10.0.0.2 as 64512;\n    neighbor 10.0.0.1 as 65001;\n\
@@ -918,15 +928,7 @@ fn routes_passed_on_to_another_peer_go_packed() {
     // interlinkd passes on; A then announces 10,050 /24s.
     let mut lab = two_hosts("bgp-pack");
     lab.addr("peer", "eth0", "10.0.0.3/24");
-    let routes: String = (0..10_050u32)
-        .map(|i| {
-            format!(
-                "    route 10.{}.{}.0/24 blackhole;\n",
-                100 + i / 256,
-                i % 256
-            )
-        })
-        .collect();
+    let routes = large_table();
     let bird_a = format!(
         "router id 10.0.0.2;\nprotocol device {{}}\nprotocol static s4 {{\n    ipv4;\n{routes}}}\n\
          protocol bgp a {{\n    local 10.0.0.2 as 64512;\n    strict bind on;\n\
@@ -936,24 +938,7 @@ fn routes_passed_on_to_another_peer_go_packed() {
     let bird_b = "router id 10.0.0.3;\nprotocol device {}\nprotocol bgp b {\n\
                   local 10.0.0.3 as 64513;\n    strict bind on;\n    neighbor 10.0.0.1 as 65001;\n\
                   connect retry time 1;\n    ipv4 { import all; export none; };\n}\n";
-    let spawn_bird = |lab: &mut Lab, name: &str, conf: &str| {
-        let cfg = lab.file(&format!("{name}.conf"), conf);
-        let sock = lab.dir.join(format!("{name}.ctl"));
-        lab.spawn_in(
-            name,
-            "peer",
-            Path::new("bird"),
-            &[
-                "-f",
-                "-c",
-                cfg.to_str().unwrap(),
-                "-s",
-                sock.to_str().unwrap(),
-            ],
-        );
-        sock
-    };
-    let sock_b = spawn_bird(&mut lab, "bird-b", bird_b);
+    let sock_b = spawn_bird(&mut lab, "bird-b", "peer", bird_b);
     let interlink = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n\
                      [[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 64512\n\
                      import = { prefixes = [\"10.0.0.0/8 le 24\"] }\n\n\
@@ -964,7 +949,7 @@ fn routes_passed_on_to_another_peer_go_packed() {
     lab.wait_for("B established", Duration::from_secs(20), || {
         lab.log("gw").contains("10.0.0.3 (AS 64513) established")
     });
-    spawn_bird(&mut lab, "bird-a", &bird_a);
+    spawn_bird(&mut lab, "bird-a", "peer", &bird_a);
     let count = |sock: &Path| {
         let all = [
             "birdc",

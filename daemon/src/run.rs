@@ -382,9 +382,7 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
     }
     // What was not applied stays as it was, so that the next reload compares with what runs.
     let mut applied = new;
-    if applied.metrics_listen != ctl.metrics.as_ref().map(|(a, _)| *a) {
-        applied.metrics_listen = ctl.metrics.as_ref().map(|(a, _)| *a);
-    }
+    applied.metrics_listen = ctl.metrics.as_ref().map(|(a, _)| *a);
     let old = &*ctl.config;
     applied.fib.table = old.fib.table;
     applied.fib.metric = old.fib.metric;
