@@ -28,7 +28,7 @@ use selftest::SelfTest;
 
 const USAGE: &str = "\
 usage: interlinkd [--config FILE] [--check]
-       interlinkd self-test [--backend aws-lc-rs|rustcrypto] [--size OCTETS] [--quick]
+       interlinkd self-test [--backend aws-lc-rs|ring|rustcrypto] [--size OCTETS] [--quick]
        interlinkd --version | --help
 
   --config FILE   The configuration (default /etc/interlink/interlink.toml).
@@ -41,7 +41,7 @@ interfaces.
 self-test       Runs the IEEE 802.1AE Annex C known-answer test (33 frames, all four cipher
                 suites) through the SecY on each AES-GCM backend, then measures protect and
                 validate on this machine.
-  --backend NAME  Measure with this backend (default: aws-lc-rs, the fastest compiled in).
+  --backend NAME  Measure with this backend (default: the fastest for this CPU).
   --size OCTETS   User data per frame for the measurement (default 1420, 2..=65000).
   --quick         Measure for 50 ms per suite instead of 500 ms.
 

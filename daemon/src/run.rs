@@ -135,11 +135,12 @@ impl LinkRun {
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
         log!(
-            "link {}: {} up, mtu {}, {}, SCI {} to {}",
+            "link {}: {} up, mtu {}, {} ({}), SCI {} to {}",
             link.name(),
             link.ifname(),
             link.mtu(),
             l.macsec.cipher_suite,
+            Backend::default(),
             link.sci(),
             link.peer_sci()
         );

@@ -1,9 +1,13 @@
 //! The AES-GCM backends behind one small trait.
 //!
-//! aws-lc-rs is the default: on the reference machine it seals 1420 octets 2.5 to 2.75 times
-//! faster than RustCrypto's aes-gcm. RustCrypto's aes-gcm is pure Rust, for builds that must not
-//! compile C (`--no-default-features --features rustcrypto`). Both work in place, take the tag
-//! separately and never allocate per call.
+//! aws-lc-rs and ring are the fast ones, both assembly from the BoringSSL/OpenSSL lineage. They
+//! differ by CPU: ring 0.17.14 has AES-GCM on VAES and VPCLMULQDQ with 256-bit AVX2 registers,
+//! which AWS-LC 0.47 lacks (its VAES code needs AVX-512), so on a CPU with VAES and no AVX-512
+//! (AMD Zen 3, Intel Alder Lake and later clients) ring seals 1420 octets 1.9 times as fast; on
+//! the others aws-lc-rs is as fast or faster (AVX-512). [`Backend::default`] picks by the CPU it
+//! runs on. RustCrypto's aes-gcm is pure Rust, for builds that must not compile C
+//! (`--no-default-features --features rustcrypto`). All work in place, take the tag separately
+//! and never allocate per call.
 
 use core::fmt;
 use core::str::FromStr;
@@ -46,6 +50,8 @@ pub trait Aead: Send + Sync {
 pub enum Backend {
     /// aws-lc-rs (AWS-LC, assembly AES-GCM). Cargo feature `aws-lc`, on by default.
     AwsLc,
+    /// ring (assembly AES-GCM, with a VAES + AVX2 path). Cargo feature `ring`, on by default.
+    Ring,
     /// RustCrypto `aes-gcm`, pure Rust. Cargo feature `rustcrypto`.
     RustCrypto,
 }
@@ -66,30 +72,23 @@ pub enum KeyError {
 }
 
 impl Backend {
-    /// The backends compiled into this build, fastest first.
+    /// The backends compiled into this build.
     pub const fn available() -> &'static [Backend] {
-        #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
-        {
-            &[Backend::AwsLc, Backend::RustCrypto]
-        }
-        #[cfg(all(feature = "aws-lc", not(feature = "rustcrypto")))]
-        {
-            &[Backend::AwsLc]
-        }
-        #[cfg(all(not(feature = "aws-lc"), feature = "rustcrypto"))]
-        {
-            &[Backend::RustCrypto]
-        }
-        #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
-        {
-            &[]
-        }
+        &[
+            #[cfg(feature = "aws-lc")]
+            Backend::AwsLc,
+            #[cfg(feature = "ring")]
+            Backend::Ring,
+            #[cfg(feature = "rustcrypto")]
+            Backend::RustCrypto,
+        ]
     }
 
     /// The cargo feature that compiles this backend in.
     pub const fn feature(self) -> &'static str {
         match self {
             Backend::AwsLc => "aws-lc",
+            Backend::Ring => "ring",
             Backend::RustCrypto => "rustcrypto",
         }
     }
@@ -97,6 +96,7 @@ impl Backend {
     pub const fn name(self) -> &'static str {
         match self {
             Backend::AwsLc => "aws-lc-rs",
+            Backend::Ring => "ring",
             Backend::RustCrypto => "rustcrypto",
         }
     }
@@ -113,6 +113,8 @@ impl Backend {
         match self {
             #[cfg(feature = "aws-lc")]
             Backend::AwsLc => aws_lc::key(sak).map_err(|()| KeyError::Rejected(self)),
+            #[cfg(feature = "ring")]
+            Backend::Ring => ring::key(sak).map_err(|()| KeyError::Rejected(self)),
             #[cfg(feature = "rustcrypto")]
             Backend::RustCrypto => rustcrypto::key(sak).map_err(|()| KeyError::Rejected(self)),
             #[allow(unreachable_patterns)]
@@ -122,14 +124,36 @@ impl Backend {
 }
 
 impl Default for Backend {
-    /// The fastest backend compiled in. A build with neither feature has only the types and
-    /// cannot make keys: [`Backend::key`] then reports the backend unavailable.
+    /// The fastest backend compiled in, for the CPU this runs on: ring where it has its VAES +
+    /// AVX2 code and AWS-LC has nothing better (no AVX-512), aws-lc-rs otherwise, RustCrypto
+    /// when it is the only one. A build with none has only the types and cannot make keys:
+    /// [`Backend::key`] then reports the backend unavailable.
     fn default() -> Backend {
-        if cfg!(feature = "aws-lc") || !cfg!(feature = "rustcrypto") {
+        let compiled = Backend::available();
+        let has = |b| compiled.contains(&b);
+        if has(Backend::Ring) && (vaes_avx2_without_avx512() || !has(Backend::AwsLc)) {
+            Backend::Ring
+        } else if has(Backend::AwsLc) || !has(Backend::RustCrypto) {
             Backend::AwsLc
         } else {
             Backend::RustCrypto
         }
+    }
+}
+
+/// The CPU has VAES and VPCLMULQDQ with AVX2 but not AVX-512: ring's VAES path runs, and
+/// AWS-LC's (AVX-512 only) does not.
+fn vaes_avx2_without_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("vaes")
+            && std::arch::is_x86_feature_detected!("vpclmulqdq")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && !std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -139,9 +163,9 @@ impl fmt::Display for Backend {
     }
 }
 
-/// A backend name that is not `aws-lc-rs` or `rustcrypto`.
+/// A backend name that is not `aws-lc-rs`, `ring` or `rustcrypto`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown AES-GCM backend {0:?} (expected \"aws-lc-rs\" or \"rustcrypto\")")]
+#[error("unknown AES-GCM backend {0:?} (expected \"aws-lc-rs\", \"ring\" or \"rustcrypto\")")]
 pub struct UnknownBackend(pub String);
 
 impl FromStr for Backend {
@@ -149,6 +173,7 @@ impl FromStr for Backend {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "aws-lc-rs" | "aws-lc" => Ok(Backend::AwsLc),
+            "ring" => Ok(Backend::Ring),
             "rustcrypto" | "aes-gcm" => Ok(Backend::RustCrypto),
             _ => Err(UnknownBackend(s.to_owned())),
         }
@@ -209,6 +234,68 @@ mod aws_lc {
                     Aad::from(aad),
                     tag,
                     in_out,
+                )
+                .map(|_| ())
+                .map_err(|_| CryptoError)
+        }
+    }
+}
+
+#[cfg(feature = "ring")]
+mod ring {
+    use super::{Aead, CryptoError, IV_LEN};
+    use crate::ICV_LEN;
+    use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM};
+
+    struct Key(LessSafeKey);
+
+    pub(super) fn key(sak: &[u8]) -> Result<Box<dyn Aead>, ()> {
+        let alg = if sak.len() == 16 {
+            &AES_128_GCM
+        } else {
+            &AES_256_GCM
+        };
+        let key = UnboundKey::new(alg, sak).map_err(|_| ())?;
+        Ok(Box::new(Key(LessSafeKey::new(key))))
+    }
+
+    impl Aead for Key {
+        #[inline]
+        fn seal(
+            &self,
+            iv: &[u8; IV_LEN],
+            aad: &[u8],
+            in_out: &mut [u8],
+        ) -> Result<[u8; ICV_LEN], CryptoError> {
+            // The IV is unique per SA by construction: the PN is never reused (§10.5.2).
+            let tag = self
+                .0
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*iv),
+                    Aad::from(aad),
+                    in_out,
+                )
+                .map_err(|_| CryptoError)?;
+            let mut out = [0; ICV_LEN];
+            out.copy_from_slice(tag.as_ref());
+            Ok(out)
+        }
+
+        #[inline]
+        fn open(
+            &self,
+            iv: &[u8; IV_LEN],
+            aad: &[u8],
+            in_out: &mut [u8],
+            tag: &[u8; ICV_LEN],
+        ) -> Result<(), CryptoError> {
+            self.0
+                .open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*iv),
+                    Aad::from(aad),
+                    Tag::from(*tag),
+                    in_out,
+                    0..,
                 )
                 .map(|_| ())
                 .map_err(|_| CryptoError)
@@ -315,6 +402,46 @@ mod tests {
         }
     }
 
+    /// Every backend seals alike and opens the others' output, at every length up to past
+    /// the bulk paths' block sizes (the VAES code works 128 and 512 octets at a time) and at
+    /// jumbo-frame sizes, with AADs of the MACsec lengths and odd ones.
+    #[test]
+    fn backends_agree_at_every_length() {
+        let data: Vec<u8> = (0..9100u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let lens = (0..=1100).chain([1420, 1500, 4096, 8999, 9000, 9100]);
+        for suite in [CipherSuite::GcmAes128, CipherSuite::GcmAes256] {
+            let sak: Vec<u8> = (0..suite.key_len() as u8).map(|i| i ^ 0x5a).collect();
+            let keys: Vec<_> = Backend::available()
+                .iter()
+                .map(|&b| (b, b.key(suite, &sak).unwrap()))
+                .collect();
+            for len in lens.clone() {
+                let aad = &data[100..100 + [0, 20, 28, 33][len % 4]];
+                let iv: [u8; 12] = core::array::from_fn(|i| (len + i) as u8);
+                let mut sealed = None;
+                for (b, k) in &keys {
+                    let mut buf = data[..len].to_vec();
+                    let tag = k.seal(&iv, aad, &mut buf).unwrap();
+                    match &sealed {
+                        None => sealed = Some((buf, tag)),
+                        Some(first) => assert_eq!(first, &(buf, tag), "{b} at {len}"),
+                    }
+                }
+                let (ct, tag) = sealed.unwrap();
+                for (b, k) in &keys {
+                    let mut buf = ct.clone();
+                    k.open(&iv, aad, &mut buf, &tag).unwrap();
+                    assert_eq!(buf, &data[..len], "{b} at {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_backend_is_compiled_in() {
+        assert!(Backend::available().contains(&Backend::default()));
+    }
+
     #[test]
     fn key_length_is_checked() {
         for &backend in Backend::available() {
@@ -332,7 +459,7 @@ mod tests {
 
     #[test]
     fn backend_names_parse() {
-        for b in [Backend::AwsLc, Backend::RustCrypto] {
+        for b in [Backend::AwsLc, Backend::Ring, Backend::RustCrypto] {
             assert_eq!(b.name().parse::<Backend>().unwrap(), b);
         }
         assert!("openssl".parse::<Backend>().is_err());
