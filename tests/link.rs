@@ -1070,6 +1070,15 @@ fn a_reload_touches_only_the_links_that_changed() {
     assert_eq!(ifindex(&lab, "g", "il2"), il2, "l2 was not touched");
     let mtu = lab.exec("g", &["cat", "/sys/class/net/il0/mtu"]);
     assert_eq!(String::from_utf8_lossy(&mtu.stdout).trim(), "1300");
+    // A new busy poll goes to l2's running workers: nothing restarts.
+    let polled = link(2, 1400).replace("mtu = 1400\n", "mtu = 1400\nbusy_poll = \"0us\"\n");
+    std::fs::write(&cfg, link(0, 1300) + &polled).unwrap();
+    lab.signal("g", "HUP");
+    lab.wait_for("l2's busy poll changed", Duration::from_secs(10), || {
+        lab.log("g").contains("reload: link l2: busy_poll 0ns")
+    });
+    assert_eq!(ifindex(&lab, "g", "il2"), il2, "l2 was not restarted");
+    assert!(!lab.log("g").contains("reload: link l2: changed"));
     // An invalid file changes nothing.
     std::fs::write(&cfg, "[[link]]\nname = \"l0\"\n").unwrap();
     lab.signal("g", "HUP");

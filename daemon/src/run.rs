@@ -99,6 +99,7 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         probe_interval: link.probe_interval,
         queues: link.queues,
         bandwidth: link.bandwidth,
+        busy_poll: link.busy_poll,
         keys,
     }
 }
@@ -236,53 +237,66 @@ fn unreachable_nets(links: &[LinkRun], reach: &Reachability) -> Vec<Nlri> {
 
 /// Whether two configs of a link differ only in their MKA keychain, which MKA takes while
 /// running.
-fn only_keychain_differs(a: &LinkConfig, b: &LinkConfig) -> bool {
-    match (&a.macsec.keying, &b.macsec.keying) {
-        (Keying::Mka(ka), Keying::Mka(kb)) => {
-            let mut b2 = b.clone();
-            if let Keying::Mka(k) = &mut b2.macsec.keying {
-                k.keys = ka.keys.clone();
-            }
-            ka.keys != kb.keys && *a == b2
+/// What a reload can change on a running link: its MKA keychain and its busy poll. `None` if
+/// anything else differs, and the link must restart.
+fn in_place_changes(a: &LinkConfig, b: &LinkConfig) -> Option<InPlace> {
+    let mut b2 = b.clone();
+    b2.busy_poll = a.busy_poll;
+    let keychain = match (&a.macsec.keying, &mut b2.macsec.keying) {
+        (Keying::Mka(ka), Keying::Mka(kb)) if ka.keys != kb.keys => {
+            kb.keys = ka.keys.clone();
+            true
         }
         _ => false,
-    }
+    };
+    (*a == b2).then_some(InPlace {
+        keychain,
+        busy_poll: a.busy_poll != b.busy_poll,
+    })
+}
+
+struct InPlace {
+    keychain: bool,
+    busy_poll: bool,
 }
 
 /// A reload of `[[link]]`: links gone are stopped, new ones started, changed ones restarted,
 /// except that a new MKA keychain is handed to the running KaY (a CAK rollover loses
-/// nothing). Links not changed are not touched.
+/// nothing) and a new busy poll to the running workers. Links not changed are not touched.
 async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new: &Config) {
     let mut kept = Vec::new();
-    for run in std::mem::take(links) {
-        match new.links.iter().find(|l| l.name == run.cfg.name) {
-            Some(l) if *l == run.cfg => kept.push(run),
-            Some(l) if only_keychain_differs(&run.cfg, l) => {
-                let mut run = run;
-                if let (Some(m), Keying::Mka(keys)) = (&mut run.mka, &l.macsec.keying) {
-                    match m.set_keys(&mut run.link, keys) {
-                        Ok(()) => {
-                            log!(
-                                "reload: link {}: keychain of {} key(s)",
-                                l.name,
-                                keys.keys.len()
-                            );
-                            run.cfg = l.clone();
-                        }
-                        Err(e) => warn!("reload: link {}: keychain not taken: {e}", l.name),
+    for mut run in std::mem::take(links) {
+        let Some(l) = new.links.iter().find(|l| l.name == run.cfg.name) else {
+            log!("reload: link {}: removed", run.cfg.name);
+            run.stop();
+            continue;
+        };
+        let Some(change) = in_place_changes(&run.cfg, l) else {
+            log!("reload: link {}: changed; restarting it", run.cfg.name);
+            run.stop();
+            continue;
+        };
+        if change.busy_poll {
+            run.link.set_busy_poll(l.busy_poll);
+            run.cfg.busy_poll = l.busy_poll;
+            log!("reload: link {}: busy_poll {:?}", l.name, l.busy_poll);
+        }
+        if change.keychain {
+            if let (Some(m), Keying::Mka(keys)) = (&mut run.mka, &l.macsec.keying) {
+                match m.set_keys(&mut run.link, keys) {
+                    Ok(()) => {
+                        log!(
+                            "reload: link {}: keychain of {} key(s)",
+                            l.name,
+                            keys.keys.len()
+                        );
+                        run.cfg = l.clone();
                     }
+                    Err(e) => warn!("reload: link {}: keychain not taken: {e}", l.name),
                 }
-                kept.push(run);
-            }
-            Some(_) => {
-                log!("reload: link {}: changed; restarting it", run.cfg.name);
-                run.stop();
-            }
-            None => {
-                log!("reload: link {}: removed", run.cfg.name);
-                run.stop();
             }
         }
+        kept.push(run);
     }
     // In the new config's order; the kept ones as they are, the others started.
     for l in &new.links {

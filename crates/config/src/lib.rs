@@ -34,6 +34,11 @@ pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";
 /// The longest interface name Linux accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
+/// A link's `busy_poll` when the config says nothing: on a busy link, about the gap between
+/// a TSO super-packet and the next at a few Gb/s, so that a steady flow keeps its workers
+/// awake; on a quiet one (gaps longer than this) the workers sleep as before.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(100);
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -66,6 +71,9 @@ pub struct Link {
     pub queues: usize,
     /// Egress shaping, in bits a second, if any.
     pub bandwidth: Option<u64>,
+    /// How long a worker that has just had work polls for more before it sleeps, while the
+    /// traffic's gaps are that short; zero never polls.
+    pub busy_poll: Duration,
     pub macsec: Macsec,
 }
 
@@ -195,6 +203,7 @@ struct RawLink {
     probe_interval: Option<Spanned<String>>,
     queues: Option<Spanned<i64>>,
     bandwidth: Option<Spanned<String>>,
+    busy_poll: Option<Spanned<String>>,
     macsec: Spanned<RawMacsec>,
 }
 
@@ -430,6 +439,24 @@ impl Checker<'_, '_> {
                 }
             },
         };
+        let busy_poll = match &l.busy_poll {
+            None => DEFAULT_BUSY_POLL,
+            Some(p) => match parse_duration(p.get_ref()) {
+                Ok(d) if d <= Duration::from_millis(1) => d,
+                Ok(_) => {
+                    self.hint(p.span(), "busy_poll is too long", "at most \"1ms\"");
+                    DEFAULT_BUSY_POLL
+                }
+                Err(e) => {
+                    self.hint(
+                        p.span(),
+                        e,
+                        "a duration such as \"100us\", or \"0us\" for none",
+                    );
+                    DEFAULT_BUSY_POLL
+                }
+            },
+        };
         let macsec = self.macsec(l.macsec.span(), l.macsec.get_ref());
         let bandwidth = match &l.bandwidth {
             None => Some(None),
@@ -468,6 +495,7 @@ impl Checker<'_, '_> {
             probe_interval,
             queues,
             bandwidth: bandwidth?,
+            busy_poll,
             macsec: macsec?,
         })
     }

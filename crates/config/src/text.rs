@@ -16,15 +16,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("duration {s:?} does not start with a number"))?;
-    let unit_ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
+    let unit_us = match unit {
+        "us" => 1,
+        "ms" => 1000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
         _ => return Err(format!("duration {s:?} has an unknown unit {unit:?}")),
     };
-    n.checked_mul(unit_ms)
-        .map(Duration::from_millis)
+    n.checked_mul(unit_us)
+        .map(Duration::from_micros)
         .ok_or_else(|| format!("duration {s:?} is too long"))
 }
 

@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use interlink_config::{Config, Keying, MacAddr, Transport};
 use interlink_macsec::{CipherSuite, ValidateFrames};
@@ -930,4 +931,30 @@ fn bandwidths() {
         e[0].contains("bandwidth is too low (at least \"64kbps\")"),
         "{e:?}"
     );
+}
+
+#[test]
+fn busy_poll() {
+    use interlink_config::{parse_duration, DEFAULT_BUSY_POLL};
+    assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+    assert_eq!(parse_duration("0us"), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("2ms"), Ok(Duration::from_millis(2)));
+    let d = keys("busy_poll");
+    let link =
+        |v: &str| UDP_LINK.replace("[link.macsec]", &format!("busy_poll = {v}\n[link.macsec]"));
+    assert_eq!(
+        d.parse(UDP_LINK).unwrap().links[0].busy_poll,
+        DEFAULT_BUSY_POLL
+    );
+    let c = d.parse(&link("\"0us\"")).unwrap();
+    assert_eq!(c.links[0].busy_poll, Duration::ZERO);
+    let c = d.parse(&link("\"250us\"")).unwrap();
+    assert_eq!(c.links[0].busy_poll, Duration::from_micros(250));
+    let e = d.parse(&link("\"2ms\"")).unwrap_err();
+    assert!(
+        e[0].contains("busy_poll is too long (at most \"1ms\")"),
+        "{e:?}"
+    );
+    let e = d.parse(&link("\"100ns\"")).unwrap_err();
+    assert!(e[0].contains("has an unknown unit \"ns\""), "{e:?}");
 }

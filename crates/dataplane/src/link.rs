@@ -35,6 +35,7 @@ use interlink_macsec::{
     TxSecY, ADDRS_LEN, ETHERTYPE_MACSEC, ICV_LEN,
 };
 
+mod idle;
 mod rx;
 mod tx;
 
@@ -120,6 +121,9 @@ pub struct LinkSpec {
     pub queues: usize,
     /// Egress shaping, bits a second of protected frames, shared among the workers.
     pub bandwidth: Option<u64>,
+    /// How long a worker that has just had work polls for more before it sleeps, while the
+    /// gaps between pieces of work are that short (see `link/idle.rs`); zero never polls.
+    pub busy_poll: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +191,8 @@ struct Shared {
     liveness: Mutex<(Liveness, Option<Instant>)>,
     dead_interval: Duration,
     epoch: Instant,
+    /// The link's busy poll, in microseconds; the workers read it at each wait.
+    busy_poll_us: AtomicU64,
 }
 
 impl Shared {
@@ -307,6 +313,7 @@ impl Link {
             liveness: Mutex::new((Liveness::default(), None)),
             dead_interval: spec.probe_interval * 3,
             epoch: Instant::now(),
+            busy_poll_us: AtomicU64::new(spec.busy_poll.as_micros() as u64),
         });
         let (rx_cmds, rx_cmd_rx) = mpsc::channel();
         let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
@@ -539,6 +546,13 @@ impl Link {
     pub fn tx_pn(&self) -> Option<(An, u64)> {
         let sa = self.tx_secy.encoding_sa()?;
         Some((sa.an(), sa.next_pn().unwrap_or(u64::MAX)))
+    }
+
+    /// Changes the workers' busy poll in place (a reload): each takes it at its next wait.
+    pub fn set_busy_poll(&self, busy_poll: Duration) {
+        self.shared
+            .busy_poll_us
+            .store(busy_poll.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The transmit SC as the control plane sees it (SAs, PNs).

@@ -102,6 +102,12 @@ pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout_ms: i32) -> io::Re
     }
 }
 
+/// Gives the CPU to another runnable thread, if there is one.
+pub fn yield_now() {
+    // SAFETY: plain syscall without arguments.
+    unsafe { libc::sched_yield() };
+}
+
 /// Reads one packet into `buf`; `Ok(None)` when none is waiting.
 pub fn read_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     // SAFETY: `buf` is valid for writes of its length.

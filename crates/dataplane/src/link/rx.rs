@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use interlink_macsec::{Accepted, An, RxSecY, Sci, ADDRS_LEN, ETHERTYPE_MACSEC};
 
+use super::idle::Idle;
 use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
 use crate::counters::Counters;
 use crate::offload::{TcpCoalescer, UdpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
@@ -93,6 +94,7 @@ impl RxWorker {
         };
         let mut gro_sizes = [0usize; BATCH];
         let mut counters = Counters::default();
+        let mut idle = Idle::new();
         let tun = self.tun.as_raw_fd();
         let sock = self.sock.as_raw_fd();
         let Some(peer) = self.secy.scs().next().map(|sc| sc.sci()) else {
@@ -118,7 +120,9 @@ impl RxWorker {
                     }
                 }
             }
-            let Ok([readable, woken]) = sys::poll_readable([sock, self.wake.fd()], 1000) else {
+            let Ok([readable, woken]) =
+                idle.wait([sock, self.wake.fd()], 1000, &self.shared.busy_poll_us)
+            else {
                 break;
             };
             if woken {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use interlink_macsec::{TxSecY, ADDRS_LEN, ICV_LEN};
 
+use super::idle::Idle;
 use super::{Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, SLOT};
 use crate::counters::Counters;
 use crate::offload::{
@@ -90,6 +91,7 @@ impl TxWorker {
         let mut probes = Vec::with_capacity(BATCH);
         let mut next_probe = Instant::now();
         let mut seq = 0u32;
+        let mut idle = Idle::new();
         let tun = self.tun.as_raw_fd();
         while !self.shared.stop.load(Ordering::Relaxed) {
             // Control messages and probes: between batches, never per packet.
@@ -126,7 +128,9 @@ impl TxWorker {
                 .saturating_duration_since(Instant::now())
                 .as_millis()
                 .clamp(1, 1000) as i32;
-            let Ok([readable, woken]) = sys::poll_readable([tun, self.wake.fd()], timeout) else {
+            let Ok([readable, woken]) =
+                idle.wait([tun, self.wake.fd()], timeout, &self.shared.busy_poll_us)
+            else {
                 break;
             };
             if woken {
