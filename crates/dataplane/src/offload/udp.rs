@@ -12,8 +12,8 @@
 //! but the first: the kernel numbers the segments on from it.
 
 use super::{
-    fix_ip_header, fold, pseudo_header, sum16, OffloadError, VirtioNetHdr, F_NEEDS_CSUM, MAX_SUPER,
-    VNET_HDR_LEN,
+    add_sums, copy_sum16, fix_ip_header, fold, pseudo_header, sum16, OffloadError, VirtioNetHdr,
+    F_NEEDS_CSUM, MAX_SUPER, VNET_HDR_LEN,
 };
 
 /// `VIRTIO_NET_HDR_GSO_UDP_L4` (linux/virtio_net.h, Linux 6.2+ for TUN).
@@ -128,7 +128,8 @@ pub fn udp_segment(
         return Err(OffloadError::NoRoom);
     }
     out[..hdr].copy_from_slice(&pkt[..hdr]);
-    out[hdr..len].copy_from_slice(&pkt[start..end]);
+    // The payload starts 8 octets into the datagram: its sum adds to the header's as it is.
+    let payload_sum = copy_sum16(&mut out[hdr..len], &pkt[start..end], 0);
     let (ip, udp) = out[..len].split_at_mut(shape.ip_len);
     fix_ip_header(ip, shape.ipv4, len, index as u16);
     let udp_len = udp.len() as u16;
@@ -138,7 +139,7 @@ pub fn udp_segment(
         udp[6..8].fill(0);
         let pseudo = pseudo_header(ip, udp.len(), 17).ok_or(OffloadError::Malformed)?;
         // A computed 0 goes out as all ones (RFC 768).
-        let sum = match !fold(sum16(udp, pseudo)) {
+        let sum = match !fold(sum16(&udp[..UDP_HDR], add_sums(pseudo, payload_sum))) {
             0 => 0xffff,
             s => s,
         };
