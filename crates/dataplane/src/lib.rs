@@ -6,6 +6,8 @@
 //! per packet. See [`link`] for the wire format.
 
 pub mod counters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod netlink;
 pub mod offload;

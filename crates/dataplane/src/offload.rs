@@ -220,7 +220,7 @@ pub(crate) fn fix_ip_header(ip: &mut [u8], ipv4: bool, len: usize, id_step: u16)
 }
 
 /// The pseudo-header sum of a TCP or UDP packet (RFC 793, RFC 8200 §8.1) for an L4 length.
-fn pseudo_header(ip: &[u8], l4_len: usize, proto: u8) -> Option<u64> {
+pub(crate) fn pseudo_header(ip: &[u8], l4_len: usize, proto: u8) -> Option<u64> {
     match ip.first()? >> 4 {
         4 => Some(sum16(ip.get(12..20)?, u64::from(proto) + l4_len as u64)),
         6 => Some(sum16(ip.get(8..40)?, u64::from(proto) + l4_len as u64)),
