@@ -26,7 +26,7 @@ pub struct Ctl<'a> {
     pub started: Instant,
     /// The metrics server, if any: a reload may move it.
     pub metrics: &'a mut Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
-    pub metrics_text: &'a std::sync::Arc<std::sync::Mutex<String>>,
+    pub scrapes: &'a crate::metrics::Scrapes,
 }
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \

@@ -2,8 +2,9 @@
 //! exposition format (version 0.0.4).
 //!
 //! Every value already lives as an absolute counter in the data plane, the FIB or the
-//! speaker, so the registry holds one collector that hands out the families rendered at the
-//! main loop's last tick, rather than metrics that would mirror those counters by deltas.
+//! speaker, so the registry holds one collector that hands out the families the main loop
+//! renders for each scrape, rather than metrics that would mirror those counters by deltas.
+//! Nothing is rendered between scrapes.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -133,33 +134,27 @@ impl Collector for Latest {
 pub struct Metrics {
     registry: prometheus::Registry,
     latest: Latest,
-    /// The text served, encoded at each rendering.
-    pub text: Arc<Mutex<String>>,
 }
+
+/// How the HTTP side asks the main loop for a rendering: a scrape sends where to answer.
+pub type Scrapes = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<String>>;
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = prometheus::Registry::new();
         let latest = Latest::default();
         let _ = registry.register(Box::new(latest.clone()));
-        Metrics {
-            registry,
-            latest,
-            text: Arc::new(Mutex::new(String::new())),
-        }
+        Metrics { registry, latest }
     }
 
-    /// Takes a new rendering: what the next scrapes see.
-    pub fn update(&self, families: Vec<MetricFamily>) {
+    /// The text format of `families` and of the registry's own collectors (the process's).
+    pub fn encode(&self, families: Vec<MetricFamily>) -> String {
         if let Ok(mut f) = self.latest.0.lock() {
             *f = families;
         }
-        let text = prometheus::TextEncoder::new()
+        prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
-            .unwrap_or_default();
-        if let Ok(mut t) = self.text.lock() {
-            *t = text;
-        }
+            .unwrap_or_default()
     }
 }
 
@@ -532,33 +527,41 @@ fn process(e: &mut Exposition) {
     e.sample("process_cpu_seconds_total", &[], ticks / hz);
 }
 
-/// Serves the latest rendering on `GET /metrics` until the runtime stops.
-/// Serves `latest` on `listen` until the returned task is aborted (a reload that moves it).
+/// Serves `/metrics` on `listen` until the returned task is aborted (a reload that moves it):
+/// each scrape asks the main loop for a rendering of the moment, and gets 503 if the loop
+/// does not answer within 5 s.
 pub async fn serve(
     listen: SocketAddr,
-    latest: Arc<Mutex<String>>,
+    scrapes: Scrapes,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let l = tokio::net::TcpListener::bind(listen).await?;
     Ok(tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            let latest = latest.clone();
+            let scrapes = scrapes.clone();
             tokio::spawn(async move {
                 let mut req = Vec::with_capacity(1024);
                 let mut buf = [0u8; 1024];
+                let wait = std::time::Duration::from_secs(5);
                 while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
-                        .await
-                    {
+                    match tokio::time::timeout(wait, s.read(&mut buf)).await {
                         Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
                         _ => return,
                     }
                 }
                 let ok = req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?");
                 let (status, body) = if ok {
-                    (
-                        "200 OK",
-                        latest.lock().map(|b| b.clone()).unwrap_or_default(),
-                    )
+                    let (reply, rendered) = tokio::sync::oneshot::channel();
+                    let text = match scrapes.send(reply).await {
+                        Ok(()) => tokio::time::timeout(wait, rendered)
+                            .await
+                            .ok()
+                            .and_then(Result::ok),
+                        Err(_) => None,
+                    };
+                    match text {
+                        Some(t) => ("200 OK", t),
+                        None => ("503 Service Unavailable", "the daemon is busy\n".to_owned()),
+                    }
                 } else {
                     ("404 Not Found", "try /metrics\n".to_owned())
                 };
@@ -595,8 +598,7 @@ mod tests {
         e.sample("rtt_seconds_sum", &[("link", "l")], 0.5);
         e.sample("rtt_seconds_count", &[("link", "l")], 4.0);
         let m = Metrics::new();
-        m.update(e.finish());
-        let text = m.text.lock().unwrap().clone();
+        let text = m.encode(e.finish());
         assert!(text.contains("# TYPE x_total counter\n"), "{text}");
         assert!(
             text.contains("x_total{link=\"a\\\"b\\\\c\\nd\",direction=\"tx\"} 3\n"),

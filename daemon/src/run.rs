@@ -386,7 +386,7 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
     }
     if old.metrics_listen != new.metrics_listen {
         match new.metrics_listen {
-            Some(listen) => match crate::metrics::serve(listen, ctl.metrics_text.clone()).await {
+            Some(listen) => match crate::metrics::serve(listen, ctl.scrapes.clone()).await {
                 Ok(task) => {
                     if let Some((_, t)) = ctl.metrics.replace((listen, task)) {
                         t.abort();
@@ -663,12 +663,12 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         config.routes.len(),
         config.neighbors.len()
     );
-    // Prometheus metrics, rendered on each tick and served as they were last rendered.
+    // Prometheus metrics, rendered by this loop for each scrape.
     let registry = crate::metrics::Metrics::new();
-    let metrics = registry.text.clone();
+    let (scrapes, mut scrape_rx) = tokio::sync::mpsc::channel(16);
     let mut metrics_server = None;
     if let Some(listen) = config.metrics_listen {
-        match crate::metrics::serve(listen, metrics.clone()).await {
+        match crate::metrics::serve(listen, scrapes.clone()).await {
             Ok(task) => {
                 metrics_server = Some((listen, task));
                 log!("metrics on http://{listen}/metrics")
@@ -722,7 +722,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
                 started,
                 metrics: &mut metrics_server,
-                metrics_text: &metrics,
+                scrapes: &scrapes,
             }
         };
     }
@@ -808,39 +808,39 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     config.neighbors.len()
                 ));
             }
+            Some(reply) = scrape_rx.recv() => {
+                let snap = fib.snapshot();
+                // The speaker answers from its own task; counts are kept as they change.
+                let mut neighbors = Vec::new();
+                if bgp_task.is_some() {
+                    let (answer, rx) = tokio::sync::oneshot::channel();
+                    if speaker_cmds.send(SpeakerCmd::Neighbors(answer)).is_ok() {
+                        neighbors = rx.await.unwrap_or_default();
+                    }
+                }
+                let families = crate::metrics::render(&crate::metrics::Snapshot {
+                    links: links
+                        .iter()
+                        .map(|l| crate::metrics::LinkView {
+                            name: l.link.name(),
+                            counters: l.link.counters(),
+                            liveness: l.link.liveness(),
+                            rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
+                            tun_tx_dropped: l.link.tun_tx_dropped(),
+                            mka_live: l.mka.as_ref().map(|m| m.live),
+                            mka: l.mka.as_ref().map(|m| m.metrics()),
+                        })
+                        .collect(),
+                    fib: &snap,
+                    fib_table: target.table,
+                    neighbors,
+                });
+                let _ = reply.send(registry.encode(families));
+            }
             _ = tick.tick() => {
                 for e in fib.events() {
                     log_fib_event(&e, &target);
                     reach.track(&e);
-                }
-                if config.metrics_listen.is_some() {
-                    let snap = fib.snapshot();
-                    // The speaker answers from its own task; counts are kept as they change.
-                    let mut neighbors = Vec::new();
-                    if bgp_task.is_some() {
-                        let (reply, rx) = tokio::sync::oneshot::channel();
-                        if speaker_cmds.send(SpeakerCmd::Neighbors(reply)).is_ok() {
-                            neighbors = rx.await.unwrap_or_default();
-                        }
-                    }
-                    let families = crate::metrics::render(&crate::metrics::Snapshot {
-                        links: links
-                            .iter()
-                            .map(|l| crate::metrics::LinkView {
-                                name: l.link.name(),
-                                counters: l.link.counters(),
-                                liveness: l.link.liveness(),
-                                rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
-                                tun_tx_dropped: l.link.tun_tx_dropped(),
-                                mka_live: l.mka.as_ref().map(|m| m.live),
-                                mka: l.mka.as_ref().map(|m| m.metrics()),
-                            })
-                            .collect(),
-                        fib: &snap,
-                        fib_table: target.table,
-                        neighbors,
-                    });
-                    registry.update(families);
                 }
                 for run in links.iter_mut() {
                     let l = run.link.liveness();
