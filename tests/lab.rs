@@ -128,7 +128,7 @@ fn the_lab_works_end_to_end() {
     let tx0 = sample(&before, series);
     let ping = lab.exec("host-a", &["ping", "-c", "5", "-i", "0.05", "10.20.0.2"]);
     assert!(ping.status.success());
-    // The counters are published every half second.
+    // The workers publish their counters after each batch, and at least once a second.
     let start = Instant::now();
     let mut after = scrape(&lab);
     while sample(&after, series) < tx0 + 5.0 && start.elapsed() < Duration::from_secs(5) {
@@ -144,6 +144,16 @@ fn the_lab_works_end_to_end() {
         let r = lab.exec("gw-a", &["ip", "route", "show", "proto", "77"]);
         String::from_utf8_lossy(&r.stdout).contains("10.20.0.0/24")
     };
+    // A connection collision as both gateways connect at once (RFC 4271 §6.8) can end the
+    // first session at the start; what counts is that none ends during the cut.
+    let log_path = lab.run.join("gw-a.log");
+    let downs = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .matches("169.254.0.2 down")
+            .count()
+    };
+    let downs_before = downs();
     lab.exec("gw-b", &["ip", "link", "set", "wan", "down"]);
     let start = Instant::now();
     while route() && start.elapsed() < Duration::from_secs(10) {
@@ -154,12 +164,9 @@ fn the_lab_works_end_to_end() {
         "route across the link withdrawn {:?} after the underlay went down",
         start.elapsed()
     );
-    let log = std::fs::read_to_string(lab.run.join("gw-a.log")).unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("link to-site-b: peer unreachable"), "{log}");
-    assert!(
-        !log.contains("169.254.0.2 down"),
-        "the session went down: {log}"
-    );
+    assert_eq!(downs(), downs_before, "the session went down: {log}");
     lab.exec("gw-b", &["ip", "link", "set", "wan", "up"]);
     let start = Instant::now();
     while !route() && start.elapsed() < Duration::from_secs(10) {
