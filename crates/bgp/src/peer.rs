@@ -265,6 +265,20 @@ pub enum PeerCmd {
     Start,
 }
 
+/// A second connection with the peer while the first is opening (a collision, RFC 4271
+/// §6.8): a state machine of its own, which sends our OPEN on it; `None` if that fails.
+async fn colliding(s: TcpStream, cfg: &PeerConfig) -> Option<(Conn, Session)> {
+    let mut c2 = Conn::new(s, &cfg.counts);
+    let mut s2 = Session::new(cfg.fsm.clone());
+    s2.handle(Instant::now(), Event::Start);
+    for a in s2.handle(Instant::now(), Event::Connected) {
+        if let Action::Send(m) = a {
+            c2.send(&m).await.ok()?;
+        }
+    }
+    Some((c2, s2))
+}
+
 /// Runs the peer until `stop` says so (with the shutdown communication to send). Incoming
 /// connections from the peer's address arrive on `incoming`; commands on `cmds`.
 pub async fn run(
@@ -279,6 +293,9 @@ pub async fn run(
     // An incoming connection that collided with ours, run by a state machine of its own until
     // one of the two knows the peer's identifier (RFC 4271 §6.8).
     let mut other: Option<(Conn, Session)> = None;
+    // The colliding connection's session came up (its OPEN and KEEPALIVE came in one read)
+    // before the collision was settled.
+    let mut other_up: Option<Box<Negotiated>> = None;
     // Whether `conn` is the connection we opened (collision resolution keeps the one opened by
     // the speaker with the higher identifier).
     let mut primary_outgoing = false;
@@ -366,7 +383,13 @@ pub async fn run(
                 conn = Some(c2);
                 session = s2;
                 primary_outgoing = !primary_outgoing;
+                // The kept connection may have reached Established in the read that brought
+                // its OPEN: it is up now.
+                if let Some(n) = other_up.take() {
+                    actions.push(Action::Up(n));
+                }
             }
+            other_up = None;
             continue;
         }
 
@@ -391,7 +414,13 @@ pub async fn run(
                         primary_outgoing = true;
                         actions = session.handle(Instant::now(), Event::Connected);
                     }
-                    Some(Ok(_)) => {} // an incoming connection won meanwhile
+                    // The peer's connection came first and is opening: ours is a collision,
+                    // run alongside until the identifiers decide (§6.8). Dropping it instead
+                    // lost both when the peer had done the same with ours.
+                    Some(Ok(s)) if other.is_none() && matches!(session.state(), State::OpenSent | State::OpenConfirm) => {
+                        other = colliding(s, &cfg).await;
+                    }
+                    Some(Ok(_)) => {} // settled meanwhile
                     _ => actions = session.handle(Instant::now(), Event::ConnectionClosed),
                 }
             }
@@ -411,18 +440,7 @@ pub async fn run(
                     // A collision: the new connection gets its own state machine, which
                     // sends our OPEN on it, until the identifiers decide (§6.8).
                     State::OpenSent | State::OpenConfirm if other.is_none() => {
-                        let mut c2 = Conn::new(s, &cfg.counts);
-                        let mut s2 = Session::new(cfg.fsm.clone());
-                        s2.handle(Instant::now(), Event::Start);
-                        let mut ok = true;
-                        for a in s2.handle(Instant::now(), Event::Connected) {
-                            if let Action::Send(m) = a {
-                                ok &= c2.send(&m).await.is_ok();
-                            }
-                        }
-                        if ok {
-                            other = Some((c2, s2));
-                        }
+                        other = colliding(s, &cfg).await;
                     }
                     State::OpenSent | State::OpenConfirm => drop(s),
                 }
@@ -436,6 +454,7 @@ pub async fn run(
                             match a {
                                 Action::Send(m) => alive &= c2.send(&m).await.is_ok(),
                                 Action::Close | Action::Failed(_) | Action::Down(_) => alive = false,
+                                Action::Up(n) => other_up = Some(n),
                                 _ => {}
                             }
                         }
@@ -443,10 +462,16 @@ pub async fn run(
                 }
                 if !alive {
                     other = None;
+                    other_up = None;
                 }
             }
             r = read_some(conn.as_mut()) => {
+                // The peer settled a collision against this connection (closed it, or sent
+                // Cease/collision) before we did: the other one carries the session on. It
+                // cannot be Established: an Established session ends `other`.
+                let mut lost = false;
                 match r {
+                    Ok(0) | Err(_) if other.is_some() => lost = true,
                     Ok(0) | Err(_) => {
                         conn = None;
                         actions = session.handle(Instant::now(), Event::ConnectionClosed);
@@ -454,8 +479,26 @@ pub async fn run(
                     Ok(_) => {
                         let c = conn.as_mut().expect("read from a connection");
                         for ev in drain_events(c, max) {
+                            let collision = matches!(&ev, Event::Received(Message::Notification(n))
+                                if n.code == code::CEASE && n.subcode == code::CEASE_COLLISION);
+                            if collision && other.is_some() {
+                                lost = true;
+                                break;
+                            }
                             actions.extend(session.handle(Instant::now(), ev));
                         }
+                    }
+                }
+                if lost {
+                    if let Some(mut c) = conn.take() {
+                        let _ = c.stream.shutdown().await;
+                    }
+                    let (c2, s2) = other.take().expect("a colliding connection");
+                    conn = Some(c2);
+                    session = s2;
+                    primary_outgoing = !primary_outgoing;
+                    if let Some(n) = other_up.take() {
+                        actions.push(Action::Up(n));
                     }
                 }
             }
