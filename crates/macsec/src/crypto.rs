@@ -180,128 +180,81 @@ impl FromStr for Backend {
     }
 }
 
-#[cfg(feature = "aws-lc")]
-mod aws_lc {
-    use super::{Aead, CryptoError, IV_LEN};
-    use crate::ICV_LEN;
-    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
+/// A backend over a ring-style `LessSafeKey` (ring, and aws-lc-rs, which follows ring's API):
+/// the module `$name` around crate `$krate`; `$open` turns (key, nonce, aad, tag, in_out) into
+/// the crate's open call, the one place where the two differ (how the tag is passed).
+macro_rules! less_safe_key_backend {
+    ($name:ident, $krate:ident, $feature:literal, |$k:ident, $n:ident, $a:ident, $t:ident, $io:ident| $open:expr) => {
+        #[cfg(feature = $feature)]
+        mod $name {
+            use super::{Aead, CryptoError, IV_LEN};
+            use crate::ICV_LEN;
+            #[allow(unused_imports)]
+            use $krate::aead::{
+                Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM,
+            };
 
-    struct Key(LessSafeKey);
+            struct Key(LessSafeKey);
 
-    pub(super) fn key(sak: &[u8]) -> Result<Box<dyn Aead>, ()> {
-        let alg = if sak.len() == 16 {
-            &AES_128_GCM
-        } else {
-            &AES_256_GCM
-        };
-        let key = UnboundKey::new(alg, sak).map_err(|_| ())?;
-        Ok(Box::new(Key(LessSafeKey::new(key))))
-    }
+            pub(super) fn key(sak: &[u8]) -> Result<Box<dyn Aead>, ()> {
+                let alg = if sak.len() == 16 {
+                    &AES_128_GCM
+                } else {
+                    &AES_256_GCM
+                };
+                let key = UnboundKey::new(alg, sak).map_err(|_| ())?;
+                Ok(Box::new(Key(LessSafeKey::new(key))))
+            }
 
-    impl Aead for Key {
-        #[inline]
-        fn seal(
-            &self,
-            iv: &[u8; IV_LEN],
-            aad: &[u8],
-            in_out: &mut [u8],
-        ) -> Result<[u8; ICV_LEN], CryptoError> {
-            // The IV is unique per SA by construction: the PN is never reused (§10.5.2).
-            let tag = self
-                .0
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(*iv),
-                    Aad::from(aad),
-                    in_out,
-                )
-                .map_err(|_| CryptoError)?;
-            let mut out = [0; ICV_LEN];
-            out.copy_from_slice(tag.as_ref());
-            Ok(out)
+            impl Aead for Key {
+                #[inline]
+                fn seal(
+                    &self,
+                    iv: &[u8; IV_LEN],
+                    aad: &[u8],
+                    in_out: &mut [u8],
+                ) -> Result<[u8; ICV_LEN], CryptoError> {
+                    // The IV is unique per SA by construction: the PN is never reused
+                    // (§10.5.2).
+                    let tag = self
+                        .0
+                        .seal_in_place_separate_tag(
+                            Nonce::assume_unique_for_key(*iv),
+                            Aad::from(aad),
+                            in_out,
+                        )
+                        .map_err(|_| CryptoError)?;
+                    let mut out = [0; ICV_LEN];
+                    out.copy_from_slice(tag.as_ref());
+                    Ok(out)
+                }
+
+                #[inline]
+                fn open(
+                    &self,
+                    iv: &[u8; IV_LEN],
+                    aad: &[u8],
+                    in_out: &mut [u8],
+                    tag: &[u8; ICV_LEN],
+                ) -> Result<(), CryptoError> {
+                    let ($k, $n, $a, $t, $io) = (
+                        &self.0,
+                        Nonce::assume_unique_for_key(*iv),
+                        Aad::from(aad),
+                        tag,
+                        in_out,
+                    );
+                    $open.map(|_| ()).map_err(|_| CryptoError)
+                }
+            }
         }
-
-        #[inline]
-        fn open(
-            &self,
-            iv: &[u8; IV_LEN],
-            aad: &[u8],
-            in_out: &mut [u8],
-            tag: &[u8; ICV_LEN],
-        ) -> Result<(), CryptoError> {
-            self.0
-                .open_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(*iv),
-                    Aad::from(aad),
-                    tag,
-                    in_out,
-                )
-                .map(|_| ())
-                .map_err(|_| CryptoError)
-        }
-    }
+    };
 }
 
-#[cfg(feature = "ring")]
-mod ring {
-    use super::{Aead, CryptoError, IV_LEN};
-    use crate::ICV_LEN;
-    use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM};
-
-    struct Key(LessSafeKey);
-
-    pub(super) fn key(sak: &[u8]) -> Result<Box<dyn Aead>, ()> {
-        let alg = if sak.len() == 16 {
-            &AES_128_GCM
-        } else {
-            &AES_256_GCM
-        };
-        let key = UnboundKey::new(alg, sak).map_err(|_| ())?;
-        Ok(Box::new(Key(LessSafeKey::new(key))))
-    }
-
-    impl Aead for Key {
-        #[inline]
-        fn seal(
-            &self,
-            iv: &[u8; IV_LEN],
-            aad: &[u8],
-            in_out: &mut [u8],
-        ) -> Result<[u8; ICV_LEN], CryptoError> {
-            // The IV is unique per SA by construction: the PN is never reused (§10.5.2).
-            let tag = self
-                .0
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(*iv),
-                    Aad::from(aad),
-                    in_out,
-                )
-                .map_err(|_| CryptoError)?;
-            let mut out = [0; ICV_LEN];
-            out.copy_from_slice(tag.as_ref());
-            Ok(out)
-        }
-
-        #[inline]
-        fn open(
-            &self,
-            iv: &[u8; IV_LEN],
-            aad: &[u8],
-            in_out: &mut [u8],
-            tag: &[u8; ICV_LEN],
-        ) -> Result<(), CryptoError> {
-            self.0
-                .open_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(*iv),
-                    Aad::from(aad),
-                    Tag::from(*tag),
-                    in_out,
-                    0..,
-                )
-                .map(|_| ())
-                .map_err(|_| CryptoError)
-        }
-    }
-}
+less_safe_key_backend!(aws_lc, aws_lc_rs, "aws-lc", |k, n, a, t, io| k
+    .open_in_place_separate_tag(n, a, t, io));
+less_safe_key_backend!(ring, ring, "ring", |k, n, a, t, io| k
+    .open_in_place_separate_tag(n, a, Tag::from(*t), io, 0..));
 
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto {
