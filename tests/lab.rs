@@ -124,6 +124,14 @@ fn the_lab_works_end_to_end() {
         sample(&before, "interlink_link_up{link=\"to-site-b\"}"),
         1.0
     );
+    let info = "interlink_link_info{link=\"to-site-b\",interface=\"il0\",transport=\"udp\",\
+                cipher_suite=\"gcm-aes-xpn-256\",aes_gcm=\"";
+    assert!(
+        before
+            .lines()
+            .any(|l| l.starts_with(info) && l.ends_with("\"} 1")),
+        "{before}"
+    );
     let series = "interlink_link_packets_total{link=\"to-site-b\",direction=\"tx\"}";
     let tx0 = sample(&before, series);
     let ping = lab.exec("host-a", &["ping", "-c", "5", "-i", "0.05", "10.20.0.2"]);

@@ -169,6 +169,12 @@ pub struct Snapshot<'a> {
 
 pub struct LinkView<'a> {
     pub name: &'a str,
+    /// What the link is, for `interlink_link_info`: its TUN interface, transport ("udp" or
+    /// "ethernet"), cipher suite and AES-GCM implementation.
+    pub interface: &'a str,
+    pub transport: &'static str,
+    pub cipher_suite: &'static str,
+    pub aes_gcm: &'static str,
     pub counters: Counters,
     pub liveness: Liveness,
     pub rekeys: u64,
@@ -212,6 +218,24 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             "interlink_link_up",
             &[("link", l.name)],
             f64::from(u8::from(l.liveness.up)),
+        );
+    }
+    e.family(
+        "interlink_link_info",
+        "gauge",
+        "1 for each link, with what it is in its labels.",
+    );
+    for l in &s.links {
+        e.sample(
+            "interlink_link_info",
+            &[
+                ("link", l.name),
+                ("interface", l.interface),
+                ("transport", l.transport),
+                ("cipher_suite", l.cipher_suite),
+                ("aes_gcm", l.aes_gcm),
+            ],
+            1.0,
         );
     }
     // Per direction: (family, help, transmitted, received).

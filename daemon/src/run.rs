@@ -823,6 +823,13 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                         .iter()
                         .map(|l| crate::metrics::LinkView {
                             name: l.link.name(),
+                            interface: l.link.ifname(),
+                            transport: match l.cfg.transport {
+                                Transport::Udp { .. } => "udp",
+                                Transport::Ethernet { .. } => "ethernet",
+                            },
+                            cipher_suite: l.cfg.macsec.cipher_suite.name(),
+                            aes_gcm: Backend::default().name(),
                             counters: l.link.counters(),
                             liveness: l.link.liveness(),
                             rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
