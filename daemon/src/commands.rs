@@ -102,6 +102,7 @@ fn links(ctl: &Ctl<'_>) -> Value {
                 "mtu": l.mtu(),
                 "transport": transport,
                 "cipher_suite": run.cfg.macsec.cipher_suite.to_string(),
+                "aes_gcm": interlink_macsec::Backend::default().name(),
                 "keying": match run.cfg.macsec.keying {
                     Keying::Static(_) => "static",
                     Keying::Mka(_) => "mka",
