@@ -269,30 +269,106 @@ impl std::ops::Index<&Prefix> for Slots {
     }
 }
 
-/// Prefixes waiting for a request, in arrival order per family: 8 octets each for IPv4.
+/// Prefixes waiting for a request, per family (8 octets each for IPv4). Those queued to go
+/// away are taken in a scrambled order within generations (what was queued when the previous
+/// generation ran out is the next one, so nothing waits longer than two); the others in
+/// arrival order. The two kinds take turns.
+///
+/// Why: the kernel's IPv4 trie deletes routes far faster in no particular order than in
+/// address order, and BGP withdraws in address order (the RIB is sorted; BIRD, which walks a
+/// hash table, does not). A million /24s through a bare pipelined writer here: deletes 13.4 s
+/// in order, 5.8 to 6.8 s scrambled. Adds gain less in the kernel (11.1 s against 8.9 s) than
+/// scrambled lookups cost in our own tables, so they keep their order.
 #[derive(Default)]
 struct Queue {
     v4: VecDeque<u64>,
     v6: VecDeque<(u128, u8)>,
+    v4_gone: Scrambled<u64>,
+    v6_gone: Scrambled<(u128, u8)>,
+    /// Whose turn it is: the going ones or the others.
+    gone_next: bool,
 }
 
 impl Queue {
-    fn push_back(&mut self, p: Prefix) {
-        match key(&p) {
-            Key::V4(k) => self.v4.push_back(k),
-            Key::V6(k) => self.v6.push_back(k),
+    /// Queues `p`; `gone` if what is wanted for it now is no route.
+    fn push_back(&mut self, p: Prefix, gone: bool) {
+        match (key(&p), gone) {
+            (Key::V4(k), false) => self.v4.push_back(k),
+            (Key::V6(k), false) => self.v6.push_back(k),
+            (Key::V4(k), true) => self.v4_gone.push(k),
+            (Key::V6(k), true) => self.v6_gone.push(k),
         }
     }
 
     fn pop_front(&mut self) -> Option<Prefix> {
+        self.gone_next = !self.gone_next;
+        if self.gone_next {
+            self.pop_gone().or_else(|| self.pop_kept())
+        } else {
+            self.pop_kept().or_else(|| self.pop_gone())
+        }
+    }
+
+    fn pop_kept(&mut self) -> Option<Prefix> {
         self.v4
             .pop_front()
             .map(prefix4)
             .or_else(|| self.v6.pop_front().map(prefix6))
     }
 
+    fn pop_gone(&mut self) -> Option<Prefix> {
+        self.v4_gone
+            .pop()
+            .map(prefix4)
+            .or_else(|| self.v6_gone.pop().map(prefix6))
+    }
+
     fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
+        self.v4.is_empty()
+            && self.v6.is_empty()
+            && self.v4_gone.q.is_empty()
+            && self.v6_gone.q.is_empty()
+    }
+}
+
+/// A queue whose front `generation` entries are taken in a pseudo-random order.
+struct Scrambled<T> {
+    q: VecDeque<T>,
+    /// Entries of the current generation still at the front of `q`.
+    generation: usize,
+    /// xorshift64 state: any fixed sequence serves, this is about order, not secrecy.
+    rng: u64,
+}
+
+impl<T> Default for Scrambled<T> {
+    fn default() -> Self {
+        Scrambled {
+            q: VecDeque::new(),
+            generation: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+impl<T> Scrambled<T> {
+    fn push(&mut self, v: T) {
+        self.q.push_back(v);
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        if self.generation == 0 {
+            self.generation = self.q.len();
+        }
+        if self.generation == 0 {
+            return None;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let i = (self.rng % self.generation as u64) as usize;
+        self.q.swap(0, i);
+        self.generation -= 1;
+        self.q.pop_front()
     }
 }
 
@@ -398,7 +474,7 @@ impl Fib {
         let slot = self.slots.entry(prefix);
         if !slot.queued {
             slot.queued = true;
-            self.queue.push_back(prefix);
+            self.queue.push_back(prefix, slot.desired.is_none());
         }
     }
 
@@ -452,7 +528,7 @@ impl Fib {
         }
         if !slot.queued {
             slot.queued = true;
-            self.queue.push_back(prefix);
+            self.queue.push_back(prefix, id.is_none());
         }
     }
 
@@ -876,6 +952,35 @@ impl Fib {
 
 #[cfg(test)]
 mod tests {
+    /// Each entry comes out once; within a generation in no particular order (not the order
+    /// they came in); and what is queued during a generation waits for the next.
+    #[test]
+    fn scrambled_generations() {
+        let mut q = super::Scrambled::<u32>::default();
+        for i in 0..1000 {
+            q.push(i);
+        }
+        let first: Vec<u32> = (0..500).map(|_| q.pop().unwrap()).collect();
+        for i in 1000..1100 {
+            q.push(i);
+        }
+        let mut rest = Vec::new();
+        while let Some(v) = q.pop() {
+            rest.push(v);
+        }
+        // The first generation (0..1000) ends before anything of the second comes.
+        assert!(first.iter().chain(&rest[..500]).all(|&v| v < 1000));
+        assert!(rest[500..].iter().all(|&v| v >= 1000));
+        let mut all: Vec<u32> = first.iter().chain(&rest).copied().collect();
+        assert_ne!(
+            all[..1000],
+            (0..1000).collect::<Vec<_>>()[..],
+            "not scrambled"
+        );
+        all.sort_unstable();
+        assert_eq!(all, (0..1100).collect::<Vec<_>>());
+    }
+
     use super::*;
     use crate::route::NextHop;
 
