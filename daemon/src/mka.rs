@@ -2,8 +2,7 @@
 //! answers applied to the link's SecY. The protocol is in `interlink_mka`; this is wiring.
 
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use interlink_config::{Keying, Link as LinkConfig, MkaKeys};
 use interlink_dataplane::{Link, SaKeys};
@@ -12,28 +11,10 @@ use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::participant::{Config, PnStatus, XpnParams};
 
-/// Rung by the links' workers when an MKPDU arrives: the main loop sleeps on it between the
-/// KaYs' timers, instead of polling for MKPDUs.
-pub fn arrivals() -> &'static Arc<tokio::sync::Notify> {
-    static ARRIVALS: OnceLock<Arc<tokio::sync::Notify>> = OnceLock::new();
-    ARRIVALS.get_or_init(|| Arc::new(tokio::sync::Notify::new()))
-}
-
-/// How soon the KaYs turn again while something is going on (MKPDUs exchanged, keys being
-/// installed, or traffic moving the PNs towards the rekey threshold).
-const BUSY_TURN: Duration = Duration::from_millis(20);
-/// How soon at the latest on a quiet link: the PNs are looked at this often.
-const QUIET_TURN: Duration = Duration::from_millis(500);
-/// PNs that rose by more than this since the last turn mean traffic: keep turning often, so
-/// that a rekey at the PN threshold comes promptly.
-const BUSY_PNS: u64 = 64;
-
 /// MKA for one link: the KaY, where MKPDUs arrive, and what was last logged.
 pub struct MkaRun {
     kay: Kay,
     rx: Receiver<Vec<u8>>,
-    /// The PNs at the last turn, to see traffic by.
-    last_pns: u64,
     /// DA and SA the peer's MKPDUs are authenticated with: the group address and the MAC of
     /// the peer's SCI.
     peer_addrs: [u8; 12],
@@ -91,7 +72,6 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
             .map(|kay| MkaRun {
                 kay,
                 rx,
-                last_pns: 0,
                 peer_addrs,
                 icv_failures_logged: 0,
                 tx_switches: 0,
@@ -146,17 +126,12 @@ impl MkaRun {
     }
 
     /// MKPDUs in, timers, PNs, and what the KaY asks for.
-    /// When it should turn next: soon while busy, else at its next timer or [`QUIET_TURN`].
-    pub fn turn(&mut self, link: &mut Link) -> Instant {
+    pub fn turn(&mut self, link: &mut Link) {
         let now = Instant::now();
-        let tx = link.tx_pn().map(|(an, pn)| (an.index() as u8, pn));
-        let rx_lowest = link.rx_lowest_pns();
-        let pns = rx_lowest
-            .iter()
-            .fold(tx.map_or(0, |t| t.1), |s, &p| s.wrapping_add(p));
-        let traffic = pns.wrapping_sub(self.last_pns) > BUSY_PNS;
-        self.last_pns = pns;
-        self.kay.set_pns(PnStatus { tx, rx_lowest });
+        self.kay.set_pns(PnStatus {
+            tx: link.tx_pn().map(|(an, pn)| (an.index() as u8, pn)),
+            rx_lowest: link.rx_lowest_pns(),
+        });
         let mut actions = Vec::new();
         while let Ok(frame) = self.rx.try_recv() {
             actions.extend(self.kay.on_mkpdu(now, &self.peer_addrs, &frame));
@@ -164,7 +139,6 @@ impl MkaRun {
         if self.kay.next_timer().is_some_and(|t| now >= t) {
             actions.extend(self.kay.on_timer(now));
         }
-        let busy = traffic || !actions.is_empty();
         let icv = self.kay.drops().get("icv").copied().unwrap_or(0);
         if icv > self.icv_failures_logged {
             let ckns: Vec<String> = self.kay.ckns().map(hex).collect();
@@ -176,14 +150,6 @@ impl MkaRun {
             self.icv_failures_logged = icv + 4;
         }
         self.apply(link, actions);
-        if busy {
-            return now + BUSY_TURN;
-        }
-        let quiet = now + QUIET_TURN;
-        // Never in the past: a timer the KaY has not moved on would spin the loop.
-        self.kay
-            .next_timer()
-            .map_or(quiet, |t| t.clamp(now + Duration::from_millis(1), quiet))
     }
 
     fn apply(&mut self, link: &mut Link, actions: Vec<Action>) {

@@ -11,10 +11,9 @@ use interlink_bgp::update::Nlri;
 use interlink_config::{
     Config, Keying, Link as LinkConfig, OnShutdown, StaticRoute, StaticTarget, Transport,
 };
-use interlink_dataplane::{netlink, ControlWake, Link, LinkSpec, SaKeys, StaticSas, Underlay};
+use interlink_dataplane::{netlink, Link, LinkSpec, SaKeys, StaticSas, Underlay};
 use interlink_fib::{FibEvent, FibService, NextHop, Prefix, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
-use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub fn main(path: &Path, check: bool) -> ExitCode {
@@ -101,10 +100,6 @@ fn spec(link: &LinkConfig) -> LinkSpec {
         queues: link.queues,
         bandwidth: link.bandwidth,
         busy_poll: link.busy_poll,
-        control_wake: matches!(link.macsec.keying, Keying::Mka(_)).then(|| {
-            let arrivals = crate::mka::arrivals().clone();
-            ControlWake(Arc::new(move || arrivals.notify_one()))
-        }),
         keys,
     }
 }
@@ -242,17 +237,6 @@ fn unreachable_nets(links: &[LinkRun], reach: &Reachability) -> Vec<Nlri> {
 
 /// Whether two configs of a link differ only in their MKA keychain, which MKA takes while
 /// running.
-/// Turns every link's KaY; when the next turn is due (the soonest any of them asked for).
-fn turn_mka(links: &mut [LinkRun]) -> tokio::time::Instant {
-    let now = std::time::Instant::now();
-    let next = links
-        .iter_mut()
-        .filter_map(|l| l.mka.as_mut().map(|m| m.turn(&mut l.link)))
-        .min()
-        .unwrap_or(now + Duration::from_secs(1));
-    tokio::time::Instant::now() + next.saturating_duration_since(now)
-}
-
 /// What a reload can change on a running link: its MKA keychain and its busy poll. `None` if
 /// anything else differs, and the link must restart.
 fn in_place_changes(a: &LinkConfig, b: &LinkConfig) -> Option<InPlace> {
@@ -727,8 +711,8 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         };
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    // MKA turns when an MKPDU arrives, and at the time its last turn asked for.
-    let mut mka_next = tokio::time::Instant::now();
+    // MKA answers MKPDUs and fires its timers within this.
+    let mut mka_tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -784,24 +768,22 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 swept = true;
             }
             _ = watchdog.tick() => notifier.notify("WATCHDOG=1"),
-            _ = crate::mka::arrivals().notified(), if links.iter().any(|l| l.mka.is_some()) => {
-                mka_next = turn_mka(&mut links);
-            }
-            _ = tokio::time::sleep_until(mka_next), if links.iter().any(|l| l.mka.is_some()) => {
-                mka_next = turn_mka(&mut links);
+            _ = mka_tick.tick(), if links.iter().any(|l| l.mka.is_some()) => {
+                for l in &mut links {
+                    if let Some(m) = &mut l.mka {
+                        m.turn(&mut l.link);
+                    }
+                }
             }
             Some(req) = ctl_rx.recv() => {
                 let mut ctl = ctl!();
                 let answer = crate::commands::answer(&req.line, &mut ctl).await;
                 let _ = req.reply.send(answer);
-                // A rekey asked for, or a link restarted: MKA acts on it now.
-                mka_next = tokio::time::Instant::now();
             }
             _ = hup.recv() => {
                 notifier.reloading();
                 let mut ctl = ctl!();
                 let _ = reload(&mut ctl).await;
-                mka_next = tokio::time::Instant::now();
                 notifier.notify(&format!(
                     "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
                     links.len(),

@@ -16,6 +16,6 @@ mod sys;
 
 pub use counters::{Counters, LinkCounters, Liveness, RTT_BUCKETS};
 pub use link::{
-    udp_mac, ControlWake, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH,
-    EAPOL_GROUP, ETHERTYPE_EAPOL, OVERHEAD,
+    udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH, EAPOL_GROUP,
+    ETHERTYPE_EAPOL, OVERHEAD,
 };

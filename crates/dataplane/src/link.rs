@@ -124,39 +124,6 @@ pub struct LinkSpec {
     /// How long a worker that has just had work polls for more before it sleeps, while the
     /// gaps between pieces of work are that short (see `link/idle.rs`); zero never polls.
     pub busy_poll: Duration,
-    /// Called after each MKPDU is queued for [`Link::take_control_rx`]'s receiver, so that
-    /// the control plane can sleep until one comes.
-    pub control_wake: Option<ControlWake>,
-}
-
-/// A callback that tells the control plane an MKPDU is waiting (from a worker thread).
-#[derive(Clone)]
-pub struct ControlWake(pub Arc<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for ControlWake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ControlWake")
-    }
-}
-
-/// Where the workers put the MKPDUs they receive: the channel, and the wake-up after each.
-#[derive(Clone)]
-struct ControlTx {
-    tx: Sender<Vec<u8>>,
-    wake: Option<ControlWake>,
-}
-
-impl ControlTx {
-    /// Queues an MKPDU; false once the receiving end is gone.
-    fn send(&self, mkpdu: Vec<u8>) -> bool {
-        if self.tx.send(mkpdu).is_err() {
-            return false;
-        }
-        if let Some(w) = &self.wake {
-            (w.0)();
-        }
-        true
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,10 +301,6 @@ impl Link {
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
         let (control_tx, control_rx) = mpsc::channel();
-        let control_tx = ControlTx {
-            tx: control_tx,
-            wake: spec.control_wake.clone(),
-        };
         let control = match wire.eapol {
             Some((fd, index)) => Control::Ethernet(Arc::new(fd), index),
             None => Control::Udp(sock.clone()),
@@ -737,7 +700,7 @@ fn set_buffers(fd: RawFd) {
 
 /// Reads EAPOL frames from the packet socket until the link stops; passes on the MKPDUs sent
 /// to the group address (the EAPOL frame from its version octet on).
-fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &ControlTx) {
+fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &Sender<Vec<u8>>) {
     let mut buf = vec![0u8; 2048];
     while !shared.stop.load(Ordering::Relaxed) {
         match sys::poll_readable([fd.as_raw_fd(), fd.as_raw_fd()], 500) {
@@ -750,7 +713,7 @@ fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &ControlTx) {
         };
         let f = &buf[..n];
         let mkpdu = n > 14 && f[..6] == EAPOL_GROUP && f[12..14] == ETHERTYPE_EAPOL.to_be_bytes();
-        if mkpdu && !tx.send(f[14..].to_vec()) {
+        if mkpdu && tx.send(f[14..].to_vec()).is_err() {
             break;
         }
     }

@@ -59,7 +59,6 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         queues: 1,
         bandwidth: None,
         busy_poll: Duration::from_micros(100),
-        control_wake: None,
     };
     let addr: std::net::IpAddr = tun_addr.parse().unwrap();
     std::thread::spawn(move || {

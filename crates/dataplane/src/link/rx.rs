@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use interlink_macsec::{Accepted, An, RxSecY, Sci, ADDRS_LEN, ETHERTYPE_MACSEC};
 
 use super::idle::Idle;
-use super::{
-    ControlTx, RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT,
-};
+use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
 use crate::counters::Counters;
 use crate::offload::{TcpCoalescer, UdpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
 use crate::probe::{Probe, ETHERTYPE_PROBE};
@@ -81,7 +79,7 @@ pub(super) struct RxWorker {
     pub(super) tx_cmds: Sender<TxCmd>,
     pub(super) tx_wake: Arc<Waker>,
     /// MKPDUs that arrive over UDP go here.
-    pub(super) control: ControlTx,
+    pub(super) control: Sender<Vec<u8>>,
 }
 
 impl RxWorker {
@@ -182,7 +180,7 @@ impl RxWorker {
         if let Some(addrs) = &self.addrs {
             // An MKPDU, marked by the EtherType 888E (no SecTAG starts so): to MKA.
             if frame[self.wire..].starts_with(&super::ETHERTYPE_EAPOL.to_be_bytes()) {
-                self.control.send(frame[self.wire + 2..].to_vec());
+                let _ = self.control.send(frame[self.wire + 2..].to_vec());
                 return;
             }
             frame[..ADDRS_LEN].copy_from_slice(addrs);
