@@ -139,12 +139,13 @@ fn interlink(lab: &mut Lab, queues: usize) -> Figures {
         let cfg = lab.file(
             &format!("{side}.toml"),
             &format!(
-                "[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
+                "{}[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
                  transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"\n\
                  queues = {queues}\n\
                  [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"static\"\n\
                  tx_sak_file = \"{tx}\"\nrx_sak_file = \"{rx}\"\ntx_ssci = {}\nrx_ssci = {}\n\
                  salt = \"000102030405060708090a0b\"\nreplay_window = {}\n",
+                lab.daemon_section(&format!("state-{side}")),
                 ssci.0,
                 ssci.1,
                 if queues > 1 { 256 } else { 0 }

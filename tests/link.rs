@@ -85,10 +85,11 @@ fn config(
         String::new()
     };
     let transport = transport(side, wire, me, peer);
+    let daemon = lab.daemon_section(&format!("state-{side}"));
     lab.file(
         &format!("{side}.toml"),
         &format!(
-            r#"
+            r#"{daemon}
 [[link]]
 name = "to-{peer_side}"
 interface = "il0"
@@ -1037,14 +1038,18 @@ fn a_reload_touches_only_the_links_that_changed() {
     let link = |n: u16, mtu: u32| {
         format!(
             "[[link]]\nname = \"l{n}\"\ninterface = \"il{n}\"\ntransport = \"udp\"\n\
-             local = \"127.0.0.1:{}\"\nremote = \"127.0.0.1:{}\"\nmtu = {mtu}\n\
+             local = \"127.0.0.1:{}\"\nremote = \"127.0.0.2:{}\"\nmtu = {mtu}\n\
              [link.macsec]\ncipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
              tx_sak_file = \"a.sak\"\nrx_sak_file = \"b.sak\"\n",
             5000 + n,
             6000 + n
         )
     };
-    let cfg = lab.file("g.toml", &(link(0, 1400) + &link(1, 1400)));
+    let daemon = lab.daemon_section("state");
+    let cfg = lab.file(
+        "g.toml",
+        &(daemon.clone() + &link(0, 1400) + &link(1, 1400)),
+    );
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     lab.spawn("g", bin, &["--config", cfg.to_str().unwrap()]);
     lab.wait_for("both links up", Duration::from_secs(10), || {
@@ -1052,7 +1057,7 @@ fn a_reload_touches_only_the_links_that_changed() {
     });
     let il0 = ifindex(&lab, "g", "il0");
     // l1 goes, l2 comes, l0 stays as it is.
-    std::fs::write(&cfg, link(0, 1400) + &link(2, 1400)).unwrap();
+    std::fs::write(&cfg, daemon.clone() + &link(0, 1400) + &link(2, 1400)).unwrap();
     lab.signal("g", "HUP");
     lab.wait_for("il2 up and il1 gone", Duration::from_secs(10), || {
         ifindex(&lab, "g", "il2").is_some() && ifindex(&lab, "g", "il1").is_none()
@@ -1135,4 +1140,341 @@ fn a_bandwidth_shapes_what_goes_into_the_link() {
         .as_f64()
         .unwrap();
     assert!(back > 100e6, "the other direction is not shaped: {back}");
+}
+
+/// Brings gateway `side` (a or b) back with its config, after a restart, and routes across
+/// the link again (the routes went with the old TUN interface).
+fn respawn_gateway(lab: &mut Lab, side: &str) {
+    let cfg = lab.dir.join(format!("{side}.toml"));
+    spawn_gateway(lab, side, cfg.to_str().unwrap());
+    reroute(lab, side);
+}
+
+/// Waits for gateway `side`'s il0 and routes the far site through it.
+fn reroute(lab: &Lab, side: &str) {
+    let ns = format!("g{side}");
+    lab.wait_for("il0 up again", Duration::from_secs(10), || {
+        interface_up(lab, &ns)
+    });
+    let (v4, v6) = if side == "a" {
+        ("10.2.0.0/24", "fd02::/64")
+    } else {
+        ("10.1.0.0/24", "fd01::/64")
+    };
+    lab.route(&ns, &[v4, "dev", "il0"]);
+    lab.route(&ns, &[v6, "dev", "il0"]);
+}
+
+/// Pings until one answer comes, for at most `timeout`: after a receiver's crash, the
+/// sender's first frames may fall below the PNs the receiver had reserved.
+fn ping_until(lab: &Lab, from: &str, to: &str, timeout: Duration) {
+    lab.wait_for(&format!("{to} to answer {from}"), timeout, || {
+        lab.try_exec(from, &["ping", "-c", "1", "-W", "1", to])
+            .status
+            .success()
+    });
+}
+
+/// (SCI, AN, PN) of each protected frame from gateway A in a capture of the UDP underlay.
+fn sci_an_pn_from_a(frames: &[Vec<u8>]) -> Vec<([u8; 8], u8, u32)> {
+    frames
+        .iter()
+        .filter(|f| f.len() > 34 && f[26..30] == [192, 0, 2, 1])
+        .filter_map(|f| {
+            let t = sectag_at(f, Wire::Udp);
+            let tag = f.get(t..t + 14)?;
+            let mut sci = [0; 8];
+            sci.copy_from_slice(&tag[6..14]);
+            Some((
+                sci,
+                tag[0] & 0x03,
+                u32::from_be_bytes(tag[2..6].try_into().unwrap()),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn a_static_key_never_repeats_a_pn_across_restarts() {
+    // Gateway A restarted by SIGTERM, by kill -9 and by a reload that restarts its link:
+    // across all of them no (SCI, AN, PN) repeats under the one static key. Then gateway B
+    // is killed and restarted, and frames from A captured before are replayed to it: refused.
+    if !netns::require_root() {
+        return;
+    }
+    let suite = "gcm-aes-128";
+    let mut lab = Lab::new("pnrestart");
+    lab.two_sites();
+    keys(&lab, suite);
+    start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 1);
+    capture(&mut lab, "cap-wan", "wan", "udp port 4789");
+    ping(&lab, "ha", "10.2.0.2");
+
+    let (status, log) = lab.stop("ga");
+    assert_eq!(status, Some(0), "{log}");
+    respawn_gateway(&mut lab, "a");
+    ping(&lab, "ha", "10.2.0.2");
+    assert!(
+        lab.log("ga").contains("sending from PN"),
+        "{}",
+        lab.log("ga")
+    );
+
+    lab.kill9("ga");
+    respawn_gateway(&mut lab, "a");
+    let t = std::time::Instant::now();
+    ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(10));
+    eprintln!(
+        "pnrestart: traffic through {:?} after the restart that followed kill -9",
+        t.elapsed()
+    );
+    ping(&lab, "ha", "10.2.0.2");
+    let log = lab.log("ga");
+    // A crash gives up the rest of the reserved block (2^20 PNs for a 32-bit PN space).
+    let from: u64 = log
+        .split("sending from PN ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(from > 1 << 20, "after kill -9, PN {from}:\n{log}");
+
+    // A reload that changes the link restarts it in place.
+    let cfg = lab.dir.join("a.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("probe_interval = \"200ms\"", "probe_interval = \"300ms\""),
+    )
+    .unwrap();
+    lab.signal("ga", "HUP");
+    lab.wait_for("the link restarted", Duration::from_secs(10), || {
+        lab.log("ga").contains("changed; restarting it")
+    });
+    reroute(&lab, "a");
+    ping(&lab, "ha", "10.2.0.2");
+
+    // Gateway B crashes; what A sent before cannot be replayed to the new B.
+    lab.kill9("gb");
+    respawn_gateway(&mut lab, "b");
+    ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
+    let captured = stop_capture(&mut lab, "cap-wan");
+    let old: Vec<Vec<u8>> = captured
+        .iter()
+        .filter(|f| f.len() > 100 && f[26..30] == [192, 0, 2, 1])
+        .take(5)
+        .cloned()
+        .collect();
+    assert_eq!(old.len(), 5, "frames from A to replay");
+    // As captured, their UDP checksums may be left to offload: none, as the forgers' have.
+    let old: Vec<Vec<u8>> = old
+        .into_iter()
+        .map(|mut f| {
+            fix_udp(&mut f);
+            f
+        })
+        .collect();
+    inject(&lab.ns("ga"), "wan", &old);
+    ping(&lab, "ha", "10.2.0.2");
+    let (status, log_b) = lab.stop("gb");
+    assert_eq!(status, Some(0), "{log_b}");
+    assert!(
+        counter(&log_b, "InPktsLate") >= 5,
+        "replayed frames not refused:\n{log_b}"
+    );
+
+    let seen = sci_an_pn_from_a(&captured);
+    assert!(seen.len() > 40, "only {} frames from A", seen.len());
+    let mut sorted = seen.clone();
+    sorted.sort();
+    let repeats: Vec<_> = sorted.windows(2).filter(|w| w[0] == w[1]).collect();
+    assert!(repeats.is_empty(), "repeated (SCI, AN, PN): {repeats:?}");
+    // The state file names the keys by hash only.
+    let state = std::fs::read_to_string(lab.dir.join("state-a").join("to-b.pn")).unwrap();
+    assert!(state.starts_with("interlink-pn-state 1\n"), "{state}");
+    assert!(!state.contains(&KEY_A[..32]) && !state.contains(&KEY_B[..32]));
+}
+
+#[test]
+fn a_static_link_without_its_state_directory_does_not_start() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("pnnostate");
+    lab.two_sites();
+    keys(&lab, "gcm-aes-128");
+    let cfg = config(&lab, "a", "gcm-aes-128", Wire::Udp, (0, 0), 1);
+    std::fs::remove_dir_all(lab.dir.join("state-a")).unwrap();
+    spawn_gateway(&mut lab, "a", cfg.to_str().unwrap());
+    let (status, log) = lab.wait_exit("ga", Duration::from_secs(10));
+    assert_eq!(status, Some(1), "{log}");
+    assert!(log.contains("state-a"), "the error names the place:\n{log}");
+}
+
+#[test]
+fn equal_scis_are_refused_by_check() {
+    let dir = std::env::temp_dir().join(format!("il-samesci-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.sak"), &KEY_A[..32]).unwrap();
+    std::fs::set_permissions(
+        dir.join("a.sak"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let link = |local: &str, remote: &str, extra: &str| {
+        format!(
+            "[[link]]\nname = \"x\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+             local = \"{local}\"\nremote = \"{remote}\"\n[link.macsec]\n\
+             cipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
+             tx_sak_file = \"a.sak\"\nrx_sak_file = \"a.sak\"\n{extra}"
+        )
+    };
+    let check = |text: &str| {
+        let cfg = dir.join("c.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_interlinkd"))
+            .args(["--check", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Explicit, and derived from one address on both ends.
+    let (code, err) = check(&link(
+        "192.0.2.1:4789",
+        "192.0.2.2:4789",
+        "sci = \"0200c00002010001\"\npeer_sci = \"0200c00002010001\"\n",
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("c.toml:12:") && err.contains("our SCI and the peer's are both"));
+    let (code, err) = check(&link("127.0.0.1:5000", "127.0.0.1:6000", ""));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("our SCI and the peer's are both 0200"),
+        "{err}"
+    );
+    // IPv6 addresses that differ only above their last five octets get SCIs of their own.
+    let (code, err) = check(&link("[fd00:a::1]:4789", "[fd00:b::1]:4789", ""));
+    assert_eq!(code, Some(0), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A UDP datagram from gateway A's underlay address to B's, carrying `payload`.
+fn udp_frame_to_b(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    let mac = |m: &str| -> Vec<u8> {
+        m.split(':')
+            .map(|p| u8::from_str_radix(p, 16).unwrap())
+            .collect()
+    };
+    f.extend(mac(netns::MAC_B));
+    f.extend(mac(netns::MAC_A));
+    f.extend([0x08, 0x00]);
+    f.extend([
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ]);
+    f.extend(4789u16.to_be_bytes());
+    f.extend(4789u16.to_be_bytes());
+    f.extend([0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    fix_udp(&mut f);
+    f
+}
+
+/// An ICMP echo request from host A to host B carrying the marker, as an IPv4 packet.
+fn marked_ping_packet() -> Vec<u8> {
+    let mut p = vec![
+        0x45, 0, 0, 0, 0, 1, 0, 0, 64, 1, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2, 8, 0, 0, 0, 0, 1, 0, 1,
+    ];
+    p.extend_from_slice(MARKER);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    let sum: u32 = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    p[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    p
+}
+
+#[test]
+fn unauthenticated_frames_never_reach_the_site_under_validate_check() {
+    // With validate = "check", 802.1AE would deliver frames from an unknown SCI, and with a
+    // bad ICV, when C is clear. interlink counts them and delivers none.
+    if !netns::require_root() {
+        return;
+    }
+    let suite = "gcm-aes-128";
+    let mut lab = Lab::new("valcheck");
+    lab.two_sites();
+    keys(&lab, suite);
+    for side in ["a", "b"] {
+        let cfg = config(&lab, side, suite, Wire::Udp, (0, 0), 1);
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str("validate = \"check\"\n");
+        std::fs::write(&cfg, text).unwrap();
+        spawn_gateway(&mut lab, side, cfg.to_str().unwrap());
+    }
+    route_across(&lab);
+    ping(&lab, "ha", "10.2.0.2");
+    let path = lab.dir.join("cap-lan-b.pcap");
+    lab.spawn_in(
+        "cap-lan-b",
+        "gb",
+        Path::new("tcpdump"),
+        &[
+            "-i",
+            "lan",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+            path.to_str().unwrap(),
+        ],
+    );
+    lab.wait_for("tcpdump to listen", Duration::from_secs(5), || {
+        lab.log("cap-lan-b").contains("listening on")
+    });
+    // SecTAG: TCI with SC set and E = C = 0 (integrity only), AN 0, SL 0, a PN, an SCI;
+    // then the user data (EtherType and an IPv4 packet) and a made-up ICV.
+    let forge = |sci: [u8; 8], pn: u32| {
+        let mut p = vec![0x20, 0];
+        p.extend(pn.to_be_bytes());
+        p.extend(sci);
+        p.extend([0x08, 0x00]);
+        p.extend(marked_ping_packet());
+        // Secure data of at least 48 octets, as a short length of 0 demands.
+        p.extend([0; 16]);
+        p.extend([0x5a; 16]);
+        udp_frame_to_b(&p)
+    };
+    let frames = [
+        // An SCI the receiver does not know.
+        forge([2, 0, 0xc6, 0x33, 0x64, 9, 0, 1], 1),
+        // Gateway A's SCI, a PN far ahead, and an ICV that cannot be right.
+        forge([2, 0, 192, 0, 2, 1, 0, 1], 0x7000_0000),
+    ];
+    inject(&lab.ns("ga"), "wan", &frames);
+    ping(&lab, "ha", "10.2.0.2");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.stop("cap-lan-b");
+    let lan = pcap_frames(&path);
+    assert!(lan.len() >= 6, "the capture saw the pings");
+    let marked = lan
+        .iter()
+        .filter(|f| {
+            f.windows(MARKER.len()).any(|w| w == MARKER)
+                && f.windows(4).any(|w| w == [10, 1, 0, 2])
+                && f.len() < 80
+        })
+        .count();
+    assert_eq!(marked, 0, "a forged packet reached site B");
+    let (status, log) = lab.stop("gb");
+    assert_eq!(status, Some(0), "{log}");
+    assert_eq!(counter(&log, "InPktsUnknownSCI"), 1, "{log}");
+    assert_eq!(counter(&log, "InPktsInvalid"), 1, "{log}");
 }

@@ -149,10 +149,11 @@ fn logs_go_to_the_journal_with_fields() {
     lab.secret("b.sak", "0f0e0d0c0b0a09080706050403020100");
     let cfg = lab.file(
         "interlink.toml",
-        "[[link]]\nname = \"l0\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
-         local = \"127.0.0.1:5000\"\nremote = \"127.0.0.1:6000\"\n\
+        &(lab.daemon_section("state")
+            + "[[link]]\nname = \"l0\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+         local = \"127.0.0.1:5000\"\nremote = \"127.0.0.2:6000\"\n\
          [link.macsec]\ncipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
-         tx_sak_file = \"a.sak\"\nrx_sak_file = \"b.sak\"\n",
+         tx_sak_file = \"a.sak\"\nrx_sak_file = \"b.sak\"\n"),
     );
     // The log file is stderr: its device and inode stand for the journal's stream.
     let log = lab.dir.join("d.log");

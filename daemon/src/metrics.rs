@@ -192,7 +192,7 @@ pub struct MkaView {
 }
 
 /// Drop reasons of the SecY counters, named as the product's metrics name them.
-const DROPS: [(&str, &str); 11] = [
+const DROPS: [(&str, &str); 15] = [
     ("InPktsLate", "late"),
     ("InPktsInvalid", "invalid"),
     ("InPktsNotValid", "not_valid"),
@@ -204,6 +204,12 @@ const DROPS: [(&str, &str); 11] = [
     ("OutPktsTooLong", "too_long"),
     ("OutPktsSANotInUse", "no_tx_sa"),
     ("OutPktsPNExhausted", "pn_exhausted"),
+    // Frames that did not validate are never delivered, whatever validateFrames says.
+    ("InPktsUnchecked", "unchecked"),
+    ("InPktsUntagged", "untagged"),
+    // Static keys: PNs not yet reserved in the state file.
+    ("OutPktsPNUnreserved", "pn_unreserved"),
+    ("InPktsUnreserved", "rx_unreserved"),
 ];
 
 pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {

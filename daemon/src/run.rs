@@ -46,8 +46,13 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
     runtime.block_on(serve(path, config))
 }
 
+/// Where a static-keyed link keeps its PNs across restarts.
+pub fn pn_state_file(state_dir: &Path, link: &str) -> std::path::PathBuf {
+    state_dir.join(format!("{link}.pn"))
+}
+
 /// What the data plane needs from a `[[link]]`.
-fn spec(link: &LinkConfig) -> LinkSpec {
+fn spec(link: &LinkConfig, state_dir: &Path) -> LinkSpec {
     let underlay = match &link.transport {
         Transport::Udp { local, remote } => Underlay::Udp {
             local: *local,
@@ -75,6 +80,7 @@ fn spec(link: &LinkConfig) -> LinkSpec {
                     sak: k.rx_sak.clone(),
                     xpn: rx_xpn,
                 },
+                state: pn_state_file(state_dir, &link.name),
             };
             (k.sci, k.peer_sci, k.port, Some(sas))
         }
@@ -104,8 +110,12 @@ fn spec(link: &LinkConfig) -> LinkSpec {
     }
 }
 
-async fn bring_up(handle: &rtnetlink::Handle, link: &LinkConfig) -> Result<Link, String> {
-    let running = Link::start(spec(link)).map_err(|e| e.to_string())?;
+async fn bring_up(
+    handle: &rtnetlink::Handle,
+    link: &LinkConfig,
+    state_dir: &Path,
+) -> Result<Link, String> {
+    let running = Link::start(spec(link, state_dir)).map_err(|e| e.to_string())?;
     let addresses: Vec<_> = link
         .addresses
         .iter()
@@ -127,16 +137,29 @@ pub struct LinkRun {
     /// whether next hops across it can be reached (a peer that never answers, such as a
     /// kernel `ip macsec` one, is not taken as down).
     ever_up: bool,
+    /// Failed writes of the PN state already logged.
+    state_errors: u64,
 }
 
 impl LinkRun {
-    async fn start(handle: &rtnetlink::Handle, l: &LinkConfig) -> Result<LinkRun, String> {
-        let mut link = bring_up(handle, l).await?;
+    async fn start(
+        handle: &rtnetlink::Handle,
+        l: &LinkConfig,
+        state_dir: &Path,
+    ) -> Result<LinkRun, String> {
+        let mut link = bring_up(handle, l, state_dir).await?;
         let mka = crate::mka::start(&mut link, l)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
+        let resume = match (&l.macsec.keying, link.tx_pn()) {
+            (Keying::Static(_), Some((_, pn))) => format!(
+                ", sending from PN {pn} ({})",
+                pn_state_file(state_dir, &l.name).display()
+            ),
+            _ => String::new(),
+        };
         log!(
-            "link {}: {} up, mtu {}, {} ({}), SCI {} to {}",
+            "link {}: {} up, mtu {}, {} ({}), SCI {} to {}{resume}",
             link.name(),
             link.ifname(),
             link.mtu(),
@@ -151,6 +174,7 @@ impl LinkRun {
             mka,
             was_up: false,
             ever_up: false,
+            state_errors: 0,
         })
     }
 
@@ -263,7 +287,12 @@ struct InPlace {
 /// A reload of `[[link]]`: links gone are stopped, new ones started, changed ones restarted,
 /// except that a new MKA keychain is handed to the running KaY (a CAK rollover loses
 /// nothing) and a new busy poll to the running workers. Links not changed are not touched.
-async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new: &Config) {
+async fn reload_links(
+    handle: &rtnetlink::Handle,
+    links: &mut Vec<LinkRun>,
+    new: &Config,
+    state_dir: &Path,
+) {
     let mut kept = Vec::new();
     for mut run in std::mem::take(links) {
         let Some(l) = new.links.iter().find(|l| l.name == run.cfg.name) else {
@@ -304,7 +333,7 @@ async fn reload_links(handle: &rtnetlink::Handle, links: &mut Vec<LinkRun>, new:
             links.push(kept.swap_remove(i));
             continue;
         }
-        match LinkRun::start(handle, l).await {
+        match LinkRun::start(handle, l, state_dir).await {
             Ok(run) => links.push(run),
             Err(e) => warn!("reload: link {}: {e}", l.name),
         }
@@ -344,7 +373,7 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
         Ok(new) => new,
     };
     let old = &*ctl.config;
-    reload_links(ctl.handle, ctl.links, &new).await;
+    reload_links(ctl.handle, ctl.links, &new, &old.state_dir).await;
     reload_routes(ctl.fib, old, &new);
     let mut notes = Vec::new();
     // BGP: the speaker takes the difference itself.
@@ -392,6 +421,9 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
     if old.control_socket != new.control_socket {
         notes.push("[control] socket changed; that takes effect at the next restart".into());
     }
+    if old.state_dir != new.state_dir {
+        notes.push("[daemon] state_dir changed; that takes effect at the next restart".into());
+    }
     for n in &notes {
         log!("reload: {n}");
     }
@@ -403,6 +435,7 @@ pub async fn reload(ctl: &mut crate::commands::Ctl<'_>) -> Result<Vec<String>, S
     applied.fib.metric = old.fib.metric;
     applied.fib.protocol = old.fib.protocol;
     applied.control_socket = old.control_socket.clone();
+    applied.state_dir = old.state_dir.clone();
     if applied.router.is_some() != ctl.speaker.is_some() {
         applied.router = old.router.clone();
         applied.neighbors = old.neighbors.clone();
@@ -580,7 +613,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
 
     let mut links: Vec<LinkRun> = Vec::new();
     for l in &config.links {
-        match LinkRun::start(&handle, l).await {
+        match LinkRun::start(&handle, l, &config.state_dir).await {
             Ok(run) => links.push(run),
             Err(e) => {
                 warn!("link {}: {e}", l.name);
@@ -832,6 +865,15 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                     reach.track(&e);
                 }
                 for run in links.iter_mut() {
+                    let (errors, last) = run.link.state_errors();
+                    if errors > run.state_errors {
+                        run.state_errors = errors;
+                        warn!(
+                            "link {}: cannot reserve packet numbers: {}; the link stops sending once the reserved ones are used",
+                            run.link.name(),
+                            last.unwrap_or_default()
+                        );
+                    }
                     let l = run.link.liveness();
                     if l.up != run.was_up {
                         match l.last_rtt {

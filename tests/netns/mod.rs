@@ -184,6 +184,15 @@ impl Lab {
         path
     }
 
+    /// A `[daemon]` section whose state directory (where static keys keep their PNs) is
+    /// `<dir>/<name>`, created empty if it is not there.
+    #[allow(dead_code)]
+    pub fn daemon_section(&self, name: &str) -> String {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("[daemon]\nstate_dir = \"{}\"\n\n", dir.display())
+    }
+
     pub fn file(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.join(name);
         std::fs::write(&path, contents).unwrap();

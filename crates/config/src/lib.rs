@@ -53,7 +53,14 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The control socket interlinkctl talks to (`[control] socket`).
     pub control_socket: PathBuf,
+    /// Where state that outlives the process is kept (`[daemon] state_dir`): the packet
+    /// numbers of static keys, one file per link.
+    pub state_dir: PathBuf,
 }
+
+/// Where state is kept unless `[daemon] state_dir` says otherwise (systemd's
+/// `StateDirectory=interlink`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/interlink";
 
 /// One private L3 link: a TUN interface whose traffic is protected with 802.1AE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +177,13 @@ struct RawConfig {
     bgp: Option<bgp::RawBgp>,
     metrics: Option<RawMetrics>,
     control: Option<RawControl>,
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<Spanned<String>>,
 }
 
 /// Where interlinkctl finds the daemon unless told otherwise.
@@ -304,8 +318,21 @@ impl Config {
             }
             Some(c) => checker.dir.join(c.socket.get_ref()),
         };
+        let state_dir = match raw.daemon.as_ref().and_then(|d| d.state_dir.as_ref()) {
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+            Some(d) if d.get_ref().is_empty() => {
+                checker.hint(
+                    d.span(),
+                    "an empty state_dir",
+                    format!("\"{DEFAULT_STATE_DIR}\""),
+                );
+                PathBuf::new()
+            }
+            Some(d) => checker.dir.join(d.get_ref()),
+        };
         if diag.is_empty() {
             Ok(Config {
+                state_dir,
                 control_socket,
                 links,
                 fib,
@@ -486,6 +513,9 @@ impl Checker<'_, '_> {
                 );
             }
         }
+        if let (Some(t), Some(m)) = (&transport, &macsec) {
+            self.same_sci(span.clone(), l, t, m);
+        }
         Some(Link {
             name: name.clone(),
             interface: ifname.clone(),
@@ -498,6 +528,42 @@ impl Checker<'_, '_> {
             busy_poll,
             macsec: macsec?,
         })
+    }
+
+    /// Refuses a link whose SCI would be the peer's, explicit or derived: the IVs of both
+    /// directions would then coincide under a shared SAK, and each end would take the
+    /// other's MKPDUs for its own. Over Ethernet our own derived SCI needs the interface's
+    /// MAC address, which the start checks.
+    fn same_sci(&mut self, span: Range<usize>, l: &RawLink, t: &Transport, m: &Macsec) {
+        let (port, sci, peer_sci) = match &m.keying {
+            Keying::Static(k) => (k.port, k.sci, k.peer_sci),
+            Keying::Mka(k) => (k.port, k.sci, k.peer_sci),
+        };
+        let (own, peer) = match t {
+            Transport::Udp { local, remote } => (
+                sci.or(Some(Sci::new(Sci::udp_mac(&local.ip()), port))),
+                peer_sci.or(Some(Sci::new(Sci::udp_mac(&remote.ip()), port))),
+            ),
+            Transport::Ethernet { peer_mac, .. } => {
+                (sci, peer_sci.or(Some(Sci::new(peer_mac.0, port))))
+            }
+        };
+        if let (Some(own), Some(peer)) = (own, peer) {
+            if own == peer {
+                let at = l
+                    .macsec
+                    .get_ref()
+                    .sci
+                    .as_ref()
+                    .or(l.macsec.get_ref().peer_sci.as_ref())
+                    .map_or(span, |f| f.span());
+                self.hint(
+                    at,
+                    format!("our SCI and the peer's are both {own}"),
+                    "each end needs its own: set sci or peer_sci, or use distinct addresses",
+                );
+            }
+        }
     }
 
     fn transport(&mut self, span: Range<usize>, l: &RawLink) -> Option<Transport> {

@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod link;
 pub mod netlink;
 pub mod offload;
+pub mod pnstate;
 pub mod probe;
 mod sys;
 

@@ -24,6 +24,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ mod rx;
 mod tx;
 
 use crate::counters::{Counters, Liveness, Published};
+use crate::pnstate::{self, Direction, Persister, PnFile, Reserve, StateError};
 use crate::sys;
 use rx::RxWorker;
 use tx::TxWorker;
@@ -84,6 +86,9 @@ pub struct StaticSas {
     pub rx_an: An,
     pub tx: SaKeys,
     pub rx: SaKeys,
+    /// The file that keeps the SAs' PNs across restarts (see [`crate::pnstate`]): the keys
+    /// outlive the process, and no PN may be used twice under them.
+    pub state: PathBuf,
 }
 
 /// How protected frames travel to the peer.
@@ -138,6 +143,12 @@ pub enum LinkError {
     MtuTooLarge { mtu: u32, max: u32, path: String },
     #[error(transparent)]
     Sa(#[from] SaError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the {which} key has used every packet number ({} records it); replace the key", path.display())]
+    KeyExhausted { which: &'static str, path: PathBuf },
+    #[error("our SCI {0} is the peer's too: frames and MKPDUs would be taken for our own; set sci or peer_sci")]
+    SameSci(Sci),
     #[error("the link has stopped")]
     Stopped,
 }
@@ -147,19 +158,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LinkError {
     move |source| LinkError::Io { what, source }
 }
 
-/// A MAC address for an underlay address, for the implicit SCI and the AAD over UDP:
-/// locally administered, 02:00 and the IPv4 address, or 02 and the last five octets of IPv6.
+/// A MAC address for an underlay address, for the implicit SCI and the AAD over UDP (see
+/// [`Sci::udp_mac`]).
 pub fn udp_mac(addr: &SocketAddr) -> [u8; 6] {
-    match addr {
-        SocketAddr::V4(a) => {
-            let o = a.ip().octets();
-            [0x02, 0x00, o[0], o[1], o[2], o[3]]
-        }
-        SocketAddr::V6(a) => {
-            let o = a.ip().octets();
-            [0x02, o[11], o[12], o[13], o[14], o[15]]
-        }
-    }
+    Sci::udp_mac(&addr.ip())
 }
 
 enum TxCmd {
@@ -193,6 +195,10 @@ struct Shared {
     epoch: Instant,
     /// The link's busy poll, in microseconds; the workers read it at each wait.
     busy_poll_us: AtomicU64,
+    /// Static keys: the PN reservations, shared with the persister thread.
+    reserve: Option<Arc<Reserve>>,
+    /// The receive SA's next PN as the receive worker left it (static keys, at stop).
+    rx_next_pn: AtomicU64,
 }
 
 impl Shared {
@@ -250,6 +256,8 @@ pub struct Link {
     control: Control,
     /// MKPDUs that arrived (EAPOL frames from the protocol version octet on).
     control_rx: Option<Receiver<Vec<u8>>>,
+    /// Static keys: the thread that writes PN reservations, stopped after the workers.
+    persister: Option<JoinHandle<()>>,
 }
 
 enum Control {
@@ -274,6 +282,11 @@ impl Link {
         }
         let sci = spec.sci.unwrap_or(Sci::new(wire.local_mac, spec.port));
         let peer_sci = spec.peer_sci.unwrap_or(Sci::new(wire.peer_mac, spec.port));
+        // With one SCI for both ends, the IVs of both directions would be the same under
+        // one SAK (non-XPN), and MKA would take the peer's MKPDUs for our own.
+        if sci == peer_sci {
+            return Err(LinkError::SameSci(sci));
+        }
         let tx_cfg = TxConfig {
             mtu: wire.max_pdu,
             ..TxConfig::new(sci)
@@ -281,10 +294,49 @@ impl Link {
         let mut tx_secy = TxSecY::new(spec.suite, spec.backend, tx_cfg)?;
         let mut rx_secy = RxSecY::new(spec.suite, spec.backend, spec.rx);
         rx_secy.add_sc(peer_sci)?;
+        // Static keys resume above every PN used or accepted before (see `pnstate`): the
+        // first block of transmit PNs is reserved, durably, before the link starts.
+        let mut persister = None;
         if let Some(keys) = &spec.keys {
-            tx_secy.install_sa(keys.tx_an, &keys.tx.as_key(), 1)?;
+            let mut file = PnFile::load(&keys.state)?;
+            let tx_key = pnstate::key_id(spec.suite, &keys.tx);
+            let rx_key = pnstate::key_id(spec.suite, &keys.rx);
+            let max = spec.suite.max_pn();
+            let tx_next = file.resume(Direction::Tx, &tx_key);
+            let rx_lowest = file.resume(Direction::Rx, &rx_key);
+            for (which, pn) in [("transmit", tx_next), ("receive", rx_lowest)] {
+                if pn > max || pn == u64::MAX {
+                    return Err(LinkError::KeyExhausted {
+                        which,
+                        path: keys.state.clone(),
+                    });
+                }
+            }
+            let block = pnstate::tx_block(spec.suite);
+            let ceiling = (tx_next - 1).saturating_add(block).min(max);
+            file.set(Direction::Tx, &tx_key, ceiling.saturating_add(1));
+            file.set(Direction::Rx, &rx_key, rx_lowest);
+            file.save()?;
+            tx_secy.install_sa(keys.tx_an, &keys.tx.as_key(), tx_next)?;
             tx_secy.set_encoding_sa(keys.tx_an)?;
-            rx_secy.install_sa(peer_sci, keys.rx_an, &keys.rx.as_key(), 1)?;
+            if let Some(sa) = tx_secy.sa(keys.tx_an) {
+                sa.set_ceiling(ceiling);
+            }
+            rx_secy.install_sa(peer_sci, keys.rx_an, &keys.rx.as_key(), rx_lowest)?;
+            rx_secy.set_pn_limit(peer_sci, keys.rx_an, rx_lowest - 1)?;
+            let reserve = Arc::new(Reserve::new(
+                rx_lowest - 1,
+                ceiling.saturating_sub(block / 2),
+            ));
+            persister = Some(Persister {
+                file,
+                tx_key,
+                rx_key,
+                tx: tx_secy.clone(),
+                tx_an: keys.tx_an,
+                block,
+                reserve,
+            });
         }
 
         let queues = spec.queues.max(1);
@@ -314,6 +366,8 @@ impl Link {
             dead_interval: spec.probe_interval * 3,
             epoch: Instant::now(),
             busy_poll_us: AtomicU64::new(spec.busy_poll.as_micros() as u64),
+            reserve: persister.as_ref().map(|p| p.reserve.clone()),
+            rx_next_pn: AtomicU64::new(0),
         });
         let (rx_cmds, rx_cmd_rx) = mpsc::channel();
         let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
@@ -373,6 +427,11 @@ impl Link {
             tx_cmds: tx_cmds[0].clone(),
             tx_wake: tx_wakes[0].clone(),
             control: control_tx.clone(),
+            reserve: spec
+                .keys
+                .as_ref()
+                .zip(shared.reserve.clone())
+                .map(|(k, r)| rx::RxReserve::new(r, k.rx_an)),
         };
         threads.push(
             std::thread::Builder::new()
@@ -390,7 +449,17 @@ impl Link {
                     .map_err(io_err("spawn the EAPOL reader"))?,
             );
         }
+        let persister = match persister {
+            Some(p) => Some(
+                std::thread::Builder::new()
+                    .name(format!("il-pn-{short}"))
+                    .spawn(move || p.run())
+                    .map_err(io_err("spawn the PN persister"))?,
+            ),
+            None => None,
+        };
         Ok(Link {
+            persister,
             control,
             control_rx: Some(control_rx),
             name: spec.name,
@@ -584,6 +653,20 @@ impl Link {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // No worker runs now: the exact next PNs go to the state file.
+        if let (Some(t), Some(r)) = (self.persister.take(), &self.shared.reserve) {
+            r.stop(self.shared.rx_next_pn.load(Ordering::Acquire));
+            let _ = t.join();
+        }
+    }
+
+    /// Writes of the PN state that failed, and the last failure (static keys).
+    pub fn state_errors(&self) -> (u64, Option<String>) {
+        self.shared
+            .reserve
+            .as_ref()
+            .map(|r| r.errors())
+            .unwrap_or_default()
     }
 }
 

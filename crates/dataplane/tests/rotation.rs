@@ -107,6 +107,7 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
             rx_an: an(0),
             tx: key(0xa0),
             rx: key(0xb0),
+            state: lab.dir.join("a.pn"),
         },
     );
     let mut b = start_in(
@@ -118,6 +119,7 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
             rx_an: an(0),
             tx: key(0xb0),
             rx: key(0xa0),
+            state: lab.dir.join("b.pn"),
         },
     );
     lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);

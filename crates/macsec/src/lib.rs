@@ -94,6 +94,8 @@ pub enum RxError {
     Late { sci: Sci, an: An, pn: u64 },
     #[error("ICV check failed: SCI {sci} AN {an} PN {pn:#x}")]
     NotValid { sci: Sci, an: An, pn: u64 },
+    #[error("valid frame above the reserved PNs: SCI {sci} AN {an} PN {pn:#x}")]
+    Unreserved { sci: Sci, an: An, pn: u64 },
 }
 
 /// Why a frame could not be protected. Each variant has its own counter in [`TxStats`].
@@ -103,6 +105,8 @@ pub enum TxError {
     SaNotInUse,
     #[error("transmit SA {an} has used its last packet number; a new SAK is needed")]
     PnExhausted { an: An },
+    #[error("transmit SA {an} has used the packet numbers reserved so far")]
+    PnUnreserved { an: An },
     #[error("protected frame of {len} octets exceeds the limit of {limit}")]
     TooLong { len: usize, limit: usize },
     #[error("frame needs {needed} octets of buffer, {available} available")]

@@ -295,9 +295,33 @@ impl RxSecY {
         }
     }
 
+    /// Sets the highest PN the SA `an` of `sci` accepts before it asks for more (see
+    /// [`RxSecY::validate_reserving`]); SAs start without a limit.
+    pub fn set_pn_limit(&mut self, sci: Sci, an: An, pn: u64) -> Result<(), SaError> {
+        self.sa_mut(sci, an)?.set_limit(pn);
+        Ok(())
+    }
+
     /// Validates the frame in `frame` in place (§10.6). On success the user data, decrypted,
     /// is at `Received::user`. Every discard bumps its counter in `stats` and is an error.
+    #[inline]
     pub fn validate(&mut self, stats: &mut RxStats, frame: &mut [u8]) -> Result<Received, RxError> {
+        self.validate_reserving(stats, frame, |_, _, _| None)
+    }
+
+    /// [`RxSecY::validate`], for SAs whose replay state must survive a restart. A frame that
+    /// validates with a PN above its SA's limit (see [`RxSecY::set_pn_limit`]) is accepted
+    /// only if `reserve(sci, an, pn)` returns a new limit (the SA's from then on) at or above
+    /// the PN, once that limit is durable; otherwise it is discarded and counted
+    /// (InPktsUnreserved). Only authenticated PNs reach `reserve`: a forged frame cannot move
+    /// what is stored.
+    #[inline]
+    pub fn validate_reserving(
+        &mut self,
+        stats: &mut RxStats,
+        frame: &mut [u8],
+        mut reserve: impl FnMut(Sci, An, u64) -> Option<u64>,
+    ) -> Result<Received, RxError> {
         let strict = self.cfg.validate_frames == ValidateFrames::Strict;
         if frame.len() < ADDRS_LEN + 2 {
             stats.in_pkts_bad_tag += 1;
@@ -409,6 +433,15 @@ impl RxSecY {
                 Accepted::Unchecked { sci, an, pn }
             }
         } else {
+            if pn > sa.limit() {
+                if let Some(limit) = reserve(sci, an, pn) {
+                    sa.set_limit(limit);
+                }
+                if pn > sa.limit() {
+                    stats.in_pkts_unreserved += 1;
+                    return Err(RxError::Unreserved { sci, an, pn });
+                }
+            }
             let accepted = if pn < sa.lowest_pn() {
                 stats.in_pkts_delayed += 1;
                 Accepted::Delayed { sci, an, pn }

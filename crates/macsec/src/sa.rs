@@ -124,7 +124,20 @@ pub struct TxSa {
     /// only after using 2^64 - 1.
     next_pn: AtomicU64,
     max_pn: u64,
+    /// The highest PN this SA may use now: the end of the PNs reserved in durable storage,
+    /// for keys that outlive the process (static keys), or `max_pn`.
+    ceiling: AtomicU64,
     rekey_threshold: u64,
+}
+
+/// Why [`TxSa::take_pn`] gave no PN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoPn {
+    /// Every PN of the SA has been used.
+    Exhausted,
+    /// The next PN lies above the reserved ceiling: it may only be used once the reservation
+    /// that covers it is durable.
+    Unreserved,
 }
 
 impl TxSa {
@@ -144,6 +157,7 @@ impl TxSa {
             iv,
             next_pn: AtomicU64::new(next_pn),
             max_pn: suite.max_pn(),
+            ceiling: AtomicU64::new(suite.max_pn()),
             rekey_threshold,
         })
     }
@@ -170,15 +184,35 @@ impl TxSa {
         self.rekey_threshold
     }
 
-    /// Takes the next PN. `None` when the PN space is exhausted: the SA must not send again.
+    /// The highest PN the SA may use before its ceiling is raised.
+    pub fn ceiling(&self) -> u64 {
+        self.ceiling.load(Ordering::Acquire)
+    }
+
+    /// Sets the highest PN the SA may use (at most the suite's last PN). Whoever persists
+    /// PN reservations raises it once a reservation is durable; transmit workers sharing
+    /// the SA see it at their next frame.
+    pub fn set_ceiling(&self, pn: u64) {
+        self.ceiling.store(pn.min(self.max_pn), Ordering::Release);
+    }
+
+    /// Takes the next PN: refused once the PN space is exhausted (the SA must not send again)
+    /// or while the next PN is above the ceiling.
     #[inline]
-    pub(crate) fn take_pn(&self) -> Option<u64> {
+    pub(crate) fn take_pn(&self) -> Result<u64, NoPn> {
         let max = self.max_pn;
+        let ceiling = self.ceiling.load(Ordering::Acquire);
         self.next_pn
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pn| {
-                (pn != 0 && pn <= max).then(|| pn.wrapping_add(1))
+                (pn != 0 && pn <= ceiling && pn <= max).then(|| pn.wrapping_add(1))
             })
-            .ok()
+            .map_err(|pn| {
+                if pn == 0 || pn > max {
+                    NoPn::Exhausted
+                } else {
+                    NoPn::Unreserved
+                }
+            })
     }
 
     #[inline]
@@ -271,6 +305,10 @@ pub struct RxSa {
     xpn: bool,
     next_pn: u64,
     lowest_pn: u64,
+    /// The highest PN this SA may accept before more is reserved: frames above it are only
+    /// accepted once the reservation is durable, so that a restart resumes above every PN
+    /// accepted before it (static keys); `u64::MAX` otherwise.
+    limit: u64,
     seen: SeenPns,
 }
 
@@ -292,6 +330,7 @@ impl RxSa {
             xpn: suite.is_xpn(),
             next_pn: lowest_pn,
             lowest_pn,
+            limit: u64::MAX,
             seen: SeenPns::new(window, lowest_pn),
         })
     }
@@ -308,6 +347,15 @@ impl RxSa {
     /// The lowest PN that replay protection still accepts.
     pub fn lowest_pn(&self) -> u64 {
         self.lowest_pn
+    }
+
+    /// The highest PN the SA accepts before its limit is raised.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub(crate) fn set_limit(&mut self, pn: u64) {
+        self.limit = pn;
     }
 
     /// Raises the lowest acceptable PN, as the KaY does from a peer's "lowest acceptable PN"

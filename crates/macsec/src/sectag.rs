@@ -166,6 +166,29 @@ pub struct BadAn(pub u8);
 pub struct Sci([u8; 8]);
 
 impl Sci {
+    /// The MAC part of the SCI interlink derives for an underlay address over UDP (and the
+    /// stand-in DA/SA of the AAD there): locally administered, `02:00` and the IPv4 address;
+    /// for IPv6, `02` and five octets of the 64-bit FNV-1a hash of all sixteen, so that two
+    /// addresses that differ only in their upper octets (fd00:a::1 and fd00:b::1) still get
+    /// SCIs of their own.
+    pub fn udp_mac(addr: &core::net::IpAddr) -> [u8; 6] {
+        match addr {
+            core::net::IpAddr::V4(a) => {
+                let o = a.octets();
+                [0x02, 0x00, o[0], o[1], o[2], o[3]]
+            }
+            core::net::IpAddr::V6(a) => {
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in a.octets() {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+                let o = h.to_be_bytes();
+                [0x02, o[3], o[4], o[5], o[6], o[7]]
+            }
+        }
+    }
+
     /// The port of an end station's implicit SCI (§9.5, ES bit).
     pub const PORT_ES: u16 = 0x0001;
     /// The port of a Single Copy Broadcast SCI (§9.5, SCB bit).

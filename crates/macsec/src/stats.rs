@@ -43,6 +43,9 @@ counters! {
         out_pkts_sa_not_in_use => "OutPktsSANotInUse",
         /// Frames discarded because the transmit SA has used its last PN.
         out_pkts_pn_exhausted => "OutPktsPNExhausted",
+        /// Frames discarded because the next PN is not yet reserved in durable storage (not
+        /// in the MIB: keys that outlive the process reserve their PNs before using them).
+        out_pkts_pn_unreserved => "OutPktsPNUnreserved",
         /// Frames discarded because the user data is too short to hold an EtherType.
         out_pkts_malformed => "OutPktsMalformed",
     }
@@ -77,6 +80,9 @@ counters! {
         in_pkts_unchecked => "InPktsUnchecked",
         /// Frames validated and delivered.
         in_pkts_ok => "InPktsOK",
+        /// Valid frames discarded because their PN is above what the SA may accept before
+        /// more is reserved in durable storage (not in the MIB; see `RxSecY::validate_reserving`).
+        in_pkts_unreserved => "InPktsUnreserved",
         /// User data octets validated that were not encrypted.
         in_octets_validated => "InOctetsValidated",
         /// User data octets validated and decrypted.
@@ -109,6 +115,7 @@ impl RxStats {
             + self.in_pkts_not_using_sa
             + self.in_pkts_late
             + self.in_pkts_not_valid
+            + self.in_pkts_unreserved
     }
 }
 
@@ -118,6 +125,7 @@ impl TxStats {
         self.out_pkts_too_long
             + self.out_pkts_sa_not_in_use
             + self.out_pkts_pn_exhausted
+            + self.out_pkts_pn_unreserved
             + self.out_pkts_malformed
     }
 }
@@ -142,7 +150,7 @@ mod tests {
         assert_eq!(a.in_pkts_ok, 7);
         assert_eq!(a.in_pkts_late, 1);
         assert_eq!(a.in_octets_decrypted, 100);
-        assert_eq!(a.entries().count(), 15);
+        assert_eq!(a.entries().count(), 16);
         assert_eq!(
             a.entries().find(|(n, _)| *n == "InPktsOK"),
             Some(("InPktsOK", 7))

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::sa::{SaKey, TxSa};
+use crate::sa::{NoPn, SaKey, TxSa};
 use crate::sectag::{SecTag, SecTagRepr};
 use crate::stats::TxStats;
 use crate::{
@@ -190,9 +190,16 @@ impl TxSecY {
             });
         }
         // §10.5.2: a PN is never reused; an exhausted SA refuses to send.
-        let Some(pn) = sa.take_pn() else {
-            stats.out_pkts_pn_exhausted += 1;
-            return Err(TxError::PnExhausted { an: sa.an() });
+        let pn = match sa.take_pn() {
+            Ok(pn) => pn,
+            Err(NoPn::Exhausted) => {
+                stats.out_pkts_pn_exhausted += 1;
+                return Err(TxError::PnExhausted { an: sa.an() });
+            }
+            Err(NoPn::Unreserved) => {
+                stats.out_pkts_pn_unreserved += 1;
+                return Err(TxError::PnUnreserved { an: sa.an() });
+            }
         };
         let frame = &mut frame[..len];
         frame[ADDRS_LEN..ADDRS_LEN + 2].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());

@@ -613,3 +613,86 @@ fn key_and_parameter_errors_are_typed() {
     )
     .is_err());
 }
+
+#[test]
+fn a_transmit_sa_sends_nothing_above_its_ceiling() {
+    // The PNs of a static key are reserved in durable storage before use: the SA refuses to
+    // go past the reservation, and goes on from the same PN once it is raised.
+    let mut p = pair();
+    let sa = p.tx.encoding_sa().unwrap();
+    sa.set_ceiling(2);
+    assert_eq!(sa.ceiling(), 2);
+    for _ in 0..2 {
+        let f = p.protect(PAYLOAD);
+        assert_eq!(p.validate(&f).unwrap(), PAYLOAD);
+    }
+    let mut buf = vec![0; 200];
+    for _ in 0..2 {
+        assert_eq!(
+            p.tx.protect(&mut p.tx_stats, &mut buf, 60),
+            Err(TxError::PnUnreserved { an: p.an })
+        );
+    }
+    assert_eq!(p.tx_stats.out_pkts_pn_unreserved, 2);
+    assert_eq!(p.tx_stats.out_pkts_pn_exhausted, 0);
+    assert_eq!(p.tx.encoding_sa().unwrap().next_pn(), Some(3));
+    p.tx.encoding_sa().unwrap().set_ceiling(u64::MAX);
+    let f = p.protect(PAYLOAD);
+    assert_eq!(f[16..20], 3u32.to_be_bytes(), "no PN skipped or repeated");
+    // The ceiling never goes past the suite's last PN.
+    assert_eq!(
+        p.tx.encoding_sa().unwrap().ceiling(),
+        CipherSuite::GcmAes128.max_pn()
+    );
+}
+
+#[test]
+fn a_receive_sa_accepts_above_its_limit_only_once_reserved() {
+    let mut p = pair();
+    let (sci, an) = (p.sci, p.an);
+    p.rx.set_pn_limit(sci, an, 1).unwrap();
+    let frames: Vec<Vec<u8>> = (0..3).map(|_| p.protect(PAYLOAD)).collect();
+    let mut stats = RxStats::default();
+    let mut asked = Vec::new();
+    let mut f = frames[0].clone();
+    p.rx.validate_reserving(&mut stats, &mut f, |_, _, pn| {
+        asked.push(pn);
+        None
+    })
+    .unwrap();
+    assert!(asked.is_empty(), "PN 1 is within the limit");
+    // PN 2: the reservation fails, the frame is dropped and the state does not move.
+    let mut f = frames[1].clone();
+    assert_eq!(
+        p.rx.validate_reserving(&mut stats, &mut f, |_, _, pn| {
+            asked.push(pn);
+            None
+        }),
+        Err(RxError::Unreserved { sci, an, pn: 2 })
+    );
+    assert_eq!(stats.in_pkts_unreserved, 1);
+    assert_eq!(p.rx.sc(sci).unwrap().sa(an).unwrap().next_pn(), 2);
+    // A forged frame with a high PN never reaches the reservation.
+    let mut forged = frames[2].clone();
+    forged[19] ^= 0x40;
+    assert!(matches!(
+        p.rx.validate_reserving(&mut stats, &mut forged, |_, _, pn| {
+            asked.push(pn);
+            Some(pn)
+        }),
+        Err(RxError::NotValid { .. })
+    ));
+    assert_eq!(asked, [2]);
+    // Reserved up to 10: accepted, and the next frame needs no reservation.
+    for f in &frames[1..] {
+        let mut f = f.clone();
+        p.rx.validate_reserving(&mut stats, &mut f, |_, _, pn| {
+            asked.push(pn);
+            Some(10)
+        })
+        .unwrap();
+    }
+    assert_eq!(asked, [2, 2]);
+    assert_eq!(p.rx.sc(sci).unwrap().sa(an).unwrap().limit(), 10);
+    assert_eq!(stats.in_pkts_ok, 3);
+}

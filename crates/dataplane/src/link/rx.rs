@@ -15,6 +15,7 @@ use super::idle::Idle;
 use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
 use crate::counters::Counters;
 use crate::offload::{TcpCoalescer, UdpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
+use crate::pnstate::{self, Reserve};
 use crate::probe::{Probe, ETHERTYPE_PROBE};
 use crate::sys::{self, MmsgBatch};
 
@@ -80,6 +81,99 @@ pub(super) struct RxWorker {
     pub(super) tx_wake: Arc<Waker>,
     /// MKPDUs that arrive over UDP go here.
     pub(super) control: Sender<Vec<u8>>,
+    /// Static keys: the receive SA's limit, reserved in the PN state file.
+    pub(super) reserve: Option<RxReserve>,
+}
+
+/// How far the static receive SA may accept, kept just ahead of the traffic: a margin of
+/// about 200 ms at the rate seen (at least [`MIN_RX_MARGIN`]), so that the state file is
+/// written a few times a second at most and a frame rarely waits for a write; when the
+/// traffic slows, the limit comes back down to the margin, so that after a crash the peer's
+/// frames are refused for no longer than about that margin.
+pub(super) struct RxReserve {
+    reserve: Arc<Reserve>,
+    an: An,
+    margin: u64,
+    /// The limit last asked for. The SA accepts up to the lower of it and what is durable:
+    /// asking for a lower limit binds at once, a higher one once it is written.
+    requested: u64,
+    /// The next PN and the time at the start of the rate's window.
+    window: (u64, Instant),
+}
+
+/// The least the receive limit runs ahead: an idle link's probes write the state every few
+/// seconds, not at each frame.
+const MIN_RX_MARGIN: u64 = 4;
+
+impl RxReserve {
+    pub(super) fn new(reserve: Arc<Reserve>, an: An) -> RxReserve {
+        let requested = reserve.rx_durable();
+        RxReserve {
+            reserve,
+            an,
+            margin: MIN_RX_MARGIN,
+            requested,
+            window: (0, Instant::now()),
+        }
+    }
+
+    /// What the SA may accept now.
+    fn allowed(&self) -> u64 {
+        self.requested.min(self.reserve.rx_durable())
+    }
+
+    /// For a valid frame above the limit: asks for a limit above it and waits for it to be
+    /// durable (a write of the state file).
+    fn reserve_for(&mut self, pn: u64) -> u64 {
+        self.requested = pn.saturating_add(self.margin);
+        self.reserve
+            .reserve_rx(self.requested, pn, Duration::from_secs(1));
+        self.allowed()
+    }
+
+    /// After each turn of the worker, busy or not: measures the rate, applies what was
+    /// written, and asks for the next limit ahead of the traffic, or a lower one once the
+    /// traffic has slowed. Only the SA with a limit is the static key's: one installed over
+    /// it since (a rotation) is not reserved here.
+    fn tick(&mut self, secy: &mut RxSecY, peer: Sci) {
+        let Some(sa) = secy.sc(peer).and_then(|sc| sc.sa(self.an)) else {
+            return;
+        };
+        let (limit, next) = (sa.limit(), sa.next_pn());
+        if limit == u64::MAX {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.window.1);
+        if elapsed >= Duration::from_millis(100) {
+            let pns = next.saturating_sub(self.window.0);
+            let rate = pns.saturating_mul(200_000) / (elapsed.as_micros() as u64).max(1);
+            self.margin = rate.clamp(MIN_RX_MARGIN, pnstate::MAX_RX_MARGIN);
+            self.window = (next, now);
+        }
+        // Every PN below `next` was accepted: a limit of `next - 1 + margin` covers them.
+        let target = (next - 1).saturating_add(self.margin);
+        let allowed = self.allowed();
+        let near = next.saturating_add(self.margin / 2) > allowed;
+        let far = allowed > target.saturating_add(3 * self.margin);
+        if (near && target > self.requested) || far {
+            self.requested = target;
+            self.reserve.request_rx(target);
+        }
+        let allowed = self.allowed();
+        if allowed != limit {
+            let _ = secy.set_pn_limit(peer, self.an, allowed);
+        }
+    }
+
+    /// The receive SA's next PN, for the state file at stop; 0 if it is not the static
+    /// key's any more.
+    fn next_pn(&self, secy: &RxSecY, peer: Sci) -> u64 {
+        secy.sc(peer)
+            .and_then(|sc| sc.sa(self.an))
+            .filter(|sa| sa.limit() != u64::MAX)
+            .map_or(0, |sa| sa.next_pn())
+    }
 }
 
 impl RxWorker {
@@ -129,6 +223,9 @@ impl RxWorker {
                 self.wake.drain();
             }
             if !readable {
+                if let Some(r) = &mut self.reserve {
+                    r.tick(&mut self.secy, peer);
+                }
                 continue;
             }
             let n = {
@@ -158,10 +255,18 @@ impl RxWorker {
                 }
             }
             gro.flush(tun, &mut counters);
+            if let Some(r) = &mut self.reserve {
+                r.tick(&mut self.secy, peer);
+            }
             self.shared.rx.publish(&counters);
             self.publish_pns(peer);
         }
         self.shared.rx.publish(&counters);
+        if let Some(r) = &self.reserve {
+            self.shared
+                .rx_next_pn
+                .store(r.next_pn(&self.secy, peer), Ordering::Release);
+        }
     }
 
     fn publish_pns(&self, peer: Sci) {
@@ -186,10 +291,27 @@ impl RxWorker {
             frame[..ADDRS_LEN].copy_from_slice(addrs);
             frame[ADDRS_LEN..PAYLOAD].copy_from_slice(&ETHERTYPE_MACSEC.to_be_bytes());
         }
-        // A discard is counted by the SecY.
-        let Ok(r) = self.secy.validate(&mut counters.secy_rx, frame) else {
+        // A discard is counted by the SecY. A valid frame above the static key's reserved
+        // PNs waits for the reservation (a write of the state file) before it is accepted.
+        let r = match &mut self.reserve {
+            None => self.secy.validate(&mut counters.secy_rx, frame),
+            Some(res) => self
+                .secy
+                .validate_reserving(&mut counters.secy_rx, frame, |_, _, pn| {
+                    Some(res.reserve_for(pn))
+                }),
+        };
+        let Ok(r) = r else {
             return;
         };
+        // Only frames that validated reach TUN or the probes, whatever validateFrames says:
+        // with "check" or "disabled" the SecY passes on frames it could not authenticate
+        // (unknown SCI, unused SA, bad ICV, C clear), and anyone who can reach the underlay
+        // could inject packets into the network behind the link. The SecY has counted them
+        // (InPktsInvalid, InPktsUnchecked, ...); the metrics show them as drops.
+        if !matches!(r.accepted, Accepted::Ok { .. } | Accepted::Delayed { .. }) {
+            return;
+        }
         if r.user.len() < 2 {
             counters.link.not_ip += 1;
             return;
@@ -207,7 +329,7 @@ impl RxWorker {
                 VirtioNetHdr::default().emit(&mut frame[vh..ip]);
                 write_tun(tun, &frame[vh..r.user.end], 1, counters);
             }
-            // Only an authenticated probe says anything about the link.
+            // Only an authenticated, in-order probe says anything about the link.
             ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
                 self.probe(Probe::parse(&frame[ip..r.user.end]), counters)
             }

@@ -191,6 +191,11 @@ impl TxWorker {
             }
             let (packets, m) = wire_packets::<BATCH>(&arena, SLOT, &lens, pending, n, self.wire);
             self.send(&mut mmsg, &packets[..m], &mut counters);
+            // Static keys: the persister reserves the next block of PNs before this one runs
+            // out.
+            if let (Some(r), Some(sa)) = (&self.shared.reserve, self.secy.encoding_sa()) {
+                r.check_tx(sa.next_pn().unwrap_or(u64::MAX));
+            }
             self.shared.tx[self.queue].publish(&counters);
         }
         self.shared.tx[self.queue].publish(&counters);
