@@ -1011,6 +1011,13 @@ fn the_key_server_rekeys_at_the_pn_threshold() {
     // Over 10 MB in frames of at most 1440 octets is over 7000 frames from gateway A: the
     // SAK changes at least once past 5000 PNs (a second takes some 25000 here).
     assert!(switches >= 2, "{la}\n{lb}");
+    // Each key carries thousands of frames: no key is burnt through on stale PN readings.
+    let frames = counter(&la, "OutPktsEncrypted");
+    eprintln!("mka-pn: {switches} keys for {frames} frames");
+    assert!(
+        (switches as u64) <= frames / 5000 + 2,
+        "{switches} keys for {frames} frames:\n{la}"
+    );
     for log in [&la, &lb] {
         no_frame_lost_to_key_changes(log);
     }
@@ -1477,4 +1484,57 @@ fn unauthenticated_frames_never_reach_the_site_under_validate_check() {
     assert_eq!(status, Some(0), "{log}");
     assert_eq!(counter(&log, "InPktsUnknownSCI"), 1, "{log}");
     assert_eq!(counter(&log, "InPktsInvalid"), 1, "{log}");
+}
+
+#[test]
+fn an_mkpdu_flood_is_bounded_and_leaves_the_daemon_answering() {
+    // Anyone who can reach the underlay port can send MKPDUs (they are checked only once
+    // read). A flood is dropped and counted past a small queue; MKA stays live, and the
+    // main loop (interlinkctl, BGP, the watchdog) keeps answering.
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mkaflood");
+    lab.two_sites();
+    start_mka(&mut lab, Wire::Udp, CAK);
+    lab.wait_for("a SAK in use", Duration::from_secs(15), || {
+        lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    // EAPOL-MKA frames of junk, from gateway A's underlay address and port.
+    let mut eapol = vec![0x88, 0x8e, 3, 5, 0, 96];
+    eapol.extend((0..96u8).map(|i| i.wrapping_mul(37)));
+    let frame = udp_frame_to_b(&eapol);
+    let frames = vec![frame; 20_000];
+    let ns = lab.ns("ga");
+    let flood = std::thread::spawn(move || {
+        for _ in 0..5 {
+            inject(&ns, "wan", &frames);
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    while !flood.is_finished() {
+        let t = std::time::Instant::now();
+        let (code, _, err) = ctl(&lab, "b", &["status"]);
+        assert_eq!(code, 0, "{err}");
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    flood.join().unwrap();
+    eprintln!("mkaflood: slowest interlinkctl status during the flood: {slowest:?}");
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    ping(&lab, "ha", "10.2.0.2");
+    let (code, out, err) = ctl(&lab, "b", &["--json", "show", "links"]);
+    assert_eq!(code, 0, "{err}");
+    let l: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mka = &l[0]["mka"];
+    assert_eq!(mka["live"], true, "{l}");
+    let full = mka["drops"]["queue_full"].as_u64().unwrap_or(0);
+    let malformed = mka["drops"]["malformed"].as_u64().unwrap_or(0);
+    eprintln!("mkaflood: 100000 sent, {malformed} read and refused, {full} dropped unread");
+    assert!(full > 0 && malformed > 0, "{l}");
+    assert!(
+        lab.log("gb").contains("MKPDU(s) dropped"),
+        "{}",
+        lab.log("gb")
+    );
 }

@@ -95,7 +95,7 @@ fn links(ctl: &Ctl<'_>) -> Value {
                 Transport::Udp { remote, .. } => format!("udp {remote}"),
                 Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
             };
-            let mka = run.mka.as_ref().map(|m| m.view());
+            let mka = run.mka.as_ref().map(|m| m.view(&run.link));
             json!({
                 "name": l.name(),
                 "interface": l.ifname(),

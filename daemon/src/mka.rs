@@ -1,7 +1,9 @@
 //! MKA for a link: the port's KaY fed with the link's MKPDUs, PNs and the clock, and its
 //! answers applied to the link's SecY. The protocol is in `interlink_mka`; this is wiring.
 
+use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use interlink_config::{Keying, Link as LinkConfig, MkaKeys};
@@ -9,7 +11,16 @@ use interlink_dataplane::{Link, SaKeys};
 use interlink_macsec::{An, CipherSuite, Sak};
 use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
+use interlink_mka::mkpdu::Ki;
 use interlink_mka::participant::{Config, PnStatus, XpnParams};
+
+/// Rung when an MKPDU arrives on any link: the main loop then runs MKA at once, and
+/// otherwise only when a KaY's timer is due (no fixed polling).
+pub static WAKE: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
+
+/// MKPDUs one turn handles for one link, so that a flood cannot hold the main loop (BGP,
+/// the watchdog) for long; what is left waits for the next turn.
+const MKPDUS_PER_TURN: usize = 16;
 
 /// MKA for one link: the KaY, where MKPDUs arrive, and what was last logged.
 pub struct MkaRun {
@@ -19,6 +30,14 @@ pub struct MkaRun {
     /// the peer's SCI.
     peer_addrs: [u8; 12],
     icv_failures_logged: u64,
+    flood_logged: u64,
+    /// The key on each receive and transmit AN of the link, as installed: the PN readings
+    /// are tagged with them, so that a reading is never credited to another key.
+    rx_kis: [Option<Ki>; 4],
+    tx_kis: [Option<Ki>; 4],
+    /// The next PN of each key transmitted with, as last seen: a key installed again starts
+    /// above it (an AN reused by another key loses the SA, not this).
+    tx_next: HashMap<Ki, u64>,
     /// Transmit SAs switched to, and whether a peer is live: for the metrics.
     pub tx_switches: u64,
     pub live: bool,
@@ -63,7 +82,8 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
         rekey_interval: m.rekey_interval,
         pn_threshold: m.rekey_pn.unwrap_or(suite.default_rekey_threshold()),
     };
-    let rx = link.take_control_rx()?;
+    let rx = link.take_control_rx(|| WAKE.notify_one())?;
+    link.set_pn_alarm(template.pn_threshold);
     let mut peer_addrs = [0u8; 12];
     peer_addrs[..6].copy_from_slice(&interlink_dataplane::EAPOL_GROUP);
     peer_addrs[6..].copy_from_slice(&link.peer_sci().mac());
@@ -74,6 +94,10 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
                 rx,
                 peer_addrs,
                 icv_failures_logged: 0,
+                flood_logged: 0,
+                rx_kis: [None; 4],
+                tx_kis: [None; 4],
+                tx_next: HashMap::new(),
                 tx_switches: 0,
                 live: false,
             })
@@ -94,11 +118,22 @@ impl MkaRun {
     }
 
     /// What the metrics show of MKA.
-    pub fn metrics(&self) -> crate::metrics::MkaView {
+    pub fn metrics(&self, link: &Link) -> crate::metrics::MkaView {
         crate::metrics::MkaView {
             key_server: self.kay.is_key_server(),
-            drops: self.kay.drops(),
+            drops: self.drops(link),
         }
+    }
+
+    /// MKPDUs dropped, by reason: the KaY's, and those the queue from the data plane had no
+    /// room for (`queue_full`).
+    fn drops(&self, link: &Link) -> HashMap<&'static str, u64> {
+        let mut d = self.kay.drops();
+        let full = link.control_dropped();
+        if full > 0 {
+            d.insert("queue_full", full);
+        }
+        d
     }
 
     /// Asks for a new SAK now; refused when the peer is the key server.
@@ -107,7 +142,7 @@ impl MkaRun {
     }
 
     /// MKA as `interlinkctl show links` shows it.
-    pub fn view(&self) -> serde_json::Value {
+    pub fn view(&self, link: &Link) -> serde_json::Value {
         let principal = self.kay.principal();
         let key = principal.and_then(|ca| self.kay.latest(ca));
         serde_json::json!({
@@ -121,20 +156,49 @@ impl MkaRun {
                 "transmitting": tx,
             })),
             "sak_changes": self.tx_switches,
-            "drops": self.kay.drops(),
+            "drops": self.drops(link),
         })
     }
 
-    /// MKPDUs in, timers, PNs, and what the KaY asks for.
-    pub fn turn(&mut self, link: &mut Link) {
-        let now = Instant::now();
-        self.kay.set_pns(PnStatus {
-            tx: link.tx_pn().map(|(an, pn)| (an.index() as u8, pn)),
-            rx_lowest: link.rx_lowest_pns(),
+    /// When the KaY's next timer is due.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.kay.next_timer()
+    }
+
+    /// What the data plane's PNs are, each tagged with the key it is under; the transmit
+    /// PN of the key in use is remembered for a later re-install.
+    fn pns(&mut self, link: &Link) -> PnStatus {
+        let tx = link.tx_pn().and_then(|(an, pn)| {
+            let ki = self.tx_kis[an.index()]?;
+            let seen = self.tx_next.entry(ki).or_default();
+            *seen = (*seen).max(pn);
+            Some((ki, pn))
         });
+        let lowest = link.rx_lowest_pns();
+        PnStatus {
+            tx,
+            rx_lowest: std::array::from_fn(|an| self.rx_kis[an].map(|ki| (ki, lowest[an]))),
+        }
+    }
+
+    /// MKPDUs in (at most [`MKPDUS_PER_TURN`]), timers, PNs, and what the KaY asks for.
+    /// Returns true if MKPDUs are left for another turn.
+    pub fn turn(&mut self, link: &mut Link) -> bool {
+        let now = Instant::now();
+        let pns = self.pns(link);
+        self.kay.set_pns(pns);
+        let kept = self.kay.keys();
+        self.tx_next.retain(|ki, _| kept.contains(ki));
         let mut actions = Vec::new();
-        while let Ok(frame) = self.rx.try_recv() {
-            actions.extend(self.kay.on_mkpdu(now, &self.peer_addrs, &frame));
+        let mut more = true;
+        for _ in 0..MKPDUS_PER_TURN {
+            match self.rx.try_recv() {
+                Ok(frame) => actions.extend(self.kay.on_mkpdu(now, &self.peer_addrs, &frame)),
+                Err(_) => {
+                    more = false;
+                    break;
+                }
+            }
         }
         if self.kay.next_timer().is_some_and(|t| now >= t) {
             actions.extend(self.kay.on_timer(now));
@@ -149,7 +213,17 @@ impl MkaRun {
             );
             self.icv_failures_logged = icv + 4;
         }
+        let flood = link.control_dropped();
+        if flood > self.flood_logged {
+            warn!(
+                "mka: link {}: {flood} MKPDU(s) dropped: more arrived than MKA takes (a flood?)",
+                link.name()
+            );
+            // Once per thousand more, not per MKPDU.
+            self.flood_logged = flood + 1000;
+        }
         self.apply(link, actions);
+        more
     }
 
     fn apply(&mut self, link: &mut Link, actions: Vec<Action>) {
@@ -179,25 +253,50 @@ impl MkaRun {
                         link.install_rx_sa(an, keys, 1).map_err(|e| e.to_string())
                     });
                     match r {
-                        Ok(()) => log!("mka: link {name}: receiving with key {} on AN {an}", ki.kn),
+                        Ok(()) => {
+                            self.rx_kis[an.index()] = Some(ki);
+                            log!("mka: link {name}: receiving with key {} on AN {an}", ki.kn)
+                        }
                         Err(e) => warn!("mka: link {name}: cannot install the receive SA: {e}"),
                     }
                 }
-                Action::InstallTx { an, ki, sak, xpn } => {
+                Action::InstallTx {
+                    an,
+                    ki,
+                    sak,
+                    xpn,
+                    next_pn,
+                } => {
                     let an = An::new(an & 3).expect("an AN is 0 to 3");
+                    // The SA this replaces took its PNs with it: note where its key was.
+                    if let (Some(old), Some(sa)) = (self.tx_kis[an.index()], link.tx_secy().sa(an))
+                    {
+                        let seen = self.tx_next.entry(old).or_default();
+                        *seen = (*seen).max(sa.next_pn().unwrap_or(u64::MAX));
+                    }
+                    // Above every PN this key used here, and every PN a peer accepted.
+                    let from = next_pn.max(self.tx_next.get(&ki).copied().unwrap_or(1));
                     let r = xpn_keys(&xpn, &link.sci()).and_then(|xpn| {
                         let keys = SaKeys {
                             sak: Sak::new(sak.as_bytes().to_vec()),
                             xpn,
                         };
-                        link.install_tx_sa(an, &keys, 1)
+                        link.install_tx_sa(an, &keys, from)
                             .and_then(|()| link.use_tx_sa(an))
                             .map_err(|e| e.to_string())
                     });
                     match r {
                         Ok(()) => {
+                            self.tx_kis[an.index()] = Some(ki);
                             self.tx_switches += 1;
-                            log!("mka: link {name}: sending with key {} on AN {an}", ki.kn)
+                            if from > 1 {
+                                log!(
+                                    "mka: link {name}: sending with key {} on AN {an} again, from PN {from}",
+                                    ki.kn
+                                )
+                            } else {
+                                log!("mka: link {name}: sending with key {} on AN {an}", ki.kn)
+                            }
                         }
                         Err(e) => warn!("mka: link {name}: cannot install the transmit SA: {e}"),
                     }
@@ -218,10 +317,13 @@ impl MkaRun {
                 Action::RemoveRx { an, ki } => {
                     let an = An::new(an & 3).expect("an AN is 0 to 3");
                     match link.remove_rx_sa(an) {
-                        Ok(()) => log!(
-                            "mka: link {name}: key {} on AN {an} no longer accepted (its CAK left the keychain)",
-                            ki.kn
-                        ),
+                        Ok(()) => {
+                            self.rx_kis[an.index()] = None;
+                            log!(
+                                "mka: link {name}: key {} on AN {an} no longer accepted (its CAK left the keychain)",
+                                ki.kn
+                            )
+                        }
                         Err(e) => warn!("mka: link {name}: cannot remove the receive SA: {e}"),
                     }
                 }

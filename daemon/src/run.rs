@@ -200,6 +200,20 @@ impl LinkRun {
     }
 }
 
+/// A turn of MKA on every link that runs it; if MKPDUs are left (a flood), another turn is
+/// asked for, after whatever else the main loop has waiting.
+fn mka_turns(links: &mut [LinkRun]) {
+    let mut more = false;
+    for l in links.iter_mut() {
+        if let Some(m) = &mut l.mka {
+            more |= m.turn(&mut l.link);
+        }
+    }
+    if more {
+        crate::mka::WAKE.notify_one();
+    }
+}
+
 /// Interfaces down and their networks, from the FIB's kernel events, and what BGP was told.
 #[derive(Default)]
 struct Reachability {
@@ -744,9 +758,13 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
         };
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    // MKA answers MKPDUs and fires its timers within this.
-    let mut mka_tick = tokio::time::interval(Duration::from_millis(20));
     loop {
+        // MKA runs when an MKPDU arrives (crate::mka::WAKE) and when a KaY's timer is due.
+        let mka_due = links
+            .iter()
+            .filter_map(|l| l.mka.as_ref()?.next_timer())
+            .min()
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -801,12 +819,9 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 swept = true;
             }
             _ = watchdog.tick() => notifier.notify("WATCHDOG=1"),
-            _ = mka_tick.tick(), if links.iter().any(|l| l.mka.is_some()) => {
-                for l in &mut links {
-                    if let Some(m) = &mut l.mka {
-                        m.turn(&mut l.link);
-                    }
-                }
+            _ = crate::mka::WAKE.notified() => mka_turns(&mut links),
+            _ = tokio::time::sleep_until(mka_due.unwrap_or_else(tokio::time::Instant::now)), if mka_due.is_some() => {
+                mka_turns(&mut links)
             }
             Some(req) = ctl_rx.recv() => {
                 let mut ctl = ctl!();
@@ -850,7 +865,7 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                             rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
                             tun_tx_dropped: l.link.tun_tx_dropped(),
                             mka_live: l.mka.as_ref().map(|m| m.live),
-                            mka: l.mka.as_ref().map(|m| m.metrics()),
+                            mka: l.mka.as_ref().map(|m| m.metrics(&l.link)),
                         })
                         .collect(),
                     fib: &snap,

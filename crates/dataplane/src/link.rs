@@ -26,8 +26,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,9 @@ use tx::TxWorker;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
+/// MKPDUs waiting for the control plane: a peer sends one every 2 s, a rekey a few more; a
+/// flood beyond this is dropped and counted, never queued without bound.
+pub const CONTROL_QUEUE: usize = 64;
 /// One packet buffer: room for the headers, a 64 KiB packet and the ICV.
 const SLOT: usize = 65_536 + 64;
 /// Offset of the UDP payload (the SecTAG) in a frame buffer: after DA, SA and EtherType.
@@ -199,6 +202,66 @@ struct Shared {
     reserve: Option<Arc<Reserve>>,
     /// The receive SA's next PN as the receive worker left it (static keys, at stop).
     rx_next_pn: AtomicU64,
+    /// MKPDUs dropped because the control plane's queue was full.
+    control_dropped: AtomicU64,
+    /// Called after each MKPDU queued, so that the control plane runs MKA on arrival, and
+    /// when a PN in use passes `pn_alarm`.
+    control_wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// MKA's rekey threshold: once a transmit PN or a receive SA's lowest acceptable PN is
+    /// past it, the workers wake the control plane (at most every 100 ms), so that MKA
+    /// notices without polling. `u64::MAX`: none.
+    pn_alarm: AtomicU64,
+    /// When the alarm last rang, in ns of the link's epoch.
+    pn_alarm_rung: AtomicU64,
+}
+
+impl Shared {
+    /// For a worker after a batch: rings the control plane if `pn` is past the alarm.
+    #[inline]
+    fn check_pn_alarm(&self, pn: u64) {
+        if pn <= self.pn_alarm.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.now_ns();
+        let last = self.pn_alarm_rung.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 100_000_000
+            && self
+                .pn_alarm_rung
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Some(wake) = self.control_wake.get() {
+                wake();
+            }
+        }
+    }
+}
+
+/// Where the workers put the MKPDUs that arrive.
+#[derive(Clone)]
+pub(crate) struct ControlTx {
+    tx: SyncSender<Vec<u8>>,
+    shared: Arc<Shared>,
+}
+
+impl ControlTx {
+    /// Queues an MKPDU for the control plane, or drops and counts it when the queue is
+    /// full. False once nobody takes them any more.
+    pub(crate) fn deliver(&self, mkpdu: &[u8]) -> bool {
+        match self.tx.try_send(mkpdu.to_vec()) {
+            Ok(()) => {
+                if let Some(wake) = self.shared.control_wake.get() {
+                    wake();
+                }
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.shared.control_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
 }
 
 impl Shared {
@@ -352,7 +415,7 @@ impl Link {
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
-        let (control_tx, control_rx) = mpsc::channel();
+        let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let control = match wire.eapol {
             Some((fd, index)) => Control::Ethernet(Arc::new(fd), index),
             None => Control::Udp(sock.clone()),
@@ -368,7 +431,15 @@ impl Link {
             busy_poll_us: AtomicU64::new(spec.busy_poll.as_micros() as u64),
             reserve: persister.as_ref().map(|p| p.reserve.clone()),
             rx_next_pn: AtomicU64::new(0),
+            control_dropped: AtomicU64::new(0),
+            control_wake: OnceLock::new(),
+            pn_alarm: AtomicU64::new(u64::MAX),
+            pn_alarm_rung: AtomicU64::new(0),
         });
+        let control_tx = ControlTx {
+            tx: control_tx,
+            shared: shared.clone(),
+        };
         let (rx_cmds, rx_cmd_rx) = mpsc::channel();
         let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
 
@@ -588,9 +659,26 @@ impl Link {
         }
     }
 
-    /// The MKPDUs that arrive, once: whoever runs MKA for the link takes them.
-    pub fn take_control_rx(&mut self) -> Option<Receiver<Vec<u8>>> {
+    /// The MKPDUs that arrive, once: whoever runs MKA for the link takes them. At most
+    /// [`CONTROL_QUEUE`] wait; `wake` is called (from a worker thread) after each one queued.
+    pub fn take_control_rx(
+        &mut self,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Option<Receiver<Vec<u8>>> {
+        let _ = self.shared.control_wake.set(Box::new(wake));
         self.control_rx.take()
+    }
+
+    /// Wakes the control plane (the `take_control_rx` callback) once a PN in use passes
+    /// `threshold`: MKA's rekey threshold is then acted on within a batch, not at the next
+    /// MKPDU.
+    pub fn set_pn_alarm(&self, threshold: u64) {
+        self.shared.pn_alarm.store(threshold, Ordering::Relaxed);
+    }
+
+    /// MKPDUs dropped because the queue to the control plane was full.
+    pub fn control_dropped(&self) -> u64 {
+        self.shared.control_dropped.load(Ordering::Relaxed)
     }
 
     /// Packets the kernel dropped because the TUN queue was full: the transmit workers did
@@ -783,7 +871,7 @@ fn set_buffers(fd: RawFd) {
 
 /// Reads EAPOL frames from the packet socket until the link stops; passes on the MKPDUs sent
 /// to the group address (the EAPOL frame from its version octet on).
-fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &Sender<Vec<u8>>) {
+fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &ControlTx) {
     let mut buf = vec![0u8; 2048];
     while !shared.stop.load(Ordering::Relaxed) {
         match sys::poll_readable([fd.as_raw_fd(), fd.as_raw_fd()], 500) {
@@ -796,7 +884,7 @@ fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &Sender<Vec<u8>>) {
         };
         let f = &buf[..n];
         let mkpdu = n > 14 && f[..6] == EAPOL_GROUP && f[12..14] == ETHERTYPE_EAPOL.to_be_bytes();
-        if mkpdu && tx.send(f[14..].to_vec()).is_err() {
+        if mkpdu && !tx.deliver(&f[14..]) {
             break;
         }
     }

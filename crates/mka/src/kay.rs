@@ -32,12 +32,15 @@ pub enum Action {
         sak: Secret,
         xpn: Option<XpnParams>,
     },
-    /// Install `sak` under `an` for transmitting, from PN 1, and transmit with it.
+    /// Install `sak` under `an` for transmitting, from `next_pn`, and transmit with it. A key
+    /// transmitted with before (the principal CA changed, and changed back) resumes above
+    /// every PN it used and every PN a live peer has accepted under it: never at 1 again.
     InstallTx {
         an: u8,
         ki: Ki,
         sak: Secret,
         xpn: Option<XpnParams>,
+        next_pn: u64,
     },
     /// Transmit with the SA already installed on `an` again (its PNs carry on).
     UseTx { an: u8, ki: Ki },
@@ -85,6 +88,8 @@ pub struct Kay {
     /// The AN of the port's last receive install: a new CA's first SAK takes the next.
     last_an: Option<u8>,
     pns: PnStatus,
+    /// The highest next transmit PN seen under each key still in use by some CA.
+    tx_used: HashMap<Ki, u64>,
     other_ckn: u64,
 }
 
@@ -105,6 +110,7 @@ impl Kay {
             rx_installed: [None; 4],
             last_an: None,
             pns: PnStatus::default(),
+            tx_used: HashMap::new(),
             other_ckn: 0,
         };
         kay.set_keys(keys, now)?;
@@ -209,9 +215,24 @@ impl Kay {
     /// The PNs in use, as the data plane reports them.
     pub fn set_pns(&mut self, pns: PnStatus) {
         self.pns = pns;
+        if let Some((ki, pn)) = pns.tx {
+            let used = self.tx_used.entry(ki).or_default();
+            *used = (*used).max(pn);
+        }
         for c in &mut self.cas {
             c.p.set_pns(pns);
         }
+        // Only keys some CA may still transmit with are worth remembering.
+        let kept = self.keys();
+        self.tx_used.retain(|ki, _| kept.contains(ki));
+    }
+
+    /// Every key some CA holds (latest, old, or to transmit with).
+    pub fn keys(&self) -> Vec<Ki> {
+        self.cas
+            .iter()
+            .flat_map(|c| c.p.keys().into_iter().chain(c.tx.as_ref().map(|t| t.ki)))
+            .collect()
     }
 
     /// When `on_timer` next has something to do.
@@ -277,7 +298,7 @@ impl Kay {
                     let key = TxKey { an, ki, sak, xpn };
                     self.cas[i].tx = Some(key.clone());
                     if self.principal == Some(i) {
-                        self.transmit(&key, out);
+                        self.transmit(i, &key, out);
                     }
                 }
                 participant::Action::Live(live) => out.push(Action::Live { ca: i, live }),
@@ -285,7 +306,7 @@ impl Kay {
         }
     }
 
-    fn transmit(&mut self, key: &TxKey, out: &mut Vec<Action>) {
+    fn transmit(&mut self, ca: usize, key: &TxKey, out: &mut Vec<Action>) {
         if self.tx_on == Some(key.ki) {
             return;
         }
@@ -297,11 +318,14 @@ impl Kay {
             });
         } else {
             self.tx_installed[an] = Some(key.ki);
+            let used = self.tx_used.get(&key.ki).copied().unwrap_or(0);
+            let peers = self.cas[ca].p.peers_lowest_pn(key.ki);
             out.push(Action::InstallTx {
                 an: key.an,
                 ki: key.ki,
                 sak: key.sak.clone(),
                 xpn: key.xpn.clone(),
+                next_pn: used.max(peers).max(1),
             });
         }
         self.tx_on = Some(key.ki);
@@ -317,8 +341,61 @@ impl Kay {
             self.principal = principal;
             out.push(Action::Principal(principal));
         }
-        if let Some(key) = principal.and_then(|p| self.cas[p].tx.clone()) {
-            self.transmit(&key, out);
+        if let Some((p, key)) = principal.and_then(|p| Some((p, self.cas[p].tx.clone()?))) {
+            self.transmit(p, &key, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_transmitted_with_before_is_installed_again_above_its_pns() {
+        // The port moved to another CA, whose keys took this key's AN, and comes back: the
+        // key is installed again, from above every PN it used, never from 1.
+        let template = participant::Config {
+            cak: Secret::new(vec![0; 16]).unwrap(),
+            ckn: vec![0],
+            sci: [2, 0, 0, 0, 0, 1, 0, 1],
+            priority: 16,
+            sak_len: 16,
+            cipher_suite: None,
+            xpn: false,
+            rekey_interval: None,
+            pn_threshold: 0xc000_0000,
+        };
+        let keys = vec![CaKey {
+            ckn: vec![1; 16],
+            cak: Secret::new(vec![1; 16]).unwrap(),
+        }];
+        let now = Instant::now();
+        let mut kay = Kay::new(template, keys, now).unwrap();
+        let ki = Ki { mi: [7; 12], kn: 1 };
+        let key = TxKey {
+            an: 0,
+            ki,
+            sak: Secret::new(vec![9; 16]).unwrap(),
+            xpn: None,
+        };
+        kay.cas[0].tx = Some(key.clone());
+        let mut out = Vec::new();
+        kay.transmit(0, &key, &mut out);
+        assert!(matches!(out[..], [Action::InstallTx { next_pn: 1, .. }]));
+        kay.set_pns(PnStatus {
+            tx: Some((ki, 5000)),
+            rx_lowest: [None; 4],
+        });
+        // Another CA's key on AN 0, then back.
+        let other = Ki { mi: [8; 12], kn: 1 };
+        kay.tx_installed[0] = Some(other);
+        kay.tx_on = Some(other);
+        out.clear();
+        kay.transmit(0, &key, &mut out);
+        assert!(
+            matches!(out[..], [Action::InstallTx { next_pn: 5000, .. }]),
+            "{out:?}"
+        );
     }
 }

@@ -93,13 +93,29 @@ pub fn salt(ks_mi: &Mi, kn: u32) -> [u8; 12] {
     s
 }
 
-/// What the data plane says of the PNs in use, for SAK Use and the PN threshold.
+/// What the data plane says of the PNs in use, for SAK Use and the PN threshold. Each
+/// reading names the key it was taken under: a reading of an AN taken before a new key was
+/// installed on it says nothing about the new key, and is ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PnStatus {
-    /// The AN we transmit with and its next PN.
-    pub tx: Option<(u8, u64)>,
-    /// The lowest acceptable PN of the receive SA on each AN (0: none installed).
-    pub rx_lowest: [u64; 4],
+    /// The key we transmit with and its next PN.
+    pub tx: Option<(Ki, u64)>,
+    /// The key of the receive SA on each AN and its lowest acceptable PN.
+    pub rx_lowest: [Option<(Ki, u64)>; 4],
+}
+
+impl PnStatus {
+    /// The next transmit PN under `ki`, if we transmit with it.
+    pub fn tx_pn(&self, ki: Ki) -> Option<u64> {
+        self.tx.filter(|(k, _)| *k == ki).map(|(_, pn)| pn)
+    }
+
+    /// The lowest acceptable PN of the receive SA on `an`, if it holds `ki`.
+    pub fn rx_lowest_pn(&self, an: u8, ki: Ki) -> Option<u64> {
+        self.rx_lowest[usize::from(an & 3)]
+            .filter(|(k, _)| *k == ki)
+            .map(|(_, pn)| pn)
+    }
 }
 
 /// What the participant asks of the data plane and the network.
@@ -137,6 +153,8 @@ pub enum Drop {
     Replay,
     /// Ours, looped back.
     Own,
+    /// Our SCI under another MI: looped back from an earlier run, or a peer with our SCI.
+    OwnSci,
     /// A Distributed SAK that does not unwrap under our KEK.
     BadSak,
 }
@@ -191,7 +209,13 @@ pub struct Participant {
     kek: Secret,
     mi: Mi,
     mn: u32,
+    /// Our MNs sent within MKA Life Time, oldest first, with when: a peer that lists us with
+    /// one of them hears us now (§9.4.2), one that lists an older one is a replay.
+    sent_mns: std::collections::VecDeque<(u32, Instant)>,
     peers: HashMap<Mi, Peer>,
+    /// MIs of peers replaced by a restart: they never come back, so an MKPDU from one is a
+    /// replay.
+    gone: std::collections::VecDeque<Mi>,
     latest: Option<Key>,
     /// The key before the latest, still received with (and sent with until the latest is).
     old: Option<Key>,
@@ -226,6 +250,8 @@ impl Participant {
             mi: random_mi()?,
             mn: 0,
             peers: HashMap::new(),
+            sent_mns: std::collections::VecDeque::new(),
+            gone: std::collections::VecDeque::new(),
             latest: None,
             old: None,
             last_an: None,
@@ -330,18 +356,21 @@ impl Participant {
     /// the lowest PN we accept under it, and what the live peers report.
     fn latest_pn(&self) -> u64 {
         let Some(k) = &self.latest else { return 0 };
-        let tx = match self.pns.tx {
-            Some((an, pn)) if an == k.an && k.tx => pn,
-            _ => 0,
-        };
-        let peers = self
-            .peers
+        let tx = self.pns.tx_pn(k.ki).filter(|_| k.tx).unwrap_or(0);
+        let rx = self.pns.rx_lowest_pn(k.an, k.ki).unwrap_or(0);
+        tx.max(rx).max(self.peers_lowest_pn(k.ki))
+    }
+
+    /// The highest lowest acceptable PN the live peers report for `ki`: a transmit SA
+    /// (re-)installed for it must start above, or their replay protection drops what it
+    /// sends (802.1X §9.10.1).
+    pub fn peers_lowest_pn(&self, ki: Ki) -> u64 {
+        self.peers
             .values()
-            .filter(|p| p.live && p.rx_latest == Some(k.ki))
+            .filter(|p| p.live && p.rx_latest == Some(ki))
             .map(|p| p.latest_lowest_pn)
             .max()
-            .unwrap_or(0);
-        tx.max(self.pns.rx_lowest[usize::from(k.an)]).max(peers)
+            .unwrap_or(0)
     }
 
     /// When `on_timer` next has something to do.
@@ -368,6 +397,7 @@ impl Participant {
             Drop::Replay => "replay",
             Drop::Own => "own",
             Drop::BadSak => "bad_sak",
+            Drop::OwnSci => "own_sci",
         };
         *self.drops.entry(key).or_default() += 1;
     }
@@ -376,10 +406,12 @@ impl Participant {
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         let before = self.peers.len();
+        let live_before = self.peers.values().filter(|p| p.live).count();
         self.peers.retain(|_, p| now < p.last_seen + LIFE);
         let changed = self.peers.len() != before;
-        if changed {
-            // A peer left: a new SAK for those that remain (§9.8).
+        if self.peers.values().filter(|p| p.live).count() != live_before {
+            // A live peer left: a new SAK for those that remain (§9.8). A potential one
+            // that never proved live (a replayed MKPDU) changes nothing.
             self.rekey_wanted = true;
         }
         if self.principal && self.is_key_server() {
@@ -425,28 +457,31 @@ impl Participant {
             self.drop(Drop::Own);
             return out;
         }
-        if let Some(peer) = self.peers.get(&b.mi) {
-            if b.mn <= peer.mn {
-                self.drop(Drop::Replay);
-                return out;
-            }
+        // Our own SCI from another MI: a looped-back MKPDU, or a peer misconfigured with
+        // our SCI. Either way not a peer: its SAKs would be installed for our own SC.
+        if b.sci == self.cfg.sci {
+            self.drop(Drop::OwnSci);
+            return out;
+        }
+        if self.peers.get(&b.mi).is_some_and(|peer| b.mn <= peer.mn) || self.gone.contains(&b.mi) {
+            self.drop(Drop::Replay);
+            return out;
         }
         let m = p.mkpdu;
-        // It lists us (live or potential) with an MN we have sent: it hears us.
+        // It lists us (live or potential) with an MN we sent within MKA Life Time (§9.4.2):
+        // it hears us now. An older MN is a replay of something it heard before.
+        let since = now.checked_sub(LIFE);
+        let recent = self
+            .sent_mns
+            .iter()
+            .find(|(_, at)| since.is_none_or(|s| *at >= s))
+            .map_or(self.mn, |(mn, _)| *mn);
         let hears_us = m
             .live
             .iter()
             .chain(&m.potential)
-            .any(|(mi, mn)| *mi == self.mi && *mn <= self.mn && *mn + 10 >= self.mn);
+            .any(|(mi, mn)| *mi == self.mi && *mn <= self.mn && *mn >= recent);
         let is_new = !self.peers.contains_key(&b.mi);
-        if is_new {
-            // The same SCI under a new MI: that peer restarted, its old self is gone.
-            let before = self.peers.len();
-            self.peers.retain(|_, p| p.sci != b.sci);
-            if self.peers.len() != before {
-                self.rekey_wanted = true;
-            }
-        }
         let peer = self.peers.entry(b.mi).or_insert(Peer {
             sci: b.sci,
             priority: b.key_server_priority,
@@ -462,6 +497,28 @@ impl Participant {
         peer.priority = b.key_server_priority;
         let became_live = hears_us && !peer.live;
         peer.live |= hears_us;
+        if became_live {
+            // The same SCI under another MI: that peer restarted, and the new MI has proven
+            // live, so its old self is gone at once rather than after MKA Life Time. Not
+            // before: an old MKPDU replayed from another MI must not evict a live peer.
+            let gone: Vec<Mi> = self
+                .peers
+                .iter()
+                .filter(|(mi, p)| **mi != b.mi && p.sci == b.sci)
+                .map(|(mi, _)| *mi)
+                .collect();
+            for mi in gone {
+                self.peers.remove(&mi);
+                self.gone.push_back(mi);
+                self.rekey_wanted = true;
+            }
+            while self.gone.len() > 16 {
+                self.gone.pop_front();
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&b.mi) else {
+            return out;
+        };
         if let Some(u) = &m.sak_use {
             let keys = u.keys.as_ref();
             peer.rx_latest = keys.filter(|_| u.latest_rx).map(|k| k.latest);
@@ -599,7 +656,7 @@ impl Participant {
         let Some(k) = &self.latest else {
             return (None, None);
         };
-        let lowest = |key: &Key| self.pns.rx_lowest[usize::from(key.an)].max(1);
+        let lowest = |key: &Key| self.pns.rx_lowest_pn(key.an, key.ki).unwrap_or(1).max(1);
         let latest_pn = lowest(k);
         let old_pn = self.old.as_ref().map_or(0, lowest);
         let u = SakUse {
@@ -630,7 +687,16 @@ impl Participant {
     }
 
     fn send(&mut self, now: Instant, out: &mut Vec<Action>) {
-        self.mn += 1;
+        // 2^32 MKPDUs are 272 years of hellos; the MN stays at its last value after that.
+        self.mn = self.mn.saturating_add(1);
+        self.sent_mns.push_back((self.mn, now));
+        while self
+            .sent_mns
+            .front()
+            .is_some_and(|(_, at)| *at + LIFE < now || self.sent_mns.len() > 256)
+        {
+            self.sent_mns.pop_front();
+        }
         self.next_hello = now + HELLO;
         let (mut live, potential): (Vec<_>, Vec<_>) = self.peers.iter().partition(|(_, p)| p.live);
         // In SCI order: with XPN, members derive their SSCIs from it (802.1X-2020 §11.11.1).

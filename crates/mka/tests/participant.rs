@@ -324,15 +324,16 @@ fn the_key_server_rekeys_when_its_transmit_pn_passes_the_threshold() {
     net.run(Duration::from_secs(3));
     let (k1, an, _) = net.members[0].latest().unwrap();
     // Below the threshold: nothing.
+    let _ = an;
     net.members[0].set_pns(PnStatus {
-        tx: Some((an, 1000)),
-        rx_lowest: [0; 4],
+        tx: Some((k1, 1000)),
+        rx_lowest: [None; 4],
     });
     net.run(Duration::from_secs(3));
     assert_eq!(net.members[0].latest().unwrap().0, k1);
     net.members[0].set_pns(PnStatus {
-        tx: Some((an, 1001)),
-        rx_lowest: [0; 4],
+        tx: Some((k1, 1001)),
+        rx_lowest: [None; 4],
     });
     // Due at once, not at the next hello.
     assert!(net.members[0].next_timer() <= net.now);
@@ -358,8 +359,8 @@ fn the_key_server_rekeys_on_a_peers_reported_xpn_pn() {
     let mut net = Net::new(vec![a, xpn_cfg(2)]);
     net.run(Duration::from_secs(3));
     let (k1, an, _) = net.members[0].latest().unwrap();
-    let mut rx = [0u64; 4];
-    rx[usize::from(an)] = (5 << 32) + 1;
+    let mut rx = [None; 4];
+    rx[usize::from(an)] = Some((k1, (5 << 32) + 1));
     net.members[1].set_pns(PnStatus {
         tx: None,
         rx_lowest: rx,
@@ -409,4 +410,87 @@ fn a_restarted_peer_replaces_its_old_self_at_once() {
     // The old MI is not listed any more.
     let m = decode(net.sent[0].last().unwrap()).unwrap().mkpdu;
     assert_eq!(m.live.len() + m.potential.len(), 1);
+}
+
+#[test]
+fn a_pn_reading_of_another_key_is_not_credited_to_the_latest() {
+    // The data plane's reading of an AN taken before a new key was installed on it (or of
+    // the old transmit key) says nothing of the new key: no rekey follows from it. With
+    // readings identified by AN alone, each new key inherited the last one's PNs and MKA
+    // driven by MKPDU arrival burned through keys.
+    let mut a = cfg(1, 16, 0x11);
+    a.pn_threshold = 1000;
+    let mut net = Net::new(vec![a, cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let (k1, an1, _) = net.members[0].latest().unwrap();
+    net.members[0].request_rekey();
+    net.run(Duration::from_secs(3));
+    let (k2, an2, tx) = net.members[0].latest().unwrap();
+    assert!(k2 != k1 && tx);
+    // Stale: the old key's PNs, on the new key's AN and as the transmit reading.
+    let mut rx = [None; 4];
+    rx[usize::from(an2)] = Some((k1, 5000));
+    rx[usize::from(an1)] = Some((k1, 5000));
+    net.members[0].set_pns(PnStatus {
+        tx: Some((k1, 5000)),
+        rx_lowest: rx,
+    });
+    net.run(Duration::from_secs(5));
+    assert_eq!(
+        net.members[0].latest().unwrap().0,
+        k2,
+        "no rekey for k1's PNs"
+    );
+    // SAK Use does not report k1's PN for k2 either.
+    let u = decode(net.sent[0].last().unwrap()).unwrap().mkpdu.sak_use;
+    assert_eq!(u.unwrap().keys.unwrap().latest_lowest_pn, 1);
+    // The same PNs under k2 do count.
+    net.members[0].set_pns(PnStatus {
+        tx: Some((k2, 5000)),
+        rx_lowest: [None; 4],
+    });
+    net.run(Duration::from_secs(3));
+    assert_ne!(net.members[0].latest().unwrap().0, k2);
+}
+
+#[test]
+fn a_replayed_mkpdu_of_an_old_mi_does_not_evict_the_live_peer() {
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let old_frame = net.sent[1][0].clone();
+    let addrs = net.members[1].addrs();
+    // Member 1 restarts: its new MI proves live and replaces the old one.
+    net.members[1] = Participant::new(cfg(2, 16, 0x11), net.now).unwrap();
+    net.run(Duration::from_secs(3));
+    let (key, _, tx) = net.members[0].latest().unwrap();
+    assert!(tx);
+    let installs = net.installs[0].0.len();
+    // Someone replays an MKPDU of member 1's first MI (it verifies: the same CAK).
+    let now = net.now;
+    let out = net.members[0].on_mkpdu(now, &addrs, &old_frame);
+    net.actions(0, out);
+    net.run(Duration::from_secs(10));
+    assert_eq!(net.members[0].drops.get("replay"), Some(&1));
+    assert!(net.members[0].live(), "the live peer stays");
+    assert_eq!(net.members[0].latest().unwrap().0, key, "no rekey");
+    assert_eq!(net.installs[0].0.len(), installs, "no new SAK");
+}
+
+#[test]
+fn mkpdus_with_our_own_sci_are_dropped_and_counted() {
+    // A peer configured with our SCI (or our own MKPDUs from an earlier run, looped back).
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(1, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    for m in &net.members {
+        assert!(!m.live());
+        assert!(
+            m.drops.get("own_sci").copied().unwrap_or(0) >= 1,
+            "{:?}",
+            m.drops
+        );
+    }
+    assert!(net
+        .installs
+        .iter()
+        .all(|(rx, tx)| rx.is_empty() && tx.is_empty()));
 }

@@ -80,7 +80,7 @@ pub(super) struct RxWorker {
     pub(super) tx_cmds: Sender<TxCmd>,
     pub(super) tx_wake: Arc<Waker>,
     /// MKPDUs that arrive over UDP go here.
-    pub(super) control: Sender<Vec<u8>>,
+    pub(super) control: super::ControlTx,
     /// Static keys: the receive SA's limit, reserved in the PN state file.
     pub(super) reserve: Option<RxReserve>,
 }
@@ -272,7 +272,11 @@ impl RxWorker {
     fn publish_pns(&self, peer: Sci) {
         let Some(sc) = self.secy.sc(peer) else { return };
         for (an, slot) in An::ALL.iter().zip(&self.shared.rx_lowest_pn) {
-            slot.store(sc.sa(*an).map_or(0, |sa| sa.lowest_pn()), Ordering::Relaxed);
+            let lowest = sc.sa(*an).map_or(0, |sa| sa.lowest_pn());
+            // Only an SA in use moves: an old key's SA past the threshold rings nothing.
+            if slot.swap(lowest, Ordering::Relaxed) != lowest {
+                self.shared.check_pn_alarm(lowest);
+            }
         }
     }
 
@@ -285,7 +289,7 @@ impl RxWorker {
         if let Some(addrs) = &self.addrs {
             // An MKPDU, marked by the EtherType 888E (no SecTAG starts so): to MKA.
             if frame[self.wire..].starts_with(&super::ETHERTYPE_EAPOL.to_be_bytes()) {
-                let _ = self.control.send(frame[self.wire + 2..].to_vec());
+                self.control.deliver(&frame[self.wire + 2..]);
                 return;
             }
             frame[..ADDRS_LEN].copy_from_slice(addrs);

@@ -193,8 +193,12 @@ impl TxWorker {
             self.send(&mut mmsg, &packets[..m], &mut counters);
             // Static keys: the persister reserves the next block of PNs before this one runs
             // out.
-            if let (Some(r), Some(sa)) = (&self.shared.reserve, self.secy.encoding_sa()) {
-                r.check_tx(sa.next_pn().unwrap_or(u64::MAX));
+            if let Some(sa) = self.secy.encoding_sa() {
+                let next = sa.next_pn().unwrap_or(u64::MAX);
+                if let Some(r) = &self.shared.reserve {
+                    r.check_tx(next);
+                }
+                self.shared.check_pn_alarm(next);
             }
             self.shared.tx[self.queue].publish(&counters);
         }
