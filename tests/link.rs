@@ -1538,3 +1538,58 @@ fn an_mkpdu_flood_is_bounded_and_leaves_the_daemon_answering() {
         lab.log("gb")
     );
 }
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), counted from the state field (3).
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_tun_deleted_under_the_daemon_takes_the_link_down_and_back() {
+    // `ip link del` of a link's TUN interface: the workers stop (they used to spin on the
+    // error), a line says why, and the link comes back with a new interface.
+    if !netns::require_root() {
+        return;
+    }
+    let suite = "gcm-aes-128";
+    let mut lab = Lab::new("tundel");
+    lab.two_sites();
+    keys(&lab, suite);
+    start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 2);
+    ping(&lab, "ha", "10.2.0.2");
+    let pid: u32 = String::from_utf8_lossy(&lab.exec("ga", &["pgrep", "-n", "interlinkd"]).stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    lab.exec("ga", &["ip", "link", "del", "il0"]);
+    lab.wait_for("the restart", Duration::from_secs(5), || {
+        lab.log("ga").contains("was deleted from outside")
+    });
+    reroute(&lab, "a");
+    ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(10));
+    assert!(
+        lab.log("ga").matches("il0 up").count() >= 2,
+        "{}",
+        lab.log("ga")
+    );
+    // Quiet afterwards: no thread spinning on a dead descriptor (a spinning worker burns
+    // 100 ticks a second).
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 50, "{used} ticks of CPU in 2 s");
+    // A TUN interface by the link's name that someone else made is not taken over.
+    let (status, log) = lab.stop("ga");
+    assert_eq!(status, Some(0), "{log}");
+    lab.exec("ga", &["ip", "tuntap", "add", "dev", "il0", "mode", "tun"]);
+    let cfg = lab.dir.join("a.toml");
+    spawn_gateway(&mut lab, "a", cfg.to_str().unwrap());
+    let (status, log) = lab.wait_exit("ga", Duration::from_secs(10));
+    assert_eq!(status, Some(1), "{log}");
+    assert!(log.contains("il0"), "{log}");
+}

@@ -875,6 +875,29 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 let _ = reply.send(registry.encode(families));
             }
             _ = tick.tick() => {
+                // A link whose TUN interface was deleted from outside: its workers have
+                // stopped; it starts again, with a new interface.
+                let mut i = 0;
+                while i < links.len() {
+                    if !links[i].link.tun_gone() {
+                        i += 1;
+                        continue;
+                    }
+                    let run = links.remove(i);
+                    let cfg = run.cfg.clone();
+                    warn!(
+                        "link {}: its interface {} was deleted from outside; the link is down, restarting it",
+                        cfg.name, cfg.interface
+                    );
+                    run.stop();
+                    match LinkRun::start(&handle, &cfg, &config.state_dir).await {
+                        Ok(run) => {
+                            links.insert(i, run);
+                            i += 1;
+                        }
+                        Err(e) => warn!("link {}: cannot start it again: {e}; a reload tries again", cfg.name),
+                    }
+                }
                 for e in fib.events() {
                     log_fib_event(&e, &target);
                     reach.track(&e);

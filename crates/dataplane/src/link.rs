@@ -204,6 +204,9 @@ struct Shared {
     rx_next_pn: AtomicU64,
     /// MKPDUs dropped because the control plane's queue was full.
     control_dropped: AtomicU64,
+    /// The TUN interface went away under the link (deleted from outside): the workers stop,
+    /// and whoever runs the link restarts it.
+    tun_gone: AtomicBool,
     /// Called after each MKPDU queued, so that the control plane runs MKA on arrival, and
     /// when a PN in use passes `pn_alarm`.
     control_wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -216,6 +219,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether the workers should go on: not stopped, TUN still there.
+    #[inline]
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && !self.tun_gone.load(Ordering::Relaxed)
+    }
+
     /// For a worker after a batch: rings the control plane if `pn` is past the alarm.
     #[inline]
     fn check_pn_alarm(&self, pn: u64) {
@@ -405,8 +414,8 @@ impl Link {
         let queues = spec.queues.max(1);
         let mut uso = true;
         let tuns = (0..queues)
-            .map(|_| {
-                let (fd, has_uso) = sys::open_tun_queue(&spec.ifname, queues > 1)
+            .map(|q| {
+                let (fd, has_uso) = sys::open_tun_queue(&spec.ifname, queues > 1, q == 0)
                     .map_err(io_err(format!("create TUN interface {}", spec.ifname)))?;
                 uso &= has_uso;
                 Ok(Arc::new(fd))
@@ -432,6 +441,7 @@ impl Link {
             reserve: persister.as_ref().map(|p| p.reserve.clone()),
             rx_next_pn: AtomicU64::new(0),
             control_dropped: AtomicU64::new(0),
+            tun_gone: AtomicBool::new(false),
             control_wake: OnceLock::new(),
             pn_alarm: AtomicU64::new(u64::MAX),
             pn_alarm_rung: AtomicU64::new(0),
@@ -676,6 +686,12 @@ impl Link {
         self.shared.pn_alarm.store(threshold, Ordering::Relaxed);
     }
 
+    /// Whether the TUN interface has gone (deleted from outside): the workers have stopped,
+    /// and the link must be started again.
+    pub fn tun_gone(&self) -> bool {
+        self.shared.tun_gone.load(Ordering::Relaxed)
+    }
+
     /// MKPDUs dropped because the queue to the control plane was full.
     pub fn control_dropped(&self) -> u64 {
         self.shared.control_dropped.load(Ordering::Relaxed)
@@ -873,7 +889,7 @@ fn set_buffers(fd: RawFd) {
 /// to the group address (the EAPOL frame from its version octet on).
 fn eapol_reader(fd: &OwnedFd, shared: &Shared, tx: &ControlTx) {
     let mut buf = vec![0u8; 2048];
-    while !shared.stop.load(Ordering::Relaxed) {
+    while shared.running() {
         match sys::poll_readable([fd.as_raw_fd(), fd.as_raw_fd()], 500) {
             Ok([true, _]) => {}
             Ok(_) => continue,

@@ -42,7 +42,11 @@ fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
 /// UDP segmentation offload is asked for too: where the kernel has it (6.2+), reads may be
 /// UDP GSO packets and writes may be, and the second value is true; an older kernel refuses
 /// it and the TUN works without.
-pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, bool)> {
+pub fn open_tun_queue(
+    name: &str,
+    multi_queue: bool,
+    exclusive: bool,
+) -> io::Result<(OwnedFd, bool)> {
     let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
     // SAFETY: a valid C string and flags; the result is checked.
     let fd = cvt(unsafe {
@@ -57,6 +61,11 @@ pub fn open_tun_queue(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, boo
     let mut flags = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
     if multi_queue {
         flags |= libc::IFF_MULTI_QUEUE;
+    }
+    // The interface must be new: never attach to one someone else made (or left), whose
+    // packets would then be read and protected as ours (EBUSY if it exists).
+    if exclusive {
+        flags |= libc::IFF_TUN_EXCL;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF takes a pointer to an ifreq that lives across the call.

@@ -194,7 +194,7 @@ impl RxWorker {
         let Some(peer) = self.secy.scs().next().map(|sc| sc.sci()) else {
             return;
         };
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while self.shared.running() {
             while let Ok(cmd) = self.cmds.try_recv() {
                 match cmd {
                     RxCmd::InstallSa {

@@ -93,7 +93,7 @@ impl TxWorker {
         let mut seq = 0u32;
         let mut idle = Idle::new();
         let tun = self.tun.as_raw_fd();
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while self.shared.running() {
             // Control messages and probes: between batches, never per packet.
             while let Ok(cmd) = self.cmds.try_recv() {
                 match cmd {
@@ -153,7 +153,14 @@ impl TxWorker {
                         n += 1;
                     }
                     Ok(Some(_)) => counters.link.not_ip += 1,
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break,
+                    // EBADFD: the interface was deleted under us. Polling would report the
+                    // error again at once, for ever: the workers stop instead.
+                    Err(e) if e.raw_os_error() == Some(libc::EBADFD) => {
+                        self.shared.tun_gone.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
             // Packets are protected in order and sent in order, so that PNs rise on the wire:
