@@ -53,7 +53,7 @@ fn keychain(m: &MkaKeys) -> Result<Vec<CaKey>, String> {
         .map(|k| {
             Ok(CaKey {
                 ckn: k.ckn.clone(),
-                cak: Secret::new(k.cak.clone()).map_err(|e| e.to_string())?,
+                cak: Secret::new(k.cak.as_bytes().to_vec()).map_err(|e| e.to_string())?,
             })
         })
         .collect()

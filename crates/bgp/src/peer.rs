@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use interlink_secret::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -27,7 +28,7 @@ pub struct PeerConfig {
     /// cloud router expects it).
     pub ttl1: bool,
     /// The TCP-MD5 key (RFC 2385), at most 80 octets.
-    pub md5: Option<Vec<u8>>,
+    pub md5: Option<Secret>,
     /// Counted here, read by whoever reports them.
     pub counts: Arc<MessageCounts>,
 }
@@ -176,7 +177,7 @@ fn set_ttl1(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
 }
 
 /// A listening socket for BGP on `addr`, with the MD5 keys of the peers that have one.
-pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Vec<u8>)]) -> io::Result<TcpListener> {
+pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Secret)]) -> io::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -200,7 +201,7 @@ pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Vec<u8>)]) -> io::Result<TcpList
     };
     sock.set_reuseaddr(true)?;
     for (peer, key) in md5.iter().filter(|(p, _)| p.is_ipv4() == addr.is_ipv4()) {
-        set_md5(&sock, *peer, key)?;
+        set_md5(&sock, *peer, key.as_bytes())?;
     }
     sock.bind(addr)?;
     sock.listen(64)
@@ -214,7 +215,7 @@ async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
         TcpSocket::new_v4()?
     };
     if let Some(key) = &cfg.md5 {
-        set_md5(&sock, cfg.remote.ip(), key)?;
+        set_md5(&sock, cfg.remote.ip(), key.as_bytes())?;
     }
     if cfg.ttl1 {
         set_ttl1(&sock, v6)?;

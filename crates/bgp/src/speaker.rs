@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fsm::{self, Down, Negotiated};
-use crate::peer::{self, MessageCounts, PeerCmd, PeerConfig, PeerEvent};
+use crate::peer::{self, MessageCounts, PeerCmd, PeerConfig, PeerEvent, Secret};
 use crate::policy;
 use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 use crate::update::{self, Attrs, Decoded, Nlri, Origin, Segment, Update};
@@ -82,7 +82,7 @@ pub struct Neighbor {
     pub remote_as: u32,
     pub hold_time: u16,
     pub passive: bool,
-    pub md5: Option<Vec<u8>>,
+    pub md5: Option<Secret>,
     /// None: RFC 8212, nothing from an eBGP peer (everything from an iBGP one).
     pub import: Option<ImportPolicy>,
     /// None: RFC 8212, nothing to an eBGP peer (everything to an iBGP one).
@@ -382,7 +382,7 @@ impl Plumbing {
         log: &dyn Fn(String),
     ) {
         for v4 in [true, false] {
-            let md5: Vec<(IpAddr, Vec<u8>)> = neighbors
+            let md5: Vec<(IpAddr, Secret)> = neighbors
                 .iter()
                 .filter(|n| n.address.is_ipv4() == v4)
                 .filter_map(|n| n.md5.clone().map(|k| (n.address, k)))
@@ -390,7 +390,7 @@ impl Plumbing {
             if let Some(fd) = self.listeners.get(&v4) {
                 let fd = Fd(*fd);
                 for (a, k) in &md5 {
-                    if let Err(e) = peer::set_md5(&fd, *a, k) {
+                    if let Err(e) = peer::set_md5(&fd, *a, k.as_bytes()) {
                         log(format!("bgp: the TCP-MD5 key for {a} on the listener: {e}"));
                     }
                 }

@@ -126,7 +126,7 @@ fn session(
             let (in_tx, in_rx) = mpsc::channel(4);
             let (stop_tx, stop_rx) = watch::channel(None);
             if let Some(addr) = listen {
-                let md5: Vec<(IpAddr, Vec<u8>)> = cfg
+                let md5: Vec<(IpAddr, peer::Secret)> = cfg
                     .md5
                     .iter()
                     .map(|k| (cfg.remote.ip(), k.clone()))
@@ -249,10 +249,10 @@ fn tcp_md5_with_the_right_key_and_a_wrong_one() {
         Family::IPV4_UNICAST,
         false,
     );
-    cfg.md5 = Some(b"wrong".to_vec());
+    cfg.md5 = Some(peer::Secret::new(b"wrong".to_vec()));
     let events = session(&lab, cfg.clone(), None, Duration::from_secs(4));
     assert!(up(&events).is_none(), "up with a wrong MD5 key: {events:?}");
-    cfg.md5 = Some(b"s3cret".to_vec());
+    cfg.md5 = Some(peer::Secret::new(b"s3cret".to_vec()));
     let events = session(&lab, cfg, None, Duration::from_secs(15));
     assert!(up(&events).is_some(), "{events:?}");
 }

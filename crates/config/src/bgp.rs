@@ -9,7 +9,7 @@ use interlink_fib::Prefix;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::Checker;
+use crate::{Checker, Secret};
 
 /// The BGP speaker's identity; present when BGP runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub struct Neighbor {
     pub remote_asn: u32,
     pub password_file: Option<PathBuf>,
     /// The TCP-MD5 key, read from `password_file`.
-    pub password: Option<Vec<u8>>,
+    pub password: Option<Secret>,
     pub hold_time: u16,
     pub passive: bool,
     /// None: RFC 8212 for eBGP, nothing is accepted (iBGP: everything).
@@ -394,7 +394,8 @@ impl Checker<'_, '_> {
                     let path = self.dir.join(f.get_ref());
                     match crate::text::read_secret(&path) {
                         Ok(bytes) => {
-                            let key: Vec<u8> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+                            let b = bytes.as_bytes();
+                            let key = Secret::new(b.strip_suffix(b"\n").unwrap_or(b).to_vec());
                             if key.is_empty() || key.len() > 80 {
                                 self.hint(
                                     f.span(),

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use interlink_macsec::{An, CipherSuite, Sak, Salt, Sci, Ssci, ValidateFrames};
+pub use interlink_secret::Secret;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -116,7 +117,7 @@ pub enum Keying {
 pub struct CaKey {
     pub ckn: Vec<u8>,
     /// 16 or 32 octets, read from `cak_file`.
-    pub cak: Vec<u8>,
+    pub cak: Secret,
 }
 
 /// MKA keying: a keychain of CAK/CKN pairs.
@@ -772,9 +773,7 @@ impl Checker<'_, '_> {
             }
         };
         let path = self.dir.join(cak_file.get_ref());
-        let r = text::read_secret(&path).and_then(|b| {
-            let t = String::from_utf8(b).map_err(|_| ("is not text".to_owned(), None))?;
-            let k = text::hex(&t).map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
+        let r = text::read_hex_key(&path).and_then(|k| {
             if k.len() == 16 || k.len() == 32 {
                 Ok(k)
             } else {
@@ -1059,7 +1058,7 @@ impl Checker<'_, '_> {
         };
         let path = self.dir.join(f.get_ref());
         match text::read_key_file(&path, suite.key_len()) {
-            Ok(key) => Some(Sak::new(key)),
+            Ok(key) => Some(Sak::new(key.as_bytes().to_vec())),
             Err((message, hint)) => {
                 self.diag.error(
                     f.span(),

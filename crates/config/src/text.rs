@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use interlink_secret::Secret;
+
 /// A duration such as `"90s"`, `"500ms"`, `"2m"` or `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s
@@ -139,7 +141,7 @@ pub(crate) fn hex(s: &str) -> Result<Vec<u8>, String> {
 /// Reads a key written as hex in a file that only its owner may read.
 /// Errors come with a hint; the key itself never appears in one.
 /// Reads a secret: a file no one but its owner may read; the message and hint if not.
-pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, (String, Option<String>)> {
+pub(crate) fn read_secret(path: &Path) -> Result<Secret, (String, Option<String>)> {
     let meta = std::fs::metadata(path).map_err(|e| (e.to_string(), None))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
@@ -148,13 +150,13 @@ pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, (String, Option<String
             Some(format!("chmod 600 {}", path.display())),
         ));
     }
-    std::fs::read(path).map_err(|e| (e.to_string(), None))
+    std::fs::read(path)
+        .map(Secret::new)
+        .map_err(|e| (e.to_string(), None))
 }
 
-pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Vec<u8>, (String, Option<String>)> {
-    let bytes = read_secret(path)?;
-    let text = String::from_utf8(bytes).map_err(|_| ("is not text".to_owned(), None))?;
-    let key = hex(&text).map_err(|e| (format!("does not hold a hex key: {e}"), None))?;
+pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Secret, (String, Option<String>)> {
+    let key = read_hex_key(path)?;
     if key.len() != len {
         return Err((
             format!("holds {} octets, the cipher suite takes {len}", key.len()),
@@ -162,6 +164,14 @@ pub(crate) fn read_key_file(path: &Path, len: usize) -> Result<Vec<u8>, (String,
         ));
     }
     Ok(key)
+}
+
+/// Reads a key written as hex from a secret file, without leaving a copy of the text or the
+/// key behind.
+pub(crate) fn read_hex_key(path: &Path) -> Result<Secret, (String, Option<String>)> {
+    let text = read_secret(path)?;
+    interlink_secret::from_hex(text.as_bytes())
+        .map_err(|e| (format!("does not hold a hex key: {e}"), None))
 }
 
 #[cfg(test)]

@@ -616,7 +616,12 @@ multipath = true
         (n.remote_asn, n.hold_time, n.port, n.passive),
         (64512, 90, 179, false)
     );
-    assert_eq!(n.password.as_deref(), Some(&b"s3cret"[..]));
+    assert_eq!(
+        n.password.as_ref().map(|p| p.as_bytes()),
+        Some(&b"s3cret"[..])
+    );
+    // Keys never reach a log line through Debug.
+    assert!(!format!("{n:?}").contains("s3cret"));
     let i = n.import.as_ref().unwrap();
     assert_eq!(i.max_prefixes, Some(100));
     let m = i.prefixes[0];
@@ -713,6 +718,10 @@ fn mka_keying() {
     assert_eq!(m.keys.len(), 1);
     assert_eq!(m.keys[0].ckn, b"abcdefgh");
     assert_eq!(m.keys[0].cak.len(), 16);
+    // The CAK never shows in Debug (a log line, a panic message).
+    let debug = format!("{c:?}");
+    assert!(debug.contains("16 octets, redacted"), "{debug}");
+    assert!(!debug.contains(&format!("{:?}", m.keys[0].cak.as_bytes())));
     assert_eq!(m.rekey_pn, None);
     assert_eq!(m.key_server_priority, 16);
     assert_eq!(m.rekey_interval, Some(std::time::Duration::from_secs(3600)));
