@@ -286,10 +286,18 @@ impl Kay {
                 participant::Action::Send(f) => out.push(Action::Send(f)),
                 participant::Action::InstallRx { an, ki, sak, xpn } => {
                     self.last_an = Some(an);
-                    self.rx_installed[usize::from(an & 3)] = Some(ki);
+                    let gone = self.rx_installed[usize::from(an & 3)].replace(ki);
                     for (j, c) in self.cas.iter_mut().enumerate() {
                         if j != i {
                             c.p.note_an(an);
+                            // Another CA's key had this AN: it is no longer received here,
+                            // and never transmitted with again (a new SAK replaces it).
+                            if let Some(old) = gone.filter(|o| *o != ki) {
+                                c.p.displaced(old);
+                                if c.tx.as_ref().is_some_and(|t| t.ki == old) {
+                                    c.tx = None;
+                                }
+                            }
                         }
                     }
                     out.push(Action::InstallRx { an, ki, sak, xpn });
@@ -341,8 +349,12 @@ impl Kay {
             self.principal = principal;
             out.push(Action::Principal(principal));
         }
+        // Only a key every live peer still receives with: after the principal changes, the
+        // new principal's key may have lost its AN on either side since it was last used.
         if let Some((p, key)) = principal.and_then(|p| Some((p, self.cas[p].tx.clone()?))) {
-            self.transmit(p, &key, out);
+            if self.cas[p].p.all_receive(key.ki) {
+                self.transmit(p, &key, out);
+            }
         }
     }
 }

@@ -180,6 +180,8 @@ struct Key {
     an: u8,
     sak: Secret,
     tx: bool,
+    /// Its receive SA is still installed: another CA's key on the port has not taken its AN.
+    rx: bool,
     xpn: Option<XpnParams>,
 }
 
@@ -321,6 +323,30 @@ impl Participant {
     /// Asks the key server (us, if we are) for a new SAK.
     pub fn request_rekey(&mut self) {
         self.rekey_wanted = true;
+    }
+
+    /// Another CA's key took the AN of our key `ki` on this port: its receive SA is gone.
+    /// SAK Use says so from now on, so that the key server (us, or the peer) distributes a
+    /// new SAK; until then this key is not transmitted with again.
+    pub fn displaced(&mut self, ki: Ki) {
+        if self.old.as_ref().is_some_and(|k| k.ki == ki) {
+            self.old = None;
+        }
+        if let Some(k) = self.latest.as_mut().filter(|k| k.ki == ki) {
+            k.rx = false;
+            self.rekey_wanted = true;
+        }
+    }
+
+    /// Whether every live peer, and we, receive with `ki`: only then may the port transmit
+    /// with it.
+    pub fn all_receive(&self, ki: Ki) -> bool {
+        self.latest.as_ref().is_some_and(|k| k.ki == ki && k.rx)
+            && self
+                .peers
+                .values()
+                .filter(|p| p.live)
+                .all(|p| p.rx_latest == Some(ki))
     }
 
     /// Another participant on the port installed a SAK on `an`: ours take the next ones.
@@ -557,6 +583,7 @@ impl Participant {
                                 an: d.an,
                                 sak,
                                 tx: false,
+                                rx: true,
                                 xpn,
                             };
                             out.push(key.install_rx());
@@ -590,6 +617,20 @@ impl Participant {
                 self.rekey_wanted = false;
                 if let Err(e) = self.distribute(now, out) {
                     let _ = e;
+                    self.rekey_wanted = true;
+                }
+            }
+            // A key in use that a live peer no longer receives with (another CA's key took
+            // its AN there): a new SAK.
+            let lost = self.latest.as_ref().is_some_and(|k| {
+                k.tx && self
+                    .peers
+                    .values()
+                    .any(|p| p.live && p.rx_latest != Some(k.ki))
+            });
+            if lost {
+                self.rekey_wanted = false;
+                if self.distribute(now, out).is_err() {
                     self.rekey_wanted = true;
                 }
             }
@@ -641,6 +682,7 @@ impl Participant {
             an,
             sak,
             tx: false,
+            rx: true,
             xpn,
         };
         out.push(key.install_rx());
@@ -662,7 +704,7 @@ impl Participant {
         let u = SakUse {
             latest_an: k.an,
             latest_tx: k.tx,
-            latest_rx: true,
+            latest_rx: k.rx,
             old_an: self.old.as_ref().map_or(0, |o| o.an),
             old_tx: self.old.as_ref().is_some_and(|o| o.tx) && !k.tx,
             old_rx: self.old.is_some(),

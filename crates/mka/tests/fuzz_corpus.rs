@@ -1,22 +1,50 @@
-//! Replays the fuzz corpus through the fuzz target's code under `cargo test`, so CI checks
+//! Replays the fuzz corpora through the fuzz targets' code under `cargo test`, so CI checks
 //! every input the fuzzer found interesting, without cargo-fuzz or a nightly compiler.
 
 use std::path::Path;
 
-#[test]
-fn corpus_replays_without_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mkpdu");
+fn replay(target: &str, run: fn(&[u8]), at_least: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| interlink_mka::fuzzing::mkpdu(&data));
-        assert!(result.is_ok(), "{} panicked", path.display());
+        let result = std::panic::catch_unwind(|| run(&data));
+        assert!(result.is_ok(), "{} failed", path.display());
         n += 1;
     }
     assert!(
-        n >= 20,
+        n >= at_least,
         "the corpus in {} has only {n} inputs",
         dir.display()
     );
+}
+
+#[test]
+fn corpus_replays_without_panic() {
+    replay("mkpdu", interlink_mka::fuzzing::mkpdu, 20);
+}
+
+#[test]
+fn kay_corpus_keeps_the_invariants() {
+    replay("kay", interlink_mka::fuzzing::kay_pair, 20);
+}
+
+#[test]
+fn random_kay_sessions_keep_the_invariants() {
+    // Beyond the corpus: pseudo-random sessions, the same ones every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..300 {
+        let data: Vec<u8> = (0..400)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        interlink_mka::fuzzing::kay_pair(&data);
+    }
 }
