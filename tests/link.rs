@@ -1496,9 +1496,29 @@ fn an_mkpdu_flood_is_bounded_and_leaves_the_daemon_answering() {
     }
     let mut lab = Lab::new("mkaflood");
     lab.two_sites();
-    start_mka(&mut lab, Wire::Udp, CAK);
+    lab.secret("a.cak", CAK);
+    lab.secret("b.cak", CAK);
+    // MKA keys the link; eBGP runs across it (with the hold time at its least, 3 s).
+    for (side, asn, id, peer, peer_asn) in [
+        ("a", 65001, "192.0.2.1", "169.254.0.2", 65002),
+        ("b", 65002, "192.0.2.2", "169.254.0.1", 65001),
+    ] {
+        let keys = format!("ckn = \"696e7465726c696e6b\"\ncak_file = \"{side}.cak\"\n");
+        let cfg = mka_config(&lab, side, Wire::Udp, "gcm-aes-256", &keys, "");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!(
+            "\n[router]\nasn = {asn}\nrouter_id = \"{id}\"\n\n[[neighbor]]\n\
+             address = \"{peer}\"\nremote_asn = {peer_asn}\nhold_time = 3\n"
+        ));
+        std::fs::write(&cfg, text).unwrap();
+        spawn_gateway(&mut lab, side, &cfg);
+    }
+    route_across(&lab);
     lab.wait_for("a SAK in use", Duration::from_secs(15), || {
         lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key")
+    });
+    lab.wait_for("the BGP session", Duration::from_secs(20), || {
+        lab.log("gb").contains("established")
     });
     // EAPOL-MKA frames of junk, from gateway A's underlay address and port.
     let mut eapol = vec![0x88, 0x8e, 3, 5, 0, 96];
@@ -1520,7 +1540,20 @@ fn an_mkpdu_flood_is_bounded_and_leaves_the_daemon_answering() {
         std::thread::sleep(Duration::from_millis(50));
     }
     flood.join().unwrap();
+    // Longer than the hold time: a session starved of its keepalives would be down now.
+    std::thread::sleep(Duration::from_secs(4));
     eprintln!("mkaflood: slowest interlinkctl status during the flood: {slowest:?}");
+    for side in ["ga", "gb"] {
+        let log = lab.log(side);
+        assert_eq!(log.matches("established").count(), 1, "{log}");
+        assert!(
+            !log.contains(") down:") && !log.contains(" down: "),
+            "a session went down:\n{log}"
+        );
+    }
+    let (_, n, _) = ctl(&lab, "b", &["--json", "show", "neighbors"]);
+    let n: serde_json::Value = serde_json::from_str(&n).unwrap();
+    assert_eq!(n[0]["state"], "established", "{n}");
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     ping(&lab, "ha", "10.2.0.2");
     let (code, out, err) = ctl(&lab, "b", &["--json", "show", "links"]);
