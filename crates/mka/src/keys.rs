@@ -22,21 +22,25 @@ pub enum KeyError {
     Backend,
 }
 
-/// Secret key material: never printed, zeroed when dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// An AES key of MKA's hierarchy (CAK, ICK, KEK, SAK): never printed, zeroed when dropped
+/// (an [`interlink_secret::Secret`] of an AES key's length).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secret(interlink_secret::Secret);
 
 impl Secret {
     /// 16 or 32 octets (AES-128 or AES-256).
     pub fn new(bytes: Vec<u8>) -> Result<Secret, KeyError> {
         match bytes.len() {
-            16 | 32 => Ok(Secret(bytes)),
-            n => Err(KeyError::KeyLength(n)),
+            16 | 32 => Ok(Secret(interlink_secret::Secret::new(bytes))),
+            n => {
+                drop(interlink_secret::Secret::new(bytes));
+                Err(KeyError::KeyLength(n))
+            }
         }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
     pub fn len(&self) -> usize {
@@ -45,22 +49,6 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({} octets, redacted)", self.0.len())
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a valid, aligned pointer into our own buffer; volatile so the wipe is
-            // not optimised away.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
     }
 }
 
