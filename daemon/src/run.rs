@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::mka::MkaRun;
 use interlink_bgp::policy::{Match, Set};
-use interlink_bgp::speaker::{self, SpeakerCmd, SpeakerEvent};
+use interlink_bgp::speaker::{self, Severity, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{
     Config, Keying, Link as LinkConfig, OnShutdown, StaticRoute, StaticTarget, Transport,
@@ -786,14 +786,8 @@ async fn serve(path: &Path, mut config: Config) -> ExitCode {
                 SpeakerEvent::PeerDown { address, why } => {
                     warn!("bgp: {address} down: {why}")
                 }
-                SpeakerEvent::Log(l) => {
-                    let trouble = ["cannot", "malformed", "over the limit", "failed", "discarded", "treated as withdrawn"];
-                    if trouble.iter().any(|t| l.contains(t)) {
-                        warn!("{l}")
-                    } else {
-                        log!("{l}")
-                    }
-                }
+                SpeakerEvent::Log { severity: Severity::Warning, text } => warn!("{text}"),
+                SpeakerEvent::Log { severity: Severity::Info, text } => log!("{text}"),
                 SpeakerEvent::Converged => {
                     if !swept {
                         log!("bgp: converged (End-of-RIB from every peer)");

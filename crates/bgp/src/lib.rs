@@ -1,6 +1,8 @@
-//! interlink's BGP speaker, sans IO: the wire format of the session messages and the RFC 4271
-//! session state machine. Sockets, timers and the RIB live elsewhere; the state machine is fed
-//! events with the time they happen at and answers with actions.
+//! interlink's BGP speaker: the wire format of the session messages, the RFC 4271 session
+//! state machine, UPDATEs, the RIB and policy, which are sans IO (fed events with the time they
+//! happen at, answering with actions), and the tokio edge that runs them against sockets and
+//! timers ([`peer`] for a session, [`speaker`] for all of them; the speaker still makes some of
+//! its decisions in that edge).
 //!
 //! - [`wire`]: message framing, OPEN with its capabilities (RFC 5492: 4-octet ASN, MP-BGP,
 //!   route refresh, graceful restart, extended messages), KEEPALIVE, NOTIFICATION (with the

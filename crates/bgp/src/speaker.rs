@@ -109,6 +109,16 @@ pub struct SpeakerConfig {
     pub restarting: bool,
 }
 
+/// How much a log line from the speaker matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// What happened: sessions, policy changes, restarts.
+    Info,
+    /// Something went wrong: a peer sent what it should not, a limit was passed, a socket
+    /// could not be set up.
+    Warning,
+}
+
 /// What the speaker tells the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpeakerEvent {
@@ -123,8 +133,8 @@ pub enum SpeakerEvent {
         address: IpAddr,
         why: String,
     },
-    /// Something worth a log line.
-    Log(String),
+    /// Something worth a log line, and how much.
+    Log { severity: Severity, text: String },
     /// Every peer has come up and sent End-of-RIB for its families: the FIB may sweep what
     /// a previous run left.
     Converged,
@@ -379,7 +389,7 @@ impl Plumbing {
         neighbors: &[Neighbor],
         port: u16,
         gone: &[Neighbor],
-        log: &dyn Fn(String),
+        warn: &dyn Fn(String),
     ) {
         for v4 in [true, false] {
             let md5: Vec<(IpAddr, Secret)> = neighbors
@@ -391,7 +401,7 @@ impl Plumbing {
                 let fd = Fd(*fd);
                 for (a, k) in &md5 {
                     if let Err(e) = peer::set_md5(&fd, *a, k.as_bytes()) {
-                        log(format!("bgp: the TCP-MD5 key for {a} on the listener: {e}"));
+                        warn(format!("bgp: the TCP-MD5 key for {a} on the listener: {e}"));
                     }
                 }
                 // Keys of neighbors gone (and not back under the same address) are deleted.
@@ -441,7 +451,7 @@ impl Plumbing {
                         }
                     });
                 }
-                Err(e) => log(format!(
+                Err(e) => warn(format!(
                     "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
                 )),
             }
@@ -466,8 +476,17 @@ pub async fn run(
     stop: watch::Receiver<Option<String>>,
     mut cmds: mpsc::UnboundedReceiver<SpeakerCmd>,
 ) {
-    let log = |s: String| {
-        let _ = events.send(SpeakerEvent::Log(s));
+    let log = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Info,
+            text,
+        });
+    };
+    let warn = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Warning,
+            text,
+        });
     };
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
     let mut plumbing = Plumbing {
@@ -483,7 +502,7 @@ pub async fn run(
         let (id, state) = plumbing.add_peer(&cfg, n);
         peers.insert(id, state);
     }
-    plumbing.listen(&cfg.neighbors, cfg.listen_port, &[], &log);
+    plumbing.listen(&cfg.neighbors, cfg.listen_port, &[], &warn);
 
     let mut rib = Rib::new(cfg.multipath);
     // Our networks, as routes of our own.
@@ -582,8 +601,17 @@ fn reconfigure(
     rib: &mut Rib,
     events: &mpsc::UnboundedSender<SpeakerEvent>,
 ) {
-    let log = |s: String| {
-        let _ = events.send(SpeakerEvent::Log(s));
+    let log = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Info,
+            text,
+        });
+    };
+    let warn = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Warning,
+            text,
+        });
     };
     // Our AS, identifier or port: every session starts again.
     let all = new.local_as != cfg.local_as
@@ -622,7 +650,7 @@ fn reconfigure(
                         Some(_) => {
                             let n = Notification::new(code::CEASE, code::CEASE_CONFIG_CHANGE, &[]);
                             let _ = p.cmds.send(PeerCmd::Reset(n));
-                            log(format!(
+                            warn(format!(
                                 "bgp: {}: import policy changed and the peer cannot refresh:                                  resetting the session",
                                 old.address
                             ));
@@ -656,7 +684,7 @@ fn reconfigure(
             log(format!("bgp: {}: neighbor added", n.address));
         }
     }
-    plumbing.listen(&new.neighbors, new.listen_port, &gone, &log);
+    plumbing.listen(&new.neighbors, new.listen_port, &gone, &warn);
     for p in &cfg.networks {
         if !new.networks.contains(p) {
             rib.remove(LOCAL, p, &mut changes);
@@ -835,8 +863,17 @@ fn handle(
     rib: &mut Rib,
     events: &mpsc::UnboundedSender<SpeakerEvent>,
 ) {
-    let log = |s: String| {
-        let _ = events.send(SpeakerEvent::Log(s));
+    let log = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Info,
+            text,
+        });
+    };
+    let warn = |text: String| {
+        let _ = events.send(SpeakerEvent::Log {
+            severity: Severity::Warning,
+            text,
+        });
     };
     let Some(p) = peers.get_mut(&id) else { return };
     let address = p.cfg.address;
@@ -868,7 +905,7 @@ fn handle(
             match update::decode(&body, n.four_octet_as, p.ebgp) {
                 Decoded::Update(u) => {
                     if !u.discarded.is_empty() {
-                        log(format!(
+                        warn(format!(
                             "bgp: {address}: attributes {:?} discarded (RFC 7606)",
                             u.discarded
                         ));
@@ -907,11 +944,11 @@ fn handle(
                             p.over_limit[f] = over;
                             let family = ["IPv4", "IPv6"][f];
                             if crossed && i.warn_only {
-                                log(format!(
+                                warn(format!(
                                     "bgp: {address}: {count} {family} prefixes, over the limit of {max}"
                                 ));
                             } else if crossed {
-                                log(format!(
+                                warn(format!(
                                     "bgp: {address}: {count} {family} prefixes, over the limit of {max}: \
                                      tearing the session down for {} s",
                                     i.max_prefixes_restart.as_secs()
@@ -934,7 +971,7 @@ fn handle(
                     publish(events, peers, rib, changes, cfg);
                 }
                 Decoded::TreatAsWithdraw(prefixes, why) => {
-                    log(format!(
+                    warn(format!(
                         "bgp: {address}: {} prefix(es) treated as withdrawn: {why}",
                         prefixes.len()
                     ));
@@ -945,7 +982,7 @@ fn handle(
                     publish(events, peers, rib, changes, cfg);
                 }
                 Decoded::Reset(n) => {
-                    log(format!("bgp: {address}: malformed UPDATE, resetting: {n}"));
+                    warn(format!("bgp: {address}: malformed UPDATE, resetting: {n}"));
                     let _ = p.cmds.send(PeerCmd::Reset(n));
                 }
             }
@@ -984,7 +1021,7 @@ fn handle(
                 }
             }
         }
-        PeerEvent::Failed(why) => log(format!(
+        PeerEvent::Failed(why) => warn(format!(
             "bgp: {address}: session failed: {}",
             describe(&why)
         )),

@@ -1,8 +1,9 @@
 //! interlink's kernel FIB: the only code in the project that programs routes.
 //!
 //! - [`route`]: prefixes, next hops, routes (unicast with ECMP, blackhole, unreachable).
-//! - [`wire`]: rtnetlink requests and acks (by hand: the hot path) and the kernel's route,
-//!   link and address messages (netlink-packet-route).
+//! - [`wire`]: rtnetlink requests, acks and the kernel's route, link and address messages,
+//!   all written and read by hand (the hot path, and netlink-packet-route 0.30 panics on
+//!   some short attributes); the tests check what is written against netlink-packet-route.
 //! - [`fib`]: the sans-IO core: desired versus kernel state per prefix, coalescing, the
 //!   request window, ownership, stale routes after a restart, repair.
 //! - [`sock`] and [`driver`]: the netlink sockets and the loop that runs the core against the
