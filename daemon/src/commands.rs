@@ -1,33 +1,15 @@
 //! interlinkctl's verbs, answered from the daemon's state as JSON (see `control`).
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::time::Instant;
 
 use interlink_bgp::speaker::{NeighborOp, SpeakerCmd};
 use interlink_bgp::update::{Nlri, Segment};
-use interlink_config::{Config, Keying, Transport};
-use interlink_fib::{FibService, Target};
+use interlink_config::{Keying, Transport};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::control::{error, ok};
-use crate::run::LinkRun;
-
-/// What the verbs read and act on: the main loop's state, borrowed for one command.
-pub struct Ctl<'a> {
-    pub path: &'a Path,
-    pub handle: &'a rtnetlink::Handle,
-    pub links: &'a mut Vec<LinkRun>,
-    pub fib: &'a FibService,
-    pub target: Target,
-    pub config: &'a mut Config,
-    pub speaker: Option<&'a mpsc::UnboundedSender<SpeakerCmd>>,
-    pub started: Instant,
-    /// The metrics server, if any: a reload may move it.
-    pub metrics: &'a mut Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
-    pub scrapes: &'a crate::metrics::Scrapes,
-}
+use crate::ctl::Ctl;
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
                          | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey";
@@ -45,7 +27,7 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
             Ok(p) => routes(ctl, Some(p)).await,
             Err(e) => error(e),
         },
-        ["reload"] => match crate::run::reload(ctl).await {
+        ["reload"] => match crate::reload::reload(ctl).await {
             Ok(notes) => ok(json!({ "applied": true, "notes": notes })),
             Err(e) => error(e),
         },

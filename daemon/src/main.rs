@@ -11,12 +11,16 @@ macro_rules! warn {
 
 mod commands;
 mod control;
+mod ctl;
+mod links;
 mod logging;
 mod metrics;
 mod mka;
 mod notify;
+mod reload;
 mod run;
 mod selftest;
+mod translate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

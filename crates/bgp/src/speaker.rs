@@ -134,7 +134,10 @@ pub enum SpeakerEvent {
         why: String,
     },
     /// Something worth a log line, and how much.
-    Log { severity: Severity, text: String },
+    Log {
+        severity: Severity,
+        text: String,
+    },
     /// Every peer has come up and sent End-of-RIB for its families: the FIB may sweep what
     /// a previous run left.
     Converged,

@@ -1,0 +1,146 @@
+//! A running link: its data plane, its MKA and what was last logged of it; started from
+//! its `[[link]]` and stopped with a line of what it carried.
+
+use std::path::Path;
+
+use interlink_config::{Keying, Link as LinkConfig};
+use interlink_dataplane::{netlink, Link};
+use interlink_macsec::Backend;
+
+use crate::mka::MkaRun;
+use crate::translate::{pn_state_file, spec};
+
+async fn bring_up(
+    handle: &rtnetlink::Handle,
+    link: &LinkConfig,
+    state_dir: &Path,
+) -> Result<Link, String> {
+    let running = Link::start(spec(link, state_dir)).map_err(|e| e.to_string())?;
+    let addresses: Vec<_> = link
+        .addresses
+        .iter()
+        .map(|a| (a.addr, a.prefix_len))
+        .collect();
+    netlink::configure(handle, running.ifindex(), running.mtu(), &addresses)
+        .await
+        .map_err(|e| format!("configure {}: {e}", link.interface))?;
+    Ok(running)
+}
+
+/// A running link, its MKA and what was last logged of it.
+pub(crate) struct LinkRun {
+    pub cfg: LinkConfig,
+    pub link: Link,
+    pub mka: Option<MkaRun>,
+    was_up: bool,
+    /// The peer has answered probes at some time: from then on, the link's liveness says
+    /// whether next hops across it can be reached (a peer that never answers, such as a
+    /// kernel `ip macsec` one, is not taken as down).
+    ever_up: bool,
+    /// Failed writes of the PN state already logged.
+    state_errors: u64,
+}
+
+impl LinkRun {
+    pub(crate) async fn start(
+        handle: &rtnetlink::Handle,
+        l: &LinkConfig,
+        state_dir: &Path,
+    ) -> Result<LinkRun, String> {
+        let mut link = bring_up(handle, l, state_dir).await?;
+        let mka = crate::mka::start(&mut link, l)
+            .transpose()
+            .map_err(|e| format!("MKA: {e}"))?;
+        let resume = match (&l.macsec.keying, link.tx_pn()) {
+            (Keying::Static(_), Some((_, pn))) => format!(
+                ", sending from PN {pn} ({})",
+                pn_state_file(state_dir, &l.name).display()
+            ),
+            _ => String::new(),
+        };
+        log!(
+            "link {}: {} up, mtu {}, {} ({}), SCI {} to {}{resume}",
+            link.name(),
+            link.ifname(),
+            link.mtu(),
+            l.macsec.cipher_suite,
+            Backend::default(),
+            link.sci(),
+            link.peer_sci()
+        );
+        Ok(LinkRun {
+            cfg: l.clone(),
+            link,
+            mka,
+            was_up: false,
+            ever_up: false,
+            state_errors: 0,
+        })
+    }
+
+    /// Every half second: a line when the peer starts or stops answering, or when the PN
+    /// state could not be written.
+    pub(crate) fn tick(&mut self) {
+        let (errors, last) = self.link.state_errors();
+        if errors > self.state_errors {
+            self.state_errors = errors;
+            warn!(
+                "link {}: cannot reserve packet numbers: {}; the link stops sending once the reserved ones are used",
+                self.link.name(),
+                last.unwrap_or_default()
+            );
+        }
+        let l = self.link.liveness();
+        if l.up != self.was_up {
+            match l.last_rtt {
+                Some(rtt) if l.up => {
+                    log!("link {}: peer reachable, rtt {:?}", self.link.name(), rtt)
+                }
+                _ => warn!("link {}: peer unreachable", self.link.name()),
+            }
+            self.was_up = l.up;
+            self.ever_up |= l.up;
+        }
+    }
+
+    /// The peer answered probes once and does not now: next hops across the link cannot be
+    /// reached. (One that never answered, such as a kernel `ip macsec` peer, is not lost.)
+    pub(crate) fn peer_lost(&self) -> bool {
+        self.ever_up && !self.link.liveness().up
+    }
+
+    /// Stops the workers and removes the interface, with a line of what it carried.
+    pub(crate) fn stop(self) {
+        let name = self.link.name().to_owned();
+        let c = self.link.counters();
+        self.link.stop();
+        let secy: Vec<String> = c
+            .secy_tx
+            .entries()
+            .chain(c.secy_rx.entries())
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        log!(
+            "link {name}: stopped; sent {} packets, received {}, dropped {}; {}",
+            c.link.underlay_tx_packets,
+            c.secy_rx.in_pkts_ok,
+            c.secy_rx.dropped(),
+            secy.join(" ")
+        );
+    }
+}
+
+/// A turn of MKA on every link that runs it; if MKPDUs are left (a flood), another turn is
+/// asked for, after whatever else the main loop has waiting.
+pub(crate) fn mka_turns(links: &mut [LinkRun]) {
+    let mut more = false;
+    for l in links.iter_mut() {
+        if let Some(m) = &mut l.mka {
+            more |= m.turn(&mut l.link);
+        }
+    }
+    if more {
+        crate::mka::WAKE.notify_one();
+    }
+}

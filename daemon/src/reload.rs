@@ -1,0 +1,199 @@
+//! SIGHUP and `interlinkctl reload`: the configuration read again, and only what changed
+//! applied; what cannot change under running routes is named.
+
+use std::path::Path;
+
+use interlink_bgp::speaker::SpeakerCmd;
+use interlink_config::{Config, Keying, Link as LinkConfig};
+use interlink_fib::FibService;
+
+use crate::ctl::Ctl;
+use crate::links::LinkRun;
+use crate::translate::{speaker_config, static_route};
+
+/// Whether two configs of a link differ only in their MKA keychain, which MKA takes while
+/// running.
+/// What a reload can change on a running link: its MKA keychain and its busy poll. `None` if
+/// anything else differs, and the link must restart.
+fn in_place_changes(a: &LinkConfig, b: &LinkConfig) -> Option<InPlace> {
+    let mut b2 = b.clone();
+    b2.busy_poll = a.busy_poll;
+    let keychain = match (&a.macsec.keying, &mut b2.macsec.keying) {
+        (Keying::Mka(ka), Keying::Mka(kb)) if ka.keys != kb.keys => {
+            kb.keys = ka.keys.clone();
+            true
+        }
+        _ => false,
+    };
+    (*a == b2).then_some(InPlace {
+        keychain,
+        busy_poll: a.busy_poll != b.busy_poll,
+    })
+}
+
+struct InPlace {
+    keychain: bool,
+    busy_poll: bool,
+}
+
+/// A reload of `[[link]]`: links gone are stopped, new ones started, changed ones restarted,
+/// except that a new MKA keychain is handed to the running KaY (a CAK rollover loses
+/// nothing) and a new busy poll to the running workers. Links not changed are not touched.
+async fn reload_links(
+    handle: &rtnetlink::Handle,
+    links: &mut Vec<LinkRun>,
+    new: &Config,
+    state_dir: &Path,
+) {
+    let mut kept = Vec::new();
+    for mut run in std::mem::take(links) {
+        let Some(l) = new.links.iter().find(|l| l.name == run.cfg.name) else {
+            log!("reload: link {}: removed", run.cfg.name);
+            run.stop();
+            continue;
+        };
+        let Some(change) = in_place_changes(&run.cfg, l) else {
+            log!("reload: link {}: changed; restarting it", run.cfg.name);
+            run.stop();
+            continue;
+        };
+        if change.busy_poll {
+            run.link.set_busy_poll(l.busy_poll);
+            run.cfg.busy_poll = l.busy_poll;
+            log!("reload: link {}: busy_poll {:?}", l.name, l.busy_poll);
+        }
+        if change.keychain {
+            if let (Some(m), Keying::Mka(keys)) = (&mut run.mka, &l.macsec.keying) {
+                match m.set_keys(&mut run.link, keys) {
+                    Ok(()) => {
+                        log!(
+                            "reload: link {}: keychain of {} key(s)",
+                            l.name,
+                            keys.keys.len()
+                        );
+                        run.cfg = l.clone();
+                    }
+                    Err(e) => warn!("reload: link {}: keychain not taken: {e}", l.name),
+                }
+            }
+        }
+        kept.push(run);
+    }
+    // In the new config's order; the kept ones as they are, the others started.
+    for l in &new.links {
+        if let Some(i) = kept.iter().position(|r| r.cfg.name == l.name) {
+            links.push(kept.swap_remove(i));
+            continue;
+        }
+        match LinkRun::start(handle, l, state_dir).await {
+            Ok(run) => links.push(run),
+            Err(e) => warn!("reload: link {}: {e}", l.name),
+        }
+    }
+}
+
+/// A reload of `[[route]]`: routes gone are withdrawn, new and changed ones installed.
+fn reload_routes(fib: &FibService, old: &Config, new: &Config) {
+    for r in &old.routes {
+        if !new.routes.iter().any(|n| n.prefix == r.prefix) {
+            fib.set(r.prefix, None);
+        }
+    }
+    for r in &new.routes {
+        if old.routes.iter().any(|o| o == r) {
+            continue;
+        }
+        match static_route(r) {
+            Ok(route) => fib.set(r.prefix, Some(route)),
+            Err(e) => warn!("reload: route {}: {e}; not installed", r.prefix),
+        }
+    }
+}
+
+/// Reads the configuration again and applies what changed. On errors the running
+/// configuration stays and the errors come back, one per line; otherwise what could not be
+/// applied comes back as notes.
+pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
+    let new = match Config::load(ctl.path) {
+        Err(errors) => {
+            for e in &errors.0 {
+                warn!("reload: {e}");
+            }
+            warn!("reload: the new configuration has errors; the running one stays");
+            return Err(errors.to_string());
+        }
+        Ok(new) => new,
+    };
+    let old = &*ctl.config;
+    reload_links(ctl.handle, ctl.links, &new, &old.state_dir).await;
+    reload_routes(ctl.fib, old, &new);
+    let mut notes = Vec::new();
+    // BGP: the speaker takes the difference itself.
+    let bgp_changed =
+        old.router != new.router || old.neighbors != new.neighbors || old.bgp != new.bgp;
+    match (&new.router, ctl.speaker) {
+        (Some(r), Some(speaker)) if bgp_changed => {
+            let cfg = speaker_config(&new, r);
+            let _ = speaker.send(SpeakerCmd::Reconfigure(Box::new(cfg)));
+        }
+        (new_router, speaker) if new_router.is_some() != speaker.is_some() => notes
+            .push("[router] added or removed; BGP starts or stops at the next restart".to_owned()),
+        _ => {}
+    }
+    // [fib]: the slot of interlink's routes (table, metric, protocol) cannot move under
+    // them; how long a restart waits and what shutdown does are read when they happen.
+    if (old.fib.table, old.fib.metric, old.fib.protocol)
+        != (new.fib.table, new.fib.metric, new.fib.protocol)
+    {
+        notes.push(
+            "[fib] table, metric or protocol changed; that takes effect at the next restart".into(),
+        );
+    }
+    if old.metrics_listen != new.metrics_listen {
+        match new.metrics_listen {
+            Some(listen) => match crate::metrics::serve(listen, ctl.scrapes.clone()).await {
+                Ok(task) => {
+                    if let Some((_, t)) = ctl.metrics.replace((listen, task)) {
+                        t.abort();
+                    }
+                    log!("reload: metrics on http://{listen}/metrics");
+                }
+                Err(e) => notes.push(format!(
+                    "[metrics] cannot listen on {listen}: {e}; the old address stays"
+                )),
+            },
+            None => {
+                if let Some((_, t)) = ctl.metrics.take() {
+                    t.abort();
+                }
+                log!("reload: metrics no longer served");
+            }
+        }
+    }
+    if old.control_socket != new.control_socket {
+        notes.push("[control] socket changed; that takes effect at the next restart".into());
+    }
+    if old.state_dir != new.state_dir {
+        notes.push("[daemon] state_dir changed; that takes effect at the next restart".into());
+    }
+    for n in &notes {
+        log!("reload: {n}");
+    }
+    // What was not applied stays as it was, so that the next reload compares with what runs.
+    let mut applied = new;
+    applied.metrics_listen = ctl.metrics.as_ref().map(|(a, _)| *a);
+    let old = &*ctl.config;
+    applied.fib.table = old.fib.table;
+    applied.fib.metric = old.fib.metric;
+    applied.fib.protocol = old.fib.protocol;
+    applied.control_socket = old.control_socket.clone();
+    applied.state_dir = old.state_dir.clone();
+    if applied.router.is_some() != ctl.speaker.is_some() {
+        applied.router = old.router.clone();
+        applied.neighbors = old.neighbors.clone();
+        applied.bgp = old.bgp.clone();
+    }
+    *ctl.config = applied;
+    log!("reload: done");
+    Ok(notes)
+}
