@@ -1,9 +1,210 @@
-//! Route policy beyond prefix lists: matching on communities (RFC 1997) and large
-//! communities (RFC 8092), and setting communities, LOCAL_PREF, MED and AS-path prepends.
-//! The well-known NO_EXPORT and NO_ADVERTISE communities are honoured when routes go out.
+//! Route policy, pure functions of a route and a neighbor's settings: prefix lists, matching
+//! on communities (RFC 1997) and large communities (RFC 8092), setting communities,
+//! LOCAL_PREF, MED and AS-path prepends; what comes in ([`import`], with the RFC 8212
+//! defaults and AS-path loop detection), what may go out ([`exports`], with NO_EXPORT and
+//! NO_ADVERTISE honoured and no iBGP-to-iBGP) and with which attributes ([`outgoing`]).
 //! (The config crate reads communities as people write them.)
 
-use crate::update::{Attrs, Segment};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::update::{Attrs, Nlri, Segment, Update};
+
+/// A prefix list entry: the prefix and the lengths it admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixFilter {
+    pub prefix: Nlri,
+    pub ge: u8,
+    pub le: u8,
+}
+
+impl PrefixFilter {
+    pub fn matches(&self, p: &Nlri) -> bool {
+        if p.addr.is_ipv4() != self.prefix.addr.is_ipv4()
+            || p.len < self.ge
+            || p.len > self.le
+            || p.len < self.prefix.len
+        {
+            return false;
+        }
+        let bits = u32::from(self.prefix.len);
+        match (p.addr, self.prefix.addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(a) & m == u32::from(b) & m
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(a) & m == u128::from(b) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ImportPolicy {
+    pub prefixes: Vec<PrefixFilter>,
+    /// Only routes that also match these (communities) are taken.
+    pub matching: Match,
+    /// Set on the routes taken (LOCAL_PREF, MED, communities).
+    pub set: Set,
+    /// The most prefixes taken per family (IPv4 and IPv6 counted apart).
+    pub max_prefixes: Option<u32>,
+    pub warn_only: bool,
+    /// After a max-prefix teardown, the session stays down this long, then starts again.
+    pub max_prefixes_restart: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExportPolicy {
+    pub networks: bool,
+    pub prefixes: Vec<PrefixFilter>,
+    /// Learnt routes go out only if they also match these (communities).
+    pub matching: Match,
+    /// Set on everything that goes out (communities, MED, prepends).
+    pub set: Set,
+}
+
+/// Where a best route comes from, as export policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// One of our own networks.
+    Local,
+    /// Learnt from a peer, eBGP or iBGP.
+    Peer { ebgp: bool },
+}
+
+/// An UPDATE through import policy: what goes into the RIB, and the announced prefixes
+/// policy refused (they are withdrawn in `update`, since they replace what we had).
+#[derive(Debug)]
+pub struct Imported {
+    pub update: Update,
+    /// What the UPDATE withdrew or replaced: no longer refused, if it was.
+    pub withdrawn: Vec<Nlri>,
+    pub rejected: Vec<Nlri>,
+}
+
+/// Import policy: RFC 8212 for eBGP without a policy (nothing), the prefix list and the
+/// communities condition otherwise, and no route whose AS_PATH holds our own AS (RFC 4271
+/// §9.1.2).
+pub fn import(u: &Update, policy: Option<&ImportPolicy>, ebgp: bool, local_as: u32) -> Imported {
+    let mut out = Update {
+        withdrawn: u.withdrawn.clone(),
+        ..Update::default()
+    };
+    let mut rejected = Vec::new();
+    let Some(attrs) = &u.attrs else {
+        return Imported {
+            withdrawn: u.withdrawn.clone(),
+            update: out,
+            rejected,
+        };
+    };
+    let looped = attrs.as_path.iter().any(|s| match s {
+        Segment::Sequence(v) | Segment::Set(v) => v.contains(&local_as),
+    });
+    // The communities condition holds for the whole UPDATE: its prefixes share attributes.
+    let attrs_match = policy.is_none_or(|i| i.matching.matches(attrs));
+    let accepts = |p: &Nlri| match policy {
+        None => !ebgp,
+        Some(i) => attrs_match && i.prefixes.iter().any(|f| f.matches(p)),
+    };
+    for p in &u.announced {
+        if !looped && accepts(p) {
+            out.announced.push(*p);
+        } else {
+            // A route we do not take replaces one we had: it goes.
+            out.withdrawn.push(*p);
+            rejected.push(*p);
+        }
+    }
+    if !out.announced.is_empty() {
+        out.attrs = Some(match policy.filter(|i| !i.set.is_empty()) {
+            None => attrs.clone(),
+            Some(i) => {
+                let mut a = (**attrs).clone();
+                i.set.apply(&mut a, local_as);
+                Arc::new(a)
+            }
+        });
+    }
+    Imported {
+        withdrawn: u.withdrawn.iter().chain(&out.announced).copied().collect(),
+        update: out,
+        rejected,
+    }
+}
+
+/// Whether `prefix`, best with `attrs` from `source`, may go to a peer (eBGP or not, with its
+/// export policy): RFC 8212 without a policy (nothing to eBGP), our networks if the policy
+/// says so, learnt routes through the prefix list and communities condition; never iBGP to
+/// iBGP (no route reflection), never what NO_EXPORT or NO_ADVERTISE keep in.
+pub fn exports(
+    prefix: &Nlri,
+    attrs: &Attrs,
+    source: Source,
+    to_ebgp: bool,
+    export: Option<&ExportPolicy>,
+) -> bool {
+    if !advertisable(attrs, to_ebgp) {
+        return false;
+    }
+    let from_ebgp = match source {
+        Source::Local => {
+            return match export {
+                None => !to_ebgp,
+                Some(e) => e.networks,
+            }
+        }
+        Source::Peer { ebgp } => ebgp,
+    };
+    match export {
+        None => !to_ebgp && from_ebgp,
+        Some(e) => {
+            (to_ebgp || from_ebgp)
+                && e.matching.matches(attrs)
+                && e.prefixes.iter().any(|f| f.matches(prefix))
+        }
+    }
+}
+
+/// The attributes a route goes to a peer with, over a session from our address `local`:
+/// our AS prepended and ourselves as next hop towards eBGP, LOCAL_PREF towards iBGP, then
+/// what export policy sets. None when no next hop of the route's family can be given.
+pub fn outgoing(
+    best: &Attrs,
+    local: IpAddr,
+    to_ebgp: bool,
+    export: Option<&ExportPolicy>,
+    local_as: u32,
+    v6: bool,
+) -> Option<Attrs> {
+    let mut a = best.clone();
+    if to_ebgp {
+        match a.as_path.first_mut() {
+            Some(Segment::Sequence(v)) if v.len() < 255 => v.insert(0, local_as),
+            _ => a.as_path.insert(0, Segment::Sequence(vec![local_as])),
+        }
+        a.local_pref = None;
+        a.med = None;
+    } else {
+        a.local_pref = Some(a.local_pref.unwrap_or(crate::rib::DEFAULT_LOCAL_PREF));
+    }
+    // Next hop self; an IPv6 route needs an IPv6 next hop (our session address, or none).
+    a.next_hop = match (v6, local) {
+        (false, IpAddr::V4(_)) | (true, IpAddr::V6(_)) => Some(local),
+        (false, IpAddr::V6(l)) => l.to_ipv4_mapped().map(IpAddr::V4),
+        (true, IpAddr::V4(_)) => None,
+    };
+    a.next_hop?;
+    a.link_local = None;
+    if let Some(e) = export {
+        e.set.apply(&mut a, local_as);
+    }
+    Some(a)
+}
 
 /// RFC 1997 well-known communities.
 pub const NO_EXPORT: u32 = 0xffff_ff01;
