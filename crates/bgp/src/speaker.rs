@@ -119,7 +119,7 @@ pub struct NeighborView {
     pub received: [usize; 2],
     pub accepted: [usize; 2],
     pub advertised: [usize; 2],
-    /// Messages by type, in the order of [`peer::MESSAGE_TYPES`].
+    /// Messages by type, in the order of [`crate::peer::MESSAGE_TYPES`].
     pub messages_sent: [u64; 6],
     pub messages_received: [u64; 6],
 }
