@@ -3,7 +3,8 @@
 //! time from Established until all N are in the Loc-RIB (the End-of-RIB that follows them is
 //! processed) with the RSS then, until all N are in the kernel (the FIB in sync), the peak
 //! RSS, and, once the session closes, the time until the kernel holds none of the routes.
-//! In the same run, the same for BIRD 2 with a kernel protocol, as the reference.
+//! In the same run, the same for BIRD 2 with a kernel protocol, as the reference, and for
+//! another interlinkd binary if `INTERLINK_BGP_BENCH_BASELINE` names one (before a change).
 //!
 //! The sender is written here: it opens the session, then writes the UPDATEs (/24s from
 //! 16.0.0.0 on, one attribute set, packed into 4096-octet messages) and End-of-RIB as fast as
@@ -353,6 +354,11 @@ fn main() {
         let wire = updates(n);
         let il = interlink(n, wire.clone(), &bin);
         let mut rows = vec![("interlinkd", il)];
+        // INTERLINK_BGP_BENCH_BASELINE=PATH: another interlinkd binary (a build before a
+        // change) measured in the same run, for before-and-after figures.
+        if let Some(base) = std::env::var_os("INTERLINK_BGP_BENCH_BASELINE") {
+            rows.push(("baseline", interlink(n, wire.clone(), Path::new(&base))));
+        }
         if with_bird {
             rows.push(("BIRD 2", bird(n, wire)));
         }
