@@ -12,7 +12,7 @@ use interlink_macsec::{An, CipherSuite, Sak};
 use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::Ki;
-use interlink_mka::participant::{Config, PnStatus, XpnParams};
+use interlink_mka::participant::{Config, NewSa, PnStatus, XpnParams};
 
 /// Rung when an MKPDU arrives on any link: the main loop then runs MKA at once, and
 /// otherwise only when a KaY's timer is due (no fixed polling).
@@ -243,7 +243,7 @@ impl MkaRun {
                         warn!("mka: link {name}: cannot send an MKPDU: {e}");
                     }
                 }
-                Action::InstallRx { an, ki, sak, xpn } => {
+                Action::InstallRx(NewSa { an, ki, sak, xpn }) => {
                     let an = An::new(an & 3).expect("an AN is 0 to 3");
                     let r = xpn_keys(&xpn, &link.peer_sci()).and_then(|xpn| {
                         let keys = SaKeys {
@@ -261,10 +261,7 @@ impl MkaRun {
                     }
                 }
                 Action::InstallTx {
-                    an,
-                    ki,
-                    sak,
-                    xpn,
+                    sa: NewSa { an, ki, sak, xpn },
                     next_pn,
                 } => {
                     let an = An::new(an & 3).expect("an AN is 0 to 3");

@@ -38,7 +38,7 @@ pub fn mkpdu(data: &[u8]) {
 pub fn kay_pair(data: &[u8]) {
     use crate::kay::{Action, CaKey, Kay};
     use crate::mkpdu::{Ki, MKA_GROUP};
-    use crate::participant::{Config, PnStatus};
+    use crate::participant::{Config, NewSa, PnStatus};
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
 
@@ -139,14 +139,11 @@ pub fn kay_pair(data: &[u8]) {
                         sent[to].push(f);
                     }
                 }
-                Action::InstallRx { an, ki, .. } => s[i].rx[usize::from(an & 3)] = Some(ki),
+                Action::InstallRx(NewSa { an, ki, .. }) => s[i].rx[usize::from(an & 3)] = Some(ki),
                 Action::RemoveRx { an, .. } => s[i].rx[usize::from(an & 3)] = None,
                 Action::InstallTx {
-                    an,
-                    ki,
-                    sak,
+                    sa: NewSa { an, ki, sak, .. },
                     next_pn,
-                    ..
                 } => {
                     s[i].tx_sa[usize::from(an & 3)] = Some((ki, sak.as_bytes().to_vec(), next_pn));
                     s[i].tx_an = Some(an & 3);

@@ -18,30 +18,19 @@ use std::time::Instant;
 
 use crate::keys::{KeyError, Secret};
 use crate::mkpdu::{decode, Ki};
-use crate::participant::{self, Participant, PnStatus, XpnParams};
+use crate::participant::{self, NewSa, Participant, PnStatus};
 
 /// What the port's SecY and the network are asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send this EAPOL frame to the peers.
     Send(Vec<u8>),
-    /// Install `sak` under `an` for receiving.
-    InstallRx {
-        an: u8,
-        ki: Ki,
-        sak: Secret,
-        xpn: Option<XpnParams>,
-    },
-    /// Install `sak` under `an` for transmitting, from `next_pn`, and transmit with it. A key
+    /// Install the SA for receiving.
+    InstallRx(NewSa),
+    /// Install the SA for transmitting, from `next_pn`, and transmit with it. A key
     /// transmitted with before (the principal CA changed, and changed back) resumes above
     /// every PN it used and every PN a live peer has accepted under it: never at 1 again.
-    InstallTx {
-        an: u8,
-        ki: Ki,
-        sak: Secret,
-        xpn: Option<XpnParams>,
-        next_pn: u64,
-    },
+    InstallTx { sa: NewSa, next_pn: u64 },
     /// Transmit with the SA already installed on `an` again (its PNs carry on).
     UseTx { an: u8, ki: Ki },
     /// Remove the receive SA on `an`: its CA left the keychain, its key is no longer trusted.
@@ -59,19 +48,10 @@ pub struct CaKey {
     pub cak: Secret,
 }
 
-/// The port's transmit SA as last installed: which key, and its keys to re-install.
-#[derive(Clone, Debug)]
-struct TxKey {
-    an: u8,
-    ki: Ki,
-    sak: Secret,
-    xpn: Option<XpnParams>,
-}
-
 struct Ca {
     p: Participant,
     /// The key this CA would have the port transmit with: its last transmit install.
-    tx: Option<TxKey>,
+    tx: Option<NewSa>,
 }
 
 pub struct Kay {
@@ -284,7 +264,8 @@ impl Kay {
         for a in acts {
             match a {
                 participant::Action::Send(f) => out.push(Action::Send(f)),
-                participant::Action::InstallRx { an, ki, sak, xpn } => {
+                participant::Action::InstallRx(sa) => {
+                    let (an, ki) = (sa.an, sa.ki);
                     self.last_an = Some(an);
                     let gone = self.rx_installed[usize::from(an & 3)].replace(ki);
                     for (j, c) in self.cas.iter_mut().enumerate() {
@@ -300,10 +281,9 @@ impl Kay {
                             }
                         }
                     }
-                    out.push(Action::InstallRx { an, ki, sak, xpn });
+                    out.push(Action::InstallRx(sa));
                 }
-                participant::Action::InstallTx { an, ki, sak, xpn } => {
-                    let key = TxKey { an, ki, sak, xpn };
+                participant::Action::InstallTx(key) => {
                     self.cas[i].tx = Some(key.clone());
                     if self.principal == Some(i) {
                         self.transmit(i, &key, out);
@@ -314,7 +294,7 @@ impl Kay {
         }
     }
 
-    fn transmit(&mut self, ca: usize, key: &TxKey, out: &mut Vec<Action>) {
+    fn transmit(&mut self, ca: usize, key: &NewSa, out: &mut Vec<Action>) {
         if self.tx_on == Some(key.ki) {
             return;
         }
@@ -329,10 +309,7 @@ impl Kay {
             let used = self.tx_used.get(&key.ki).copied().unwrap_or(0);
             let peers = self.cas[ca].p.peers_lowest_pn(key.ki);
             out.push(Action::InstallTx {
-                an: key.an,
-                ki: key.ki,
-                sak: key.sak.clone(),
-                xpn: key.xpn.clone(),
+                sa: key.clone(),
                 next_pn: used.max(peers).max(1),
             });
         }
@@ -385,7 +362,7 @@ mod tests {
         let now = Instant::now();
         let mut kay = Kay::new(template, keys, now).unwrap();
         let ki = Ki { mi: [7; 12], kn: 1 };
-        let key = TxKey {
+        let key = NewSa {
             an: 0,
             ki,
             sak: Secret::new(vec![9; 16]).unwrap(),

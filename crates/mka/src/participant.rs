@@ -118,25 +118,25 @@ impl PnStatus {
     }
 }
 
+/// An SA to install: the key (`sak`, identified by `ki`), its AN, and for XPN suites its
+/// salt and the members' SSCIs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSa {
+    pub an: u8,
+    pub ki: Ki,
+    pub sak: Secret,
+    pub xpn: Option<XpnParams>,
+}
+
 /// What the participant asks of the data plane and the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send this EAPOL frame (from the protocol version octet on) to the CA's peers.
     Send(Vec<u8>),
-    /// Install `sak` under `an` for receiving from the peers.
-    InstallRx {
-        an: u8,
-        ki: Ki,
-        sak: Secret,
-        xpn: Option<XpnParams>,
-    },
-    /// Install `sak` under `an` for transmitting, and start transmitting with it.
-    InstallTx {
-        an: u8,
-        ki: Ki,
-        sak: Secret,
-        xpn: Option<XpnParams>,
-    },
+    /// Install the SA for receiving from the peers.
+    InstallRx(NewSa),
+    /// Install the SA for transmitting, and start transmitting with it.
+    InstallTx(NewSa),
     /// A peer became live (true) or the last live peer went (false).
     Live(bool),
 }
@@ -186,8 +186,8 @@ struct Key {
 }
 
 impl Key {
-    fn install_rx(&self) -> Action {
-        Action::InstallRx {
+    fn sa(&self) -> NewSa {
+        NewSa {
             an: self.an,
             ki: self.ki,
             sak: self.sak.clone(),
@@ -195,13 +195,12 @@ impl Key {
         }
     }
 
+    fn install_rx(&self) -> Action {
+        Action::InstallRx(self.sa())
+    }
+
     fn install_tx(&self) -> Action {
-        Action::InstallTx {
-            an: self.an,
-            ki: self.ki,
-            sak: self.sak.clone(),
-            xpn: self.xpn.clone(),
-        }
+        Action::InstallTx(self.sa())
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::{Ki, MKA_GROUP};
-use interlink_mka::participant::Config;
+use interlink_mka::participant::{Config, NewSa};
 
 fn template(sci_last: u8) -> Config {
     Config {
@@ -96,7 +96,7 @@ impl Pair {
                         let out = self.s[to].kay.on_mkpdu(self.now, &addrs, &f);
                         queue.push((to, out));
                     }
-                    Action::InstallRx { an, ki, .. } => {
+                    Action::InstallRx(NewSa { an, ki, .. }) => {
                         if let Some((tan, tki)) = self.s[to].tx {
                             assert!(
                                 tan != an || tki == ki,
@@ -106,7 +106,11 @@ impl Pair {
                         }
                         self.s[from].rx[usize::from(an)] = Some(ki);
                     }
-                    Action::InstallTx { an, ki, .. } | Action::UseTx { an, ki } => {
+                    Action::InstallTx {
+                        sa: NewSa { an, ki, .. },
+                        ..
+                    }
+                    | Action::UseTx { an, ki } => {
                         assert_eq!(
                             self.s[to].rx[usize::from(an)],
                             Some(ki),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::decode;
-use interlink_mka::participant::{salt, Action, Config, Participant, PnStatus, XpnParams};
+use interlink_mka::participant::{salt, Action, Config, NewSa, Participant, PnStatus, XpnParams};
 
 fn cfg(sci_last: u8, priority: u8, cak: u8) -> Config {
     Config {
@@ -90,12 +90,12 @@ impl Net {
                             }
                         }
                     }
-                    Action::InstallRx { an, ki, xpn, .. } => {
+                    Action::InstallRx(NewSa { an, ki, xpn, .. }) => {
                         self.installs[from].0.push((an, ki.kn));
                         self.order.push((from, false, ki.kn));
                         self.xpn[from].push((false, ki.kn, xpn));
                     }
-                    Action::InstallTx { an, ki, xpn, .. } => {
+                    Action::InstallTx(NewSa { an, ki, xpn, .. }) => {
                         self.installs[from].1.push((an, ki.kn));
                         self.order.push((from, true, ki.kn));
                         self.xpn[from].push((true, ki.kn, xpn));
