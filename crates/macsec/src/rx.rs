@@ -400,7 +400,10 @@ impl RxSecY {
             let (aad, rest) = frame.split_at_mut(aad_len);
             let (data, rest) = rest.split_at_mut(user.end - aad_len);
             match rest.first_chunk::<ICV_LEN>() {
-                Some(icv) => sa.key().open(&sa.iv(pn), aad, data, icv).is_ok(),
+                Some(icv) => {
+                    let c = sa.crypto();
+                    c.key().open(&c.iv(pn), aad, data, icv).is_ok()
+                }
                 None => false,
             }
         };

@@ -90,36 +90,59 @@ impl IvBase {
     }
 }
 
-/// Checks the key and the starting PN against the suite, and makes the backend key and the
-/// IV base. An SA starts at a PN of at least 1, within the suite's PN space (§10.7.21).
-fn keying(
-    suite: CipherSuite,
-    backend: Backend,
-    sci: Sci,
-    key: &SaKey<'_>,
-    first_pn: u64,
-) -> Result<(Box<dyn Aead>, IvBase), SaError> {
-    if first_pn == 0 || first_pn > suite.max_pn() {
-        return Err(SaError::PnOutOfRange {
-            pn: first_pn,
-            max: suite.max_pn(),
-        });
+/// What every SA has: its AN, the backend's key and what the IV is built from.
+pub(crate) struct SaCrypto {
+    an: An,
+    key: Box<dyn Aead>,
+    iv: IvBase,
+}
+
+impl SaCrypto {
+    #[inline]
+    pub(crate) fn key(&self) -> &dyn Aead {
+        &*self.key
     }
-    let iv = match (suite.is_xpn(), key.xpn) {
-        (true, Some((ssci, salt))) => IvBase::Xpn { ssci, salt },
-        (false, None) => IvBase::Sci(*sci.as_bytes()),
-        (true, None) => return Err(SaError::XpnParamsMissing(suite)),
-        (false, Some(_)) => return Err(SaError::XpnParamsUnexpected(suite)),
-    };
-    Ok((backend.key(suite, key.sak)?, iv))
+
+    #[inline]
+    pub(crate) fn iv(&self, pn: u64) -> [u8; IV_LEN] {
+        self.iv.iv(pn)
+    }
+
+    /// Checks the key and the starting PN against the suite, and makes the backend key and
+    /// the IV base. An SA starts at a PN of at least 1, within the suite's PN space
+    /// (§10.7.21).
+    fn new(
+        suite: CipherSuite,
+        backend: Backend,
+        sci: Sci,
+        an: An,
+        key: &SaKey<'_>,
+        first_pn: u64,
+    ) -> Result<SaCrypto, SaError> {
+        if first_pn == 0 || first_pn > suite.max_pn() {
+            return Err(SaError::PnOutOfRange {
+                pn: first_pn,
+                max: suite.max_pn(),
+            });
+        }
+        let iv = match (suite.is_xpn(), key.xpn) {
+            (true, Some((ssci, salt))) => IvBase::Xpn { ssci, salt },
+            (false, None) => IvBase::Sci(*sci.as_bytes()),
+            (true, None) => return Err(SaError::XpnParamsMissing(suite)),
+            (false, Some(_)) => return Err(SaError::XpnParamsUnexpected(suite)),
+        };
+        Ok(SaCrypto {
+            an,
+            key: backend.key(suite, key.sak)?,
+            iv,
+        })
+    }
 }
 
 /// A transmit SA. Its next PN is an atomic, so several transmit workers can share the SA and
 /// still never reuse a PN.
 pub struct TxSa {
-    an: An,
-    key: Box<dyn Aead>,
-    iv: IvBase,
+    c: SaCrypto,
     /// The next PN to use. 0 means exhausted: PNs start at 1 and the XPN counter wraps to 0
     /// only after using 2^64 - 1.
     next_pn: AtomicU64,
@@ -150,11 +173,8 @@ impl TxSa {
         next_pn: u64,
         rekey_threshold: u64,
     ) -> Result<TxSa, SaError> {
-        let (key, iv) = keying(suite, backend, sci, key, next_pn)?;
         Ok(TxSa {
-            an,
-            key,
-            iv,
+            c: SaCrypto::new(suite, backend, sci, an, key, next_pn)?,
             next_pn: AtomicU64::new(next_pn),
             max_pn: suite.max_pn(),
             ceiling: AtomicU64::new(suite.max_pn()),
@@ -163,7 +183,7 @@ impl TxSa {
     }
 
     pub fn an(&self) -> An {
-        self.an
+        self.c.an
     }
 
     /// The PN the next frame will carry, or `None` once every PN has been used.
@@ -215,21 +235,17 @@ impl TxSa {
             })
     }
 
+    /// The key and the IV of a PN under it.
     #[inline]
-    pub(crate) fn key(&self) -> &dyn Aead {
-        &*self.key
-    }
-
-    #[inline]
-    pub(crate) fn iv(&self, pn: u64) -> [u8; IV_LEN] {
-        self.iv.iv(pn)
+    pub(crate) fn crypto(&self) -> &SaCrypto {
+        &self.c
     }
 }
 
 impl fmt::Debug for TxSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxSa")
-            .field("an", &self.an)
+            .field("an", &self.c.an)
             .field("next_pn", &self.next_pn())
             .finish_non_exhaustive()
     }
@@ -299,9 +315,7 @@ impl SeenPns {
 
 /// A receive SA: key, next and lowest acceptable PN (§10.7.14), and the duplicate filter.
 pub struct RxSa {
-    an: An,
-    key: Box<dyn Aead>,
-    iv: IvBase,
+    c: SaCrypto,
     xpn: bool,
     next_pn: u64,
     lowest_pn: u64,
@@ -322,11 +336,8 @@ impl RxSa {
         lowest_pn: u64,
         window: u32,
     ) -> Result<RxSa, SaError> {
-        let (key, iv) = keying(suite, backend, sci, key, lowest_pn)?;
         Ok(RxSa {
-            an,
-            key,
-            iv,
+            c: SaCrypto::new(suite, backend, sci, an, key, lowest_pn)?,
             xpn: suite.is_xpn(),
             next_pn: lowest_pn,
             lowest_pn,
@@ -336,7 +347,7 @@ impl RxSa {
     }
 
     pub fn an(&self) -> An {
-        self.an
+        self.c.an
     }
 
     /// One above the highest PN received and validated.
@@ -401,21 +412,17 @@ impl RxSa {
         self.seen.mark(pn);
     }
 
+    /// The key and the IV of a PN under it.
     #[inline]
-    pub(crate) fn key(&self) -> &dyn Aead {
-        &*self.key
-    }
-
-    #[inline]
-    pub(crate) fn iv(&self, pn: u64) -> [u8; IV_LEN] {
-        self.iv.iv(pn)
+    pub(crate) fn crypto(&self) -> &SaCrypto {
+        &self.c
     }
 }
 
 impl fmt::Debug for RxSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RxSa")
-            .field("an", &self.an)
+            .field("an", &self.c.an)
             .field("next_pn", &self.next_pn)
             .field("lowest_pn", &self.lowest_pn)
             .finish_non_exhaustive()

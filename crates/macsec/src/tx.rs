@@ -222,7 +222,8 @@ impl TxSecY {
         let aad_len = if conf { hdr } else { hdr + user_len };
         let (aad, rest) = frame.split_at_mut(aad_len);
         let (data, icv) = rest.split_at_mut(rest.len() - ICV_LEN);
-        match sa.key().seal(&sa.iv(pn), aad, data) {
+        let c = sa.crypto();
+        match c.key().seal(&c.iv(pn), aad, data) {
             Ok(tag) => icv.copy_from_slice(&tag),
             Err(_) => {
                 // The backends only refuse inputs far larger than MAX_PDU_LEN.
