@@ -137,7 +137,9 @@ pub struct Metrics {
 }
 
 /// How the HTTP side asks the main loop for a rendering: a scrape sends where to answer.
-pub type Scrapes = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<String>>;
+pub type Scrapes = tokio::sync::mpsc::Sender<ScrapeReply>;
+/// Where the main loop puts one scrape's rendering.
+pub type ScrapeReply = tokio::sync::oneshot::Sender<String>;
 
 impl Metrics {
     pub fn new() -> Metrics {

@@ -135,335 +135,448 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
     }
 }
 
-async fn serve(path: &Path, mut config: Config) -> ExitCode {
-    let (connection, handle, _) = match rtnetlink::new_connection() {
-        Ok(c) => c,
-        Err(e) => {
+/// The speaker's task and how to reach it.
+struct Bgp {
+    task: tokio::task::JoinHandle<()>,
+    cmds: tokio::sync::mpsc::UnboundedSender<SpeakerCmd>,
+    stop: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// Where the main loop's work comes from, apart from the daemon's state.
+struct Sources {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    bgp: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
+    ctl: tokio::sync::mpsc::Receiver<crate::control::Request>,
+    scrapes: tokio::sync::mpsc::Receiver<crate::metrics::ScrapeReply>,
+    watchdog: tokio::time::Interval,
+    tick: tokio::time::Interval,
+    sync_check: tokio::time::Interval,
+    /// Removes the control socket when the daemon ends.
+    _ctl_cleanup: Option<crate::control::Cleanup>,
+}
+
+/// The running daemon: links, FIB, BGP speaker, configuration, and what the main loop keeps
+/// between its turns. One handler per source of work; the loop in [`serve`] only picks the
+/// next one.
+struct Daemon<'p> {
+    path: &'p Path,
+    config: Config,
+    handle: rtnetlink::Handle,
+    links: Vec<LinkRun>,
+    fib: FibService,
+    target: Target,
+    bgp: Option<Bgp>,
+    /// The routes of a previous run have been swept (the sources converged, or the
+    /// graceful-restart time ran out).
+    swept: bool,
+    sweep_at: tokio::time::Instant,
+    /// The line saying the kernel holds all BGP learnt has been written.
+    synced_logged: bool,
+    reach: Reachability,
+    registry: crate::metrics::Metrics,
+    metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    scrapes: crate::metrics::Scrapes,
+    notifier: crate::notify::Notifier,
+    started: std::time::Instant,
+}
+
+impl<'p> Daemon<'p> {
+    /// Brings up the links, the FIB (adopting a previous run's routes), the speaker, the
+    /// metrics and the control socket; says READY. Exit status 1 if something essential
+    /// cannot start.
+    async fn start(path: &'p Path, config: Config) -> Result<(Daemon<'p>, Sources), ExitCode> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| {
             warn!("cannot open rtnetlink: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    tokio::spawn(connection);
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            warn!("cannot install signal handlers");
-            return ExitCode::from(1);
-        }
-    };
-
-    let mut links: Vec<LinkRun> = Vec::new();
-    for l in &config.links {
-        match LinkRun::start(&handle, l, &config.state_dir).await {
-            Ok(run) => links.push(run),
-            Err(e) => {
-                warn!("link {}: {e}", l.name);
-                // Links already up are stopped (and their interfaces removed) on return.
-                return ExitCode::from(1);
-            }
-        }
-    }
-
-    let target = Target {
-        table: config.fib.table,
-        metric: config.fib.metric,
-        protocol: config.fib.protocol,
-    };
-    let fib = match FibService::start(target, 4096) {
-        Ok(f) => f,
-        Err(e) => {
-            warn!("fib: cannot reach the kernel's routing tables: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let adopted = fib.snapshot().stale;
-    log!(
-        "fib: table {}, metric {}, protocol {}; {adopted} route(s) of a previous run adopted",
-        target.table,
-        target.metric,
-        target.protocol
-    );
-    for r in &config.routes {
-        match static_route(r) {
-            Ok(route) => fib.set(r.prefix, Some(route)),
-            Err(e) => warn!("route {}: {e}; not installed", r.prefix),
-        }
-    }
-    // BGP, if configured. The routes adopted from a previous run go once the sources have
-    // converged: at once for static routes alone, at BGP's End-of-RIB from every peer
-    // otherwise, or when [fib] graceful_restart runs out.
-    let (bgp_stop, bgp_stop_rx) = tokio::sync::watch::channel(None);
-    let (speaker_cmds, speaker_cmds_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (bgp_tx, mut bgp_rx) = tokio::sync::mpsc::unbounded_channel();
-    let bgp_task = config.router.as_ref().map(|r| {
-        tokio::spawn(speaker::run(
-            speaker::SpeakerConfig {
-                restarting: adopted > 0,
-                ..speaker_config(&config, r)
-            },
-            bgp_tx,
-            bgp_stop_rx,
-            speaker_cmds_rx,
-        ))
-    });
-    let mut swept = false;
-    if bgp_task.is_none() {
-        fib.sweep();
-        swept = true;
-    }
-    let sweep_at = tokio::time::Instant::now() + config.fib.graceful_restart;
-    // Once BGP has converged, one line says when the kernel holds all it learnt.
-    let mut synced_logged = bgp_task.is_none();
-    let mut sync_check = tokio::time::interval(Duration::from_millis(20));
-    log!(
-        "running with {} link(s), {} static route(s) and {} BGP neighbor(s)",
-        links.len(),
-        config.routes.len(),
-        config.neighbors.len()
-    );
-    // Prometheus metrics, rendered by this loop for each scrape.
-    let registry = crate::metrics::Metrics::new();
-    let (scrapes, mut scrape_rx) = tokio::sync::mpsc::channel(16);
-    let mut metrics_server = None;
-    if let Some(listen) = config.metrics_listen {
-        match crate::metrics::serve(listen, scrapes.clone()).await {
-            Ok(task) => {
-                metrics_server = Some((listen, task));
-                log!("metrics on http://{listen}/metrics")
-            }
-            Err(e) => {
-                warn!("metrics: cannot listen on {listen}: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    }
-    let notifier = crate::notify::Notifier::from_env();
-    notifier.notify(&format!(
-        "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
-        links.len(),
-        config.neighbors.len()
-    ));
-    // Fed from this loop: if it stops turning, systemd restarts the daemon.
-    let mut watchdog = tokio::time::interval(
-        crate::notify::Notifier::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
-    );
-
-    // The control socket, for interlinkctl. Not having one is worth a line, not a stop.
-    let started = std::time::Instant::now();
-    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<crate::control::Request>(16);
-    let _ctl_cleanup = match crate::control::bind(&config.control_socket).await {
-        Ok(l) => {
-            crate::control::serve(l, ctl_tx);
-            log!("control: socket {}", config.control_socket.display());
-            Some(crate::control::Cleanup(config.control_socket.clone()))
-        }
-        Err(e) => {
-            warn!(
-                "control socket {}: {e}; interlinkctl will not reach this daemon",
-                config.control_socket.display()
-            );
-            None
-        }
-    };
-
-    let mut reach = Reachability::default();
-    // The main loop's state, borrowed for an interlinkctl command or a reload.
-    macro_rules! ctl {
-        () => {
-            crate::ctl::Ctl {
-                path,
-                handle: &handle,
-                links: &mut links,
-                fib: &fib,
-                target,
-                config: &mut config,
-                speaker: bgp_task.as_ref().map(|_| &speaker_cmds),
-                started,
-                metrics: &mut metrics_server,
-                scrapes: &scrapes,
+            ExitCode::from(1)
+        })?;
+        tokio::spawn(connection);
+        let (term, int, hup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+            _ => {
+                warn!("cannot install signal handlers");
+                return Err(ExitCode::from(1));
             }
         };
+        let mut links: Vec<LinkRun> = Vec::new();
+        for l in &config.links {
+            match LinkRun::start(&handle, l, &config.state_dir).await {
+                Ok(run) => links.push(run),
+                Err(e) => {
+                    warn!("link {}: {e}", l.name);
+                    // Links already up are stopped (and their interfaces removed) on return.
+                    return Err(ExitCode::from(1));
+                }
+            }
+        }
+        let target = Target {
+            table: config.fib.table,
+            metric: config.fib.metric,
+            protocol: config.fib.protocol,
+        };
+        let fib = FibService::start(target, 4096).map_err(|e| {
+            warn!("fib: cannot reach the kernel's routing tables: {e}");
+            ExitCode::from(1)
+        })?;
+        let adopted = fib.snapshot().stale;
+        log!(
+            "fib: table {}, metric {}, protocol {}; {adopted} route(s) of a previous run adopted",
+            target.table,
+            target.metric,
+            target.protocol
+        );
+        for r in &config.routes {
+            match static_route(r) {
+                Ok(route) => fib.set(r.prefix, Some(route)),
+                Err(e) => warn!("route {}: {e}; not installed", r.prefix),
+            }
+        }
+        // BGP, if configured. The routes adopted from a previous run go once the sources
+        // have converged: at once for static routes alone, at BGP's End-of-RIB from every
+        // peer otherwise, or when [fib] graceful_restart runs out.
+        let (bgp_tx, bgp_rx) = tokio::sync::mpsc::unbounded_channel();
+        let bgp = config.router.as_ref().map(|r| {
+            let (stop, stop_rx) = tokio::sync::watch::channel(None);
+            let (cmds, cmds_rx) = tokio::sync::mpsc::unbounded_channel();
+            let task = tokio::spawn(speaker::run(
+                speaker::SpeakerConfig {
+                    restarting: adopted > 0,
+                    ..speaker_config(&config, r)
+                },
+                bgp_tx,
+                stop_rx,
+                cmds_rx,
+            ));
+            Bgp { task, cmds, stop }
+        });
+        let swept = bgp.is_none();
+        if swept {
+            fib.sweep();
+        }
+        log!(
+            "running with {} link(s), {} static route(s) and {} BGP neighbor(s)",
+            links.len(),
+            config.routes.len(),
+            config.neighbors.len()
+        );
+        // Prometheus metrics, rendered by the main loop for each scrape.
+        let (scrapes, scrape_rx) = tokio::sync::mpsc::channel(16);
+        let mut metrics_server = None;
+        if let Some(listen) = config.metrics_listen {
+            match crate::metrics::serve(listen, scrapes.clone()).await {
+                Ok(task) => {
+                    metrics_server = Some((listen, task));
+                    log!("metrics on http://{listen}/metrics")
+                }
+                Err(e) => {
+                    warn!("metrics: cannot listen on {listen}: {e}");
+                    return Err(ExitCode::from(1));
+                }
+            }
+        }
+        let notifier = crate::notify::Notifier::from_env();
+        // The control socket, for interlinkctl. Not having one is worth a line, not a stop.
+        let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::control::Request>(16);
+        let ctl_cleanup = match crate::control::bind(&config.control_socket).await {
+            Ok(l) => {
+                crate::control::serve(l, ctl_tx);
+                log!("control: socket {}", config.control_socket.display());
+                Some(crate::control::Cleanup(config.control_socket.clone()))
+            }
+            Err(e) => {
+                warn!(
+                    "control socket {}: {e}; interlinkctl will not reach this daemon",
+                    config.control_socket.display()
+                );
+                None
+            }
+        };
+        let d = Daemon {
+            path,
+            sweep_at: tokio::time::Instant::now() + config.fib.graceful_restart,
+            synced_logged: swept,
+            swept,
+            config,
+            handle,
+            links,
+            fib,
+            target,
+            bgp,
+            reach: Reachability::default(),
+            registry: crate::metrics::Metrics::new(),
+            metrics_server,
+            scrapes,
+            notifier,
+            started: std::time::Instant::now(),
+        };
+        d.say_ready();
+        let sources = Sources {
+            term,
+            int,
+            hup,
+            bgp: bgp_rx,
+            ctl: ctl_rx,
+            scrapes: scrape_rx,
+            // Fed from the main loop: if it stops turning, systemd restarts the daemon.
+            watchdog: tokio::time::interval(
+                crate::notify::Notifier::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
+            ),
+            tick: tokio::time::interval(Duration::from_millis(500)),
+            sync_check: tokio::time::interval(Duration::from_millis(20)),
+            _ctl_cleanup: ctl_cleanup,
+        };
+        Ok((d, sources))
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        // MKA runs when an MKPDU arrives (crate::mka::WAKE) and when a KaY's timer is due.
-        let mka_due = links
+
+    fn say_ready(&self) {
+        self.notifier.notify(&format!(
+            "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
+            self.links.len(),
+            self.config.neighbors.len()
+        ));
+    }
+
+    /// The main loop's state, borrowed for an interlinkctl command or a reload.
+    fn ctl(&mut self) -> crate::ctl::Ctl<'_> {
+        crate::ctl::Ctl {
+            path: self.path,
+            handle: &self.handle,
+            links: &mut self.links,
+            fib: &self.fib,
+            target: self.target,
+            config: &mut self.config,
+            speaker: self.bgp.as_ref().map(|b| &b.cmds),
+            started: self.started,
+            metrics: &mut self.metrics_server,
+            scrapes: &self.scrapes,
+        }
+    }
+
+    /// When MKA next has a timer due on some link.
+    fn mka_due(&self) -> Option<tokio::time::Instant> {
+        self.links
             .iter()
             .filter_map(|l| l.mka.as_ref()?.next_timer())
             .min()
-            .map(tokio::time::Instant::from_std);
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            Some(e) = bgp_rx.recv() => match e {
-                SpeakerEvent::Best(changes) => {
-                    fib.set_many(
-                        changes
-                            .into_iter()
-                            .filter_map(|c| {
-                                let p = Prefix::new(c.prefix.addr, c.prefix.len).ok()?;
-                                Some((p, c.best.and_then(|b| fib_route(&b))))
-                            })
-                            .collect(),
-                    );
-                }
-                SpeakerEvent::PeerUp { address, asn } => {
-                    log!("bgp: {address} (AS {asn}) established")
-                }
-                SpeakerEvent::PeerDown { address, why } => {
-                    warn!("bgp: {address} down: {why}")
-                }
-                SpeakerEvent::Log { severity: Severity::Warning, text } => warn!("{text}"),
-                SpeakerEvent::Log { severity: Severity::Info, text } => log!("{text}"),
-                SpeakerEvent::Converged => {
-                    if !swept {
-                        log!("bgp: converged (End-of-RIB from every peer)");
-                        fib.sweep();
-                        swept = true;
-                    }
-                }
-            },
-            _ = sync_check.tick(), if swept && !synced_logged => {
-                if fib.in_sync() {
-                    synced_logged = true;
-                    let s = fib.snapshot().stats;
-                    log!(
-                        "fib: in sync with BGP: {} IPv4 and {} IPv6 route(s) in the kernel",
-                        s.installed[0],
-                        s.installed[1]
-                    );
-                }
-            }
-            _ = tokio::time::sleep_until(sweep_at), if !swept => {
-                log!("fib: graceful restart time over; sweeping routes of the previous run");
-                fib.sweep();
-                swept = true;
-            }
-            _ = watchdog.tick() => notifier.notify("WATCHDOG=1"),
-            _ = crate::mka::WAKE.notified() => mka_turns(&mut links),
-            _ = tokio::time::sleep_until(mka_due.unwrap_or_else(tokio::time::Instant::now)), if mka_due.is_some() => {
-                mka_turns(&mut links)
-            }
-            Some(req) = ctl_rx.recv() => {
-                let mut ctl = ctl!();
-                let answer = crate::commands::answer(&req.line, &mut ctl).await;
-                let _ = req.reply.send(answer);
-            }
-            _ = hup.recv() => {
-                notifier.reloading();
-                let mut ctl = ctl!();
-                let _ = reload(&mut ctl).await;
-                notifier.notify(&format!(
-                    "READY=1\nSTATUS=running with {} link(s) and {} BGP neighbor(s)",
-                    links.len(),
-                    config.neighbors.len()
-                ));
-            }
-            Some(reply) = scrape_rx.recv() => {
-                let snap = fib.snapshot();
-                // The speaker answers from its own task; counts are kept as they change.
-                let mut neighbors = Vec::new();
-                if bgp_task.is_some() {
-                    let (answer, rx) = tokio::sync::oneshot::channel();
-                    if speaker_cmds.send(SpeakerCmd::Neighbors(answer)).is_ok() {
-                        neighbors = rx.await.unwrap_or_default();
-                    }
-                }
-                let families = crate::metrics::render(&crate::metrics::Snapshot {
-                    links: links
-                        .iter()
-                        .map(|l| crate::metrics::LinkView {
-                            name: l.link.name(),
-                            interface: l.link.ifname(),
-                            transport: match l.cfg.transport {
-                                Transport::Udp { .. } => "udp",
-                                Transport::Ethernet { .. } => "ethernet",
-                            },
-                            cipher_suite: l.cfg.macsec.cipher_suite.name(),
-                            aes_gcm: Backend::default().name(),
-                            counters: l.link.counters(),
-                            liveness: l.link.liveness(),
-                            rekeys: l.mka.as_ref().map_or(0, |m| m.tx_switches.saturating_sub(1)),
-                            tun_tx_dropped: l.link.tun_tx_dropped(),
-                            mka_live: l.mka.as_ref().map(|m| m.live),
-                            mka: l.mka.as_ref().map(|m| m.metrics(&l.link)),
+            .map(tokio::time::Instant::from_std)
+    }
+
+    fn sweep(&mut self) {
+        self.fib.sweep();
+        self.swept = true;
+    }
+
+    fn on_speaker(&mut self, e: SpeakerEvent) {
+        match e {
+            SpeakerEvent::Best(changes) => {
+                self.fib.set_many(
+                    changes
+                        .into_iter()
+                        .filter_map(|c| {
+                            let p = Prefix::new(c.prefix.addr, c.prefix.len).ok()?;
+                            Some((p, c.best.and_then(|b| fib_route(&b))))
                         })
                         .collect(),
-                    fib: &snap,
-                    fib_table: target.table,
-                    neighbors,
-                });
-                let _ = reply.send(registry.encode(families));
+                );
             }
-            _ = tick.tick() => {
-                // A link whose TUN interface was deleted from outside: its workers have
-                // stopped; it starts again, with a new interface.
-                let mut i = 0;
-                while i < links.len() {
-                    if !links[i].link.tun_gone() {
-                        i += 1;
-                        continue;
-                    }
-                    let run = links.remove(i);
-                    let cfg = run.cfg.clone();
-                    warn!(
-                        "link {}: its interface {} was deleted from outside; the link is down, restarting it",
-                        cfg.name, cfg.interface
-                    );
-                    run.stop();
-                    match LinkRun::start(&handle, &cfg, &config.state_dir).await {
-                        Ok(run) => {
-                            links.insert(i, run);
-                            i += 1;
-                        }
-                        Err(e) => warn!("link {}: cannot start it again: {e}; a reload tries again", cfg.name),
-                    }
-                }
-                for e in fib.events() {
-                    log_fib_event(&e, &target);
-                    reach.track(&e);
-                }
-                for run in links.iter_mut() {
-                    run.tick();
-                }
-                // Next hops that cannot be reached: across links whose peer stopped
-                // answering, and on interfaces the kernel has down. BGP is told when that
-                // changes (RFC 4271 §9.1.2.1).
-                if bgp_task.is_some() {
-                    let nets = unreachable_nets(&links, &reach);
-                    if nets != reach.sent {
-                        reach.sent = nets.clone();
-                        let _ = speaker_cmds.send(SpeakerCmd::Unreachable(nets));
-                    }
+            SpeakerEvent::PeerUp { address, asn } => {
+                log!("bgp: {address} (AS {asn}) established")
+            }
+            SpeakerEvent::PeerDown { address, why } => warn!("bgp: {address} down: {why}"),
+            SpeakerEvent::Log {
+                severity: Severity::Warning,
+                text,
+            } => warn!("{text}"),
+            SpeakerEvent::Log {
+                severity: Severity::Info,
+                text,
+            } => log!("{text}"),
+            SpeakerEvent::Converged => {
+                if !self.swept {
+                    log!("bgp: converged (End-of-RIB from every peer)");
+                    self.sweep();
                 }
             }
         }
     }
-    log!("stopping");
-    notifier.notify("STOPPING=1");
-    if let Some(t) = bgp_task {
-        let _ = bgp_stop.send(Some("interlinkd is stopping".into()));
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+
+    /// Once BGP has converged, one line says when the kernel holds all it learnt.
+    fn on_sync_check(&mut self) {
+        if self.fib.in_sync() {
+            self.synced_logged = true;
+            let s = self.fib.snapshot().stats;
+            log!(
+                "fib: in sync with BGP: {} IPv4 and {} IPv6 route(s) in the kernel",
+                s.installed[0],
+                s.installed[1]
+            );
+        }
     }
-    let withdraw = config.fib.on_shutdown == OnShutdown::Withdraw;
-    match fib.stop(withdraw, Duration::from_secs(30)) {
-        Ok(s) => log!(
-            "fib: stopped; {} route(s) {}",
-            s.stats.installed[0] + s.stats.installed[1],
-            if withdraw {
-                "left after the withdrawal"
-            } else {
-                "kept in the kernel"
+
+    fn on_sweep_due(&mut self) {
+        log!("fib: graceful restart time over; sweeping routes of the previous run");
+        self.sweep();
+    }
+
+    async fn on_control(&mut self, req: crate::control::Request) {
+        let answer = crate::commands::answer(&req.line, &mut self.ctl()).await;
+        let _ = req.reply.send(answer);
+    }
+
+    async fn on_reload(&mut self) {
+        self.notifier.reloading();
+        let _ = reload(&mut self.ctl()).await;
+        self.say_ready();
+    }
+
+    async fn on_scrape(&mut self, reply: crate::metrics::ScrapeReply) {
+        let snap = self.fib.snapshot();
+        // The speaker answers from its own task; counts are kept as they change.
+        let mut neighbors = Vec::new();
+        if let Some(b) = &self.bgp {
+            let (answer, rx) = tokio::sync::oneshot::channel();
+            if b.cmds.send(SpeakerCmd::Neighbors(answer)).is_ok() {
+                neighbors = rx.await.unwrap_or_default();
             }
-        ),
-        Err(e) => warn!("fib: {e}"),
+        }
+        let families = crate::metrics::render(&crate::metrics::Snapshot {
+            links: self
+                .links
+                .iter()
+                .map(|l| crate::metrics::LinkView {
+                    name: l.link.name(),
+                    interface: l.link.ifname(),
+                    transport: match l.cfg.transport {
+                        Transport::Udp { .. } => "udp",
+                        Transport::Ethernet { .. } => "ethernet",
+                    },
+                    cipher_suite: l.cfg.macsec.cipher_suite.name(),
+                    aes_gcm: Backend::default().name(),
+                    counters: l.link.counters(),
+                    liveness: l.link.liveness(),
+                    rekeys: l
+                        .mka
+                        .as_ref()
+                        .map_or(0, |m| m.tx_switches.saturating_sub(1)),
+                    tun_tx_dropped: l.link.tun_tx_dropped(),
+                    mka_live: l.mka.as_ref().map(|m| m.live),
+                    mka: l.mka.as_ref().map(|m| m.metrics(&l.link)),
+                })
+                .collect(),
+            fib: &snap,
+            fib_table: self.target.table,
+            neighbors,
+        });
+        let _ = reply.send(self.registry.encode(families));
     }
-    for run in links {
-        run.stop();
+
+    /// Every half second: links whose TUN went are started again, the FIB's events are
+    /// logged and tracked, the links' liveness is logged, and BGP hears which next hops
+    /// cannot be reached.
+    async fn on_tick(&mut self) {
+        // A link whose TUN interface was deleted from outside: its workers have stopped;
+        // it starts again, with a new interface.
+        let mut i = 0;
+        while i < self.links.len() {
+            if !self.links[i].link.tun_gone() {
+                i += 1;
+                continue;
+            }
+            let run = self.links.remove(i);
+            let cfg = run.cfg.clone();
+            warn!(
+                "link {}: its interface {} was deleted from outside; the link is down, restarting it",
+                cfg.name, cfg.interface
+            );
+            run.stop();
+            match LinkRun::start(&self.handle, &cfg, &self.config.state_dir).await {
+                Ok(run) => {
+                    self.links.insert(i, run);
+                    i += 1;
+                }
+                Err(e) => warn!(
+                    "link {}: cannot start it again: {e}; a reload tries again",
+                    cfg.name
+                ),
+            }
+        }
+        for e in self.fib.events() {
+            log_fib_event(&e, &self.target);
+            self.reach.track(&e);
+        }
+        for run in self.links.iter_mut() {
+            run.tick();
+        }
+        // Next hops that cannot be reached: across links whose peer stopped answering, and
+        // on interfaces the kernel has down. BGP is told when that changes (RFC 4271
+        // §9.1.2.1).
+        if let Some(b) = &self.bgp {
+            let nets = unreachable_nets(&self.links, &self.reach);
+            if nets != self.reach.sent {
+                self.reach.sent = nets.clone();
+                let _ = b.cmds.send(SpeakerCmd::Unreachable(nets));
+            }
+        }
     }
+
+    /// SIGTERM or SIGINT: BGP says goodbye, the FIB withdraws or keeps the routes, the links
+    /// go.
+    async fn stop(self) {
+        log!("stopping");
+        self.notifier.notify("STOPPING=1");
+        if let Some(b) = self.bgp {
+            let _ = b.stop.send(Some("interlinkd is stopping".into()));
+            let _ = tokio::time::timeout(Duration::from_secs(5), b.task).await;
+        }
+        let withdraw = self.config.fib.on_shutdown == OnShutdown::Withdraw;
+        match self.fib.stop(withdraw, Duration::from_secs(30)) {
+            Ok(s) => log!(
+                "fib: stopped; {} route(s) {}",
+                s.stats.installed[0] + s.stats.installed[1],
+                if withdraw {
+                    "left after the withdrawal"
+                } else {
+                    "kept in the kernel"
+                }
+            ),
+            Err(e) => warn!("fib: {e}"),
+        }
+        for run in self.links {
+            run.stop();
+        }
+    }
+}
+
+async fn serve(path: &Path, config: Config) -> ExitCode {
+    let (mut d, mut s) = match Daemon::start(path, config).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    loop {
+        // MKA runs when an MKPDU arrives (crate::mka::WAKE) and when a KaY's timer is due.
+        let mka_due = d.mka_due();
+        tokio::select! {
+            _ = s.term.recv() => break,
+            _ = s.int.recv() => break,
+            Some(e) = s.bgp.recv() => d.on_speaker(e),
+            _ = s.sync_check.tick(), if d.swept && !d.synced_logged => d.on_sync_check(),
+            _ = tokio::time::sleep_until(d.sweep_at), if !d.swept => d.on_sweep_due(),
+            _ = s.watchdog.tick() => d.notifier.notify("WATCHDOG=1"),
+            _ = crate::mka::WAKE.notified() => mka_turns(&mut d.links),
+            _ = tokio::time::sleep_until(mka_due.unwrap_or_else(tokio::time::Instant::now)), if mka_due.is_some() => {
+                mka_turns(&mut d.links)
+            }
+            Some(req) = s.ctl.recv() => d.on_control(req).await,
+            _ = s.hup.recv() => d.on_reload().await,
+            Some(reply) = s.scrapes.recv() => d.on_scrape(reply).await,
+            _ = s.tick.tick() => d.on_tick().await,
+        }
+    }
+    d.stop().await;
     ExitCode::SUCCESS
 }
