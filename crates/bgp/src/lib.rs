@@ -16,6 +16,7 @@
 //!   [`speaker`]: all of it together, as a state machine ([`speaker::Speaker`]), run on tokio
 //!   by [`speaker::run`].
 
+pub mod collision;
 pub mod fsm;
 pub mod fuzzing;
 pub mod peer;

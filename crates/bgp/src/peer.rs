@@ -1,7 +1,8 @@
 //! The I/O edge of one BGP peer, on tokio: TCP connections out and in, TTL 1 for a directly
-//! connected eBGP peer, TCP-MD5 (RFC 2385), message framing, timers, and collision
-//! resolution between an outgoing and an incoming connection (RFC 4271 §6.8). The state
-//! machine itself is `fsm::Session`; this only carries out its actions.
+//! connected eBGP peer, TCP-MD5 (RFC 2385), message framing and timers. What to do with the
+//! connections, collision resolution between an outgoing and an incoming one (RFC 4271 §6.8)
+//! included, is `collision::Connections`' to decide (and the session's, `fsm::Session`);
+//! this only carries it out.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -15,8 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::fsm::{self, keep_ours_on_collision, Action, Down, Event, Negotiated, Session, State};
-use crate::wire::{code, frame, Family, Message, Notification, MAX_EXTENDED_LEN, MAX_LEN};
+use crate::collision::{ConnId, Connections, In, Out};
+use crate::fsm::{self, Down, Event, Negotiated, State};
+use crate::wire::{frame, Family, Message, Notification};
 
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -266,22 +268,62 @@ pub enum PeerCmd {
     Start,
 }
 
-/// A second connection with the peer while the first is opening (a collision, RFC 4271
-/// §6.8): a state machine of its own, which sends our OPEN on it; `None` if that fails.
-async fn colliding(s: TcpStream, cfg: &PeerConfig) -> Option<(Conn, Session)> {
-    let mut c2 = Conn::new(s, &cfg.counts);
-    let mut s2 = Session::new(cfg.fsm.clone());
-    s2.handle(Instant::now(), Event::Start);
-    for a in s2.handle(Instant::now(), Event::Connected) {
-        if let Action::Send(m) = a {
-            c2.send(&m).await.ok()?;
+/// The connections the I/O layer holds, by the numbers [`Connections`] knows them by.
+#[derive(Default)]
+struct Sockets {
+    conns: Vec<(ConnId, Conn)>,
+    next: ConnId,
+}
+
+impl Sockets {
+    fn add(&mut self, s: TcpStream, counts: &Arc<MessageCounts>) -> ConnId {
+        self.next += 1;
+        self.conns.push((self.next, Conn::new(s, counts)));
+        self.next
+    }
+
+    fn get(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .iter_mut()
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| c)
+    }
+
+    async fn close(&mut self, id: ConnId) {
+        if let Some(at) = self.conns.iter().position(|(i, _)| *i == id) {
+            let (_, mut c) = self.conns.swap_remove(at);
+            let _ = c.stream.shutdown().await;
         }
     }
-    Some((c2, s2))
+
+    async fn close_all(&mut self) {
+        for (_, mut c) in self.conns.drain(..) {
+            let _ = c.stream.shutdown().await;
+        }
+    }
+
+    /// The two connections `a` and `b`, to read from both at once.
+    fn pair(
+        &mut self,
+        a: Option<ConnId>,
+        b: Option<ConnId>,
+    ) -> (Option<&mut Conn>, Option<&mut Conn>) {
+        let (mut ra, mut rb) = (None, None);
+        for (id, c) in self.conns.iter_mut() {
+            if Some(*id) == a {
+                ra = Some(c);
+            } else if Some(*id) == b {
+                rb = Some(c);
+            }
+        }
+        (ra, rb)
+    }
 }
 
 /// Runs the peer until `stop` says so (with the shutdown communication to send). Incoming
-/// connections from the peer's address arrive on `incoming`; commands on `cmds`.
+/// connections from the peer's address arrive on `incoming`; commands on `cmds`. What to do
+/// with the connections, collisions included, is [`Connections`]' to decide; this carries
+/// it out.
 pub async fn run(
     cfg: PeerConfig,
     mut incoming: mpsc::Receiver<TcpStream>,
@@ -289,274 +331,167 @@ pub async fn run(
     mut stop: watch::Receiver<Option<String>>,
     mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) {
-    let mut session = Session::new(cfg.fsm.clone());
-    let mut conn: Option<Conn> = None;
-    // An incoming connection that collided with ours, run by a state machine of its own until
-    // one of the two knows the peer's identifier (RFC 4271 §6.8).
-    let mut other: Option<(Conn, Session)> = None;
-    // The colliding connection's session came up (its OPEN and KEEPALIVE came in one read)
-    // before the collision was settled.
-    let mut other_up: Option<Box<Negotiated>> = None;
-    // Whether `conn` is the connection we opened (collision resolution keeps the one opened by
-    // the speaker with the higher identifier).
-    let mut primary_outgoing = false;
-    let mut connecting = false;
+    let mut conns = Connections::new(cfg.fsm.clone());
+    let mut sockets = Sockets::default();
     let mut incoming_open = true;
     let (connected_tx, mut connected_rx) = mpsc::channel::<io::Result<TcpStream>>(1);
-    let mut actions = session.handle(Instant::now(), Event::Start);
+    let mut out = conns.handle(Instant::now(), In::Session(Event::Start));
     loop {
-        // Carry out what the state machine asked for.
-        for a in std::mem::take(&mut actions) {
-            match a {
-                Action::Connect => {
-                    if !connecting {
-                        connecting = true;
-                        let c = cfg.clone();
-                        let tx = connected_tx.clone();
-                        tokio::spawn(async move {
-                            let r = tokio::time::timeout(Duration::from_secs(10), connect(&c))
-                                .await
-                                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-                            let _ = tx.send(r).await;
-                        });
-                    }
+        // Carry out what was decided; a write that fails is a closed connection.
+        let mut failed = Vec::new();
+        for o in std::mem::take(&mut out) {
+            match o {
+                Out::Connect => {
+                    let c = cfg.clone();
+                    let tx = connected_tx.clone();
+                    tokio::spawn(async move {
+                        let r = tokio::time::timeout(Duration::from_secs(10), connect(&c))
+                            .await
+                            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                        let _ = tx.send(r).await;
+                    });
                 }
-                Action::Send(m) => {
-                    if let Some(c) = conn.as_mut() {
+                Out::Send(id, m) => {
+                    if let Some(c) = sockets.get(id) {
                         if c.send(&m).await.is_err() {
-                            conn = None;
-                            actions.extend(session.handle(Instant::now(), Event::ConnectionClosed));
+                            failed.push(id);
                         }
                     }
                 }
-                Action::Close => {
-                    if let Some(mut c) = conn.take() {
-                        let _ = c.stream.shutdown().await;
-                    }
-                }
-                Action::Up(n) => {
-                    // The collision is settled: the connection that got here wins.
-                    if let Some((mut c, _)) = other.take() {
-                        let _ = c.stream.shutdown().await;
-                    }
-                    let local = conn
-                        .as_ref()
+                Out::Close(id) => sockets.close(id).await,
+                Out::Up(n, id) => {
+                    let local = sockets
+                        .get(id)
                         .and_then(|c| c.stream.local_addr().ok())
                         .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
                     let _ = events.send(PeerEvent::Up(n, local));
                 }
-                Action::Down(d) => {
+                Out::Down(d) => {
                     let _ = events.send(PeerEvent::Down(d));
                 }
-                Action::Failed(d) => {
+                Out::Failed(d) => {
                     let _ = events.send(PeerEvent::Failed(d));
                 }
-                Action::Update(u) => {
+                Out::Update(u) => {
                     let _ = events.send(PeerEvent::Update(u));
                 }
-                Action::RouteRefresh(f) => {
+                Out::RouteRefresh(f) => {
                     let _ = events.send(PeerEvent::RouteRefresh(f));
                 }
             }
         }
-        if !actions.is_empty() {
-            continue;
-        }
-        // Collision resolution once either connection knows the peer's identifier
-        // (RFC 4271 §6.8): the connection opened by the speaker with the higher one stays.
-        let remote_id = session
-            .negotiated()
-            .or_else(|| other.as_ref().and_then(|(_, s)| s.negotiated()))
-            .map(|n| n.peer.router_id);
-        if let (Some(remote_id), true) = (remote_id, other.is_some()) {
-            let keep_outgoing = keep_ours_on_collision(cfg.fsm.router_id, remote_id);
-            let cease =
-                Message::Notification(Notification::new(code::CEASE, code::CEASE_COLLISION, &[]));
-            let (mut c2, s2) = other.take().expect("a colliding connection");
-            if keep_outgoing == primary_outgoing {
-                let _ = c2.send(&cease).await;
-                let _ = c2.stream.shutdown().await;
-            } else {
-                if let Some(mut c) = conn.take() {
-                    let _ = c.send(&cease).await;
-                    let _ = c.stream.shutdown().await;
-                }
-                conn = Some(c2);
-                session = s2;
-                primary_outgoing = !primary_outgoing;
-                // The kept connection may have reached Established in the read that brought
-                // its OPEN: it is up now.
-                if let Some(n) = other_up.take() {
-                    actions.push(Action::Up(n));
-                }
+        if !failed.is_empty() {
+            for id in failed {
+                out.extend(conns.handle(Instant::now(), In::Closed(id)));
             }
-            other_up = None;
             continue;
         }
 
-        let deadline = session
+        let deadline = conns
             .next_timer()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        let max = if session.negotiated().is_some_and(|n| n.extended_message) {
-            MAX_EXTENDED_LEN
-        } else {
-            MAX_LEN
-        };
+        let max = conns.max_len();
+        let (primary, other) = (conns.primary(), conns.other());
+        let (primary_conn, other_conn) = sockets.pair(primary, other);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
-                actions = session.on_timer(Instant::now());
+                out = conns.on_timer(Instant::now());
             }
             r = connected_rx.recv() => {
-                connecting = false;
-                match r {
-                    Some(Ok(s)) if conn.is_none() && matches!(session.state(), State::Connect | State::Active) => {
-                        conn = Some(Conn::new(s, &cfg.counts));
-                        primary_outgoing = true;
-                        actions = session.handle(Instant::now(), Event::Connected);
+                out = match r {
+                    Some(Ok(s)) => {
+                        let id = sockets.add(s, &cfg.counts);
+                        conns.handle(Instant::now(), In::Connected(id))
                     }
-                    // The peer's connection came first and is opening: ours is a collision,
-                    // run alongside until the identifiers decide (§6.8). Dropping it instead
-                    // lost both when the peer had done the same with ours.
-                    Some(Ok(s)) if other.is_none() && matches!(session.state(), State::OpenSent | State::OpenConfirm) => {
-                        other = colliding(s, &cfg).await;
-                    }
-                    Some(Ok(_)) => {} // settled meanwhile
-                    _ => actions = session.handle(Instant::now(), Event::ConnectionClosed),
-                }
+                    _ => conns.handle(Instant::now(), In::ConnectFailed),
+                };
             }
             s = incoming.recv(), if incoming_open => {
                 // Without a listener there is nothing more to accept; the peer runs on.
-                let Some(s) = s else {
-                    incoming_open = false;
-                    continue;
-                };
-                match session.state() {
-                    State::Idle | State::Established => drop(s),
-                    State::Connect | State::Active => {
-                        conn = Some(Conn::new(s, &cfg.counts));
-                        primary_outgoing = false;
-                        actions = session.handle(Instant::now(), Event::Connected);
+                match s {
+                    None => incoming_open = false,
+                    Some(s) => {
+                        let id = sockets.add(s, &cfg.counts);
+                        out = conns.handle(Instant::now(), In::Accepted(id));
                     }
-                    // A collision: the new connection gets its own state machine, which
-                    // sends our OPEN on it, until the identifiers decide (§6.8).
-                    State::OpenSent | State::OpenConfirm if other.is_none() => {
-                        other = colliding(s, &cfg).await;
-                    }
-                    State::OpenSent | State::OpenConfirm => drop(s),
                 }
             }
-            r = read_some(other.as_mut().map(|(c, _)| c)) => {
-                let (c2, s2) = other.as_mut().expect("read from the colliding connection");
-                let mut alive = matches!(r, Ok(n) if n > 0);
-                if alive {
-                    for ev in drain_events(c2, max) {
-                        for a in s2.handle(Instant::now(), ev) {
-                            match a {
-                                Action::Send(m) => alive &= c2.send(&m).await.is_ok(),
-                                Action::Close | Action::Failed(_) | Action::Down(_) => alive = false,
-                                Action::Up(n) => other_up = Some(n),
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                if !alive {
-                    other = None;
-                    other_up = None;
-                }
+            r = read_some(other_conn) => {
+                let id = other.expect("read from the colliding connection");
+                out = read_in(&mut sockets, id, r, max, &mut conns);
             }
-            r = read_some(conn.as_mut()) => {
-                // The peer settled a collision against this connection (closed it, or sent
-                // Cease/collision) before we did: the other one carries the session on. It
-                // cannot be Established: an Established session ends `other`.
-                let mut lost = false;
-                match r {
-                    Ok(0) | Err(_) if other.is_some() => lost = true,
-                    Ok(0) | Err(_) => {
-                        conn = None;
-                        actions = session.handle(Instant::now(), Event::ConnectionClosed);
-                    }
-                    Ok(_) => {
-                        let c = conn.as_mut().expect("read from a connection");
-                        for ev in drain_events(c, max) {
-                            let collision = matches!(&ev, Event::Received(Message::Notification(n))
-                                if n.code == code::CEASE && n.subcode == code::CEASE_COLLISION);
-                            if collision && other.is_some() {
-                                lost = true;
-                                break;
-                            }
-                            actions.extend(session.handle(Instant::now(), ev));
-                        }
-                    }
-                }
-                if lost {
-                    if let Some(mut c) = conn.take() {
-                        let _ = c.stream.shutdown().await;
-                    }
-                    let (c2, s2) = other.take().expect("a colliding connection");
-                    conn = Some(c2);
-                    session = s2;
-                    primary_outgoing = !primary_outgoing;
-                    if let Some(n) = other_up.take() {
-                        actions.push(Action::Up(n));
-                    }
-                }
+            r = read_some(primary_conn) => {
+                let id = primary.expect("read from a connection");
+                out = read_in(&mut sockets, id, r, max, &mut conns);
             }
             c = cmds.recv() => {
                 match c {
                     // The speaker let go of this peer (a reload removed or replaced it, after
                     // a Stop): the task ends.
                     None => {
-                        if let Some(mut c) = conn.take() {
-                            let _ = c.stream.shutdown().await;
-                        }
+                        sockets.close_all().await;
                         break;
                     }
                     Some(PeerCmd::Send(bytes)) => {
-                        if session.state() == State::Established {
-                            if let Some(c) = conn.as_mut() {
-                                if c.stream.write_all(&bytes).await.is_err() {
-                                    conn = None;
-                                    actions = session.handle(Instant::now(), Event::ConnectionClosed);
-                                } else {
-                                    c.counts.count_sent_stream(&bytes);
-                                    session.sent_update(Instant::now());
-                                }
+                        let target = conns.primary().filter(|_| conns.state() == State::Established);
+                        if let Some(c) = target.and_then(|id| sockets.get(id)) {
+                            if c.stream.write_all(&bytes).await.is_err() {
+                                let id = target.expect("a connection written to");
+                                out = conns.handle(Instant::now(), In::Closed(id));
+                            } else {
+                                c.counts.count_sent_stream(&bytes);
+                                conns.sent_update(Instant::now());
                             }
                         }
                     }
                     Some(PeerCmd::Reset(n)) => {
-                        actions = session.handle(Instant::now(), Event::Reset(n));
+                        out = conns.handle(Instant::now(), In::Session(Event::Reset(n)));
                     }
                     Some(PeerCmd::Stop(text)) => {
-                        actions = session.handle(Instant::now(), Event::Stop(text));
+                        out = conns.handle(Instant::now(), In::Session(Event::Stop(text)));
                     }
                     Some(PeerCmd::Start) => {
-                        actions = session.handle(Instant::now(), Event::Start);
+                        out = conns.handle(Instant::now(), In::Session(Event::Start));
                     }
                 }
             }
             _ = stop.changed() => {
                 let text = stop.borrow().clone().unwrap_or_default();
-                let acts = session.handle(Instant::now(), Event::Stop(text));
-                for a in acts {
-                    match a {
-                        Action::Send(m) => {
-                            if let Some(c) = conn.as_mut() {
+                for o in conns.handle(Instant::now(), In::Session(Event::Stop(text))) {
+                    match o {
+                        Out::Send(id, m) => {
+                            if let Some(c) = sockets.get(id) {
                                 let _ = c.send(&m).await;
                             }
                         }
-                        Action::Down(d) => { let _ = events.send(PeerEvent::Down(d)); }
+                        Out::Down(d) => {
+                            let _ = events.send(PeerEvent::Down(d));
+                        }
                         _ => {}
                     }
                 }
-                if let Some(mut c) = conn.take() {
-                    let _ = c.stream.shutdown().await;
-                }
+                sockets.close_all().await;
                 break;
             }
         }
+    }
+}
+
+/// What a read on connection `id` brought: its messages, or its end.
+fn read_in(
+    sockets: &mut Sockets,
+    id: ConnId,
+    r: io::Result<usize>,
+    max: usize,
+    conns: &mut Connections,
+) -> Vec<Out> {
+    match (r, sockets.get(id)) {
+        (Ok(n), Some(c)) if n > 0 => {
+            let events = drain_events(c, max);
+            conns.handle(Instant::now(), In::Read(id, events))
+        }
+        _ => conns.handle(Instant::now(), In::Closed(id)),
     }
 }
 
