@@ -7,7 +7,7 @@ use std::time::Duration;
 use interlink_bgp::speaker::{self, Severity, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{Config, OnShutdown, Transport};
-use interlink_fib::{FibEvent, FibService, Prefix, Target};
+use interlink_fib::{FibEvent, FibService, Prefix, Reachability, Target};
 use interlink_macsec::Backend;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -45,51 +45,9 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
     runtime.block_on(serve(path, config))
 }
 
-/// Interfaces down and their networks, from the FIB's kernel events, and what BGP was told.
-#[derive(Default)]
-struct Reachability {
-    nets: std::collections::HashMap<u32, Vec<Prefix>>,
-    down: std::collections::HashSet<u32>,
-    sent: Vec<Nlri>,
-}
-
-impl Reachability {
-    fn track(&mut self, e: &FibEvent) {
-        match e {
-            FibEvent::AddressAdded {
-                ifindex, prefix, ..
-            } => {
-                let v = self.nets.entry(*ifindex).or_default();
-                if !v.contains(prefix) {
-                    v.push(*prefix);
-                }
-            }
-            FibEvent::AddressRemoved {
-                ifindex, prefix, ..
-            } => {
-                if let Some(v) = self.nets.get_mut(ifindex) {
-                    v.retain(|p| p != prefix);
-                }
-            }
-            FibEvent::LinkDown { ifindex, .. } => {
-                self.down.insert(*ifindex);
-            }
-            FibEvent::LinkUp { ifindex, .. } => {
-                self.down.remove(ifindex);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The networks next hops cannot be reached through now, sorted.
 fn unreachable_nets(links: &[LinkRun], reach: &Reachability) -> Vec<Nlri> {
-    let mut nets: Vec<Nlri> = reach
-        .down
-        .iter()
-        .flat_map(|i| reach.nets.get(i).into_iter().flatten())
-        .map(nlri)
-        .collect();
+    let mut nets: Vec<Nlri> = reach.unreachable().map(nlri).collect();
     for run in links {
         if run.peer_lost() {
             for a in &run.cfg.addresses {
@@ -174,7 +132,9 @@ struct Daemon<'p> {
     sweep_at: tokio::time::Instant,
     /// The line saying the kernel holds all BGP learnt has been written.
     synced_logged: bool,
+    /// Networks of interfaces down (from the FIB), and what BGP was last told.
     reach: Reachability,
+    unreachable_sent: Vec<Nlri>,
     registry: crate::metrics::Metrics,
     metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
     scrapes: crate::metrics::Scrapes,
@@ -308,6 +268,7 @@ impl<'p> Daemon<'p> {
             target,
             bgp,
             reach: Reachability::default(),
+            unreachable_sent: Vec::new(),
             registry: crate::metrics::Metrics::new(),
             metrics_server,
             scrapes,
@@ -517,8 +478,8 @@ impl<'p> Daemon<'p> {
         // §9.1.2.1).
         if let Some(b) = &self.bgp {
             let nets = unreachable_nets(&self.links, &self.reach);
-            if nets != self.reach.sent {
-                self.reach.sent = nets.clone();
+            if nets != self.unreachable_sent {
+                self.unreachable_sent = nets.clone();
                 let _ = b.cmds.send(SpeakerCmd::Unreachable(nets));
             }
         }

@@ -6,12 +6,15 @@
 //!   some short attributes); the tests check what is written against netlink-packet-route.
 //! - [`fib`]: the sans-IO core: desired versus kernel state per prefix, coalescing, the
 //!   request window, ownership, stale routes after a restart, repair.
+//! - [`reach`]: the networks of interfaces that are down, from the kernel's events: next
+//!   hops in them cannot be reached.
 //! - [`sock`] and [`driver`]: the netlink sockets and the loop that runs the core against the
 //!   kernel; [`service`]: that loop on a thread of its own, for the daemon.
 
 pub mod driver;
 pub mod fib;
 pub mod fuzzing;
+pub mod reach;
 pub mod route;
 pub mod service;
 pub mod sock;
@@ -19,6 +22,7 @@ pub mod wire;
 
 pub use driver::{Driver, DriverError};
 pub use fib::{Fib, FibEvent, FibStats, Request, RouteId};
+pub use reach::Reachability;
 pub use route::{NextHop, Prefix, PrefixError, Route};
 pub use service::{FibService, Snapshot};
 pub use wire::{Op, Target};
