@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use interlink_bgp::fuzzing::codec;
 use interlink_bgp::update::{encode_announce, encode_end_of_rib, Attrs, Nlri, Origin, Segment};
 use interlink_bgp::wire::{frame, Capabilities, Family, Message, Open, KEEPALIVE, MAX_LEN};
 use netns::{in_ns, Lab};
@@ -36,7 +37,7 @@ fn updates(n: usize) -> Vec<u8> {
         ..Attrs::default()
     };
     let mut out = Vec::with_capacity(n * 5);
-    encode_announce(&mut out, &prefixes, &attrs, true, MAX_LEN);
+    encode_announce(&mut out, &prefixes, &attrs, &codec(true, true));
     encode_end_of_rib(&mut out, Family::IPV4_UNICAST);
     out
 }

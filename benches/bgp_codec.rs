@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use interlink_bgp::fuzzing::codec;
 use interlink_bgp::rib::{PeerInfo, Rib};
 use interlink_bgp::update::{
     decode, encode_announce, Attrs, Decoded, Nlri, Origin, Segment, Update,
@@ -35,17 +36,17 @@ fn attrs() -> Attrs {
 
 fn update_decode(c: &mut Criterion) {
     let mut wire = Vec::new();
-    encode_announce(&mut wire, &prefixes(5000), &attrs(), true, MAX_LEN);
+    encode_announce(&mut wire, &prefixes(5000), &attrs(), &codec(true, true));
     let f = frame(&wire, MAX_LEN).unwrap().unwrap();
     let body = f.body.to_vec();
-    let Decoded::Update(u) = decode(&body, true, true) else {
+    let Decoded::Update(u) = decode(&body, &codec(true, true)) else {
         panic!("the bench UPDATE does not decode");
     };
     let n = u.announced.len();
     let mut g = c.benchmark_group("update");
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function(format!("decode {} octets, {n} prefixes", body.len()), |b| {
-        b.iter(|| black_box(decode(black_box(&body), true, true)))
+        b.iter(|| black_box(decode(black_box(&body), &codec(true, true))))
     });
     g.finish();
 }

@@ -56,8 +56,8 @@ pub fn messages(data: &[u8]) {
                         assert_eq!(once, twice);
                         // UPDATE bodies through the RFC 7606 decoder, both AS widths.
                         if let Message::Update(body) = &m {
-                            let _ = crate::update::decode(body, true, true);
-                            let _ = crate::update::decode(body, false, false);
+                            let _ = crate::update::decode(body, &codec(true, true));
+                            let _ = crate::update::decode(body, &codec(false, false));
                         }
                         Event::Received(m)
                     }
@@ -74,4 +74,13 @@ pub fn messages(data: &[u8]) {
         }
     }
     s.on_timer(now + Duration::from_secs(300));
+}
+
+/// A codec for the fuzz targets and tests: standard messages.
+pub fn codec(four_octet_as: bool, ebgp: bool) -> crate::update::Codec {
+    crate::update::Codec {
+        four_octet_as,
+        ebgp,
+        max_len: crate::wire::MAX_LEN,
+    }
 }

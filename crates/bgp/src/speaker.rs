@@ -18,10 +18,8 @@ use crate::policy::{self, Source};
 pub use crate::policy::{ExportPolicy, ImportPolicy, PrefixFilter};
 use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 pub use crate::tasks::{run, SpeakerCmd};
-use crate::update::{self, Attrs, Decoded, Nlri, Origin};
-use crate::wire::{
-    code, Capabilities, Family, GracefulRestart, Message, Notification, MAX_EXTENDED_LEN, MAX_LEN,
-};
+use crate::update::{self, Attrs, Codec, Decoded, Nlri, Origin};
+use crate::wire::{code, Capabilities, Family, GracefulRestart, Message, Notification};
 
 #[derive(Clone, Debug)]
 pub struct Neighbor {
@@ -569,7 +567,7 @@ impl Speaker {
         let Some(n) = p.negotiated.clone() else {
             return;
         };
-        match update::decode(body, n.four_octet_as, p.ebgp) {
+        match update::decode(body, &Codec::for_session(&n, p.ebgp)) {
             Decoded::Update(u) => {
                 if !u.discarded.is_empty() {
                     out.warn(format!(
@@ -804,7 +802,7 @@ impl Speaker {
     fn resync_out(&mut self, id: PeerId, out: &mut Out) {
         let Some(p) = self.peers.get(&id) else { return };
         let Some(n) = &p.negotiated else { return };
-        let max = max_len(n);
+        let codec = Codec::for_session(n, p.ebgp);
         let stale: Vec<Nlri> = p
             .advertised
             .set
@@ -821,7 +819,7 @@ impl Speaker {
             .copied()
             .collect();
         let mut msg = Vec::new();
-        encode_withdrawals(&mut msg, &stale, max);
+        encode_withdrawals(&mut msg, &stale, &codec);
         if !msg.is_empty() {
             out.peer(id, PeerCmd::Send(msg));
         }
@@ -838,7 +836,7 @@ impl Speaker {
     fn send_table(&mut self, to: PeerId, out: &mut Out) {
         let Some(p) = self.peers.get(&to) else { return };
         let Some(n) = &p.negotiated else { return };
-        let max = max_len(n);
+        let codec = Codec::for_session(n, p.ebgp);
         // Group prefixes by outgoing attribute set: one packed run of UPDATEs each.
         let mut groups: HashMap<(bool, Attrs), Vec<Nlri>> = HashMap::new();
         for (prefix, best) in self.rib.iter() {
@@ -856,7 +854,7 @@ impl Speaker {
         let mut msg = Vec::new();
         let mut sent = Vec::new();
         for ((_, a), prefixes) in groups {
-            update::encode_announce(&mut msg, &prefixes, &a, n.four_octet_as, max);
+            update::encode_announce(&mut msg, &prefixes, &a, &codec);
             sent.extend(prefixes);
         }
         for f in &n.families {
@@ -878,7 +876,7 @@ impl Speaker {
             {
                 let p = &self.peers[id];
                 let Some(n) = &p.negotiated else { continue };
-                let max = max_len(n);
+                let codec = Codec::for_session(n, p.ebgp);
                 let mut msg = Vec::new();
                 // Announcements grouped by the attribute set they go out with, each group
                 // packed into as few UPDATEs as fit: a table passed on is not a message per
@@ -918,10 +916,10 @@ impl Speaker {
                 }
                 for (_, _, a, prefixes) in &groups {
                     if let (Some(a), false) = (a, prefixes.is_empty()) {
-                        update::encode_announce(&mut msg, prefixes, a, n.four_octet_as, max);
+                        update::encode_announce(&mut msg, prefixes, a, &codec);
                     }
                 }
-                encode_withdrawals(&mut msg, &withdrawn, max);
+                encode_withdrawals(&mut msg, &withdrawn, &codec);
                 if !msg.is_empty() {
                     out.peer(*id, PeerCmd::Send(msg));
                 }
@@ -950,21 +948,12 @@ fn family(v6: bool) -> Family {
     }
 }
 
-/// The longest message the session takes (RFC 8654).
-fn max_len(n: &Negotiated) -> usize {
-    if n.extended_message {
-        MAX_EXTENDED_LEN
-    } else {
-        MAX_LEN
-    }
-}
-
 /// Withdrawals, IPv4 and IPv6 apart, packed.
-fn encode_withdrawals(msg: &mut Vec<u8>, prefixes: &[Nlri], max: usize) {
+fn encode_withdrawals(msg: &mut Vec<u8>, prefixes: &[Nlri], codec: &Codec) {
     let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = prefixes.iter().partition(|p| p.addr.is_ipv4());
     for w in [w4, w6] {
         if !w.is_empty() {
-            update::encode_withdraw(msg, &w, max);
+            update::encode_withdraw(msg, &w, codec);
         }
     }
 }

@@ -236,10 +236,36 @@ fn merge_as4(as_path: Vec<Segment>, as4: Vec<Segment>) -> Vec<Segment> {
     merged
 }
 
-/// Decodes an UPDATE body. `four_octet` says whether AS numbers in AS_PATH are 4 octets (the
-/// capability was negotiated); `ebgp` whether the peer is external (LOCAL_PREF from it is
-/// ignored, RFC 7606 §7.5).
-pub fn decode(body: &[u8], four_octet: bool, ebgp: bool) -> Decoded {
+/// How UPDATEs are read and written on one session: what the OPEN exchange agreed and who
+/// the peer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Codec {
+    /// AS numbers in AS_PATH and AGGREGATOR are 4 octets (RFC 6793, negotiated).
+    pub four_octet_as: bool,
+    /// The peer is external: LOCAL_PREF from it is ignored (RFC 7606 §7.5).
+    pub ebgp: bool,
+    /// The longest message: 4096 octets, or 65535 with extended messages (RFC 8654).
+    pub max_len: usize,
+}
+
+impl Codec {
+    /// The codec of a session as negotiated.
+    pub fn for_session(n: &crate::fsm::Negotiated, ebgp: bool) -> Codec {
+        Codec {
+            four_octet_as: n.four_octet_as,
+            ebgp,
+            max_len: if n.extended_message {
+                crate::wire::MAX_EXTENDED_LEN
+            } else {
+                crate::wire::MAX_LEN
+            },
+        }
+    }
+}
+
+/// Decodes an UPDATE body as `codec` reads it.
+pub fn decode(body: &[u8], codec: &Codec) -> Decoded {
+    let (four_octet, ebgp) = (codec.four_octet_as, codec.ebgp);
     let reset = |s, d: &[u8]| Decoded::Reset(update_error(s, d));
     // Withdrawn routes, path attributes, NLRI: lengths must add up (RFC 7606 §5.1 is about
     // attribute lengths; these framing lengths still reset).
@@ -592,14 +618,10 @@ fn parse_mp_reach(v: &[u8]) -> Result<MpReach, ()> {
 }
 
 /// Encodes UPDATE bodies announcing `prefixes` (all of one family) with `attrs`, as many
-/// per message as fit in `max` octets (UPDATE packing), appended to `out` as whole messages.
-pub fn encode_announce(
-    out: &mut Vec<u8>,
-    prefixes: &[Nlri],
-    attrs: &Attrs,
-    four_octet: bool,
-    max: usize,
-) {
+/// per message as fit in the codec's longest message (UPDATE packing), appended to `out` as
+/// whole messages.
+pub fn encode_announce(out: &mut Vec<u8>, prefixes: &[Nlri], attrs: &Attrs, codec: &Codec) {
+    let (four_octet, max) = (codec.four_octet_as, codec.max_len);
     let v6 = prefixes.first().is_some_and(|p| p.addr.is_ipv6());
     let mut common = Vec::new();
     let attr = |out: &mut Vec<u8>, flags: u8, kind: u8, v: &[u8]| {
@@ -731,7 +753,8 @@ pub fn encode_announce(
 }
 
 /// Encodes UPDATEs withdrawing `prefixes` (one family), packed.
-pub fn encode_withdraw(out: &mut Vec<u8>, prefixes: &[Nlri], max: usize) {
+pub fn encode_withdraw(out: &mut Vec<u8>, prefixes: &[Nlri], codec: &Codec) {
+    let max = codec.max_len;
     let v6 = prefixes.first().is_some_and(|p| p.addr.is_ipv6());
     for chunk in prefixes.chunks(((max - 40) / 17).max(1)) {
         let start = out.len();

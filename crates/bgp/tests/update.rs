@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use interlink_bgp::fuzzing::codec;
 use interlink_bgp::update::{
     decode, encode_announce, encode_end_of_rib, encode_withdraw, Attrs, Decoded, Nlri, Origin,
     Segment,
@@ -35,7 +36,7 @@ fn decode_all(wire: &[u8], ebgp: bool) -> Vec<Decoded> {
     let mut rest = wire;
     while let Some(f) = frame(rest, MAX_LEN).unwrap() {
         assert!(f.len <= MAX_LEN);
-        out.push(decode(f.body, true, ebgp));
+        out.push(decode(f.body, &codec(true, ebgp)));
         rest = &rest[f.len..];
     }
     assert!(rest.is_empty());
@@ -52,7 +53,7 @@ fn announcements_round_trip_and_pack() {
         .collect();
     let a = attrs_v4();
     let mut wire = Vec::new();
-    encode_announce(&mut wire, &prefixes, &a, true, MAX_LEN);
+    encode_announce(&mut wire, &prefixes, &a, &codec(true, true));
     let msgs = decode_all(&wire, false);
     assert!(msgs.len() <= 3, "{} messages for 2000 /24s", msgs.len());
     let mut got = Vec::new();
@@ -76,7 +77,7 @@ fn announcements_round_trip_and_pack() {
         ..attrs_v4()
     };
     let mut wire = Vec::new();
-    encode_announce(&mut wire, &p6, &a6, true, MAX_LEN);
+    encode_announce(&mut wire, &p6, &a6, &codec(true, true));
     let mut got = Vec::new();
     for m in decode_all(&wire, false) {
         let Decoded::Update(u) = m else {
@@ -95,7 +96,7 @@ fn withdrawals_and_end_of_rib() {
         vec![n("2001:db8::/32")],
     ] {
         let mut wire = Vec::new();
-        encode_withdraw(&mut wire, &p, MAX_LEN);
+        encode_withdraw(&mut wire, &p, &codec(true, true));
         let msgs: [Decoded; 1] = decode_all(&wire, false).try_into().unwrap();
         let [Decoded::Update(u)] = msgs else { panic!() };
         assert_eq!(u.withdrawn, p);
@@ -124,7 +125,7 @@ const PATH: [u8; 9] = [0x40, 2, 6, 2, 1, 0, 0, 0xfc, 0];
 const NH: [u8; 7] = [0x40, 3, 4, 192, 0, 2, 2];
 
 fn with(parts: &[&[u8]]) -> Decoded {
-    decode(&raw(&parts.concat()), true, true)
+    decode(&raw(&parts.concat()), &codec(true, true))
 }
 
 fn withdrawn_for(d: &Decoded, subcode: u8) -> bool {
@@ -190,7 +191,7 @@ fn rfc_7606_outcomes() {
     // An NLRI longer than 32 bits resets.
     let mut b = raw(&[&ORIGIN_IGP[..], &PATH, &NH].concat());
     b.extend_from_slice(&[33, 1, 2, 3, 4, 5]);
-    assert!(matches!(decode(&b, true, true), Decoded::Reset(n) if n.subcode == 10));
+    assert!(matches!(decode(&b, &codec(true, true)), Decoded::Reset(n) if n.subcode == 10));
     // Unknown optional transitive: kept with the Partial bit.
     let Decoded::Update(u) = with(&[&ORIGIN_IGP, &PATH, &NH, &[0xc0, 99, 2, 7, 7]]) else {
         panic!()
@@ -207,8 +208,7 @@ fn as4_path_fills_in_a_2_octet_path() {
     as4.extend_from_slice(&4_200_000_002u32.to_be_bytes());
     let Decoded::Update(u) = decode(
         &raw(&[&ORIGIN_IGP[..], &path2, &NH, &as4].concat()),
-        false,
-        true,
+        &codec(false, true),
     ) else {
         panic!()
     };
@@ -228,8 +228,8 @@ proptest::proptest! {
     #[test]
     fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
                                     four in proptest::bool::ANY, ebgp in proptest::bool::ANY) {
-        let _ = decode(&body, four, ebgp);
+        let _ = decode(&body, &codec(four, ebgp));
         // And well-framed attribute lists with arbitrary contents.
-        let _ = decode(&raw(&body), four, ebgp);
+        let _ = decode(&raw(&body), &codec(four, ebgp));
     }
 }
