@@ -23,7 +23,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
@@ -39,6 +39,9 @@ use interlink_macsec::{
 mod idle;
 mod rx;
 mod tx;
+
+// An eventfd wakes a worker out of poll when a command or the stop flag is set.
+use interlink_sys::EventFd as Waker;
 
 use crate::counters::{Counters, Liveness, Published};
 use crate::pnstate::{self, Direction, Persister, PnFile, Reserve, StateError};
@@ -276,34 +279,6 @@ impl ControlTx {
 impl Shared {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
-    }
-}
-
-/// An eventfd that wakes a worker out of poll when a command or the stop flag is set.
-struct Waker(OwnedFd);
-
-impl Waker {
-    fn new() -> io::Result<Waker> {
-        // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        Ok(Waker(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn wake(&self) {
-        let _ = sys::write(self.0.as_raw_fd(), &1u64.to_ne_bytes());
-    }
-
-    fn drain(&self) {
-        let mut b = [0u8; 8];
-        let _ = sys::read_nonblocking(self.0.as_raw_fd(), &mut b);
-    }
-
-    fn fd(&self) -> RawFd {
-        self.0.as_raw_fd()
     }
 }
 

@@ -2,12 +2,12 @@
 //! eventfd to wake the thread from its poll), events out through another. The thread owns
 //! the driver, so the sockets live in the network namespace of the thread that starts it.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use interlink_sys::EventFd;
 
 use crate::driver::{Driver, DriverError};
 use crate::fib::{FibEvent, FibStats};
@@ -40,32 +40,10 @@ pub struct FibService {
     cmds: Sender<Command>,
     /// Commands sent, to tell whether the thread has seen them all.
     sent: std::cell::Cell<u64>,
-    wake: Arc<OwnedFd>,
+    wake: Arc<EventFd>,
     events: Receiver<FibEvent>,
     snapshot: Arc<Mutex<Snapshot>>,
     thread: Option<JoinHandle<Result<(), DriverError>>>,
-}
-
-fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain eventfd call; the result is checked and owned once.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn poke(fd: &OwnedFd) {
-    let one = 1u64.to_ne_bytes();
-    // SAFETY: an 8-octet write from a live buffer; a full counter only means already woken.
-    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) };
-}
-
-fn drain(fd: &OwnedFd) {
-    let mut b = [0u8; 8];
-    // SAFETY: an 8-octet read into a live buffer.
-    unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
 }
 
 impl FibService {
@@ -73,7 +51,7 @@ impl FibService {
     /// (adopting interlink's routes as stale) and then waits for commands. Fails if the
     /// sockets cannot be opened or the first dump fails.
     pub fn start(target: Target, window: usize) -> Result<FibService, DriverError> {
-        let wake = Arc::new(eventfd().map_err(DriverError::Socket)?);
+        let wake = Arc::new(EventFd::new().map_err(DriverError::Socket)?);
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -124,7 +102,7 @@ impl FibService {
     fn send(&self, c: Command) {
         if self.cmds.send(c).is_ok() {
             self.sent.set(self.sent.get() + 1);
-            poke(&self.wake);
+            self.wake.wake();
         }
     }
 
@@ -182,7 +160,7 @@ impl Drop for FibService {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = self.cmds.send(Command::Stop { withdraw: false });
-            poke(&self.wake);
+            self.wake.wake();
             let _ = t.join();
         }
     }
@@ -191,7 +169,7 @@ impl Drop for FibService {
 fn run(
     mut d: Driver,
     cmds: Receiver<Command>,
-    wake: &OwnedFd,
+    wake: &EventFd,
     events: Sender<FibEvent>,
     snapshot: &Mutex<Snapshot>,
 ) -> Result<(), DriverError> {
@@ -242,10 +220,10 @@ fn run(
         }
         // Errors of one turn (a send that failed and was resynced) are not fatal.
         let woken = d
-            .pump(Some(wake.as_raw_fd()), Duration::from_secs(1))
+            .pump(Some(wake.fd()), Duration::from_secs(1))
             .unwrap_or(false);
         if woken {
-            drain(wake);
+            wake.drain();
         }
         for e in d.fib().drain_events() {
             let _ = events.send(e);

@@ -15,13 +15,8 @@ pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
 pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
 pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+use interlink_sys::cvt;
+pub use interlink_sys::{if_index, poll_readable as poll};
 
 fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: the option value is a c_int that lives across the call.
@@ -150,28 +145,6 @@ impl NlSocket {
     }
 }
 
-/// Waits up to `timeout_ms` for any of `fds` to be readable; which ones are.
-pub fn poll<const N: usize>(fds: [RawFd; N], timeout_ms: i32) -> io::Result<[bool; N]> {
-    let mut p: [libc::pollfd; N] = std::array::from_fn(|i| libc::pollfd {
-        fd: fds[i],
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    loop {
-        // SAFETY: `p` is a valid array of N pollfds.
-        let r = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
-        if r >= 0 {
-            return Ok(std::array::from_fn(|i| {
-                p[i].revents & (libc::POLLIN | libc::POLLERR) != 0
-            }));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
 impl NlSocket {
     /// Drops, in the kernel, every message whose `nlmsg_pid` is `portid`: the notifications
     /// that our own requests cause, which the acks already told us of. Without it a million
@@ -222,16 +195,5 @@ impl NlSocket {
             )
         })
         .map(|_| ())
-    }
-}
-
-/// The index of interface `name`.
-pub fn if_index(name: &str) -> io::Result<u32> {
-    let c =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: a valid C string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        i => Ok(i),
     }
 }
