@@ -10,8 +10,7 @@
 //! 16.0.0.0 on, one attribute set, packed into 4096-octet messages) and End-of-RIB as fast as
 //! TCP takes them. Needs root and bird2: `./scripts/bench-bgp.sh`.
 
-#[path = "../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};

@@ -14,8 +14,7 @@
 //! The routes are /24s from 16.0.0.0 on, via a gateway on a veth, metric 20, protocol 77.
 //! Needs root: `./scripts/bench-fib.sh`.
 
-#[path = "../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

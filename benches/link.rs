@@ -12,8 +12,7 @@
 //! `./scripts/bench-link.sh` installs and builds them, then runs
 //! `cargo bench -p interlink-benches --bench link`.
 
-#[path = "../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! reloads and policy against BIRD; at the end, the same basics against FRR (TCP-MD5, route
 //! refresh) and GoBGP (a max-prefix teardown). Needs root, bird2, frr and gobgpd.
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::path::Path;
 use std::time::Duration;

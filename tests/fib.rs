@@ -3,7 +3,7 @@
 //! a delete and re-add (watched with `ip monitor route`) and sweeps the one no longer
 //! configured; SIGTERM withdraws them, or keeps them with `on_shutdown = "keep"`.
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::path::Path;
 use std::time::Duration;

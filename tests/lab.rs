@@ -5,7 +5,7 @@
 //! scrape passes `promtool check metrics` (Debian's prometheus package). `lab.sh down`
 //! removes it all, also when the test fails. Needs root.
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! host A - gateway A - underlay - gateway B - host B, with interlinkd on both gateways,
 //! on both transports: UDP over IPv4, and 802.1AE frames on the Ethernet underlay.
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! interlinkd's Prometheus endpoint: the families of the product's list, in the text format,
 //! with values that follow what the daemon does. Needs root (a namespace of its own).
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::io::{Read, Write};
 use std::path::Path;

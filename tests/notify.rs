@@ -4,7 +4,7 @@
 //! journal's native protocol with their fields. Needs root (the daemon runs in a network
 //! namespace of its own).
 
-mod netns;
+use interlink_testkit as netns;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -4,8 +4,7 @@
 //! and keeps the session down with a wrong one; a shutdown reaches BIRD with its
 //! communication. Needs root and bird2.
 
-#[path = "../../../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -5,8 +5,7 @@
 //! not settle the collision on one OPEN and close the connection that was kept). Ten rounds,
 //! since the interleaving differs from one to the next. Needs root (a namespace of its own).
 
-#[path = "../../../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

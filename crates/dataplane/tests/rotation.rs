@@ -3,8 +3,7 @@
 //! Two `Link`s run in this process, each created from a thread that entered its gateway's
 //! network namespace (the sockets and the TUN interface stay in that namespace). Needs root.
 
-#[path = "../../../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

@@ -3,8 +3,7 @@
 //! owned route deleted from outside put back; a second FIB (a restarted daemon) adopting the
 //! first one's routes without touching them, then sweeping the ones not wanted. Needs root.
 
-#[path = "../../../tests/netns/mod.rs"]
-mod netns;
+use interlink_testkit as netns;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Network namespaces for tests: each test gets its own, prefixed with its name and the
-//! process id, and removes them (and the daemons in them) on every path, panics included.
-#![allow(dead_code)]
+//! Test support shared by every crate's tests and the benchmarks: network namespaces for
+//! tests, each test's own, prefixed with its name and the process id, removed (with the
+//! daemons in them) on every path, panics included; captures and injected frames.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,6 @@ impl Lab {
     }
 
     /// Removes namespace `short` before the end of the test (the lab removes the rest).
-    #[allow(dead_code)]
     pub fn del_ns(&mut self, short: &str) {
         let name = self.ns(short);
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -186,7 +185,6 @@ impl Lab {
 
     /// A `[daemon]` section whose state directory (where static keys keep their PNs) is
     /// `<dir>/<name>`, created empty if it is not there.
-    #[allow(dead_code)]
     pub fn daemon_section(&self, name: &str) -> String {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -254,7 +252,6 @@ impl Lab {
     }
 
     /// Kills the daemon `name` with SIGKILL, as a crash would end it.
-    #[allow(dead_code)]
     pub fn kill9(&mut self, name: &str) {
         let i = self
             .daemons
@@ -267,7 +264,6 @@ impl Lab {
     }
 
     /// Sends `signal` (a name `kill` takes, such as HUP) to the daemon `name`.
-    #[allow(dead_code)]
     pub fn signal(&self, name: &str, signal: &str) {
         let (_, child) = self
             .daemons
@@ -279,7 +275,6 @@ impl Lab {
 
     /// Waits for the process `name` to exit by itself, for at most `timeout` (then kills it),
     /// and returns its exit status and log.
-    #[allow(dead_code)]
     pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> (Option<i32>, String) {
         let i = self
             .daemons
