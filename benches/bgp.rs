@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use interlink_bgp::fuzzing::codec;
 use interlink_bgp::update::{encode_announce, encode_end_of_rib, Attrs, Nlri, Origin, Segment};
 use interlink_bgp::wire::{frame, Capabilities, Family, Message, Open, KEEPALIVE, MAX_LEN};
-use netns::{in_ns, Lab};
+use netns::{birdc, in_ns, Lab};
 
 fn updates(n: usize) -> Vec<u8> {
     let prefixes: Vec<Nlri> = (0..n)
@@ -242,34 +242,15 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     }
 }
 
-fn birdc(sock: &Path, args: &[&str]) -> String {
-    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
-    all.extend_from_slice(args);
-    String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned()
-}
-
 fn bird(n: usize, wire: Vec<u8>) -> Figures {
     let mut lab = lab(&format!("bgpb-bird{n}"));
-    let cfg = lab.file(
-        "bird.conf",
+    let sock = lab.spawn_bird(
+        "bird",
+        "dut",
         "router id 10.0.0.1;\nprotocol device {}\nprotocol kernel k4 { ipv4 { export all; }; }\n\
          protocol bgp gen { local 10.0.0.1 as 65001; neighbor 10.0.0.2 as 64512; passive on;\n\
          hold time 240; ipv4 { import all; export none; }; }\n",
     );
-    let sock: PathBuf = lab.dir.join("bird.ctl");
-    lab.spawn_in(
-        "bird",
-        "dut",
-        Path::new("bird"),
-        &[
-            "-f",
-            "-c",
-            cfg.to_str().unwrap(),
-            "-s",
-            sock.to_str().unwrap(),
-        ],
-    );
-    lab.wait_for("bird", Duration::from_secs(10), || sock.exists());
     let (t0, done) = send(&lab, wire);
     let count = |text: &str, key: &str| -> usize {
         text.lines()

@@ -69,10 +69,7 @@ fn routes(lab: &Lab) -> String {
 }
 
 fn birdc(lab: &Lab, args: &[&str]) -> String {
-    let sock = lab.dir.join("bird.ctl");
-    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
-    all.extend_from_slice(args);
-    String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned()
+    netns::birdc(&lab.dir.join("bird.ctl"), args)
 }
 
 #[test]
@@ -140,31 +137,13 @@ fn start(test: &str, bird: &str, interlink: &str) -> Lab {
     lab.addr("gw", "eth0", "fd00::1/64");
     lab.addr("bird", "eth0", "10.0.0.2/24");
     lab.addr("bird", "eth0", "fd00::2/64");
-    spawn_bird(&mut lab, "bird", "bird", bird);
+    lab.spawn_bird("bird", "bird", bird);
     spawn_interlinkd(&mut lab, interlink);
     lab
 }
 
 /// Starts BIRD, known as `name`, in namespace `ns` with config `conf` (in `<name>.conf`);
 /// its control socket is `<name>.ctl`, which it returns.
-fn spawn_bird(lab: &mut Lab, name: &str, ns: &str, conf: &str) -> std::path::PathBuf {
-    let cfg = lab.file(&format!("{name}.conf"), conf);
-    let sock = lab.dir.join(format!("{name}.ctl"));
-    lab.spawn_in(
-        name,
-        ns,
-        Path::new("bird"),
-        &[
-            "-f",
-            "-c",
-            cfg.to_str().unwrap(),
-            "-s",
-            sock.to_str().unwrap(),
-        ],
-    );
-    sock
-}
-
 /// BIRD's static routes of the large-table tests: 10,050 /24s from 10.100.0.0 on.
 fn large_table() -> String {
     (0..10_050u32)
@@ -938,7 +917,7 @@ fn routes_passed_on_to_another_peer_go_packed() {
     let bird_b = "router id 10.0.0.3;\nprotocol device {}\nprotocol bgp b {\n\
                   local 10.0.0.3 as 64513;\n    strict bind on;\n    neighbor 10.0.0.1 as 65001;\n\
                   connect retry time 1;\n    ipv4 { import all; export none; };\n}\n";
-    let sock_b = spawn_bird(&mut lab, "bird-b", "peer", bird_b);
+    let sock_b = lab.spawn_bird("bird-b", "peer", bird_b);
     let interlink = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n\
                      [[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 64512\n\
                      import = { prefixes = [\"10.0.0.0/8 le 24\"] }\n\n\
@@ -949,7 +928,7 @@ fn routes_passed_on_to_another_peer_go_packed() {
     lab.wait_for("B established", Duration::from_secs(20), || {
         lab.log("gw").contains("10.0.0.3 (AS 64513) established")
     });
-    spawn_bird(&mut lab, "bird-a", "peer", &bird_a);
+    lab.spawn_bird("bird-a", "peer", &bird_a);
     let count = |sock: &Path| {
         let all = [
             "birdc",

@@ -7,7 +7,6 @@
 use interlink_testkit as netns;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use interlink_bgp::fsm;
@@ -31,8 +30,9 @@ fn lab(test: &str, password: Option<&str>) -> Option<Lab> {
     let password = password
         .map(|p| format!("password \"{p}\";"))
         .unwrap_or_default();
-    let cfg = lab.file(
-        "bird.conf",
+    lab.spawn_bird(
+        "bird",
+        "bird",
         &format!(
             r#"
 router id 10.0.0.2;
@@ -53,30 +53,11 @@ protocol bgp v6 {{
 "#
         ),
     );
-    let sock = lab.dir.join("bird.ctl");
-    lab.spawn_in(
-        "bird",
-        "bird",
-        Path::new("bird"),
-        &[
-            "-f",
-            "-c",
-            cfg.to_str().unwrap(),
-            "-s",
-            sock.to_str().unwrap(),
-        ],
-    );
-    lab.wait_for("bird's control socket", Duration::from_secs(5), || {
-        sock.exists()
-    });
     Some(lab)
 }
 
 fn birdc(lab: &Lab, args: &[&str]) -> String {
-    let sock = lab.dir.join("bird.ctl");
-    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
-    all.extend_from_slice(args);
-    String::from_utf8_lossy(&netns::sh(&all).stdout).into_owned()
+    netns::birdc(&lab.dir.join("bird.ctl"), args)
 }
 
 fn config(remote: &str, local: IpAddr, family: Family, passive: bool) -> PeerConfig {

@@ -202,6 +202,29 @@ impl Lab {
         self.spawn_in(short, short, bin, args)
     }
 
+    /// Starts BIRD 2, known as `name`, inside namespace `ns` with the configuration `conf`;
+    /// returns its control socket (for [`birdc`]) once BIRD listens on it.
+    pub fn spawn_bird(&mut self, name: &str, ns: &str, conf: &str) -> PathBuf {
+        let cfg = self.file(&format!("{name}.conf"), conf);
+        let sock = self.dir.join(format!("{name}.ctl"));
+        self.spawn_in(
+            name,
+            ns,
+            Path::new("bird"),
+            &[
+                "-f",
+                "-c",
+                cfg.to_str().unwrap(),
+                "-s",
+                sock.to_str().unwrap(),
+            ],
+        );
+        self.wait_for("bird's control socket", Duration::from_secs(5), || {
+            sock.exists()
+        });
+        sock
+    }
+
     /// Starts `bin args`, known as `name`, inside namespace `ns`; output in `<dir>/<name>.log`.
     pub fn spawn_in(&mut self, name: &str, ns: &str, bin: &Path, args: &[&str]) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
@@ -417,4 +440,11 @@ pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
     })
     .join()
     .unwrap();
+}
+
+/// What `birdc` answers on BIRD's control socket `sock`.
+pub fn birdc(sock: &Path, args: &[&str]) -> String {
+    let mut all = vec!["birdc", "-s", sock.to_str().unwrap()];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&sh(&all).stdout).into_owned()
 }
