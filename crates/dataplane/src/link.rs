@@ -430,9 +430,9 @@ impl Link {
 
         // DA and SA as each direction's AAD has them (see the module documentation): on
         // Ethernet the real addresses, over UDP the SCIs' MAC parts, written in on receive.
-        let (tx_addrs, rx_addrs) = match wire.offset {
-            0 => (addrs(wire.peer_mac, wire.local_mac), None),
-            _ => (
+        let (tx_addrs, rx_addrs) = match wire.framing {
+            Framing::Ethernet => (addrs(wire.peer_mac, wire.local_mac), None),
+            Framing::Udp => (
                 addrs(peer_sci.mac(), sci.mac()),
                 Some(addrs(sci.mac(), peer_sci.mac())),
             ),
@@ -453,7 +453,7 @@ impl Link {
                 wake: wake.clone(),
                 shared: shared.clone(),
                 addrs: tx_addrs,
-                wire: wire.offset,
+                wire: wire.framing,
                 mtu,
                 // One worker sends the probes and the replies.
                 probe_interval: (q == 0).then_some(spec.probe_interval),
@@ -478,7 +478,7 @@ impl Link {
             wake: rx_wake.clone(),
             shared: shared.clone(),
             addrs: rx_addrs,
-            wire: wire.offset,
+            wire: wire.framing,
             uso,
             tx_cmds: tx_cmds[0].clone(),
             tx_wake: tx_wakes[0].clone(),
@@ -762,12 +762,31 @@ fn addrs(da: [u8; 6], sa: [u8; 6]) -> [u8; ADDRS_LEN] {
     a
 }
 
+/// How protected frames travel, as the workers handle them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// The MACsec frame from the SecTAG on, as a UDP payload.
+    Udp,
+    /// Whole 802.1AE frames.
+    Ethernet,
+}
+
+impl Framing {
+    /// Where the bytes on the wire start in a frame buffer: after DA, SA and EtherType over
+    /// UDP (they are only in the AAD), at 0 on Ethernet (the whole frame).
+    #[inline]
+    pub(crate) fn offset(self) -> usize {
+        match self {
+            Framing::Udp => PAYLOAD,
+            Framing::Ethernet => 0,
+        }
+    }
+}
+
 /// The underlay socket and what the link needs to know about it.
 struct Wire {
     fd: OwnedFd,
-    /// Where the bytes on the wire start in a frame buffer: 0 for Ethernet (the whole frame),
-    /// after DA, SA and EtherType for UDP.
-    offset: usize,
+    framing: Framing,
     /// The largest PDU (SecTAG to ICV) one datagram or frame carries.
     max_pdu: usize,
     local_mac: [u8; 6],
@@ -793,7 +812,7 @@ impl Wire {
                     .map_err(io_err(format!("open an EAPOL socket on {ifname}")))?;
                 Ok(Wire {
                     fd,
-                    offset: 0,
+                    framing: Framing::Ethernet,
                     max_pdu: if_mtu as usize,
                     local_mac,
                     peer_mac: *peer_mac,
@@ -837,7 +856,7 @@ impl Wire {
             sys::get_int_opt(fd, level, mtu_opt).map_err(io_err("read the path MTU"))? as usize;
         Ok(Wire {
             fd: OwnedFd::from(sock),
-            offset: PAYLOAD,
+            framing: Framing::Udp,
             max_pdu: path_mtu.saturating_sub(ip_header + 8),
             local_mac: udp_mac(&local),
             peer_mac: udp_mac(&remote),

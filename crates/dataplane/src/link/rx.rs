@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use interlink_macsec::{Accepted, An, RxSecY, Sci, ADDRS_LEN, ETHERTYPE_MACSEC};
 
 use super::idle::Idle;
-use super::{RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT};
+use super::{
+    Framing, RxCmd, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PAYLOAD, SLOT,
+};
 use crate::counters::Counters;
 use crate::offload::{TcpCoalescer, UdpCoalescer, VirtioNetHdr, VNET_HDR_LEN};
 use crate::pnstate::{self, Reserve};
@@ -74,7 +76,7 @@ pub(super) struct RxWorker {
     pub(super) shared: Arc<Shared>,
     /// Over UDP, the stand-in DA and SA written before validation.
     pub(super) addrs: Option<[u8; ADDRS_LEN]>,
-    pub(super) wire: usize,
+    pub(super) wire: Framing,
     /// The TUN takes UDP GSO packets: UDP datagrams are joined too.
     pub(super) uso: bool,
     pub(super) tx_cmds: Sender<TxCmd>,
@@ -231,7 +233,9 @@ impl RxWorker {
             let n = {
                 let mut chunks = arena.chunks_exact_mut(SLOT);
                 let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| {
-                    chunks.next().map_or(&mut [][..], |c| &mut c[self.wire..])
+                    chunks
+                        .next()
+                        .map_or(&mut [][..], |c| &mut c[self.wire.offset()..])
                 });
                 match mmsg.recv(sock, &mut slots, &mut lens, &mut gro_sizes) {
                     Ok(n) => n,
@@ -249,7 +253,7 @@ impl RxWorker {
                 let mut at = 0;
                 while at < len {
                     let dlen = size.min(len - at);
-                    let frame = &mut slot[at..self.wire + at + dlen];
+                    let frame = &mut slot[at..self.wire.offset() + at + dlen];
                     self.receive(frame, &mut gro, &mut counters);
                     at += dlen.max(1);
                 }
@@ -285,11 +289,12 @@ impl RxWorker {
     fn receive(&mut self, frame: &mut [u8], gro: &mut Gro, counters: &mut Counters) {
         let tun = self.tun.as_raw_fd();
         counters.link.underlay_rx_packets += 1;
-        counters.link.underlay_rx_bytes += (frame.len() - self.wire) as u64;
+        let wire = self.wire.offset();
+        counters.link.underlay_rx_bytes += (frame.len() - wire) as u64;
         if let Some(addrs) = &self.addrs {
             // An MKPDU, marked by the EtherType 888E (no SecTAG starts so): to MKA.
-            if frame[self.wire..].starts_with(&super::ETHERTYPE_EAPOL.to_be_bytes()) {
-                self.control.deliver(&frame[self.wire + 2..]);
+            if frame[wire..].starts_with(&super::ETHERTYPE_EAPOL.to_be_bytes()) {
+                self.control.deliver(&frame[wire + 2..]);
                 return;
             }
             frame[..ADDRS_LEN].copy_from_slice(addrs);

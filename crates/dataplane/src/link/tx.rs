@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use interlink_macsec::{TxSecY, ADDRS_LEN, ICV_LEN};
 
 use super::idle::Idle;
-use super::{Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, SLOT};
+use super::{Framing, Shared, TxCmd, Waker, BATCH, ETHERTYPE_IPV4, ETHERTYPE_IPV6, SLOT};
 use crate::counters::Counters;
 use crate::offload::{
     complete_checksum, GsoShape, VirtioNetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, VNET_HDR_LEN,
@@ -38,7 +38,7 @@ pub(super) struct TxWorker {
     pub(super) wake: Arc<Waker>,
     pub(super) shared: Arc<Shared>,
     pub(super) addrs: [u8; ADDRS_LEN],
-    pub(super) wire: usize,
+    pub(super) wire: Framing,
     pub(super) mtu: u32,
     /// Set on the one worker that sends the liveness probes (and the replies).
     pub(super) probe_interval: Option<Duration>,
@@ -245,8 +245,8 @@ impl TxWorker {
         let count = shape.segments(mss);
         // Over UDP the segments of a chunk leave as one GSO send, whose payload the kernel
         // limits to a UDP datagram's (64 KiB); Ethernet frames go out one by one.
-        let udp = self.wire != 0;
-        let datagram = hdr - self.wire + 2 + shape.hdr_len() + mss + ICV_LEN;
+        let udp = self.wire == Framing::Udp;
+        let datagram = hdr - self.wire.offset() + 2 + shape.hdr_len() + mss + ICV_LEN;
         let per_send = if udp {
             (MAX_GSO_PAYLOAD / datagram).clamp(1, SEG_BATCH)
         } else {
@@ -296,7 +296,7 @@ impl TxWorker {
             }
         }
         let sock = self.sock.as_raw_fd();
-        if self.wire == 0 {
+        if self.wire == Framing::Ethernet {
             send_all(mmsg, sock, packets, counters);
             return;
         }
@@ -332,7 +332,7 @@ impl TxWorker {
         send_all(
             &mut mmsg,
             self.sock.as_raw_fd(),
-            &[&buf[self.wire..p.len]],
+            &[&buf[self.wire.offset()..p.len]],
             counters,
         );
         counters.link.underlay_tx_packets > before
@@ -398,8 +398,9 @@ fn wire_packets<'a, const N: usize>(
     lens: &[usize],
     from: usize,
     to: usize,
-    wire: usize,
+    wire: Framing,
 ) -> ([&'a [u8]; N], usize) {
+    let wire = wire.offset();
     let mut packets: [&[u8]; N] = [&[]; N];
     let mut m = 0;
     for i in from..to.min(from + N) {
