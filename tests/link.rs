@@ -1041,13 +1041,17 @@ fn a_reload_touches_only_the_links_that_changed() {
     lab.add_ns("g");
     lab.exec("g", &["ip", "link", "set", "lo", "up"]);
     keys(&lab, "gcm-aes-128");
+    // Each link sends with a key of its own (one key on two links is refused).
+    for n in 0..3 {
+        lab.secret(&format!("l{n}.sak"), &format!("{n:032x}"));
+    }
     // Links over loopback UDP (no peer needed to run); each named by its interface.
     let link = |n: u16, mtu: u32| {
         format!(
             "[[link]]\nname = \"l{n}\"\ninterface = \"il{n}\"\ntransport = \"udp\"\n\
              local = \"127.0.0.1:{}\"\nremote = \"127.0.0.2:{}\"\nmtu = {mtu}\n\
              [link.macsec]\ncipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
-             tx_sak_file = \"a.sak\"\nrx_sak_file = \"b.sak\"\n",
+             tx_sak_file = \"l{n}.sak\"\nrx_sak_file = \"b.sak\"\n",
             5000 + n,
             6000 + n
         )

@@ -388,6 +388,24 @@ impl Checker<'_, '_> {
                 );
             }
             if let Some(link) = self.link(span, l) {
+                // One static transmit key on two links: both count their PNs from their own
+                // state, so (key, IV) pairs would repeat wherever the IVs meet (XPN links
+                // with the same SSCI and salt, or the same SCI).
+                if let Keying::Static(k) = &link.macsec.keying {
+                    let other = links.iter().find(|o: &&Link| {
+                        matches!(&o.macsec.keying, Keying::Static(ok) if ok.tx_sak == k.tx_sak)
+                    });
+                    if let (Some(o), Some(f)) = (other, &l.macsec.get_ref().tx_sak_file) {
+                        self.hint(
+                            f.span(),
+                            format!(
+                                "link {:?} sends with the same key as link {:?}",
+                                link.name, o.name
+                            ),
+                            "each link needs its own transmit SAK: AES-GCM nonces would repeat",
+                        );
+                    }
+                }
                 links.push(link);
             }
         }

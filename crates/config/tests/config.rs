@@ -325,12 +325,34 @@ fn keying_and_suite_mistakes() {
 fn links_must_be_unique() {
     let d = keys("unique");
     let e = d.parse(&format!("{UDP_LINK}{UDP_LINK}")).unwrap_err();
-    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e.len(), 3, "{e:?}");
     assert!(e[0].contains("link \"site-b\" is defined twice"), "{e:?}");
     assert!(
         e[1].contains("interface \"il-b\" is used by two links"),
         "{e:?}"
     );
+    assert!(e[2].contains("sends with the same key"), "{e:?}");
+}
+
+#[test]
+fn two_links_never_send_with_one_static_key() {
+    // Each link counts its PNs in its own state: under one SAK, (key, IV) pairs would repeat.
+    let d = keys("onekey");
+    d.key("tx2.sak", K128_B, 0o600);
+    let second = UDP_LINK
+        .replace("\"site-b\"", "\"site-c\"")
+        .replace("\"il-b\"", "\"il-c\"")
+        .replace("192.0.2.2:4789", "192.0.2.3:4789");
+    let e = d.parse(&format!("{UDP_LINK}{second}")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("interlink.toml:27:15:")
+            && e[0].contains("link \"site-c\" sends with the same key as link \"site-b\""),
+        "{e:?}"
+    );
+    // Its own key (the file's content counts, not its name): fine.
+    let second = second.replace("tx_sak_file = \"tx.sak\"", "tx_sak_file = \"tx2.sak\"");
+    d.parse(&format!("{UDP_LINK}{second}")).unwrap();
 }
 
 #[test]
