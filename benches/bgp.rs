@@ -24,9 +24,12 @@ use netns::{birdc, in_ns, Lab};
 
 fn updates(n: usize) -> Vec<u8> {
     let prefixes: Vec<Nlri> = (0..n)
-        .map(|i| Nlri {
-            addr: IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
-            len: 24,
+        .map(|i| {
+            Nlri::new(
+                IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
+                24,
+            )
+            .unwrap()
         })
         .collect();
     let attrs = Attrs {

@@ -16,9 +16,12 @@ use interlink_bgp::wire::{frame, MAX_LEN};
 
 fn prefixes(n: usize) -> Vec<Nlri> {
     (0..n)
-        .map(|i| Nlri {
-            addr: IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
-            len: 24,
+        .map(|i| {
+            Nlri::new(
+                IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
+                24,
+            )
+            .unwrap()
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use interlink_bgp::speaker::{NeighborOp, SpeakerCmd};
 use interlink_bgp::update::{Nlri, Segment};
 use interlink_config::{Keying, Transport};
+use interlink_fib::PrefixError;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -38,16 +39,12 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
     }
 }
 
+/// The project's one prefix parser (ADDRESS/LENGTH, host bits zero).
 fn parse_prefix(s: &str) -> Result<Nlri, String> {
-    let bad = || format!("{s:?} is not a prefix (such as 10.0.0.0/8 or 2001:db8::/32)");
-    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if len > max {
-        return Err(bad());
-    }
-    Ok(Nlri { addr, len })
+    s.parse::<Nlri>().map_err(|e| match e {
+        PrefixError::Syntax(_) => format!("{e}, such as 10.0.0.0/8 or 2001:db8::/32"),
+        e => format!("{s:?} is not a prefix: {e}"),
+    })
 }
 
 fn status(ctl: &Ctl<'_>) -> Value {
@@ -207,7 +204,7 @@ fn routes_json(list: Vec<interlink_bgp::speaker::RouteView>) -> Value {
             .map(|r| {
                 let a = &r.attrs;
                 json!({
-                    "prefix": format!("{}/{}", r.prefix.addr, r.prefix.len),
+                    "prefix": r.prefix.to_string(),
                     "best": r.best,
                     "from": r.from.map_or("local".to_owned(), |a| a.to_string()),
                     "next_hops": r.next_hops.iter().map(|n| n.to_string()).collect::<Vec<_>>(),

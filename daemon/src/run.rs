@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::links::{mka_turns, LinkRun};
 use crate::reload::reload;
-use crate::translate::{fib_route, nlri, speaker_config, static_route};
+use crate::translate::{fib_route, speaker_config, static_route};
 
 pub fn main(path: &Path, check: bool) -> ExitCode {
     let config = match Config::load(path) {
@@ -47,17 +47,17 @@ pub fn main(path: &Path, check: bool) -> ExitCode {
 
 /// The networks next hops cannot be reached through now, sorted.
 fn unreachable_nets(links: &[LinkRun], reach: &Reachability) -> Vec<Nlri> {
-    let mut nets: Vec<Nlri> = reach.unreachable().map(nlri).collect();
+    let mut nets: Vec<Nlri> = reach.unreachable().copied().collect();
     for run in links {
         if run.peer_lost() {
             for a in &run.cfg.addresses {
                 if let Ok(p) = Prefix::new(a.addr, a.prefix_len) {
-                    nets.push(nlri(&p));
+                    nets.push(p);
                 }
             }
         }
     }
-    nets.sort_by_key(|n| (n.addr, n.len));
+    nets.sort();
     nets.dedup();
     nets
 }
@@ -338,10 +338,7 @@ impl<'p> Daemon<'p> {
                 self.fib.set_many(
                     changes
                         .into_iter()
-                        .filter_map(|c| {
-                            let p = Prefix::new(c.prefix.addr, c.prefix.len).ok()?;
-                            Some((p, c.best.and_then(|b| fib_route(&b))))
-                        })
+                        .map(|c| (c.prefix, c.best.and_then(|b| fib_route(&b))))
                         .collect(),
                 );
             }

@@ -6,10 +6,9 @@ use std::path::Path;
 
 use interlink_bgp::policy::{Match, Set};
 use interlink_bgp::speaker;
-use interlink_bgp::update::Nlri;
 use interlink_config::{Config, Keying, Link as LinkConfig, StaticRoute, StaticTarget, Transport};
 use interlink_dataplane::{LinkSpec, SaKeys, StaticSas, Underlay};
-use interlink_fib::{NextHop, Prefix, Route};
+use interlink_fib::{NextHop, Route};
 use interlink_macsec::{Backend, RxConfig};
 
 /// Where a static-keyed link keeps its PNs across restarts.
@@ -82,17 +81,10 @@ pub(crate) fn fib_route(b: &interlink_bgp::rib::Best) -> Option<Route> {
     Route::unicast(b.next_hops.iter().map(|nh| NextHop::via(*nh)).collect())
 }
 
-pub(crate) fn nlri(p: &Prefix) -> Nlri {
-    Nlri {
-        addr: p.addr(),
-        len: p.prefix_len(),
-    }
-}
-
 pub(crate) fn filters(list: &[interlink_config::PrefixMatch]) -> Vec<speaker::PrefixFilter> {
     list.iter()
         .map(|m| speaker::PrefixFilter {
-            prefix: nlri(&m.prefix),
+            prefix: m.prefix,
             ge: m.ge,
             le: m.le,
         })
@@ -159,7 +151,7 @@ pub(crate) fn speaker_config(
                     .collect(),
             })
             .collect(),
-        networks: config.bgp.networks.iter().map(nlri).collect(),
+        networks: config.bgp.networks.clone(),
         multipath: config.bgp.multipath,
         listen_port: 179,
         restart_time: config.fib.graceful_restart.as_secs().min(4095) as u16,

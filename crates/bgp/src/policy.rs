@@ -21,25 +21,11 @@ pub struct PrefixFilter {
 
 impl PrefixFilter {
     pub fn matches(&self, p: &Nlri) -> bool {
-        if p.addr.is_ipv4() != self.prefix.addr.is_ipv4()
-            || p.len < self.ge
-            || p.len > self.le
-            || p.len < self.prefix.len
-        {
-            return false;
-        }
-        let bits = u32::from(self.prefix.len);
-        match (p.addr, self.prefix.addr) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-                u32::from(a) & m == u32::from(b) & m
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-                u128::from(a) & m == u128::from(b) & m
-            }
-            _ => false,
-        }
+        let len = p.prefix_len();
+        p.is_ipv4() == self.prefix.is_ipv4()
+            && (self.ge..=self.le).contains(&len)
+            && len >= self.prefix.prefix_len()
+            && self.prefix.contains(p.addr())
     }
 }
 

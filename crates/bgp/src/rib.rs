@@ -134,16 +134,16 @@ struct Table {
 }
 
 fn key4(p: &Nlri) -> Option<u64> {
-    match p.addr {
-        IpAddr::V4(a) => Some(u64::from(u32::from(a)) << 8 | u64::from(p.len)),
-        IpAddr::V6(_) => None,
+    match *p {
+        Nlri::V4(a, len) => Some(u64::from(u32::from_be_bytes(a)) << 8 | u64::from(len)),
+        Nlri::V6(..) => None,
     }
 }
 
 fn key6(p: &Nlri) -> (u128, u8) {
-    match p.addr {
-        IpAddr::V6(a) => (u128::from(a), p.len),
-        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), p.len),
+    match *p {
+        Nlri::V6(a, len) => (u128::from_be_bytes(a), len),
+        Nlri::V4(a, len) => (u128::from(Ipv4Addr::from(a).to_ipv6_mapped()), len),
     }
 }
 
@@ -178,17 +178,11 @@ impl Table {
 
     fn iter(&self) -> impl Iterator<Item = (Nlri, &Entry)> {
         let v4 = self.v4.iter().map(|(k, e)| {
-            let nlri = Nlri {
-                addr: IpAddr::V4(Ipv4Addr::from((k >> 8) as u32)),
-                len: (k & 0xff) as u8,
-            };
+            let nlri = Nlri::V4(((k >> 8) as u32).to_be_bytes(), (k & 0xff) as u8);
             (nlri, e)
         });
         let v6 = self.v6.iter().map(|((a, l), e)| {
-            let nlri = Nlri {
-                addr: IpAddr::V6(std::net::Ipv6Addr::from(*a)),
-                len: *l,
-            };
+            let nlri = Nlri::V6(a.to_be_bytes(), *l);
             (nlri, e)
         });
         v4.chain(v6)
@@ -215,22 +209,11 @@ pub struct Rib {
 
 /// Whether `a` lies inside `net`.
 pub fn net_contains(net: &Nlri, a: IpAddr) -> bool {
-    let bits = u32::from(net.len);
-    match (net.addr, a) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let m = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);
-            u32::from(n) & m == u32::from(a) & m
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let m = u128::MAX.checked_shl(128 - bits.min(128)).unwrap_or(0);
-            u128::from(n) & m == u128::from(a) & m
-        }
-        _ => false,
-    }
+    net.contains(a)
 }
 
 fn family(p: &Nlri) -> usize {
-    usize::from(p.addr.is_ipv6())
+    usize::from(p.is_ipv6())
 }
 
 impl Rib {

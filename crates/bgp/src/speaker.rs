@@ -809,7 +809,7 @@ impl Speaker {
             .iter()
             .filter(|pfx| match self.rib.best(pfx) {
                 Some(b) => {
-                    let v6 = pfx.addr.is_ipv6();
+                    let v6 = pfx.is_ipv6();
                     b.peer == id
                         || !self.export_to(pfx, b.peer, &b.attrs, p)
                         || self.outgoing(&b.attrs, p, v6).is_none()
@@ -843,7 +843,7 @@ impl Speaker {
             if best.peer == to || !self.export_to(&prefix, best.peer, &best.attrs, p) {
                 continue;
             }
-            let v6 = prefix.addr.is_ipv6();
+            let v6 = prefix.is_ipv6();
             if !n.families.contains(&family(v6)) {
                 continue;
             }
@@ -884,7 +884,7 @@ impl Speaker {
                 // changes of one UPDATE share one).
                 let mut groups: Vec<OutGroup> = Vec::new();
                 for c in &changes {
-                    let v6 = c.prefix.addr.is_ipv6();
+                    let v6 = c.prefix.is_ipv6();
                     if !n.families.contains(&family(v6)) {
                         continue;
                     }
@@ -950,7 +950,7 @@ fn family(v6: bool) -> Family {
 
 /// Withdrawals, IPv4 and IPv6 apart, packed.
 fn encode_withdrawals(msg: &mut Vec<u8>, prefixes: &[Nlri], codec: &Codec) {
-    let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = prefixes.iter().partition(|p| p.addr.is_ipv4());
+    let (w4, w6): (Vec<Nlri>, Vec<Nlri>) = prefixes.iter().partition(|p| p.is_ipv4());
     for w in [w4, w6] {
         if !w.is_empty() {
             update::encode_withdraw(msg, &w, codec);
@@ -975,13 +975,13 @@ struct PrefixSet {
 
 impl PrefixSet {
     fn insert(&mut self, p: Nlri) {
-        if self.set.insert(p) && p.addr.is_ipv6() {
+        if self.set.insert(p) && p.is_ipv6() {
             self.v6 += 1;
         }
     }
 
     fn remove(&mut self, p: &Nlri) {
-        if self.set.remove(p) && p.addr.is_ipv6() {
+        if self.set.remove(p) && p.is_ipv6() {
             self.v6 -= 1;
         }
     }

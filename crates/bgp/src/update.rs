@@ -8,18 +8,9 @@ use std::sync::Arc;
 
 use crate::wire::{code, Family, Notification};
 
-/// A prefix as BGP carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Nlri {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl std::fmt::Display for Nlri {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+/// A prefix as BGP carries it: the project's one prefix type (host bits zero; trailing bits
+/// of an NLRI are irrelevant, RFC 4271 §4.3, and are cleared when it is read).
+pub type Nlri = interlink_table::Prefix;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Origin {
@@ -153,18 +144,18 @@ fn read_nlri(mut b: &[u8], v6: bool, out: &mut Vec<Nlri>) -> Result<(), ()> {
             a[..n].copy_from_slice(bytes);
             IpAddr::V4(Ipv4Addr::from(a))
         };
-        out.push(Nlri { addr, len });
+        out.push(Nlri::new(addr, len).map_err(|_| ())?);
         b = &rest[n..];
     }
     Ok(())
 }
 
 fn write_nlri(out: &mut Vec<u8>, p: &Nlri) {
-    out.push(p.len);
-    let n = usize::from(p.len).div_ceil(8);
-    match p.addr {
-        IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-        IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+    out.push(p.prefix_len());
+    let n = usize::from(p.prefix_len()).div_ceil(8);
+    match p {
+        Nlri::V4(a, _) => out.extend_from_slice(&a[..n]),
+        Nlri::V6(a, _) => out.extend_from_slice(&a[..n]),
     }
 }
 
@@ -622,7 +613,7 @@ fn parse_mp_reach(v: &[u8]) -> Result<MpReach, ()> {
 /// whole messages.
 pub fn encode_announce(out: &mut Vec<u8>, prefixes: &[Nlri], attrs: &Attrs, codec: &Codec) {
     let (four_octet, max) = (codec.four_octet_as, codec.max_len);
-    let v6 = prefixes.first().is_some_and(|p| p.addr.is_ipv6());
+    let v6 = prefixes.first().is_some_and(|p| p.is_ipv6());
     let mut common = Vec::new();
     let attr = |out: &mut Vec<u8>, flags: u8, kind: u8, v: &[u8]| {
         if v.len() > 255 {
@@ -755,7 +746,7 @@ pub fn encode_announce(out: &mut Vec<u8>, prefixes: &[Nlri], attrs: &Attrs, code
 /// Encodes UPDATEs withdrawing `prefixes` (one family), packed.
 pub fn encode_withdraw(out: &mut Vec<u8>, prefixes: &[Nlri], codec: &Codec) {
     let max = codec.max_len;
-    let v6 = prefixes.first().is_some_and(|p| p.addr.is_ipv6());
+    let v6 = prefixes.first().is_some_and(|p| p.is_ipv6());
     for chunk in prefixes.chunks(((max - 40) / 17).max(1)) {
         let start = out.len();
         out.extend_from_slice(&[0xff; 16]);

@@ -197,10 +197,7 @@ fn decision_process_in_table_form() {
 
 fn nlri(s: &str) -> Nlri {
     let (a, l) = s.split_once('/').unwrap();
-    Nlri {
-        addr: a.parse().unwrap(),
-        len: l.parse().unwrap(),
-    }
+    Nlri::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
 }
 
 fn announce(rib: &mut Rib, r: R, prefixes: &[&str]) -> usize {
@@ -319,10 +316,7 @@ fn many_prefixes_share_one_attribute_set() {
     let (peer, a) = attrs(BASE);
     let u = Update {
         announced: (0..100_000u32)
-            .map(|i| Nlri {
-                addr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))),
-                len: 24,
-            })
+            .map(|i| Nlri::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap())
             .collect(),
         attrs: Some(a.clone()),
         ..Update::default()

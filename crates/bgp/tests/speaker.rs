@@ -25,18 +25,18 @@ fn addr(s: &str) -> IpAddr {
 
 fn pfx(s: &str) -> Nlri {
     let (a, l) = s.split_once('/').unwrap();
-    Nlri {
-        addr: addr(a),
-        len: l.parse().unwrap(),
-    }
+    Nlri::new(addr(a), l.parse().unwrap()).unwrap()
 }
 
 /// 10.<i / 256>.<i % 256>.0/24, for i in `range`.
 fn prefixes(range: std::ops::Range<u32>) -> Vec<Nlri> {
     range
-        .map(|i| Nlri {
-            addr: IpAddr::V4(Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 0)),
-            len: 24,
+        .map(|i| {
+            Nlri::new(
+                IpAddr::V4(Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 0)),
+                24,
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -225,7 +225,7 @@ fn sent(out: &[Output], id: PeerId) -> (usize, Vec<Nlri>, Vec<Nlri>) {
 }
 
 fn sorted(mut v: Vec<Nlri>) -> Vec<Nlri> {
-    v.sort_by_key(|p| p.addr);
+    v.sort();
     v
 }
 
@@ -354,7 +354,7 @@ fn graceful_restart_stale_routes_go_when_the_restart_time_runs_out() {
     assert_eq!(best(&out), (vec![], vec![]));
     let out = r.advance(Duration::from_secs(1));
     let (_, mut gone) = best(&out);
-    gone.sort_by_key(|p| p.addr);
+    gone.sort();
     assert_eq!(gone, prefixes(0..3));
 }
 
@@ -522,10 +522,10 @@ fn an_export_policy_change_withdraws_what_may_no_longer_go_and_resends() {
     let out = r.s.handle(r.now, Input::Reconfigure(Box::new(new)));
     let (_, ann, mut wd) = sent(&out, c);
     // Withdrawn in the order of the Adj-RIB-Out's set: compared sorted.
-    wd.sort_by_key(|p| p.addr);
+    wd.sort();
     assert_eq!(wd, prefixes(2..4));
     let mut ann = ann;
-    ann.sort_by_key(|p| p.addr);
+    ann.sort();
     assert_eq!(ann, prefixes(0..2));
     assert!(!cmds(&out, c).iter().any(|c| matches!(c, PeerCmd::Stop(_))));
 }

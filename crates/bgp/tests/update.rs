@@ -12,10 +12,7 @@ use interlink_bgp::wire::{frame, Family, MAX_LEN};
 
 fn n(s: &str) -> Nlri {
     let (a, l) = s.split_once('/').unwrap();
-    Nlri {
-        addr: a.parse().unwrap(),
-        len: l.parse().unwrap(),
-    }
+    Nlri::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
 }
 
 fn attrs_v4() -> Attrs {
@@ -46,10 +43,7 @@ fn decode_all(wire: &[u8], ebgp: bool) -> Vec<Decoded> {
 #[test]
 fn announcements_round_trip_and_pack() {
     let prefixes: Vec<Nlri> = (0..2000u32)
-        .map(|i| Nlri {
-            addr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))),
-            len: 24,
-        })
+        .map(|i| Nlri::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap())
         .collect();
     let a = attrs_v4();
     let mut wire = Vec::new();

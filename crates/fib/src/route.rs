@@ -1,101 +1,9 @@
 //! Prefixes, next hops and routes as the FIB programs them.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
+use std::net::IpAddr;
 
-use thiserror::Error;
-
-/// An IPv4 or IPv6 prefix with its host bits zero. Compact (18 octets, no alignment) because
-/// the FIB keeps one per route and a full table holds a million.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Prefix {
-    V4([u8; 4], u8),
-    V6([u8; 16], u8),
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum PrefixError {
-    #[error("{0:?} is not a prefix (ADDRESS/LENGTH)")]
-    Syntax(String),
-    #[error("prefix length {len} is longer than {max}")]
-    TooLong { len: u8, max: u8 },
-    #[error("{0} has host bits set (did you mean {1}?)")]
-    HostBits(String, String),
-}
-
-impl Prefix {
-    /// The prefix of `addr` with `len` bits; host bits are cleared.
-    pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
-        match addr {
-            IpAddr::V4(a) if len <= 32 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                Ok(Prefix::V4((u32::from(a) & mask).to_be_bytes(), len))
-            }
-            IpAddr::V6(a) if len <= 128 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                Ok(Prefix::V6((u128::from(a) & mask).to_be_bytes(), len))
-            }
-            IpAddr::V4(_) => Err(PrefixError::TooLong { len, max: 32 }),
-            IpAddr::V6(_) => Err(PrefixError::TooLong { len, max: 128 }),
-        }
-    }
-
-    pub fn addr(&self) -> IpAddr {
-        match *self {
-            Prefix::V4(a, _) => IpAddr::V4(Ipv4Addr::from(a)),
-            Prefix::V6(a, _) => IpAddr::V6(Ipv6Addr::from(a)),
-        }
-    }
-
-    pub fn prefix_len(&self) -> u8 {
-        match *self {
-            Prefix::V4(_, l) | Prefix::V6(_, l) => l,
-        }
-    }
-
-    pub fn is_ipv4(&self) -> bool {
-        matches!(self, Prefix::V4(..))
-    }
-
-    /// Whether `addr` lies inside the prefix.
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        Prefix::new(addr, self.prefix_len()).is_ok_and(|p| p == *self)
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = PrefixError;
-
-    /// `ADDRESS/LENGTH`, with the host bits zero: a typo such as 10.0.0.1/8 is an error, not
-    /// a silent 10.0.0.0/8.
-    fn from_str(s: &str) -> Result<Prefix, PrefixError> {
-        let syntax = || PrefixError::Syntax(s.to_owned());
-        let (addr, len) = s.split_once('/').ok_or_else(syntax)?;
-        let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
-        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(syntax());
-        }
-        let len: u8 = len.parse().map_err(|_| syntax())?;
-        let p = Prefix::new(addr, len)?;
-        if p.addr() != addr {
-            return Err(PrefixError::HostBits(s.to_owned(), p.to_string()));
-        }
-        Ok(p)
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr(), self.prefix_len())
-    }
-}
-
-impl fmt::Debug for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+pub use interlink_table::{Prefix, PrefixError};
 
 /// One way out: a gateway, an interface, or both (a link-local IPv6 gateway needs its
 /// interface). `weight` is the ECMP weight, 1 to 256.
@@ -200,41 +108,6 @@ impl fmt::Display for Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_parse_strictly() {
-        let p: Prefix = "10.1.0.0/16".parse().unwrap();
-        assert_eq!(p.to_string(), "10.1.0.0/16");
-        assert!(p.is_ipv4());
-        assert!(p.contains("10.1.2.3".parse().unwrap()));
-        assert!(!p.contains("10.2.0.0".parse().unwrap()));
-        assert_eq!("2001:db8::/32".parse::<Prefix>().unwrap().prefix_len(), 32);
-        assert_eq!("0.0.0.0/0".parse::<Prefix>().unwrap().prefix_len(), 0);
-        assert_eq!("::/0".parse::<Prefix>().unwrap().prefix_len(), 0);
-        assert_eq!(
-            "10.0.0.1/8".parse::<Prefix>(),
-            Err(PrefixError::HostBits(
-                "10.0.0.1/8".into(),
-                "10.0.0.0/8".into()
-            ))
-        );
-        assert_eq!(
-            "10.0.0.0/33".parse::<Prefix>(),
-            Err(PrefixError::TooLong { len: 33, max: 32 })
-        );
-        for bad in [
-            "10.0.0.0",
-            "10.0.0.0/",
-            "/8",
-            "x/8",
-            "10.0.0.0/+8",
-            "10.0.0.0/0008",
-            "",
-        ] {
-            assert!(bad.parse::<Prefix>().is_err(), "{bad}");
-        }
-        assert_eq!(std::mem::size_of::<Prefix>(), 18);
-    }
 
     #[test]
     fn kernel_routes_satisfy_what_was_asked() {

@@ -8,10 +8,14 @@
 //! at the next merge, or when they are a quarter of the arrays.
 //!
 //! Also [`Interner`]: values shared by many routes (attribute sets, next-hop sets) kept once,
-//! each under a 4-octet number with a reference count.
+//! each under a 4-octet number with a reference count; and [`Prefix`], the project's one
+//! prefix type.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+
+mod prefix;
+pub use prefix::{Prefix, PrefixError};
 
 /// Below this, the write buffer is merged whatever the arrays' size.
 const MIN_BUFFER: usize = 4096;
