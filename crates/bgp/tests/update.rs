@@ -227,3 +227,18 @@ proptest::proptest! {
         let _ = decode(&raw(&body), &codec(four, ebgp));
     }
 }
+
+#[test]
+fn nlri_trailing_bits_are_cleared() {
+    // RFC 4271 §4.3: the bits after the prefix length are irrelevant. 10.31.0.0/12 and
+    // 10.16.0.0/12 are one prefix, and one key in the RIB.
+    let mut body = vec![0, 0];
+    let attrs = [&ORIGIN_IGP[..], &PATH, &NH].concat();
+    body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    body.extend_from_slice(&attrs);
+    body.extend_from_slice(&[12, 10, 0x1f]);
+    let Decoded::Update(u) = decode(&body, &codec(true, true)) else {
+        panic!()
+    };
+    assert_eq!(u.announced, [n("10.16.0.0/12")]);
+}
