@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use interlink_table::{Interner, SortedMap};
+use interlink_table::Interner;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -127,71 +127,7 @@ impl Entry {
 
 /// The prefixes, IPv4 keyed in 8 octets, IPv6 in 17, in order: 24 octets a prefix for
 /// the usual single route.
-#[derive(Default)]
-struct Table {
-    v4: SortedMap<u64, Entry>,
-    v6: SortedMap<(u128, u8), Entry>,
-}
-
-fn key4(p: &Nlri) -> Option<u64> {
-    match *p {
-        Nlri::V4(a, len) => Some(u64::from(u32::from_be_bytes(a)) << 8 | u64::from(len)),
-        Nlri::V6(..) => None,
-    }
-}
-
-fn key6(p: &Nlri) -> (u128, u8) {
-    match *p {
-        Nlri::V6(a, len) => (u128::from_be_bytes(a), len),
-        Nlri::V4(a, len) => (u128::from(Ipv4Addr::from(a).to_ipv6_mapped()), len),
-    }
-}
-
-impl Table {
-    fn get(&self, p: &Nlri) -> Option<&Entry> {
-        match key4(p) {
-            Some(k) => self.v4.get(&k),
-            None => self.v6.get(&key6(p)),
-        }
-    }
-
-    fn get_mut(&mut self, p: &Nlri) -> Option<&mut Entry> {
-        match key4(p) {
-            Some(k) => self.v4.get_mut(&k),
-            None => self.v6.get_mut(&key6(p)),
-        }
-    }
-
-    fn insert(&mut self, p: &Nlri, e: Entry) {
-        match key4(p) {
-            Some(k) => self.v4.insert(k, e),
-            None => self.v6.insert(key6(p), e),
-        };
-    }
-
-    fn remove(&mut self, p: &Nlri) -> Option<Entry> {
-        match key4(p) {
-            Some(k) => self.v4.remove(&k),
-            None => self.v6.remove(&key6(p)),
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (Nlri, &Entry)> {
-        let v4 = self.v4.iter().map(|(k, e)| {
-            let nlri = Nlri::V4(((k >> 8) as u32).to_be_bytes(), (k & 0xff) as u8);
-            (nlri, e)
-        });
-        let v6 = self.v6.iter().map(|((a, l), e)| {
-            let nlri = Nlri::V6(a.to_be_bytes(), *l);
-            (nlri, e)
-        });
-        v4.chain(v6)
-    }
-
-    fn prefixes_where(&self, f: impl Fn(&Entry) -> bool) -> Vec<Nlri> {
-        self.iter().filter(|(_, e)| f(e)).map(|(p, _)| p).collect()
-    }
-}
+type Table = interlink_table::PrefixMap<Entry>;
 
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
@@ -477,7 +413,7 @@ impl Rib {
     /// The peer restarts with graceful restart (RFC 4724 §4.2): its routes stay, marked
     /// stale, and keep forwarding.
     pub fn mark_stale(&mut self, peer: PeerId) {
-        for e in self.table.v4.values_mut().chain(self.table.v6.values_mut()) {
+        for e in self.table.values_mut() {
             if let Some(i) = e.position(peer) {
                 e.get_mut(i).peer |= STALE;
             }

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use interlink_table::{Interner, SortedMap};
+use interlink_table::{Interner, PrefixKey};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -175,99 +175,9 @@ impl InFlight {
     }
 }
 
-/// A prefix as the tables key it: IPv4 in 8 octets, IPv6 in 17, ordered as the prefixes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
-    V4(u64),
-    V6((u128, u8)),
-}
-
-fn key(p: &Prefix) -> Key {
-    match p.addr() {
-        IpAddr::V4(a) => Key::V4(u64::from(u32::from(a)) << 8 | u64::from(p.prefix_len())),
-        IpAddr::V6(a) => Key::V6((u128::from(a), p.prefix_len())),
-    }
-}
-
-fn prefix4(k: u64) -> Prefix {
-    Prefix::new(
-        IpAddr::V4(std::net::Ipv4Addr::from((k >> 8) as u32)),
-        (k & 0xff) as u8,
-    )
-    .expect("a valid key")
-}
-
-fn prefix6(k: (u128, u8)) -> Prefix {
-    Prefix::new(IpAddr::V6(std::net::Ipv6Addr::from(k.0)), k.1).expect("a valid key")
-}
-
 /// The slots of every prefix the FIB knows, in sorted arrays: a million routes take some
 /// 28 octets each, where a hash map of `Prefix` took over 60.
-#[derive(Default)]
-struct Slots {
-    v4: SortedMap<u64, Slot>,
-    v6: SortedMap<(u128, u8), Slot>,
-}
-
-impl Slots {
-    fn get(&self, p: &Prefix) -> Option<&Slot> {
-        match key(p) {
-            Key::V4(k) => self.v4.get(&k),
-            Key::V6(k) => self.v6.get(&k),
-        }
-    }
-
-    fn get_mut(&mut self, p: &Prefix) -> Option<&mut Slot> {
-        match key(p) {
-            Key::V4(k) => self.v4.get_mut(&k),
-            Key::V6(k) => self.v6.get_mut(&k),
-        }
-    }
-
-    /// The slot of `p`, empty if it had none.
-    fn entry(&mut self, p: Prefix) -> &mut Slot {
-        match key(&p) {
-            Key::V4(k) => self.v4.get_or_default(k),
-            Key::V6(k) => self.v6.get_or_default(k),
-        }
-    }
-
-    fn remove(&mut self, p: &Prefix) {
-        match key(p) {
-            Key::V4(k) => self.v4.remove(&k),
-            Key::V6(k) => self.v6.remove(&k),
-        };
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (Prefix, &Slot)> {
-        self.v4
-            .iter()
-            .map(|(k, s)| (prefix4(*k), s))
-            .chain(self.v6.iter().map(|(k, s)| (prefix6(*k), s)))
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Slot> {
-        self.iter().map(|(_, s)| s)
-    }
-
-    /// The prefixes whose slots satisfy `f`.
-    fn prefixes_where(&self, f: impl Fn(&Slot) -> bool) -> Vec<Prefix> {
-        self.iter().filter(|(_, s)| f(s)).map(|(p, _)| p).collect()
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-}
-
-impl std::ops::Index<&Prefix> for Slots {
-    type Output = Slot;
-
-    fn index(&self, p: &Prefix) -> &Slot {
-        self.get(p).expect("a known prefix")
-    }
-}
+type Slots = interlink_table::PrefixMap<Slot>;
 
 /// Prefixes waiting for a request, per family (8 octets each for IPv4). Those queued to go
 /// away are taken in a scrambled order within generations (what was queued when the previous
@@ -292,11 +202,11 @@ struct Queue {
 impl Queue {
     /// Queues `p`; `gone` if what is wanted for it now is no route.
     fn push_back(&mut self, p: Prefix, gone: bool) {
-        match (key(&p), gone) {
-            (Key::V4(k), false) => self.v4.push_back(k),
-            (Key::V6(k), false) => self.v6.push_back(k),
-            (Key::V4(k), true) => self.v4_gone.push(k),
-            (Key::V6(k), true) => self.v6_gone.push(k),
+        match (p.key(), gone) {
+            (PrefixKey::V4(k), false) => self.v4.push_back(k),
+            (PrefixKey::V6(k), false) => self.v6.push_back(k),
+            (PrefixKey::V4(k), true) => self.v4_gone.push(k),
+            (PrefixKey::V6(k), true) => self.v6_gone.push(k),
         }
     }
 
@@ -312,15 +222,15 @@ impl Queue {
     fn pop_kept(&mut self) -> Option<Prefix> {
         self.v4
             .pop_front()
-            .map(prefix4)
-            .or_else(|| self.v6.pop_front().map(prefix6))
+            .map(Prefix::from_v4_key)
+            .or_else(|| self.v6.pop_front().map(Prefix::from_v6_key))
     }
 
     fn pop_gone(&mut self) -> Option<Prefix> {
         self.v4_gone
             .pop()
-            .map(prefix4)
-            .or_else(|| self.v6_gone.pop().map(prefix6))
+            .map(Prefix::from_v4_key)
+            .or_else(|| self.v6_gone.pop().map(Prefix::from_v6_key))
     }
 
     fn is_empty(&self) -> bool {
@@ -728,7 +638,7 @@ impl Fib {
                 });
             }
         }
-        let s = self.slots[&p.prefix];
+        let s = *self.slots.get(&p.prefix).expect("a known prefix");
         if !s.failed && !self.in_sync(&p.prefix) {
             self.enqueue(p.prefix);
         }
@@ -758,7 +668,7 @@ impl Fib {
     pub fn begin_resync(&mut self) {
         let prefixes: Vec<Prefix> = self.slots.prefixes_where(|_| true);
         for p in prefixes {
-            if !self.slots[&p].in_flight {
+            if !self.slots.get(&p).expect("a known prefix").in_flight {
                 self.set_kernel(&p, Kernel::Absent);
             }
         }
@@ -1125,13 +1035,14 @@ mod tests {
             "2001:db8::/32",
         ] {
             let pre = p(s);
-            let back = match key(&pre) {
-                Key::V4(k) => prefix4(k),
-                Key::V6(k) => prefix6(k),
+            let back = match pre.key() {
+                PrefixKey::V4(k) => Prefix::from_v4_key(k),
+                PrefixKey::V6(k) => Prefix::from_v6_key(k),
             };
             assert_eq!(back, pre, "{s}");
         }
-        let (Key::V4(a), Key::V4(b)) = (key(&p("10.1.0.0/16")), key(&p("10.1.0.0/24"))) else {
+        let (PrefixKey::V4(a), PrefixKey::V4(b)) = (p("10.1.0.0/16").key(), p("10.1.0.0/24").key())
+        else {
             panic!("IPv4 keys")
         };
         assert!(a < b);

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::SortedMap;
+
 /// An IPv4 or IPv6 prefix with its host bits zero. Compact (18 octets, no alignment) because
 /// the FIB keeps one per route and a full table holds a million.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +113,117 @@ impl fmt::Debug for Prefix {
     }
 }
 
+/// A prefix as a compact, ordered key: IPv4 in 8 octets (address and length), IPv6 in 17.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PrefixKey {
+    V4(u64),
+    V6((u128, u8)),
+}
+
+impl Prefix {
+    pub fn key(&self) -> PrefixKey {
+        match *self {
+            Prefix::V4(a, len) => {
+                PrefixKey::V4(u64::from(u32::from_be_bytes(a)) << 8 | u64::from(len))
+            }
+            Prefix::V6(a, len) => PrefixKey::V6((u128::from_be_bytes(a), len)),
+        }
+    }
+
+    /// The prefix of an IPv4 key made by [`Prefix::key`].
+    pub fn from_v4_key(k: u64) -> Prefix {
+        Prefix::V4(((k >> 8) as u32).to_be_bytes(), (k & 0xff) as u8)
+    }
+
+    /// The prefix of an IPv6 key made by [`Prefix::key`].
+    pub fn from_v6_key(k: (u128, u8)) -> Prefix {
+        Prefix::V6(k.0.to_be_bytes(), k.1)
+    }
+}
+
+/// A route table: values by prefix in two [`SortedMap`]s, IPv4 and IPv6 apart, each with
+/// its compact key, iterated in prefix order (IPv4 first). What the RIB and the FIB keep per
+/// prefix.
+pub struct PrefixMap<V> {
+    v4: SortedMap<u64, V>,
+    v6: SortedMap<(u128, u8), V>,
+}
+
+impl<V> Default for PrefixMap<V> {
+    fn default() -> Self {
+        PrefixMap {
+            v4: SortedMap::default(),
+            v6: SortedMap::default(),
+        }
+    }
+}
+
+impl<V: Default> PrefixMap<V> {
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, p: &Prefix) -> Option<&V> {
+        match p.key() {
+            PrefixKey::V4(k) => self.v4.get(&k),
+            PrefixKey::V6(k) => self.v6.get(&k),
+        }
+    }
+
+    pub fn get_mut(&mut self, p: &Prefix) -> Option<&mut V> {
+        match p.key() {
+            PrefixKey::V4(k) => self.v4.get_mut(&k),
+            PrefixKey::V6(k) => self.v6.get_mut(&k),
+        }
+    }
+
+    /// The value of `p`, a default one if it had none.
+    pub fn entry(&mut self, p: Prefix) -> &mut V {
+        match p.key() {
+            PrefixKey::V4(k) => self.v4.get_or_default(k),
+            PrefixKey::V6(k) => self.v6.get_or_default(k),
+        }
+    }
+
+    pub fn insert(&mut self, p: &Prefix, v: V) -> Option<V> {
+        match p.key() {
+            PrefixKey::V4(k) => self.v4.insert(k, v),
+            PrefixKey::V6(k) => self.v6.insert(k, v),
+        }
+    }
+
+    pub fn remove(&mut self, p: &Prefix) -> Option<V> {
+        match p.key() {
+            PrefixKey::V4(k) => self.v4.remove(&k),
+            PrefixKey::V6(k) => self.v6.remove(&k),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Prefix, &V)> {
+        self.v4
+            .iter()
+            .map(|(k, v)| (Prefix::from_v4_key(*k), v))
+            .chain(self.v6.iter().map(|(k, v)| (Prefix::from_v6_key(*k), v)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.v4.values_mut().chain(self.v6.values_mut())
+    }
+
+    /// The prefixes whose values satisfy `f`, in order.
+    pub fn prefixes_where(&self, f: impl Fn(&V) -> bool) -> Vec<Prefix> {
+        self.iter().filter(|(_, v)| f(v)).map(|(p, _)| p).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +261,34 @@ mod tests {
             assert!(bad.parse::<Prefix>().is_err(), "{bad}");
         }
         assert_eq!(std::mem::size_of::<Prefix>(), 18);
+    }
+
+    #[test]
+    fn keys_round_trip_and_a_map_iterates_in_prefix_order() {
+        for s in ["10.1.0.0/16", "0.0.0.0/0", "255.255.255.255/32"] {
+            let p: Prefix = s.parse().unwrap();
+            let PrefixKey::V4(k) = p.key() else { panic!() };
+            assert_eq!(Prefix::from_v4_key(k), p);
+        }
+        let p: Prefix = "2001:db8::/32".parse().unwrap();
+        let PrefixKey::V6(k) = p.key() else { panic!() };
+        assert_eq!(Prefix::from_v6_key(k), p);
+        let mut m: PrefixMap<u32> = PrefixMap::default();
+        for (i, s) in ["fd00::/8", "10.2.0.0/16", "10.1.0.0/24", "10.1.0.0/16"]
+            .iter()
+            .enumerate()
+        {
+            m.insert(&s.parse().unwrap(), i as u32);
+        }
+        let order: Vec<String> = m.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(
+            order,
+            ["10.1.0.0/16", "10.1.0.0/24", "10.2.0.0/16", "fd00::/8"]
+        );
+        *m.entry("10.9.0.0/16".parse().unwrap()) += 5;
+        assert_eq!(m.get(&"10.9.0.0/16".parse().unwrap()), Some(&5));
+        assert_eq!(m.remove(&"fd00::/8".parse().unwrap()), Some(0));
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.prefixes_where(|v| *v == 1).len(), 1);
     }
 }
