@@ -181,7 +181,7 @@ fn interlink(lab: &mut Lab, n: usize) -> (Duration, Duration, u64) {
         let rss = rss_kib();
         let stats = drv.fib().stats();
         assert_eq!(
-            (stats.ok[0], stats.installed[0]),
+            (stats.ok[0], stats.installed.ipv4),
             (n as u64, n as u64),
             "{stats:?}"
         );

@@ -57,7 +57,7 @@ fn status(ctl: &Ctl<'_>) -> Value {
         "links": ctl.links.len(),
         "links_up": up,
         "neighbors": ctl.config.neighbors.len(),
-        "fib_routes": { "ipv4": s.stats.installed[0], "ipv6": s.stats.installed[1] },
+        "fib_routes": { "ipv4": s.stats.installed.ipv4, "ipv6": s.stats.installed.ipv6 },
         "fib_in_sync": !s.busy,
     })
 }
@@ -106,7 +106,7 @@ fn fib(ctl: &Ctl<'_>) -> Value {
         "table": ctl.target.table,
         "metric": ctl.target.metric,
         "protocol": ctl.target.protocol,
-        "routes": { "ipv4": st.installed[0], "ipv6": st.installed[1] },
+        "routes": { "ipv4": st.installed.ipv4, "ipv6": st.installed.ipv6 },
         "stale": s.stale,
         "in_sync": !s.busy,
         "operations": {
@@ -130,7 +130,7 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
     let Ok(list) = rx.await else {
         return error("the BGP speaker is not running");
     };
-    let fam = |c: [usize; 2]| json!({ "ipv4": c[0], "ipv6": c[1] });
+    let fam = |c: interlink_fib::PerFamily<usize>| json!({ "ipv4": c.ipv4, "ipv6": c.ipv6 });
     let msgs = |c: [u64; 6]| {
         let m: serde_json::Map<String, Value> = interlink_bgp::peer::MESSAGE_TYPES
             .iter()
@@ -188,7 +188,7 @@ async fn routes(ctl: &Ctl<'_>, prefix: Option<Nlri>) -> Value {
     };
     // A full table is not listed whole: the first routes, and how many there are.
     if prefix.is_none() && list.len() == interlink_bgp::speaker::SHOW_ROUTES_MAX {
-        let total = ctl.fib.snapshot().stats.installed.iter().sum::<u64>();
+        let total = ctl.fib.snapshot().stats.installed.total();
         let mut v = routes_json(list);
         if let Value::Array(a) = &mut v {
             a.push(json!({ "truncated": true, "fib_routes": total }));

@@ -450,11 +450,11 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             ("accepted", n.accepted),
             ("advertised", n.advertised),
         ] {
-            for (afi, c) in ["ipv4", "ipv6"].iter().zip(counts) {
+            for (afi, c) in counts.iter() {
                 e.sample(
                     "interlink_bgp_prefixes",
-                    &[("neighbor", a), ("afi", afi), ("stage", stage)],
-                    c as f64,
+                    &[("neighbor", a), ("afi", afi.key()), ("stage", stage)],
+                    *c as f64,
                 );
             }
         }
@@ -482,8 +482,8 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         "interlink's routes in the kernel.",
     );
     for (family, n) in [
-        ("ipv4", s.fib.stats.installed[0]),
-        ("ipv6", s.fib.stats.installed[1]),
+        ("ipv4", s.fib.stats.installed.ipv4),
+        ("ipv6", s.fib.stats.installed.ipv6),
     ] {
         e.sample(
             "interlink_fib_routes",

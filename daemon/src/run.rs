@@ -370,8 +370,8 @@ impl<'p> Daemon<'p> {
             let s = self.fib.snapshot().stats;
             log!(
                 "fib: in sync with BGP: {} IPv4 and {} IPv6 route(s) in the kernel",
-                s.installed[0],
-                s.installed[1]
+                s.installed.ipv4,
+                s.installed.ipv6
             );
         }
     }
@@ -495,7 +495,7 @@ impl<'p> Daemon<'p> {
         match self.fib.stop(withdraw, Duration::from_secs(30)) {
             Ok(s) => log!(
                 "fib: stopped; {} route(s) {}",
-                s.stats.installed[0] + s.stats.installed[1],
+                s.stats.installed.total(),
                 if withdraw {
                     "left after the withdrawal"
                 } else {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use interlink_table::Interner;
+use interlink_table::{Interner, PerFamily};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -135,7 +135,7 @@ pub struct Rib {
     attrs: AttrTable,
     multipath: bool,
     /// Prefixes each peer has in the table, IPv4 and IPv6, for max-prefix and for flushing.
-    counts: HashMap<PeerId, [usize; 2]>,
+    counts: HashMap<PeerId, PerFamily<usize>>,
     /// Prefixes with a best route.
     selected: usize,
     /// Networks whose next hops cannot be reached now (a link down): routes through them
@@ -146,10 +146,6 @@ pub struct Rib {
 /// Whether `a` lies inside `net`.
 pub fn net_contains(net: &Nlri, a: IpAddr) -> bool {
     net.contains(a)
-}
-
-fn family(p: &Nlri) -> usize {
-    usize::from(p.is_ipv6())
 }
 
 impl Rib {
@@ -180,12 +176,12 @@ impl Rib {
 
     /// Prefixes a peer has in the table.
     pub fn count(&self, peer: PeerId) -> usize {
-        self.count_by_family(peer).iter().sum()
+        self.count_by_family(peer).total()
     }
 
     /// Prefixes a peer has in the table: IPv4, IPv6.
-    pub fn count_by_family(&self, peer: PeerId) -> [usize; 2] {
-        self.counts.get(&peer).copied().unwrap_or([0, 0])
+    pub fn count_by_family(&self, peer: PeerId) -> PerFamily<usize> {
+        self.counts.get(&peer).copied().unwrap_or_default()
     }
 
     /// Every route to `prefix`, best first: (peer, attributes).
@@ -332,7 +328,7 @@ impl Rib {
         let route = Route { peer, attrs: id };
         let Some(e) = self.table.get(&prefix) else {
             // A new prefix: its one route is the best if it is usable.
-            self.counts.entry(peer).or_default()[family(&prefix)] += 1;
+            self.counts.entry(peer).or_default()[prefix.afi()] += 1;
             let mut first = route;
             if self.reachable(&first) {
                 first.peer |= BEST;
@@ -361,7 +357,7 @@ impl Rib {
             }
             None => {
                 e.push(route);
-                self.counts.entry(peer).or_default()[family(&prefix)] += 1;
+                self.counts.entry(peer).or_default()[prefix.afi()] += 1;
             }
         }
         self.decide(prefix, old, out);
@@ -381,7 +377,7 @@ impl Rib {
         let keep = e.remove(i);
         self.attrs.release(id);
         if let Some(c) = self.counts.get_mut(&peer) {
-            c[family(prefix)] -= 1;
+            c[prefix.afi()] -= 1;
         }
         if keep {
             self.decide(*prefix, old, out);

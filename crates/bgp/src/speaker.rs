@@ -20,6 +20,7 @@ use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 pub use crate::tasks::{run, SpeakerCmd};
 use crate::update::{self, Attrs, Codec, Decoded, Nlri, Origin};
 use crate::wire::{code, Capabilities, Family, GracefulRestart, Message, Notification};
+use interlink_table::PerFamily;
 
 #[derive(Clone, Debug)]
 pub struct Neighbor {
@@ -114,9 +115,9 @@ pub struct NeighborView {
     pub last_error: Option<String>,
     /// Prefixes per family (IPv4, IPv6): received (before import policy), accepted, and
     /// advertised to it.
-    pub received: [usize; 2],
-    pub accepted: [usize; 2],
-    pub advertised: [usize; 2],
+    pub received: PerFamily<usize>,
+    pub accepted: PerFamily<usize>,
+    pub advertised: PerFamily<usize>,
     /// Messages by type, in the order of [`crate::peer::MESSAGE_TYPES`].
     pub messages_sent: [u64; 6],
     pub messages_received: [u64; 6],
@@ -159,7 +160,7 @@ struct PeerState {
     /// Torn down for max-prefix: started again at this time.
     restart_at: Option<Instant>,
     /// Per family: over the max-prefix limit (warned once per crossing).
-    over_limit: [bool; 2],
+    over_limit: PerFamily<bool>,
 }
 
 impl PeerState {
@@ -313,7 +314,7 @@ impl Speaker {
                 last_error: None,
                 admin_down: false,
                 restart_at: None,
-                over_limit: [false; 2],
+                over_limit: PerFamily::default(),
             },
         );
     }
@@ -338,7 +339,7 @@ impl Speaker {
             let p = self.peers.get_mut(id).expect("known peer");
             if p.restart_at.is_some_and(|t| t <= now) {
                 p.restart_at = None;
-                p.over_limit = [false; 2];
+                p.over_limit = PerFamily::default();
                 if !p.admin_down {
                     out.peer(*id, PeerCmd::Start);
                     out.log(format!(
@@ -440,7 +441,7 @@ impl Speaker {
                     },
                     uptime: p.up_since.map(|t| now.saturating_duration_since(t)),
                     last_error: p.last_error.clone(),
-                    received: [accepted[0] + rejected[0], accepted[1] + rejected[1]],
+                    received: accepted.plus(&rejected),
                     accepted,
                     advertised: p.advertised.counts(),
                     messages_sent: p.counts.sent(),
@@ -601,11 +602,11 @@ impl Speaker {
                 let counts = self.rib.count_by_family(id);
                 if let Some(i) = p.cfg.import.as_ref().filter(|i| i.max_prefixes.is_some()) {
                     let max = i.max_prefixes.unwrap_or(u32::MAX);
-                    for (f, count) in counts.iter().enumerate() {
+                    for (afi, count) in counts.iter() {
                         let over = *count as u64 > u64::from(max);
-                        let crossed = over && !p.over_limit[f];
-                        p.over_limit[f] = over;
-                        let family = ["IPv4", "IPv6"][f];
+                        let crossed = over && !p.over_limit[afi];
+                        p.over_limit[afi] = over;
+                        let family = afi.name();
                         if crossed && i.warn_only {
                             out.warn(format!(
                                 "bgp: {address}: {count} {family} prefixes, over the limit of {max}"
@@ -617,7 +618,8 @@ impl Speaker {
                                 i.max_prefixes_restart.as_secs()
                             ));
                             // RFC 4486 §4: AFI, SAFI and the upper bound.
-                            let mut data = vec![0, f as u8 + 1, 1];
+                            let mut data = afi.number().to_be_bytes().to_vec();
+                            data.push(1);
                             data.extend_from_slice(&max.to_be_bytes());
                             out.peer(
                                 id,
@@ -1002,8 +1004,11 @@ impl PrefixSet {
     }
 
     /// IPv4, IPv6.
-    fn counts(&self) -> [usize; 2] {
-        [self.set.len() - self.v6, self.v6]
+    fn counts(&self) -> PerFamily<usize> {
+        PerFamily {
+            ipv4: self.set.len() - self.v6,
+            ipv6: self.v6,
+        }
     }
 }
 

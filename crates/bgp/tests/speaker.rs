@@ -406,7 +406,7 @@ fn rfc_8212_takes_and_gives_nothing_to_ebgp_without_policy() {
     // Counted as received, not accepted.
     let v = r.s.neighbors(r.now);
     let b = v.iter().find(|n| n.address == addr("10.0.0.2")).unwrap();
-    assert_eq!((b.received[0], b.accepted[0]), (4, 0));
+    assert_eq!((b.received.ipv4, b.accepted.ipv4), (4, 0));
 }
 
 #[test]

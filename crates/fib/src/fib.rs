@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use interlink_table::{Interner, PrefixKey};
+use interlink_table::{Interner, PerFamily, PrefixKey};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -331,7 +331,7 @@ pub struct FibStats {
     pub repaired: u64,
     pub conflicts: u64,
     /// Routes of ours in the kernel, IPv4 and IPv6.
-    pub installed: [u64; 2],
+    pub installed: PerFamily<u64>,
 }
 
 fn op_index(op: Op) -> usize {
@@ -401,8 +401,8 @@ impl Fib {
     }
 
     fn count_installed(&mut self, prefix: &Prefix, delta: i64) {
-        let i = usize::from(!prefix.is_ipv4());
-        self.stats.installed[i] = self.stats.installed[i].saturating_add_signed(delta);
+        let n = &mut self.stats.installed[prefix.afi()];
+        *n = n.saturating_add_signed(delta);
     }
 
     fn set_kernel(&mut self, prefix: &Prefix, k: Kernel) {
@@ -939,7 +939,7 @@ mod tests {
         ack_all(&mut fib, &r);
         assert!(fib.is_idle());
         assert!(fib.in_sync(&p("10.1.0.0/16")));
-        assert_eq!(fib.stats().installed, [1, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 1, ipv6: 0 });
 
         fib.set(p("10.1.0.0/16"), Some(&via("192.0.2.2")));
         let r = requests(&mut fib);
@@ -951,7 +951,7 @@ mod tests {
         assert_eq!((r[0].op, r[0].route), (Op::Delete, None));
         ack_all(&mut fib, &r);
         assert!(fib.is_idle());
-        assert_eq!(fib.stats().installed, [0, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 0, ipv6: 0 });
         assert_eq!(fib.stats().ok, [1, 1, 1]);
         // Nothing left behind: no slot, no interned route.
         assert_eq!(fib.slots.len(), 0);
@@ -1022,7 +1022,7 @@ mod tests {
         assert!(fib.is_idle());
         assert_eq!(fib.stats().ok, [5, 0, 0]);
         assert_eq!(fib.stats().failed, [0, 0, 0]);
-        assert_eq!(fib.stats().installed, [5, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 5, ipv6: 0 });
     }
 
     #[test]
@@ -1103,7 +1103,7 @@ mod tests {
                 prefix: p("10.1.0.0/16")
             }]
         );
-        assert_eq!(fib.stats().installed, [0, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 0, ipv6: 0 });
     }
 
     #[test]
@@ -1138,7 +1138,7 @@ mod tests {
         let r = requests(&mut fib);
         assert_eq!((r[0].op, r[0].prefix), (Op::Delete, p("10.3.0.0/16")));
         ack_all(&mut fib, &r);
-        assert_eq!(fib.stats().installed, [2, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 2, ipv6: 0 });
     }
 
     #[test]
@@ -1237,7 +1237,7 @@ mod tests {
         fib.ack(r[1].seq, 0, None);
         ack_all(&mut fib, &r2);
         assert!(fib.is_idle());
-        assert_eq!(fib.stats().installed, [2, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 2, ipv6: 0 });
     }
 
     #[test]
@@ -1252,7 +1252,7 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|r| r.op == Op::Delete));
         ack_all(&mut fib, &r);
-        assert_eq!(fib.stats().installed, [0, 0]);
+        assert_eq!(fib.stats().installed, PerFamily { ipv4: 0, ipv6: 0 });
         assert_eq!(fib.live_routes(), 0);
     }
 }

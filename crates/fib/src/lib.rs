@@ -22,6 +22,7 @@ pub mod wire;
 
 pub use driver::{Driver, DriverError};
 pub use fib::{Fib, FibEvent, FibStats, Request, RouteId};
+pub use interlink_table::{Afi, PerFamily};
 pub use reach::Reachability;
 pub use route::{NextHop, Prefix, PrefixError, Route};
 pub use service::{FibService, Snapshot};

@@ -128,7 +128,7 @@ fn add_replace_delete_and_ecmp_in_both_families() {
             let stats = d.fib().stats();
             assert_eq!(stats.ok, [6, 3, 2], "{stats:?}");
             assert_eq!(stats.failed, [0, 0, 0]);
-            assert_eq!(stats.installed, [3, 1]);
+            assert_eq!((stats.installed.ipv4, stats.installed.ipv6), (3, 1));
         })
     });
     let ev = done_rx.recv().unwrap();

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 mod prefix;
-pub use prefix::{Prefix, PrefixError, PrefixKey, PrefixMap};
+pub use prefix::{Afi, PerFamily, Prefix, PrefixError, PrefixKey, PrefixMap};
 
 /// Below this, the write buffer is merged whatever the arrays' size.
 const MIN_BUFFER: usize = 4096;

@@ -74,6 +74,10 @@ impl Prefix {
         matches!(self, Prefix::V6(..))
     }
 
+    pub fn afi(&self) -> Afi {
+        Afi::of(self)
+    }
+
     /// Whether `addr` lies inside the prefix.
     pub fn contains(&self, addr: IpAddr) -> bool {
         Prefix::new(addr, self.prefix_len()).is_ok_and(|p| p == *self)
@@ -110,6 +114,100 @@ impl fmt::Display for Prefix {
 impl fmt::Debug for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// An address family (the IANA AFI numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Afi {
+    Ipv4 = 1,
+    Ipv6 = 2,
+}
+
+impl Afi {
+    pub const ALL: [Afi; 2] = [Afi::Ipv4, Afi::Ipv6];
+
+    pub fn of(p: &Prefix) -> Afi {
+        match p {
+            Prefix::V4(..) => Afi::Ipv4,
+            Prefix::V6(..) => Afi::Ipv6,
+        }
+    }
+
+    /// The AFI as BGP and the IANA number it.
+    pub fn number(self) -> u16 {
+        self as u16
+    }
+
+    /// As people write it: "IPv4", "IPv6".
+    pub fn name(self) -> &'static str {
+        match self {
+            Afi::Ipv4 => "IPv4",
+            Afi::Ipv6 => "IPv6",
+        }
+    }
+
+    /// As labels and JSON keys have it: "ipv4", "ipv6".
+    pub fn key(self) -> &'static str {
+        match self {
+            Afi::Ipv4 => "ipv4",
+            Afi::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// One value per address family, indexed by [`Afi`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PerFamily<T> {
+    pub ipv4: T,
+    pub ipv6: T,
+}
+
+impl<T> PerFamily<T> {
+    /// Each family with its value, IPv4 first.
+    pub fn iter(&self) -> impl Iterator<Item = (Afi, &T)> {
+        [(Afi::Ipv4, &self.ipv4), (Afi::Ipv6, &self.ipv6)].into_iter()
+    }
+
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> PerFamily<U> {
+        PerFamily {
+            ipv4: f(&self.ipv4),
+            ipv6: f(&self.ipv6),
+        }
+    }
+}
+
+impl<T: Copy + std::ops::Add<Output = T>> PerFamily<T> {
+    /// Both families together.
+    pub fn total(&self) -> T {
+        self.ipv4 + self.ipv6
+    }
+
+    /// Family by family, with `other`'s.
+    pub fn plus(&self, other: &PerFamily<T>) -> PerFamily<T> {
+        PerFamily {
+            ipv4: self.ipv4 + other.ipv4,
+            ipv6: self.ipv6 + other.ipv6,
+        }
+    }
+}
+
+impl<T> std::ops::Index<Afi> for PerFamily<T> {
+    type Output = T;
+    fn index(&self, afi: Afi) -> &T {
+        match afi {
+            Afi::Ipv4 => &self.ipv4,
+            Afi::Ipv6 => &self.ipv6,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Afi> for PerFamily<T> {
+    fn index_mut(&mut self, afi: Afi) -> &mut T {
+        match afi {
+            Afi::Ipv4 => &mut self.ipv4,
+            Afi::Ipv6 => &mut self.ipv6,
+        }
     }
 }
 
