@@ -391,6 +391,83 @@ pub fn tcp_segment(
 const MAX_SUPER: usize = 65_535;
 const TCP_ACK: u8 = 0x10;
 
+/// What a coalescer is joining: the virtio header, then the packet so far (the first
+/// packet's headers and every payload), how many packets it holds, and whether one that
+/// must end it has come. Shared by the TCP and the UDP coalescers.
+pub(crate) struct Train {
+    buf: Box<[u8]>,
+    /// Length of the packet (after the virtio header).
+    len: usize,
+    segments: usize,
+    closed: bool,
+}
+
+impl Train {
+    pub(crate) fn new() -> Train {
+        Train {
+            buf: vec![0; VNET_HDR_LEN + MAX_SUPER].into_boxed_slice(),
+            len: 0,
+            segments: 0,
+            closed: false,
+        }
+    }
+
+    /// Starts over with `pkt` as the first packet.
+    pub(crate) fn begin(&mut self, pkt: &[u8]) {
+        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+        self.len = pkt.len();
+        self.segments = 1;
+        self.closed = false;
+    }
+
+    /// Appends one more packet's payload.
+    pub(crate) fn push(&mut self, payload: &[u8]) {
+        let at = VNET_HDR_LEN + self.len;
+        self.buf[at..at + payload.len()].copy_from_slice(payload);
+        self.len += payload.len();
+        self.segments += 1;
+    }
+
+    /// Whether `more` octets still fit.
+    pub(crate) fn room_for(&self, more: usize) -> bool {
+        self.len + more <= MAX_SUPER
+    }
+
+    /// The first packet's first `n` octets.
+    pub(crate) fn head(&self, n: usize) -> &[u8] {
+        &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + n]
+    }
+
+    /// Whether `pkt`'s IP header is the first packet's but for its length, identification
+    /// and checksum (IPv4) or payload length (IPv6): the same flow, as the kernel's GRO has it.
+    pub(crate) fn same_ip(&self, pkt: &[u8], ipv4: bool) -> bool {
+        if ipv4 {
+            let head = self.head(20);
+            // Version/IHL/TOS, DF, TTL/protocol, addresses.
+            pkt[0..2] == head[0..2]
+                && pkt[6..7] == head[6..7]
+                && pkt[8..10] == head[8..10]
+                && pkt[12..20] == head[12..20]
+        } else {
+            let head = self.head(40);
+            // Version, traffic class, flow label; next header, hop limit, addresses.
+            pkt[0..4] == head[0..4] && pkt[6..40] == head[6..40]
+        }
+    }
+
+    /// The virtio header and the packet, split for the finishing touches.
+    pub(crate) fn parts(&mut self) -> (&mut [u8], &mut [u8]) {
+        let (vh, pkt) = self.buf.split_at_mut(VNET_HDR_LEN);
+        (vh, &mut pkt[..self.len])
+    }
+
+    /// The train ready for one write to TUN, its virtio header emitted.
+    pub(crate) fn written(&mut self, vh: VirtioNetHdr) -> &[u8] {
+        vh.emit(&mut self.buf[..VNET_HDR_LEN]);
+        &self.buf[..VNET_HDR_LEN + self.len]
+    }
+}
+
 /// Receive offload done in userspace: consecutive segments of one TCP flow are joined into a
 /// super-packet that TUN takes in one write with a GSO `virtio_net_hdr`, so the kernel routes
 /// and delivers one packet where it would have handled forty. The rules follow the kernel's
@@ -398,16 +475,11 @@ const TCP_ACK: u8 = 0x10;
 /// that follow on; every segment but the last exactly `gso_size` long; only ACK and PSH set,
 /// and a PSH ends the train.
 pub struct TcpCoalescer {
-    /// The virtio header, then the super-packet.
-    buf: Box<[u8]>,
-    /// Length of the super-packet (after the virtio header); 0 when empty.
-    len: usize,
+    /// The super-packet so far. `closed`: a short or PSH segment ended it.
+    t: Train,
     shape: Option<TcpShape>,
     mss: usize,
     next_seq: u32,
-    segments: usize,
-    /// A short or PSH segment ended the train: nothing more may join.
-    closed: bool,
 }
 
 impl Default for TcpCoalescer {
@@ -419,13 +491,10 @@ impl Default for TcpCoalescer {
 impl TcpCoalescer {
     pub fn new() -> TcpCoalescer {
         TcpCoalescer {
-            buf: vec![0; VNET_HDR_LEN + MAX_SUPER].into_boxed_slice(),
-            len: 0,
+            t: Train::new(),
             shape: None,
             mss: 0,
             next_seq: 0,
-            segments: 0,
-            closed: false,
         }
     }
 
@@ -435,7 +504,7 @@ impl TcpCoalescer {
 
     /// How many segments the current super-packet holds.
     pub fn segments(&self) -> usize {
-        self.segments
+        self.t.segments
     }
 
     /// The shape of `pkt` if it may start or join a train: TCP with payload, IPv4 without
@@ -467,14 +536,12 @@ impl TcpCoalescer {
         if pkt.len() > MAX_SUPER {
             return false;
         }
-        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
-        self.len = pkt.len();
+        self.t.begin(pkt);
         self.mss = shape.payload_len;
         let tcp = &pkt[shape.ip_len..];
         self.next_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])
             .wrapping_add(shape.payload_len as u32);
-        self.segments = 1;
-        self.closed = tcp[13] & TCP_PSH != 0;
+        self.t.closed = tcp[13] & TCP_PSH != 0;
         self.shape = Some(shape);
         true
     }
@@ -485,7 +552,7 @@ impl TcpCoalescer {
         let Some(first) = self.shape else {
             return false;
         };
-        if self.closed {
+        if self.t.closed {
             return false;
         }
         let Some(shape) = Self::eligible(pkt) else {
@@ -494,21 +561,12 @@ impl TcpCoalescer {
         if shape.ipv4 != first.ipv4
             || shape.hdr_len != first.hdr_len
             || shape.payload_len > self.mss
-            || self.len + shape.payload_len > MAX_SUPER
+            || !self.t.room_for(shape.payload_len)
         {
             return false;
         }
-        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + first.hdr_len];
-        let same_ip = if first.ipv4 {
-            // Version/IHL/TOS, TTL/protocol, addresses.
-            pkt[0..2] == head[0..2]
-                && pkt[6..7] == head[6..7]
-                && pkt[8..10] == head[8..10]
-                && pkt[12..20] == head[12..20]
-        } else {
-            // Version, traffic class, flow label; next header, hop limit, addresses.
-            pkt[0..4] == head[0..4] && pkt[6..40] == head[6..40]
-        };
+        let same_ip = self.t.same_ip(pkt, first.ipv4);
+        let head = self.t.head(first.hdr_len);
         let (t, h) = (&pkt[shape.ip_len..shape.hdr_len], &head[first.ip_len..]);
         let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
         // Ports; ACK number; data offset, window; options. Flags may differ only in PSH.
@@ -520,17 +578,15 @@ impl TcpCoalescer {
         if !same_ip || !same_tcp || seq != self.next_seq {
             return false;
         }
-        let at = VNET_HDR_LEN + self.len;
-        self.buf[at..at + shape.payload_len].copy_from_slice(&pkt[shape.hdr_len..]);
-        self.len += shape.payload_len;
+        let psh = t[13] & TCP_PSH != 0;
+        self.t.push(&pkt[shape.hdr_len..]);
         self.next_seq = seq.wrapping_add(shape.payload_len as u32);
-        self.segments += 1;
-        if t[13] & TCP_PSH != 0 {
-            self.buf[VNET_HDR_LEN + first.ip_len + 13] |= TCP_PSH;
-            self.closed = true;
+        if psh {
+            self.t.parts().1[first.ip_len + 13] |= TCP_PSH;
+            self.t.closed = true;
         }
         if shape.payload_len < self.mss {
-            self.closed = true;
+            self.t.closed = true;
         }
         true
     }
@@ -542,28 +598,24 @@ impl TcpCoalescer {
         let Some(shape) = self.shape.take() else {
             return &[];
         };
-        let len = self.len;
-        let (vh, pkt) = self.buf.split_at_mut(VNET_HDR_LEN);
-        let pkt = &mut pkt[..len];
-        if self.segments == 1 {
-            VirtioNetHdr::default().emit(vh);
-            return &self.buf[..VNET_HDR_LEN + len];
+        if self.t.segments == 1 {
+            return self.t.written(VirtioNetHdr::default());
         }
+        let (_, pkt) = self.t.parts();
+        let len = pkt.len();
         let (ip, tcp) = pkt.split_at_mut(shape.ip_len);
         fix_ip_header(ip, shape.ipv4, len, 0);
         // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
         let pseudo = fold(pseudo_header(ip, tcp.len(), 6).unwrap_or(0));
         tcp[16..18].copy_from_slice(&pseudo.to_be_bytes());
-        VirtioNetHdr {
+        self.t.written(VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: if shape.ipv4 { GSO_TCPV4 } else { GSO_TCPV6 },
             hdr_len: shape.hdr_len as u16,
             gso_size: self.mss as u16,
             csum_start: shape.ip_len as u16,
             csum_offset: 16,
-        }
-        .emit(vh);
-        &self.buf[..VNET_HDR_LEN + len]
+        })
     }
 }
 

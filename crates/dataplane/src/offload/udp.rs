@@ -12,8 +12,8 @@
 //! but the first: the kernel numbers the segments on from it.
 
 use super::{
-    add_sums, copy_sum16, fix_ip_header, fold, pseudo_header, sum16, OffloadError, VirtioNetHdr,
-    F_NEEDS_CSUM, MAX_SUPER, VNET_HDR_LEN,
+    add_sums, copy_sum16, fix_ip_header, fold, pseudo_header, sum16, OffloadError, Train,
+    VirtioNetHdr, F_NEEDS_CSUM,
 };
 
 /// `VIRTIO_NET_HDR_GSO_UDP_L4` (linux/virtio_net.h, Linux 6.2+ for TUN).
@@ -150,16 +150,11 @@ pub fn udp_segment(
 
 /// Joins consecutive datagrams of one UDP flow into one GSO packet for TUN.
 pub struct UdpCoalescer {
-    /// The virtio header, then the joined packet.
-    buf: Box<[u8]>,
-    /// Length of the joined packet (after the virtio header).
-    len: usize,
+    /// The joined packet so far. `closed`: a shorter datagram ended it.
+    t: Train,
     shape: Option<UdpShape>,
     /// Payload size of the first datagram: the GSO size.
     size: usize,
-    segments: usize,
-    /// A shorter datagram ended the train.
-    closed: bool,
 }
 
 impl Default for UdpCoalescer {
@@ -171,12 +166,9 @@ impl Default for UdpCoalescer {
 impl UdpCoalescer {
     pub fn new() -> UdpCoalescer {
         UdpCoalescer {
-            buf: vec![0; VNET_HDR_LEN + MAX_SUPER].into_boxed_slice(),
-            len: 0,
+            t: Train::new(),
             shape: None,
             size: 0,
-            segments: 0,
-            closed: false,
         }
     }
 
@@ -186,7 +178,7 @@ impl UdpCoalescer {
 
     /// How many datagrams the joined packet holds.
     pub fn segments(&self) -> usize {
-        self.segments
+        self.t.segments
     }
 
     /// Starts a train with `pkt`; false (and nothing kept) if `pkt` cannot take part.
@@ -195,11 +187,8 @@ impl UdpCoalescer {
         let Some(shape) = UdpShape::eligible(pkt) else {
             return false;
         };
-        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
-        self.len = pkt.len();
+        self.t.begin(pkt);
         self.size = shape.payload_len;
-        self.segments = 1;
-        self.closed = false;
         self.shape = Some(shape);
         true
     }
@@ -210,26 +199,18 @@ impl UdpCoalescer {
         let Some(first) = self.shape else {
             return false;
         };
-        if self.closed || self.segments >= MAX_SEGMENTS {
+        if self.t.closed || self.t.segments >= MAX_SEGMENTS {
             return false;
         }
         // Cheap refusals before the checksum: empty, larger than the first, or too much.
         let payload = pkt.len().saturating_sub(first.hdr_len());
-        if payload == 0 || payload > self.size || self.len + payload > MAX_SUPER {
+        if payload == 0 || payload > self.size || !self.t.room_for(payload) {
             return false;
         }
-        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + first.hdr_len()];
-        let same_ip = if first.ipv4 {
-            // Version/IHL/TOS, DF, TTL/protocol, addresses.
-            pkt[0..2] == head[0..2]
-                && pkt[6..7] == head[6..7]
-                && pkt[8..10] == head[8..10]
-                && pkt[12..20] == head[12..20]
-        } else {
-            // Version, traffic class, flow label; next header, hop limit, addresses.
-            pkt[0..4] == head[0..4] && pkt[6..40] == head[6..40]
-        };
-        if !same_ip || pkt[first.ip_len..first.ip_len + 4] != head[first.ip_len..first.ip_len + 4] {
+        let head = self.t.head(first.hdr_len());
+        if !self.t.same_ip(pkt, first.ipv4)
+            || pkt[first.ip_len..first.ip_len + 4] != head[first.ip_len..first.ip_len + 4]
+        {
             return false;
         }
         let Some(shape) = UdpShape::eligible(pkt) else {
@@ -238,12 +219,8 @@ impl UdpCoalescer {
         if shape.ipv4 != first.ipv4 {
             return false;
         }
-        let at = VNET_HDR_LEN + self.len;
-        let payload = &pkt[shape.hdr_len()..];
-        self.buf[at..at + payload.len()].copy_from_slice(payload);
-        self.len += payload.len();
-        self.segments += 1;
-        self.closed = shape.payload_len < self.size;
+        self.t.push(&pkt[shape.hdr_len()..]);
+        self.t.closed = shape.payload_len < self.size;
         true
     }
 
@@ -255,28 +232,25 @@ impl UdpCoalescer {
         let Some(shape) = self.shape.take() else {
             return &[];
         };
-        let len = self.len;
-        let (vh, pkt) = self.buf.split_at_mut(VNET_HDR_LEN);
-        if self.segments == 1 {
-            VirtioNetHdr::default().emit(vh);
-            return &self.buf[..VNET_HDR_LEN + len];
+        if self.t.segments == 1 {
+            return self.t.written(VirtioNetHdr::default());
         }
-        let (ip, udp) = pkt[..len].split_at_mut(shape.ip_len);
+        let (_, pkt) = self.t.parts();
+        let len = pkt.len();
+        let (ip, udp) = pkt.split_at_mut(shape.ip_len);
         fix_ip_header(ip, shape.ipv4, len, 0);
         let udp_len = udp.len() as u16;
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
         let pseudo = fold(pseudo_header(ip, udp.len(), 17).unwrap_or(0));
         udp[6..8].copy_from_slice(&pseudo.to_be_bytes());
-        VirtioNetHdr {
+        self.t.written(VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: GSO_UDP_L4,
             hdr_len: shape.hdr_len() as u16,
             gso_size: self.size as u16,
             csum_start: shape.ip_len as u16,
             csum_offset: 6,
-        }
-        .emit(vh);
-        &self.buf[..VNET_HDR_LEN + len]
+        })
     }
 }
 
@@ -284,6 +258,7 @@ impl UdpCoalescer {
 mod tests {
     use super::super::complete_checksum;
     use super::*;
+    use crate::offload::VNET_HDR_LEN;
 
     /// A UDP packet whose lengths and checksum are right for `payload_len` octets.
     fn udp_packet(ipv4: bool, payload_len: usize) -> Vec<u8> {
