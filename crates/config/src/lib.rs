@@ -5,7 +5,7 @@
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
 //! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]`, `[[route]]` (static
-//! routes), `[router]`, `[[neighbor]]`, `[bgp]`, `[metrics]` and `[control]`.
+//! routes), `[router]`, `[[neighbor]]`, `[bgp]`, `[metrics]`, `[control]` and `[daemon]`.
 
 mod bgp;
 mod error;
