@@ -5,7 +5,7 @@ use core::fmt;
 use core::ops::Range;
 use core::str::FromStr;
 
-use crate::sa::{RxSa, SaKey};
+use crate::sa::{RxSa, SaCrypto, SaKey};
 use crate::sectag::{SecTag, SecTagRepr, MIN_NON_SHORT_LEN};
 use crate::stats::RxStats;
 use crate::{
@@ -211,15 +211,8 @@ impl RxSecY {
         lowest_pn: u64,
     ) -> Result<(), SaError> {
         let i = self.sc_index(sci).ok_or(SaError::NoSuchSc(sci))?;
-        let sa = RxSa::new(
-            self.suite,
-            self.backend,
-            sci,
-            an,
-            key,
-            lowest_pn,
-            self.cfg.replay_window,
-        )?;
+        let c = SaCrypto::new(self.suite, self.backend, sci, an, key, lowest_pn)?;
+        let sa = RxSa::new(c, self.suite.is_xpn(), lowest_pn, self.cfg.replay_window);
         self.scs[i].sas[an.index()] = Some(sa);
         Ok(())
     }

@@ -111,7 +111,7 @@ impl SaCrypto {
     /// Checks the key and the starting PN against the suite, and makes the backend key and
     /// the IV base. An SA starts at a PN of at least 1, within the suite's PN space
     /// (§10.7.21).
-    fn new(
+    pub(crate) fn new(
         suite: CipherSuite,
         backend: Backend,
         sci: Sci,
@@ -164,22 +164,15 @@ pub(crate) enum NoPn {
 }
 
 impl TxSa {
-    pub(crate) fn new(
-        suite: CipherSuite,
-        backend: Backend,
-        sci: Sci,
-        an: An,
-        key: &SaKey<'_>,
-        next_pn: u64,
-        rekey_threshold: u64,
-    ) -> Result<TxSa, SaError> {
-        Ok(TxSa {
-            c: SaCrypto::new(suite, backend, sci, an, key, next_pn)?,
+    /// A transmit SA with `c`'s key (checked for `next_pn`), from `next_pn` on.
+    pub(crate) fn new(c: SaCrypto, suite: CipherSuite, next_pn: u64, rekey_threshold: u64) -> TxSa {
+        TxSa {
+            c,
             next_pn: AtomicU64::new(next_pn),
             max_pn: suite.max_pn(),
             ceiling: AtomicU64::new(suite.max_pn()),
             rekey_threshold,
-        })
+        }
     }
 
     pub fn an(&self) -> An {
@@ -327,23 +320,17 @@ pub struct RxSa {
 }
 
 impl RxSa {
-    pub(crate) fn new(
-        suite: CipherSuite,
-        backend: Backend,
-        sci: Sci,
-        an: An,
-        key: &SaKey<'_>,
-        lowest_pn: u64,
-        window: u32,
-    ) -> Result<RxSa, SaError> {
-        Ok(RxSa {
-            c: SaCrypto::new(suite, backend, sci, an, key, lowest_pn)?,
-            xpn: suite.is_xpn(),
+    /// A receive SA with `c`'s key (checked for `lowest_pn`), accepting from `lowest_pn` on,
+    /// with a duplicate filter as wide as `window`.
+    pub(crate) fn new(c: SaCrypto, xpn: bool, lowest_pn: u64, window: u32) -> RxSa {
+        RxSa {
+            c,
+            xpn,
             next_pn: lowest_pn,
             lowest_pn,
             limit: u64::MAX,
             seen: SeenPns::new(window, lowest_pn),
-        })
+        }
     }
 
     pub fn an(&self) -> An {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::sa::{NoPn, SaKey, TxSa};
+use crate::sa::{NoPn, SaCrypto, SaKey, TxSa};
 use crate::sectag::{SecTag, SecTagRepr};
 use crate::stats::TxStats;
 use crate::{
@@ -114,15 +114,8 @@ impl TxSecY {
             .cfg
             .rekey_threshold
             .unwrap_or(self.suite.default_rekey_threshold());
-        let sa = TxSa::new(
-            self.suite,
-            self.backend,
-            self.cfg.sci,
-            an,
-            key,
-            next_pn,
-            threshold,
-        )?;
+        let c = SaCrypto::new(self.suite, self.backend, self.cfg.sci, an, key, next_pn)?;
+        let sa = TxSa::new(c, self.suite, next_pn, threshold);
         self.sas[an.index()] = Some(Arc::new(sa));
         Ok(())
     }
