@@ -461,6 +461,29 @@ impl Train {
         (vh, &mut pkt[..self.len])
     }
 
+    /// Ends a train of more than one packet as one GSO packet: the IP header fixed for the
+    /// whole, `l4` adjusted by the caller (UDP's length), the L4 checksum at `csum_at` set to
+    /// the folded pseudo-header sum (CHECKSUM_PARTIAL, for the kernel or the next NIC to
+    /// complete), and `vh` written.
+    pub(crate) fn gso(
+        &mut self,
+        ip_len: usize,
+        ipv4: bool,
+        proto: u8,
+        csum_at: usize,
+        l4: impl FnOnce(&mut [u8]),
+        vh: VirtioNetHdr,
+    ) -> &[u8] {
+        let (_, pkt) = self.parts();
+        let len = pkt.len();
+        let (ip, l4b) = pkt.split_at_mut(ip_len);
+        fix_ip_header(ip, ipv4, len, 0);
+        l4(l4b);
+        let pseudo = fold(pseudo_header(ip, l4b.len(), proto).unwrap_or(0));
+        l4b[csum_at..csum_at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        self.written(vh)
+    }
+
     /// The train ready for one write to TUN, its virtio header emitted.
     pub(crate) fn written(&mut self, vh: VirtioNetHdr) -> &[u8] {
         vh.emit(&mut self.buf[..VNET_HDR_LEN]);
@@ -601,21 +624,15 @@ impl TcpCoalescer {
         if self.t.segments == 1 {
             return self.t.written(VirtioNetHdr::default());
         }
-        let (_, pkt) = self.t.parts();
-        let len = pkt.len();
-        let (ip, tcp) = pkt.split_at_mut(shape.ip_len);
-        fix_ip_header(ip, shape.ipv4, len, 0);
-        // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
-        let pseudo = fold(pseudo_header(ip, tcp.len(), 6).unwrap_or(0));
-        tcp[16..18].copy_from_slice(&pseudo.to_be_bytes());
-        self.t.written(VirtioNetHdr {
+        let vh = VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: if shape.ipv4 { GSO_TCPV4 } else { GSO_TCPV6 },
             hdr_len: shape.hdr_len as u16,
             gso_size: self.mss as u16,
             csum_start: shape.ip_len as u16,
             csum_offset: 16,
-        })
+        };
+        self.t.gso(shape.ip_len, shape.ipv4, 6, 16, |_| {}, vh)
     }
 }
 

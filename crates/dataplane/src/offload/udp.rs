@@ -235,22 +235,20 @@ impl UdpCoalescer {
         if self.t.segments == 1 {
             return self.t.written(VirtioNetHdr::default());
         }
-        let (_, pkt) = self.t.parts();
-        let len = pkt.len();
-        let (ip, udp) = pkt.split_at_mut(shape.ip_len);
-        fix_ip_header(ip, shape.ipv4, len, 0);
-        let udp_len = udp.len() as u16;
-        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        let pseudo = fold(pseudo_header(ip, udp.len(), 17).unwrap_or(0));
-        udp[6..8].copy_from_slice(&pseudo.to_be_bytes());
-        self.t.written(VirtioNetHdr {
+        let vh = VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: GSO_UDP_L4,
             hdr_len: shape.hdr_len() as u16,
             gso_size: self.size as u16,
             csum_start: shape.ip_len as u16,
             csum_offset: 6,
-        })
+        };
+        // The UDP length covers the whole, as a UDP GSO send leaves it.
+        let set_len = |udp: &mut [u8]| {
+            let udp_len = udp.len() as u16;
+            udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        };
+        self.t.gso(shape.ip_len, shape.ipv4, 17, 6, set_len, vh)
     }
 }
 
