@@ -106,7 +106,10 @@ rx_sak_file = "{rx}"
 an = {tx_an}
 rx_an = {rx_an}
 replay_window = {window}
-{xpn}"#,
+{xpn}
+[control]
+socket = "ctl-{side}.sock"
+"#,
             peer_side = if side == "a" { "b" } else { "a" },
         ),
     )
@@ -1231,6 +1234,21 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
         lab.log("ga")
     );
 
+    // interlinkctl shows where the PNs are kept and how far they are reserved.
+    let (code, out, err) = ctl(&lab, "a", &["--json", "show", "links"]);
+    assert_eq!(code, 0, "{err}");
+    let l: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (next, reserved) = (
+        l[0]["tx_sa"]["next_pn"].as_u64().unwrap(),
+        l[0]["pn_state"]["tx_reserved_to"].as_u64().unwrap(),
+    );
+    assert!(reserved >= next && reserved < next + (1 << 21), "{l}");
+    assert!(l[0]["pn_state"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("state-a/to-b.pn"));
+    assert_eq!(l[0]["pn_state"]["write_errors"], 0);
+
     lab.kill9("ga");
     respawn_gateway(&mut lab, "a");
     let t = std::time::Instant::now();
@@ -1425,8 +1443,8 @@ fn unauthenticated_frames_never_reach_the_site_under_validate_check() {
     keys(&lab, suite);
     for side in ["a", "b"] {
         let cfg = config(&lab, side, suite, Wire::Udp, (0, 0), 1);
-        let mut text = std::fs::read_to_string(&cfg).unwrap();
-        text.push_str("validate = \"check\"\n");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace("replay_window = ", "validate = \"check\"\nreplay_window = ");
         std::fs::write(&cfg, text).unwrap();
         spawn_gateway(&mut lab, side, cfg.to_str().unwrap());
     }

@@ -75,6 +75,18 @@ fn links(ctl: &Ctl<'_>) -> Value {
                 Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
             };
             let mka = run.mka.as_ref().map(|m| m.view(&run.link));
+            // Static keys: where their PNs are kept, how far transmission is reserved.
+            let pn_state = matches!(run.cfg.macsec.keying, Keying::Static(_)).then(|| {
+                let (errors, last) = l.state_errors();
+                json!({
+                    "file": crate::translate::pn_state_file(&ctl.config.state_dir, l.name())
+                        .display()
+                        .to_string(),
+                    "tx_reserved_to": l.tx_secy().encoding_sa().map(|sa| sa.ceiling()),
+                    "write_errors": errors,
+                    "last_error": last,
+                })
+            });
             json!({
                 "name": l.name(),
                 "interface": l.ifname(),
@@ -93,6 +105,7 @@ fn links(ctl: &Ctl<'_>) -> Value {
                 "rx_dropped": c.secy_rx.dropped(),
                 "tx_sa": l.tx_pn().map(|(an, pn)| json!({ "an": an.index(), "next_pn": pn })),
                 "mka": mka,
+                "pn_state": pn_state,
             })
         })
         .collect();
