@@ -327,7 +327,7 @@ impl Sockets {
 pub async fn run(
     cfg: PeerConfig,
     mut incoming: mpsc::Receiver<TcpStream>,
-    events: mpsc::UnboundedSender<PeerEvent>,
+    events: mpsc::Sender<PeerEvent>,
     mut stop: watch::Receiver<Option<String>>,
     mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) {
@@ -364,19 +364,19 @@ pub async fn run(
                         .get(id)
                         .and_then(|c| c.stream.local_addr().ok())
                         .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
-                    let _ = events.send(PeerEvent::Up(n, local));
+                    let _ = events.send(PeerEvent::Up(n, local)).await;
                 }
                 Out::Down(d) => {
-                    let _ = events.send(PeerEvent::Down(d));
+                    let _ = events.send(PeerEvent::Down(d)).await;
                 }
                 Out::Failed(d) => {
-                    let _ = events.send(PeerEvent::Failed(d));
+                    let _ = events.send(PeerEvent::Failed(d)).await;
                 }
                 Out::Update(u) => {
-                    let _ = events.send(PeerEvent::Update(u));
+                    let _ = events.send(PeerEvent::Update(u)).await;
                 }
                 Out::RouteRefresh(f) => {
-                    let _ = events.send(PeerEvent::RouteRefresh(f));
+                    let _ = events.send(PeerEvent::RouteRefresh(f)).await;
                 }
             }
         }
@@ -466,7 +466,7 @@ pub async fn run(
                             }
                         }
                         Out::Down(d) => {
-                            let _ = events.send(PeerEvent::Down(d));
+                            let _ = events.send(PeerEvent::Down(d)).await;
                         }
                         _ => {}
                     }

@@ -215,17 +215,17 @@ struct Out(Vec<Output>);
 
 impl Out {
     fn log(&mut self, text: String) {
-        self.0.push(Output::Event(SpeakerEvent::Log {
+        self.event(SpeakerEvent::Log {
             severity: Severity::Info,
             text,
-        }));
+        });
     }
 
     fn warn(&mut self, text: String) {
-        self.0.push(Output::Event(SpeakerEvent::Log {
+        self.event(SpeakerEvent::Log {
             severity: Severity::Warning,
             text,
-        }));
+        });
     }
 
     fn peer(&mut self, id: PeerId, cmd: PeerCmd) {

@@ -17,6 +17,9 @@ use crate::speaker::{
 };
 use crate::update::Nlri;
 
+/// Session events waiting for the speaker, per peer and in all.
+const EVENTS_QUEUE: usize = 64;
+
 /// What the daemon asks of a running speaker (for interlinkctl).
 #[derive(Debug)]
 pub enum SpeakerCmd {
@@ -47,7 +50,9 @@ pub async fn run(
     stop: watch::Receiver<Option<String>>,
     mut cmds: mpsc::UnboundedReceiver<SpeakerCmd>,
 ) {
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
+    // Bounded: a peer that sends faster than the speaker takes its UPDATEs waits, its TCP
+    // window closing, instead of queueing without limit.
+    let (ev_tx, mut ev_rx) = mpsc::channel::<(PeerId, PeerEvent)>(EVENTS_QUEUE);
     let mut plumbing = Plumbing {
         ev_tx,
         events,
@@ -109,7 +114,7 @@ type Incoming = Arc<std::sync::Mutex<HashMap<IpAddr, mpsc::Sender<tokio::net::Tc
 /// The speaker's I/O plumbing that outlives single peers: the event channel every peer task
 /// reports on, the stop signal, the listeners and who their connections go to.
 struct Plumbing {
-    ev_tx: mpsc::UnboundedSender<(PeerId, PeerEvent)>,
+    ev_tx: mpsc::Sender<(PeerId, PeerEvent)>,
     stop: watch::Receiver<Option<String>>,
     incoming: Incoming,
     /// One listener per family in use, kept for their MD5 keys.
@@ -157,11 +162,11 @@ impl Plumbing {
         if let Ok(mut m) = self.incoming.lock() {
             m.insert(config.remote.ip(), in_tx);
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(EVENTS_QUEUE);
         let fwd = self.ev_tx.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                if fwd.send((id, e)).is_err() {
+                if fwd.send((id, e)).await.is_err() {
                     break;
                 }
             }

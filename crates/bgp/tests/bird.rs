@@ -102,7 +102,7 @@ fn session(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+            let (ev_tx, mut ev_rx) = mpsc::channel(64);
             let (in_tx, in_rx) = mpsc::channel(4);
             let (stop_tx, stop_rx) = watch::channel(None);
             if let Some(addr) = listen {

@@ -103,7 +103,7 @@ async fn round(port: u16) -> ([u32; 2], [u32; 2]) {
                 let _ = in_tx.send(s).await;
             }
         }));
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(64);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         cmd_txs.push(cmd_tx);
         rxs.push(ev_rx);
@@ -117,19 +117,18 @@ async fn round(port: u16) -> ([u32; 2], [u32; 2]) {
     }
     let mut ups = [0u32; 2];
     let mut downs = [0u32; 2];
-    let count = |rxs: &mut [mpsc::UnboundedReceiver<PeerEvent>],
-                 ups: &mut [u32; 2],
-                 downs: &mut [u32; 2]| {
-        for (i, rx) in rxs.iter_mut().enumerate() {
-            while let Ok(e) = rx.try_recv() {
-                match e {
-                    PeerEvent::Up(..) => ups[i] += 1,
-                    PeerEvent::Down(_) | PeerEvent::Failed(_) => downs[i] += 1,
-                    _ => {}
+    let count =
+        |rxs: &mut [mpsc::Receiver<PeerEvent>], ups: &mut [u32; 2], downs: &mut [u32; 2]| {
+            for (i, rx) in rxs.iter_mut().enumerate() {
+                while let Ok(e) = rx.try_recv() {
+                    match e {
+                        PeerEvent::Up(..) => ups[i] += 1,
+                        PeerEvent::Down(_) | PeerEvent::Failed(_) => downs[i] += 1,
+                        _ => {}
+                    }
                 }
             }
-        }
-    };
+        };
     let _ = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             count(&mut rxs, &mut ups, &mut downs);

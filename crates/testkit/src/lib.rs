@@ -274,14 +274,19 @@ impl Lab {
         }
     }
 
-    /// Kills the daemon `name` with SIGKILL, as a crash would end it.
-    pub fn kill9(&mut self, name: &str) {
+    /// The daemon `name`, no longer the lab's to stop.
+    fn take(&mut self, name: &str) -> Child {
         let i = self
             .daemons
             .iter()
             .position(|(n, _)| n == name)
             .expect("no such daemon");
-        let (_, mut child) = self.daemons.remove(i);
+        self.daemons.remove(i).1
+    }
+
+    /// Kills the daemon `name` with SIGKILL, as a crash would end it.
+    pub fn kill9(&mut self, name: &str) {
+        let mut child = self.take(name);
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -299,24 +304,14 @@ impl Lab {
     /// Waits for the process `name` to exit by itself, for at most `timeout` (then kills it),
     /// and returns its exit status and log.
     pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> (Option<i32>, String) {
-        let i = self
-            .daemons
-            .iter()
-            .position(|(n, _)| n == name)
-            .expect("no such daemon");
-        let (_, mut child) = self.daemons.remove(i);
+        let mut child = self.take(name);
         let status = reap(&mut child, timeout);
         (status, self.log(name))
     }
 
     /// Sends SIGTERM to the daemon in `short` and returns its exit status and log.
     pub fn stop(&mut self, short: &str) -> (Option<i32>, String) {
-        let i = self
-            .daemons
-            .iter()
-            .position(|(n, _)| n == short)
-            .expect("no such daemon");
-        let (_, mut child) = self.daemons.remove(i);
+        let mut child = self.take(short);
         // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
         sh(&["kill", "-TERM", &child.id().to_string()]);
         let status = reap(&mut child, Duration::from_secs(10));
