@@ -589,13 +589,6 @@ fn spawn_interlinkd(lab: &mut Lab, config: &str) {
     lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
 }
 
-fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// What both interop tests check once the peer announces 10.60.0.0/16, 10.99.0.0/16 and
 /// 2001:db8:60::/48: the admitted ones in the kernel, the other not.
 fn peer_routes_arrive(lab: &Lab) {
@@ -611,35 +604,19 @@ fn peer_routes_arrive(lab: &Lab) {
     assert!(!routes(lab).contains("10.99.0.0/16"), "{}", routes(lab));
 }
 
-fn vtysh(lab: &Lab, cmds: &[&str]) -> String {
-    let dir = lab.dir.join("frr");
-    let mut args = vec![
-        "vtysh".to_owned(),
-        "--vty_socket".into(),
-        dir.display().to_string(),
-    ];
-    for c in cmds {
-        args.push("-c".into());
-        args.push(c.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    String::from_utf8_lossy(&lab.try_exec("peer", &args).stdout).into_owned()
-}
-
 #[test]
 fn interop_with_frr_md5_route_refresh_and_withdrawal() {
     if !netns::require_root() {
         return;
     }
-    if !have("vtysh") {
+    if !netns::have("vtysh") {
         eprintln!("skipped: FRR is not installed (scripts/test.sh installs frr)");
         return;
     }
     let mut lab = two_hosts("bgp-frr");
-    let dir = lab.dir.join("frr");
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = lab.file(
-        "frr/bgpd.conf",
+    let vty = lab.spawn_frr(
+        "frr",
+        "peer",
         r#"
 hostname peer
 log stdout
@@ -661,32 +638,13 @@ router bgp 64512
  exit-address-family
 "#,
     );
-    let pid = dir.join("bgpd.pid");
-    lab.spawn_in(
-        "frr",
-        "peer",
-        Path::new("/usr/lib/frr/bgpd"),
-        &[
-            "-Z",
-            "-n",
-            "-S",
-            "-P",
-            "0",
-            "-f",
-            conf.to_str().unwrap(),
-            "-i",
-            pid.to_str().unwrap(),
-            "--vty_socket",
-            dir.to_str().unwrap(),
-        ],
-    );
     let config = interlink_config(&lab);
     spawn_interlinkd(&mut lab, &config);
     peer_routes_arrive(&lab);
     // Our networks in FRR, over both sessions.
     lab.wait_for("our networks in FRR", Duration::from_secs(15), || {
-        let v4 = vtysh(&lab, &["show bgp ipv4 unicast 10.70.0.0/16"]);
-        let v6 = vtysh(&lab, &["show bgp ipv6 unicast 2001:db8:70::/48"]);
+        let v4 = lab.vtysh("peer", &vty, &["show bgp ipv4 unicast 10.70.0.0/16"]);
+        let v6 = lab.vtysh("peer", &vty, &["show bgp ipv6 unicast 2001:db8:70::/48"]);
         v4.contains("65001") && v6.contains("65001")
     });
     // A reload admits 10.99.0.0/16: FRR answers the route refresh.
@@ -703,11 +661,12 @@ router bgp 64512
         Duration::from_secs(15),
         || routes(&lab).contains("10.99.0.0/16 via 10.0.0.2"),
     );
-    let s = vtysh(&lab, &["show bgp neighbors 10.0.0.1"]);
+    let s = lab.vtysh("peer", &vty, &["show bgp neighbors 10.0.0.1"]);
     assert!(s.contains("Route refresh"), "{s}");
     // A withdrawal propagates.
-    vtysh(
-        &lab,
+    lab.vtysh(
+        "peer",
+        &vty,
         &[
             "configure terminal",
             "router bgp 64512",
@@ -722,7 +681,8 @@ router bgp 64512
     assert_eq!(status, Some(0), "{log}");
     assert_eq!(routes(&lab), "", "{log}");
     lab.wait_for("FRR to see the shutdown", Duration::from_secs(10), || {
-        vtysh(&lab, &["show bgp neighbors 10.0.0.1"]).contains("Administrative Shutdown")
+        lab.vtysh("peer", &vty, &["show bgp neighbors 10.0.0.1"])
+            .contains("Administrative Shutdown")
     });
 }
 
@@ -730,26 +690,20 @@ fn interlink_config(lab: &Lab) -> String {
     interop_config(lab, true, "{ prefixes = [\"10.60.0.0/16 le 24\"] }")
 }
 
-fn gobgp(lab: &Lab, args: &[&str]) -> String {
-    let mut all = vec!["gobgp"];
-    all.extend_from_slice(args);
-    let out = lab.try_exec("peer", &all);
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 #[test]
 fn interop_with_gobgp_and_a_max_prefix_teardown() {
     if !netns::require_root() {
         return;
     }
-    if !have("gobgpd") {
+    if !netns::have("gobgpd") {
         eprintln!("skipped: GoBGP is not installed (scripts/test.sh installs gobgpd)");
         return;
     }
     let mut lab = two_hosts("bgp-gobgp");
     lab.exec("peer", &["ip", "link", "set", "lo", "up"]);
-    let conf = lab.file(
-        "gobgpd.toml",
+    lab.spawn_gobgp(
+        "gobgpd",
+        "peer",
         r#"
 [global.config]
   as = 64512
@@ -772,53 +726,40 @@ fn interop_with_gobgp_and_a_max_prefix_teardown() {
       afi-safi-name = "ipv6-unicast"
 "#,
     );
-    lab.spawn_in(
-        "gobgpd",
-        "peer",
-        Path::new("gobgpd"),
-        &[
-            "-f",
-            conf.to_str().unwrap(),
-            "-p",
-            "--api-hosts",
-            "127.0.0.1:50051",
-            "--pprof-disable",
-        ],
-    );
-    lab.wait_for("gobgpd's API", Duration::from_secs(10), || {
-        gobgp(&lab, &["global"]).contains("64512")
-    });
     for (p, family) in [
         ("10.60.0.0/16", "ipv4"),
         ("10.99.0.0/16", "ipv4"),
         ("2001:db8:60::/48", "ipv6"),
     ] {
-        let out = gobgp(&lab, &["global", "rib", "add", p, "-a", family]);
+        let out = lab.gobgp("peer", &["global", "rib", "add", p, "-a", family]);
         assert!(!out.contains("rror"), "{out}");
     }
     let config = interop_config(&lab, false, "{ prefixes = [\"10.60.0.0/16 le 24\"] }");
     spawn_interlinkd(&mut lab, &config);
     peer_routes_arrive(&lab);
     lab.wait_for("our networks in GoBGP", Duration::from_secs(15), || {
-        gobgp(&lab, &["global", "rib", "-a", "ipv4"]).contains("10.70.0.0/16")
-            && gobgp(&lab, &["global", "rib", "-a", "ipv6"]).contains("2001:db8:70::/48")
+        lab.gobgp("peer", &["global", "rib", "-a", "ipv4"])
+            .contains("10.70.0.0/16")
+            && lab
+                .gobgp("peer", &["global", "rib", "-a", "ipv6"])
+                .contains("2001:db8:70::/48")
     });
-    let rib = gobgp(&lab, &["global", "rib", "-a", "ipv4"]);
+    let rib = lab.gobgp("peer", &["global", "rib", "-a", "ipv4"]);
     assert!(
         rib.lines()
             .any(|l| l.contains("10.70.0.0/16") && l.contains("65001")),
         "{rib}"
     );
     // A withdrawal propagates.
-    gobgp(
-        &lab,
+    lab.gobgp(
+        "peer",
         &["global", "rib", "del", "10.60.0.0/16", "-a", "ipv4"],
     );
     lab.wait_for("10.60.0.0/16 withdrawn", Duration::from_secs(15), || {
         !routes(&lab).contains("10.60.0.0/16")
     });
-    gobgp(
-        &lab,
+    lab.gobgp(
+        "peer",
         &["global", "rib", "add", "10.60.0.0/16", "-a", "ipv4"],
     );
     peer_routes_arrive(&lab);

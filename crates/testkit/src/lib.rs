@@ -225,6 +225,76 @@ impl Lab {
         sock
     }
 
+    /// Starts FRR's bgpd, known as `name`, inside namespace `ns` with the configuration
+    /// `conf` (no zebra: `-Z`, no kernel routes: `-n`, no listening port of its own: `-P 0`
+    /// for the VTY); returns the VTY directory for [`Lab::vtysh`].
+    pub fn spawn_frr(&mut self, name: &str, ns: &str, conf: &str) -> PathBuf {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = self.file(&format!("{name}/bgpd.conf"), conf);
+        let pid = dir.join("bgpd.pid");
+        self.spawn_in(
+            name,
+            ns,
+            Path::new("/usr/lib/frr/bgpd"),
+            &[
+                "-Z",
+                "-n",
+                "-S",
+                "-P",
+                "0",
+                "-f",
+                cfg.to_str().unwrap(),
+                "-i",
+                pid.to_str().unwrap(),
+                "--vty_socket",
+                dir.to_str().unwrap(),
+            ],
+        );
+        dir
+    }
+
+    /// Runs `vtysh -c CMD...` in namespace `ns` against the bgpd whose VTY is in `vty`.
+    pub fn vtysh(&self, ns: &str, vty: &Path, cmds: &[&str]) -> String {
+        let mut args = vec!["vtysh", "--vty_socket", vty.to_str().unwrap()];
+        for c in cmds {
+            args.push("-c");
+            args.push(c);
+        }
+        String::from_utf8_lossy(&self.try_exec(ns, &args).stdout).into_owned()
+    }
+
+    /// Starts gobgpd, known as `name`, inside namespace `ns` with the TOML configuration
+    /// `conf`, its API on 127.0.0.1:50051 of that namespace; returns once the API answers.
+    pub fn spawn_gobgp(&mut self, name: &str, ns: &str, conf: &str) {
+        let cfg = self.file(&format!("{name}.toml"), conf);
+        self.spawn_in(
+            name,
+            ns,
+            Path::new("gobgpd"),
+            &[
+                "-f",
+                cfg.to_str().unwrap(),
+                "-p",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "--pprof-disable",
+            ],
+        );
+        self.wait_for("gobgpd's API", Duration::from_secs(10), || {
+            // `gobgp global` prints "AS: <asn>" once the API is up.
+            self.gobgp(ns, &["global"]).contains("AS:")
+        });
+    }
+
+    /// Runs the `gobgp` client in namespace `ns`; stdout and stderr together.
+    pub fn gobgp(&self, ns: &str, args: &[&str]) -> String {
+        let mut all = vec!["gobgp"];
+        all.extend_from_slice(args);
+        let out = self.try_exec(ns, &all);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     /// Starts `bin args`, known as `name`, inside namespace `ns`; output in `<dir>/<name>.log`.
     pub fn spawn_in(&mut self, name: &str, ns: &str, bin: &Path, args: &[&str]) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
@@ -435,6 +505,14 @@ pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
     })
     .join()
     .unwrap();
+}
+
+/// Whether `cmd` is on the PATH (interop tests skip, saying so, when their peer is not).
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// What `birdc` answers on BIRD's control socket `sock`.
