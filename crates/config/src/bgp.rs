@@ -199,42 +199,30 @@ pub(crate) struct RawRouter {
     router_id: Spanned<String>,
 }
 
+/// A neighbor's `import` or `export` table. The two share most keys, so one struct reads
+/// both; the keys of one direction given in the other are refused by `Checker::direction`
+/// with their place (serde's `flatten` cannot be combined with `deny_unknown_fields`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawImport {
+pub(crate) struct RawPolicy {
     #[serde(default)]
     prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    match_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    match_large_communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    communities: Vec<Spanned<String>>,
+    #[serde(default)]
+    large_communities: Vec<Spanned<String>>,
+    med: Option<Spanned<i64>>,
+    // Import only.
     max_prefixes: Option<Spanned<i64>>,
     max_prefixes_action: Option<Spanned<String>>,
     max_prefixes_restart: Option<Spanned<String>>,
-    #[serde(default)]
-    match_communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    match_large_communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    large_communities: Vec<Spanned<String>>,
     local_pref: Option<Spanned<i64>>,
-    med: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawExport {
-    #[serde(default)]
-    networks: bool,
-    #[serde(default)]
-    prefixes: Vec<Spanned<String>>,
-    #[serde(default)]
-    match_communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    match_large_communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    communities: Vec<Spanned<String>>,
-    #[serde(default)]
-    large_communities: Vec<Spanned<String>>,
-    med: Option<Spanned<i64>>,
+    // Export only.
+    networks: Option<Spanned<bool>>,
     prepend: Option<Spanned<i64>>,
 }
 
@@ -247,8 +235,8 @@ pub(crate) struct RawNeighbor {
     hold_time: Option<Spanned<i64>>,
     #[serde(default)]
     passive: bool,
-    import: Option<RawImport>,
-    export: Option<RawExport>,
+    import: Option<RawPolicy>,
+    export: Option<RawPolicy>,
     port: Option<Spanned<i64>>,
     link: Option<Spanned<String>>,
     families: Option<Vec<Spanned<String>>>,
@@ -261,6 +249,16 @@ pub(crate) struct RawBgp {
     networks: Vec<Spanned<String>>,
     #[serde(default)]
     multipath: bool,
+}
+
+/// What import and export policies share, as `Checker::policy_common` reads it.
+struct PolicyCommon {
+    prefixes: Vec<PrefixMatch>,
+    match_communities: Vec<u32>,
+    match_large_communities: Vec<[u32; 3]>,
+    communities: Vec<u32>,
+    large_communities: Vec<[u32; 3]>,
+    med: Option<u32>,
 }
 
 impl Checker<'_, '_> {
@@ -418,78 +416,8 @@ impl Checker<'_, '_> {
                     }
                 }
             };
-            let import = n.import.as_ref().map(|i| {
-                let max = self
-                    .ranged(&i.max_prefixes, "max_prefixes", 1, u32::MAX.into())
-                    .flatten()
-                    .map(|v| v as u32);
-                let warn = match &i.max_prefixes_action {
-                    None => false,
-                    Some(a) => match a.get_ref().as_str() {
-                        "teardown" => false,
-                        "warn" => true,
-                        other => {
-                            self.hint(
-                                a.span(),
-                                format!("max_prefixes_action {other:?} is not known"),
-                                "\"teardown\" (Cease, subcode 1) or \"warn\"",
-                            );
-                            false
-                        }
-                    },
-                };
-                let u32_of = |c: &mut Self, f, name| {
-                    c.ranged(f, name, 0, u32::MAX.into())
-                        .flatten()
-                        .map(|v| v as u32)
-                };
-                let restart = match &i.max_prefixes_restart {
-                    None => std::time::Duration::from_secs(60),
-                    Some(r) => match crate::parse_duration(r.get_ref()) {
-                        Ok(d) if d >= std::time::Duration::from_secs(1) => d,
-                        Ok(_) => {
-                            self.hint(
-                                r.span(),
-                                "max_prefixes_restart is too short",
-                                "at least \"1s\"",
-                            );
-                            std::time::Duration::from_secs(60)
-                        }
-                        Err(e) => {
-                            self.hint(r.span(), e, "a duration such as \"5m\"");
-                            std::time::Duration::from_secs(60)
-                        }
-                    },
-                };
-                Import {
-                    prefixes: self.prefix_list(&i.prefixes),
-                    max_prefixes: max,
-                    max_prefixes_warn_only: warn,
-                    max_prefixes_restart: restart,
-                    match_communities: self.communities(&i.match_communities),
-                    match_large_communities: self.large_communities(&i.match_large_communities),
-                    communities: self.communities(&i.communities),
-                    large_communities: self.large_communities(&i.large_communities),
-                    local_pref: u32_of(self, &i.local_pref, "local_pref"),
-                    med: u32_of(self, &i.med, "med"),
-                }
-            });
-            let export = n.export.as_ref().map(|e| Export {
-                networks: e.networks,
-                prefixes: self.prefix_list(&e.prefixes),
-                match_communities: self.communities(&e.match_communities),
-                match_large_communities: self.large_communities(&e.match_large_communities),
-                communities: self.communities(&e.communities),
-                large_communities: self.large_communities(&e.large_communities),
-                med: self
-                    .ranged(&e.med, "med", 0, u32::MAX.into())
-                    .flatten()
-                    .map(|v| v as u32),
-                prepend: self
-                    .ranged(&e.prepend, "prepend", 0, 10)
-                    .flatten()
-                    .map_or(0, |v| v as u8),
-            });
+            let import = n.import.as_ref().map(|i| self.import(i));
+            let export = n.export.as_ref().map(|e| self.export(e));
             // The families the session carries, and the link it runs across.
             let families = match &n.families {
                 None => address.map(|a| vec![Afi::of(&a)]),
@@ -619,6 +547,136 @@ impl Checker<'_, '_> {
             }
         }
         out
+    }
+
+    /// The keys import and export share, read once for both directions.
+    fn policy_common(&mut self, p: &RawPolicy) -> PolicyCommon {
+        PolicyCommon {
+            prefixes: self.prefix_list(&p.prefixes),
+            match_communities: self.communities(&p.match_communities),
+            match_large_communities: self.large_communities(&p.match_large_communities),
+            communities: self.communities(&p.communities),
+            large_communities: self.large_communities(&p.large_communities),
+            med: self
+                .ranged(&p.med, "med", 0, u32::MAX.into())
+                .flatten()
+                .map(|v| v as u32),
+        }
+    }
+
+    /// Refuses, with its place, each key of `p` that belongs to the other direction.
+    fn direction(&mut self, p: &RawPolicy, import: bool) {
+        let spans = [
+            (
+                "max_prefixes",
+                p.max_prefixes.as_ref().map(Spanned::span),
+                true,
+            ),
+            (
+                "max_prefixes_action",
+                p.max_prefixes_action.as_ref().map(Spanned::span),
+                true,
+            ),
+            (
+                "max_prefixes_restart",
+                p.max_prefixes_restart.as_ref().map(Spanned::span),
+                true,
+            ),
+            ("local_pref", p.local_pref.as_ref().map(Spanned::span), true),
+            ("networks", p.networks.as_ref().map(Spanned::span), false),
+            ("prepend", p.prepend.as_ref().map(Spanned::span), false),
+        ];
+        for (key, span, import_only) in spans {
+            if let Some(span) = span {
+                if import_only != import {
+                    let (is, not) = if import_only {
+                        ("import", "export")
+                    } else {
+                        ("export", "import")
+                    };
+                    self.hint(
+                        span,
+                        format!("{key} is not an {not} key"),
+                        format!("it belongs in the neighbor's {is} table"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn import(&mut self, i: &RawPolicy) -> Import {
+        self.direction(i, true);
+        let common = self.policy_common(i);
+        let max = self
+            .ranged(&i.max_prefixes, "max_prefixes", 1, u32::MAX.into())
+            .flatten()
+            .map(|v| v as u32);
+        let warn = match &i.max_prefixes_action {
+            None => false,
+            Some(a) => match a.get_ref().as_str() {
+                "teardown" => false,
+                "warn" => true,
+                other => {
+                    self.hint(
+                        a.span(),
+                        format!("max_prefixes_action {other:?} is not known"),
+                        "\"teardown\" (Cease, subcode 1) or \"warn\"",
+                    );
+                    false
+                }
+            },
+        };
+        let restart = match &i.max_prefixes_restart {
+            None => std::time::Duration::from_secs(60),
+            Some(r) => match crate::parse_duration(r.get_ref()) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+                Ok(_) => {
+                    self.hint(
+                        r.span(),
+                        "max_prefixes_restart is too short",
+                        "at least \"1s\"",
+                    );
+                    std::time::Duration::from_secs(60)
+                }
+                Err(e) => {
+                    self.hint(r.span(), e, "a duration such as \"5m\"");
+                    std::time::Duration::from_secs(60)
+                }
+            },
+        };
+        Import {
+            prefixes: common.prefixes,
+            max_prefixes: max,
+            max_prefixes_warn_only: warn,
+            max_prefixes_restart: restart,
+            match_communities: common.match_communities,
+            match_large_communities: common.match_large_communities,
+            communities: common.communities,
+            large_communities: common.large_communities,
+            local_pref: self
+                .ranged(&i.local_pref, "local_pref", 0, u32::MAX.into())
+                .flatten()
+                .map(|v| v as u32),
+            med: common.med,
+        }
+    }
+
+    fn export(&mut self, e: &RawPolicy) -> Export {
+        self.direction(e, false);
+        let common = self.policy_common(e);
+        Export {
+            networks: e.networks.as_ref().is_some_and(|n| *n.get_ref()),
+            prefixes: common.prefixes,
+            match_communities: common.match_communities,
+            match_large_communities: common.match_large_communities,
+            communities: common.communities,
+            large_communities: common.large_communities,
+            med: common.med,
+            prepend: self
+                .ranged(&e.prepend, "prepend", 0, 10)
+                .flatten()
+                .map_or(0, |v| v as u8),
+        }
     }
 
     pub(crate) fn bgp(&mut self, raw: Option<&RawBgp>) -> Bgp {

@@ -10,6 +10,7 @@
 mod bgp;
 mod error;
 mod fib;
+mod recover;
 mod text;
 
 use core::ops::Range;
@@ -274,13 +275,8 @@ impl Config {
     /// Checks configuration `text`, reported as `file`, with key files relative to `dir`.
     pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Config, Errors> {
         let mut diag = Diagnostics::new(file, text);
-        let raw: RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                diag.error(span, e.message().trim_end(), None);
-                return Err(diag.finish());
-            }
+        let Some(raw) = recover::read::<RawConfig>(&mut diag, text) else {
+            return Err(diag.finish());
         };
         let mut checker = Checker {
             diag: &mut diag,

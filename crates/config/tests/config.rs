@@ -989,3 +989,60 @@ fn busy_poll() {
     let e = d.parse(&link("\"100ns\"")).unwrap_err();
     assert!(e[0].contains("has an unknown unit \"ns\""), "{e:?}");
 }
+
+/// `--check` reports every problem of a file in one run, in file order: an unknown key, a
+/// wrong type, bad values and a key given in the wrong policy direction, and the parts that
+/// are right are still checked.
+#[test]
+fn every_problem_in_a_file_is_reported_at_once() {
+    let d = keys("every-problem");
+    d.key("tx.sak", K128_A, 0o600).key("rx.sak", K128_B, 0o600);
+    let text = UDP_LINK.replace(
+        "remote = \"192.0.2.2:4789\"",
+        "remote = \"192.0.2.2\"\ncolour = \"blue\"\nmtu = \"big\"",
+    ) + r#"
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[[neighbor]]
+address = "169.254.10.2"
+remote_asn = 65002
+import = { prefixes = ["10.0.0.0/33"] }
+export = { networks = true, local_pref = 200 }
+"#;
+    let e = d.parse(&text).unwrap_err();
+    let at = |needle: &str| {
+        e.iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {e:#?}"))
+            .clone()
+    };
+    assert!(
+        at("remote \"192.0.2.2\"").starts_with("interlink.toml:8:"),
+        "{e:#?}"
+    );
+    assert!(
+        at("unknown field `colour`").starts_with("interlink.toml:9:1:"),
+        "{e:#?}"
+    );
+    assert!(
+        at("invalid type: string \"big\"").starts_with("interlink.toml:10:7:"),
+        "{e:#?}"
+    );
+    assert!(
+        at("prefix length 33").starts_with("interlink.toml:25:"),
+        "{e:#?}"
+    );
+    assert!(
+        at("local_pref is not an export key").starts_with("interlink.toml:26:"),
+        "{e:#?}"
+    );
+    assert_eq!(e.len(), 5, "{e:#?}");
+    // In file order, as a compiler prints them.
+    let lines: Vec<usize> = e
+        .iter()
+        .map(|l| l.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{e:#?}");
+}
