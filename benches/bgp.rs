@@ -102,6 +102,11 @@ fn establish() -> (TcpStream, Instant) {
 
 /// Peak resident set (VmHWM) of the process named `comm` in namespace `ns`, in MiB.
 fn peak_rss(ns: &str, comm: &str) -> f64 {
+    memory(ns, comm, "VmHWM:")
+}
+
+/// `field` (VmHWM: or VmRSS:) of the process named `comm` in namespace `ns`, in MiB.
+fn memory(ns: &str, comm: &str, field: &str) -> f64 {
     let pids = netns::sh(&["ip", "netns", "pids", ns]);
     for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -112,7 +117,7 @@ fn peak_rss(ns: &str, comm: &str) -> f64 {
         {
             let kib: f64 = status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .unwrap_or(0.0);
             return kib / 1024.0;
@@ -297,6 +302,80 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
     }
 }
 
+/// Memory of a speaker whose import policy refuses everything the peer sends: resident set
+/// before the session, its peak while the table arrives, and resident set once it is all
+/// processed (End-of-RIB), in MiB.
+struct Flood {
+    before: f64,
+    peak: f64,
+    after: f64,
+}
+
+fn interlink_refusing(n: usize, wire: Vec<u8>, bin: &Path) -> Flood {
+    let mut lab = lab(&format!("bgpb-ref{n}"));
+    let cfg = lab.file(
+        "dut.toml",
+        "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
+         remote_asn = 64512\npassive = true\nhold_time = 240\n\
+         import = { prefixes = [\"192.0.2.0/24\"] }\n\n[control]\nsocket = \"ctl.sock\"\n",
+    );
+    lab.spawn_in("dut", "dut", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("interlinkd", Duration::from_secs(10), || {
+        lab.log("dut").contains("running with")
+    });
+    let ns = lab.ns("dut");
+    let before = memory(&ns, "interlinkd", "VmRSS:");
+    let (_, done) = send(&lab, wire);
+    wait("the End-of-RIB", Duration::from_secs(600), || {
+        lab.log("dut").contains("converged")
+    });
+    let flood = Flood {
+        before,
+        peak: peak_rss(&ns, "interlinkd"),
+        after: memory(&ns, "interlinkd", "VmRSS:"),
+    };
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    lab.stop("dut");
+    flood
+}
+
+fn bird_refusing(n: usize, wire: Vec<u8>) -> Flood {
+    let mut lab = lab(&format!("bgpb-bref{n}"));
+    let sock = lab.spawn_bird(
+        "bird",
+        "dut",
+        "router id 10.0.0.1;\nprotocol device {}\nprotocol kernel k4 { ipv4 { export all; }; }\n\
+         protocol bgp gen { local 10.0.0.1 as 65001; neighbor 10.0.0.2 as 64512; passive on;\n\
+         hold time 240; ipv4 { import none; export none; }; }\n",
+    );
+    let ns = lab.ns("dut");
+    let before = memory(&ns, "bird", "VmRSS:");
+    let (_, done) = send(&lab, wire);
+    // BIRD counts what its import filter refused: "Import updates: N ... filtered".
+    let filtered = || {
+        birdc(&sock, &["show", "protocols", "all", "gen"])
+            .lines()
+            .find(|l| l.contains("Import updates:"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(4)
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
+            .unwrap_or(0)
+    };
+    wait("BIRD's import filter", Duration::from_secs(600), || {
+        filtered() >= n
+    });
+    let flood = Flood {
+        before,
+        peak: peak_rss(&ns, "bird"),
+        after: memory(&ns, "bird", "VmRSS:"),
+    };
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    lab.stop("bird");
+    flood
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args
@@ -356,6 +435,31 @@ fn main() {
                 f.kernel.as_secs_f64(),
                 f.rss_mib,
                 f.withdraw.as_secs_f64()
+            );
+        }
+    }
+    // A peer sending what import policy refuses: memory should not follow it.
+    println!("\nThe same table, every prefix refused by import policy (resident set, MiB):");
+    println!(
+        "  {:>9}  {:<14} {:>12} {:>14} {:>12}",
+        "prefixes", "speaker", "before", "peak", "after"
+    );
+    for &n in &sizes {
+        let wire = updates(n);
+        let mut rows = vec![("interlinkd", interlink_refusing(n, wire.clone(), &bin))];
+        if let Some(base) = std::env::var_os("INTERLINK_BGP_BENCH_BASELINE") {
+            rows.push((
+                "baseline",
+                interlink_refusing(n, wire.clone(), Path::new(&base)),
+            ));
+        }
+        if with_bird {
+            rows.push(("BIRD 2", bird_refusing(n, wire)));
+        }
+        for (name, f) in &rows {
+            println!(
+                "  {:>9}  {:<14} {:>12.1} {:>14.1} {:>12.1}",
+                n, name, f.before, f.peak, f.after
             );
         }
     }

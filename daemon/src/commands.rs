@@ -144,6 +144,7 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
         return error("the BGP speaker is not running");
     };
     let fam = |c: interlink_fib::PerFamily<usize>| json!({ "ipv4": c.ipv4, "ipv6": c.ipv6 });
+    let counter = |c: interlink_fib::PerFamily<u64>| json!({ "ipv4": c.ipv4, "ipv6": c.ipv6 });
     let msgs = |c: [u64; 6]| {
         let m: serde_json::Map<String, Value> = interlink_bgp::peer::MESSAGE_TYPES
             .iter()
@@ -161,8 +162,10 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
                     "state": n.state,
                     "uptime_seconds": n.uptime.map(|d| d.as_secs()),
                     "last_error": n.last_error,
-                    "received": fam(n.received),
+                    // Known only where refused prefixes are kept (`max_received`).
+                    "received": n.received.map(fam),
                     "accepted": fam(n.accepted),
+                    "refused": counter(n.refused),
                     "advertised": fam(n.advertised),
                     "messages": {
                         "sent": msgs(n.messages_sent),

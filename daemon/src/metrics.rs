@@ -442,21 +442,35 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
     e.family(
         "interlink_bgp_prefixes",
         "gauge",
-        "Prefixes per neighbor and family: received (before import policy), accepted, advertised.",
+        "Prefixes per neighbor and family: received (before import policy; only where max_received keeps refused prefixes), accepted, advertised.",
     );
     for (n, a) in s.neighbors.iter().zip(&addrs) {
         for (stage, counts) in [
             ("received", n.received),
-            ("accepted", n.accepted),
-            ("advertised", n.advertised),
+            ("accepted", Some(n.accepted)),
+            ("advertised", Some(n.advertised)),
         ] {
-            for (afi, c) in counts.iter() {
+            for (afi, c) in counts.iter().flat_map(interlink_fib::PerFamily::iter) {
                 e.sample(
                     "interlink_bgp_prefixes",
                     &[("neighbor", a), ("afi", afi.key()), ("stage", stage)],
                     *c as f64,
                 );
             }
+        }
+    }
+    e.family(
+        "interlink_bgp_prefixes_refused_total",
+        "counter",
+        "Announcements per neighbor and family that import policy refused since the session came up (counted, not stored).",
+    );
+    for (n, a) in s.neighbors.iter().zip(&addrs) {
+        for (afi, c) in n.refused.iter() {
+            e.sample(
+                "interlink_bgp_prefixes_refused_total",
+                &[("neighbor", a), ("afi", afi.key())],
+                *c as f64,
+            );
         }
     }
     e.family(

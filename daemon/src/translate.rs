@@ -123,6 +123,7 @@ pub(crate) fn speaker_config(
                         prepend: 0,
                     },
                     max_prefixes: i.max_prefixes,
+                    max_received: i.max_received,
                     warn_only: i.max_prefixes_warn_only,
                     max_prefixes_restart: i.max_prefixes_restart,
                 }),

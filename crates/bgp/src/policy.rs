@@ -38,6 +38,9 @@ pub struct ImportPolicy {
     pub set: Set,
     /// The most prefixes taken per family (IPv4 and IPv6 counted apart).
     pub max_prefixes: Option<u32>,
+    /// The most prefixes per family the peer may have announced before policy (taken and
+    /// refused). Only when it is given are refused prefixes kept, to be counted.
+    pub max_received: Option<u32>,
     pub warn_only: bool,
     /// After a max-prefix teardown, the session stays down this long, then starts again.
     pub max_prefixes_restart: Duration,

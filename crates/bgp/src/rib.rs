@@ -184,6 +184,13 @@ impl Rib {
         self.counts.get(&peer).copied().unwrap_or_default()
     }
 
+    /// Whether `peer` has a route to `prefix` in the table.
+    pub fn holds(&self, peer: PeerId, prefix: &Nlri) -> bool {
+        self.table
+            .get(prefix)
+            .is_some_and(|e| e.routes().any(|r| r.peer() == peer))
+    }
+
     /// Every route to `prefix`, best first: (peer, attributes).
     pub fn routes(&self, prefix: &Nlri) -> Vec<(PeerId, Arc<Attrs>)> {
         self.table.get(prefix).map_or(vec![], |e| {

@@ -20,7 +20,7 @@ use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
 pub use crate::tasks::{run, SpeakerCmd};
 use crate::update::{self, Attrs, Codec, Decoded, Nlri, Origin};
 use crate::wire::{code, Capabilities, Family, GracefulRestart, Message, Notification};
-use interlink_table::PerFamily;
+use interlink_table::{Afi, PerFamily};
 
 #[derive(Clone, Debug)]
 pub struct Neighbor {
@@ -113,9 +113,11 @@ pub struct NeighborView {
     pub uptime: Option<Duration>,
     /// Why it last went down.
     pub last_error: Option<String>,
-    /// Prefixes per family (IPv4, IPv6): received (before import policy), accepted, and
-    /// advertised to it.
-    pub received: PerFamily<usize>,
+    /// Prefixes per family (IPv4, IPv6): received (before import policy: only where refused
+    /// prefixes are kept, for `max_received`), accepted, and advertised to it.
+    pub received: Option<PerFamily<usize>>,
+    /// Announcements import policy refused since the session came up.
+    pub refused: PerFamily<u64>,
     pub accepted: PerFamily<usize>,
     pub advertised: PerFamily<usize>,
     /// Messages by type, in the order of [`crate::peer::MESSAGE_TYPES`].
@@ -148,9 +150,13 @@ struct PeerState {
     /// Adj-RIB-Out: the prefixes we have announced to the peer, so that only those are
     /// withdrawn from it.
     advertised: PrefixSet,
-    /// Prefixes the peer announced that import policy refused: with the accepted ones, what
-    /// it sent (Adj-RIB-In before policy) for the counts.
-    rejected: PrefixSet,
+    /// Prefixes the peer announced that import policy refused, kept (without attributes)
+    /// only where `max_received` counts them: with the accepted ones, what the peer has
+    /// announced before policy. Otherwise refused prefixes are counted, never stored, so a
+    /// peer sending what we refuse costs no memory.
+    kept: Option<PrefixSet>,
+    /// Announcements import policy refused since the session came up, per family.
+    refused: PerFamily<u64>,
     /// Kept by the session task, read for the views.
     counts: Arc<MessageCounts>,
     up_since: Option<Instant>,
@@ -308,7 +314,8 @@ impl Speaker {
                 awaiting_eor: vec![],
                 synced: false,
                 advertised: PrefixSet::default(),
-                rejected: PrefixSet::default(),
+                kept: keeps_refused(n),
+                refused: PerFamily::default(),
                 counts,
                 up_since: None,
                 last_error: None,
@@ -428,7 +435,7 @@ impl Speaker {
             .iter()
             .map(|(id, p)| {
                 let accepted = self.rib.count_by_family(*id);
-                let rejected = p.rejected.counts();
+
                 NeighborView {
                     address: p.cfg.address,
                     remote_as: p.cfg.remote_as,
@@ -441,7 +448,8 @@ impl Speaker {
                     },
                     uptime: p.up_since.map(|t| now.saturating_duration_since(t)),
                     last_error: p.last_error.clone(),
-                    received: accepted.plus(&rejected),
+                    received: p.kept.as_ref().map(|k| accepted.plus(&k.counts())),
+                    refused: p.refused,
                     accepted,
                     advertised: p.advertised.counts(),
                     messages_sent: p.counts.sent(),
@@ -529,7 +537,8 @@ impl Speaker {
                 p.local = None;
                 p.awaiting_eor.clear();
                 p.advertised.clear();
-                p.rejected.clear();
+                p.kept = keeps_refused(&p.cfg);
+                p.refused = PerFamily::default();
                 p.up_since = None;
                 let text = describe(&why);
                 p.last_error = Some(text.clone());
@@ -590,30 +599,49 @@ impl Speaker {
                     return;
                 }
                 let u = policy::import(&u, p.cfg.import.as_ref(), p.ebgp, local_as);
-                // What policy refused, for the received count; what it took or the peer
-                // withdrew is no longer refused.
-                for pr in &u.withdrawn {
-                    p.rejected.remove(pr);
-                }
                 for pr in &u.rejected {
-                    p.rejected.insert(*pr);
+                    p.refused[pr.afi()] += 1;
                 }
-                let changes = self.rib.apply(id, &u.update);
-                let counts = self.rib.count_by_family(id);
-                if let Some(i) = p.cfg.import.as_ref().filter(|i| i.max_prefixes.is_some()) {
-                    let max = i.max_prefixes.unwrap_or(u32::MAX);
-                    for (afi, count) in counts.iter() {
-                        let over = *count as u64 > u64::from(max);
-                        let crossed = over && !p.over_limit[afi];
-                        p.over_limit[afi] = over;
+                // The limits hold before the UPDATE is applied: one that would cross them
+                // reaches neither the Loc-RIB, the kernel nor another peer.
+                if let Some(i) = p
+                    .cfg
+                    .import
+                    .as_ref()
+                    .filter(|i| i.max_prefixes.is_some() || i.max_received.is_some())
+                {
+                    let accepted = accepted_after(&self.rib, id, &u);
+                    let received = p.kept.as_ref().map(|k| accepted.plus(&k.counts_after(&u)));
+                    let limits = [
+                        (i.max_prefixes, Some(accepted), "prefixes"),
+                        (
+                            i.max_received,
+                            received,
+                            "prefixes received (before import policy)",
+                        ),
+                    ];
+                    for afi in [Afi::Ipv4, Afi::Ipv6] {
+                        let over = limits.iter().find_map(|(max, counts, what)| {
+                            let (max, count) = ((*max)?, (*counts)?[afi]);
+                            (count as u64 > u64::from(max)).then_some((max, count, *what))
+                        });
+                        let crossed = over.is_some() && !p.over_limit[afi];
+                        p.over_limit[afi] = over.is_some();
+                        let Some((max, count, what)) = over else {
+                            continue;
+                        };
                         let family = afi.name();
-                        if crossed && i.warn_only {
+                        if i.warn_only {
+                            if crossed {
+                                out.warn(format!(
+                                    "bgp: {address}: {count} {family} {what}, over the limit of {max}"
+                                ));
+                            }
+                            continue;
+                        }
+                        if crossed {
                             out.warn(format!(
-                                "bgp: {address}: {count} {family} prefixes, over the limit of {max}"
-                            ));
-                        } else if crossed {
-                            out.warn(format!(
-                                "bgp: {address}: {count} {family} prefixes, over the limit of {max}: \
+                                "bgp: {address}: {count} {family} {what}, over the limit of {max}: \
                                  tearing the session down for {} s",
                                 i.max_prefixes_restart.as_secs()
                             ));
@@ -633,8 +661,18 @@ impl Speaker {
                             out.peer(id, PeerCmd::Stop(String::new()));
                             p.restart_at = Some(now + i.max_prefixes_restart);
                         }
+                        // Not applied: the session is going down.
+                        return;
                     }
                 }
+                // Refused prefixes are kept only where a received limit counts them.
+                if let Some(kept) = p.kept.as_mut() {
+                    for pr in &u.withdrawn {
+                        kept.remove(pr);
+                    }
+                    kept.extend(u.rejected.iter().copied());
+                }
+                let changes = self.rib.apply(id, &u.update);
                 self.publish(changes, out);
             }
             Decoded::TreatAsWithdraw(prefixes, why) => {
@@ -676,6 +714,11 @@ impl Speaker {
                     let import = format!("{:?}", old.import) != format!("{:?}", n.import);
                     let export = format!("{:?}", old.export) != format!("{:?}", n.export);
                     p.cfg = n.clone();
+                    // A received limit given or taken away: refused prefixes are kept from
+                    // now on (the route refresh below sends them again), or no longer.
+                    if p.kept.is_some() != keeps_refused(n).is_some() {
+                        p.kept = keeps_refused(n);
+                    }
                     if import {
                         // RFC 2918: the peer sends its routes again, through the new policy.
                         match &p.negotiated {
@@ -968,6 +1011,33 @@ fn local_attrs() -> Arc<Attrs> {
     })
 }
 
+/// Whether a neighbor's refused prefixes are kept: only for a received limit to count.
+fn keeps_refused(n: &Neighbor) -> Option<PrefixSet> {
+    n.import
+        .as_ref()
+        .and_then(|i| i.max_received)
+        .map(|_| PrefixSet::default())
+}
+
+/// A peer's prefixes in the table, per family, as they will be once `u` is applied
+/// (`Rib::apply` withdraws first, then announces).
+fn accepted_after(rib: &Rib, id: PeerId, u: &policy::Imported) -> PerFamily<usize> {
+    let mut counts = rib.count_by_family(id);
+    let announced: HashSet<&Nlri> = u.update.announced.iter().collect();
+    let mut seen = HashSet::new();
+    for p in u.update.withdrawn.iter().chain(&u.update.announced) {
+        if !seen.insert(p) {
+            continue;
+        }
+        match (rib.holds(id, p), announced.contains(p)) {
+            (false, true) => counts[p.afi()] += 1,
+            (true, false) => counts[p.afi()] -= 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
 /// A set of prefixes that keeps its count per family, for the counts shown and scraped.
 #[derive(Default)]
 struct PrefixSet {
@@ -1001,6 +1071,24 @@ impl PrefixSet {
         for p in ps {
             self.insert(p);
         }
+    }
+
+    /// The counts once what `u` withdrew or took is no longer refused and what it refused is.
+    fn counts_after(&self, u: &policy::Imported) -> PerFamily<usize> {
+        let mut counts = self.counts();
+        let refused: HashSet<&Nlri> = u.rejected.iter().collect();
+        let mut seen = HashSet::new();
+        for p in u.withdrawn.iter().chain(&u.rejected) {
+            if !seen.insert(p) {
+                continue;
+            }
+            match (self.contains(p), refused.contains(p)) {
+                (false, true) => counts[p.afi()] += 1,
+                (true, false) => counts[p.afi()] -= 1,
+                _ => {}
+            }
+        }
+        counts
     }
 
     /// IPv4, IPv6.

@@ -308,6 +308,129 @@ fn max_prefix_tears_the_session_down_and_the_timer_starts_it_again() {
     assert_eq!(r.s.next_timer(), None);
 }
 
+fn withdraw(ps: &[Nlri]) -> Vec<Vec<u8>> {
+    let mut wire = Vec::new();
+    update::encode_withdraw(&mut wire, ps, &codec(true, true));
+    bodies(&wire)
+}
+
+/// The neighbor view of `a`.
+fn view(r: &Run, a: &str) -> interlink_bgp::speaker::NeighborView {
+    r.s.neighbors(r.now)
+        .into_iter()
+        .find(|n| n.address == addr(a))
+        .unwrap()
+}
+
+/// Only 10.0.0.0/24 is taken; everything else is refused.
+fn accept_one() -> ImportPolicy {
+    ImportPolicy {
+        prefixes: vec![PrefixFilter {
+            prefix: pfx("10.0.0.0/24"),
+            ge: 24,
+            le: 24,
+        }],
+        max_prefixes_restart: Duration::from_secs(30),
+        ..ImportPolicy::default()
+    }
+}
+
+#[test]
+fn the_update_that_crosses_max_prefix_reaches_neither_the_rib_nor_other_peers() {
+    let mut b = neighbor("10.0.0.2", 65001);
+    b.import.as_mut().unwrap().max_prefixes = Some(2);
+    let (mut r, _) = Run::new(config(vec![b, neighbor("10.0.0.3", 65002)]));
+    let c = r.id("10.0.0.3");
+    r.peer("10.0.0.2", up(65001, None));
+    r.peer("10.0.0.3", up(65002, None));
+    let out = r.updates("10.0.0.2", announce(&prefixes(0..2), 65001, "10.0.0.2"));
+    assert_eq!(best(&out).0.len(), 2);
+    // One UPDATE with two more (one new, one already held): three, over the limit.
+    let out = r.updates("10.0.0.2", announce(&prefixes(1..3), 65001, "10.0.0.2"));
+    assert!(
+        warnings(&out)[0].contains("3 IPv4 prefixes, over the limit of 2"),
+        "{out:?}"
+    );
+    assert_eq!(
+        best(&out),
+        (vec![], vec![]),
+        "not applied: nothing for the FIB"
+    );
+    assert_eq!(sent(&out, c).1, vec![], "nothing for the other peer");
+    assert_eq!(view(&r, "10.0.0.2").accepted.ipv4, 2);
+    // What else comes before the session is down is not applied either, and not warned.
+    let out = r.updates("10.0.0.2", announce(&prefixes(3..4), 65001, "10.0.0.2"));
+    assert_eq!(best(&out), (vec![], vec![]));
+    assert!(warnings(&out).is_empty());
+    assert_eq!(view(&r, "10.0.0.2").accepted.ipv4, 2);
+}
+
+#[test]
+fn refused_prefixes_are_counted_not_kept() {
+    let mut b = neighbor("10.0.0.2", 65001);
+    b.import = Some(accept_one());
+    let (mut r, _) = Run::new(config(vec![b]));
+    r.peer("10.0.0.2", up(65001, None));
+    let out = r.updates("10.0.0.2", announce(&prefixes(0..1000), 65001, "10.0.0.2"));
+    assert_eq!(best(&out).0, prefixes(0..1));
+    let v = view(&r, "10.0.0.2");
+    assert_eq!(v.accepted.ipv4, 1);
+    assert_eq!(v.refused.ipv4, 999);
+    assert_eq!(
+        v.received, None,
+        "no received limit: refused prefixes are not kept"
+    );
+    // Sent again, they are counted again (a counter of announcements, not a set).
+    r.updates("10.0.0.2", announce(&prefixes(1..11), 65001, "10.0.0.2"));
+    assert_eq!(view(&r, "10.0.0.2").refused.ipv4, 1009);
+    // The session going down starts the count again.
+    r.peer("10.0.0.2", PeerEvent::Down(Down::ConnectionClosed));
+    assert_eq!(view(&r, "10.0.0.2").refused.ipv4, 0);
+}
+
+#[test]
+fn max_received_counts_refused_prefixes_before_they_are_applied() {
+    let mut b = neighbor("10.0.0.2", 65001);
+    let mut i = accept_one();
+    i.max_received = Some(5);
+    b.import = Some(i);
+    let (mut r, _) = Run::new(config(vec![b]));
+    let id = r.id("10.0.0.2");
+    r.peer("10.0.0.2", up(65001, None));
+    // Five: one taken, four refused and kept. At the limit, not over.
+    let out = r.updates("10.0.0.2", announce(&prefixes(0..5), 65001, "10.0.0.2"));
+    assert!(cmds(&out, id).is_empty(), "{out:?}");
+    let v = view(&r, "10.0.0.2");
+    assert_eq!((v.received.unwrap().ipv4, v.accepted.ipv4), (5, 1));
+    // Announced again: the same prefixes, no more received.
+    let out = r.updates("10.0.0.2", announce(&prefixes(1..5), 65001, "10.0.0.2"));
+    assert!(cmds(&out, id).is_empty(), "{out:?}");
+    // Two withdrawn, two new: still five.
+    r.updates("10.0.0.2", withdraw(&prefixes(1..3)));
+    assert_eq!(view(&r, "10.0.0.2").received.unwrap().ipv4, 3);
+    let out = r.updates("10.0.0.2", announce(&prefixes(5..7), 65001, "10.0.0.2"));
+    assert!(cmds(&out, id).is_empty(), "{out:?}");
+    // One more, refused by policy, crosses the received limit: torn down (Cease subcode 1).
+    let out = r.updates("10.0.0.2", announce(&prefixes(7..8), 65001, "10.0.0.2"));
+    assert!(
+        warnings(&out)[0]
+            .contains("6 IPv4 prefixes received (before import policy), over the limit of 5"),
+        "{out:?}"
+    );
+    match cmds(&out, id).as_slice() {
+        [PeerCmd::Reset(n), PeerCmd::Stop(_)] => {
+            assert_eq!((n.code, n.subcode), (code::CEASE, code::CEASE_MAX_PREFIXES));
+            assert_eq!(n.data, [0, 1, 1, 0, 0, 0, 5]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        view(&r, "10.0.0.2").received.unwrap().ipv4,
+        5,
+        "not applied"
+    );
+}
+
 #[test]
 fn max_prefix_warn_only_warns_once_per_crossing() {
     let mut n = neighbor("10.0.0.2", 65001);
@@ -403,10 +526,9 @@ fn rfc_8212_takes_and_gives_nothing_to_ebgp_without_policy() {
     assert_eq!(sent(&out, to_b).1, vec![]);
     let out = r.updates("10.0.0.2", announce(&prefixes(0..4), 65001, "10.0.0.2"));
     assert_eq!(best(&out), (vec![], vec![]));
-    // Counted as received, not accepted.
-    let v = r.s.neighbors(r.now);
-    let b = v.iter().find(|n| n.address == addr("10.0.0.2")).unwrap();
-    assert_eq!((b.received.ipv4, b.accepted.ipv4), (4, 0));
+    // Counted as refused, not accepted (and not kept).
+    let b = view(&r, "10.0.0.2");
+    assert_eq!((b.refused.ipv4, b.accepted.ipv4), (4, 0));
 }
 
 #[test]

@@ -83,6 +83,10 @@ impl PrefixMatch {
 pub struct Import {
     pub prefixes: Vec<PrefixMatch>,
     pub max_prefixes: Option<u32>,
+    /// The most prefixes per family the peer may have announced, before import policy: the
+    /// accepted ones and those policy refused, which are kept (prefixes only) to be counted
+    /// only when this is given. Checked, like `max_prefixes`, before an UPDATE is applied.
+    pub max_received: Option<u32>,
     /// Warn only, instead of tearing the session down (Cease subcode 1).
     pub max_prefixes_warn_only: bool,
     /// After a teardown, how long the session stays down before it starts again.
@@ -218,6 +222,7 @@ pub(crate) struct RawPolicy {
     med: Option<Spanned<i64>>,
     // Import only.
     max_prefixes: Option<Spanned<i64>>,
+    max_received: Option<Spanned<i64>>,
     max_prefixes_action: Option<Spanned<String>>,
     max_prefixes_restart: Option<Spanned<String>>,
     local_pref: Option<Spanned<i64>>,
@@ -647,6 +652,10 @@ impl Checker<'_, '_> {
         Import {
             prefixes: common.prefixes,
             max_prefixes: max,
+            max_received: self
+                .ranged(&i.max_received, "max_received", 1, u32::MAX.into())
+                .flatten()
+                .map(|v| v as u32),
             max_prefixes_warn_only: warn,
             max_prefixes_restart: restart,
             match_communities: common.match_communities,

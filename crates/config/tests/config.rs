@@ -1046,3 +1046,28 @@ export = { networks = true, local_pref = 200 }
         .collect();
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{e:#?}");
 }
+
+#[test]
+fn max_received_is_an_import_key() {
+    let d = keys("max-received");
+    let base = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 65002\n";
+    let c = d
+        .parse(&format!(
+            "{base}import = {{ prefixes = [\"10.0.0.0/8 le 24\"], max_received = 500 }}\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        c.neighbors[0].import.as_ref().unwrap().max_received,
+        Some(500)
+    );
+    let e = d
+        .parse(&format!(
+            "{base}export = {{ networks = true, max_received = 5 }}\n"
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("max_received is not an export key"), "{e:?}");
+    let e = d
+        .parse(&format!("{base}import = {{ max_received = 0 }}\n"))
+        .unwrap_err();
+    assert!(e[0].contains("max_received"), "{e:?}");
+}

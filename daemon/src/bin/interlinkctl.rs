@@ -168,7 +168,11 @@ fn duration(v: &Value) -> String {
     }
 }
 
+/// `IPv4/IPv6`; `-` where the count is not kept (received without `max_received`).
 fn families(v: &Value) -> String {
+    if v.is_null() {
+        return "-".into();
+    }
     format!("{}/{}", cell(&v["ipv4"]), cell(&v["ipv6"]))
 }
 
@@ -228,7 +232,14 @@ fn render(words: &[String], data: &Value) -> String {
         ),
         ["show", "neighbors"] => table(
             &[
-                "NEIGHBOR", "AS", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "ADVERTISED",
+                "NEIGHBOR",
+                "AS",
+                "STATE",
+                "UPTIME",
+                "RECEIVED",
+                "ACCEPTED",
+                "REFUSED",
+                "ADVERTISED",
                 "LAST ERROR",
             ],
             rows(&|n| {
@@ -239,6 +250,7 @@ fn render(words: &[String], data: &Value) -> String {
                     duration(&n["uptime_seconds"]),
                     families(&n["received"]),
                     families(&n["accepted"]),
+                    families(&n["refused"]),
                     families(&n["advertised"]),
                     cell(&n["last_error"]),
                 ]
