@@ -17,6 +17,9 @@ pub struct Request {
     pub reply: oneshot::Sender<serde_json::Value>,
 }
 
+/// The command line must have come whole within this.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest command line taken: commands are a few words.
 const MAX_LINE: usize = 4096;
 
@@ -63,26 +66,43 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Accepts clients for ever, each in a task of its own, and hands their commands to the main
-/// loop through `requests`.
+/// At most this many interlinkctl clients at once.
+const MAX_CLIENTS: usize = 32;
+
+/// A whole exchange (the command, the main loop's answer, the reply) within this; a reload
+/// answers in well under it.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Accepts clients for ever (see `listen`), each in a task of its own, and hands their
+/// commands to the main loop through `requests`.
 pub fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    let limits = crate::listen::Limits {
+        max_connections: MAX_CLIENTS,
+        deadline: DEADLINE,
+    };
+    crate::listen::serve(
+        "control socket",
+        listener,
+        limits,
+        &crate::listen::CONTROL,
+        move |stream| {
             let requests = requests.clone();
-            tokio::spawn(async move {
+            async move {
                 let _ = client(stream, requests).await;
-            });
-        }
-    });
+            }
+        },
+    );
 }
 
 async fn client(stream: UnixStream, requests: mpsc::Sender<Request>) -> io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r.take(MAX_LINE as u64));
     let mut line = String::new();
-    let answer = match r.read_line(&mut line).await {
-        Ok(_) if !line.ends_with('\n') => error("a command is one line of at most 4096 octets"),
-        Ok(_) => {
+    let read = tokio::time::timeout(READ_DEADLINE, r.read_line(&mut line)).await;
+    let answer = match read {
+        Err(_) => error("no command line within 5 s"),
+        Ok(Ok(_)) if !line.ends_with('\n') => error("a command is one line of at most 4096 octets"),
+        Ok(Ok(_)) => {
             let (reply, rx) = oneshot::channel();
             let line = line.trim().to_owned();
             if requests.send(Request { line, reply }).await.is_err() {
@@ -91,7 +111,7 @@ async fn client(stream: UnixStream, requests: mpsc::Sender<Request>) -> io::Resu
                 rx.await.unwrap_or_else(|_| error("interlinkd is stopping"))
             }
         }
-        Err(_) => error("a command is one line of UTF-8 text"),
+        Ok(Err(_)) => error("a command is one line of UTF-8 text"),
     };
     let mut text = answer.to_string();
     text.push('\n');

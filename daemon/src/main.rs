@@ -13,6 +13,7 @@ mod commands;
 mod control;
 mod ctl;
 mod links;
+mod listen;
 mod logging;
 mod metrics;
 mod mka;

@@ -522,11 +522,51 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             s.fib.stats.failed[i] as f64,
         );
     }
+    listeners(&mut e);
     process(&mut e);
     e.finish()
 }
 
 /// The standard process metrics, from /proc/self.
+/// What the control and metrics listeners turned away (see `listen`).
+fn listeners(e: &mut Exposition) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let all = [
+        ("control", &crate::listen::CONTROL),
+        ("metrics", &crate::listen::METRICS),
+    ];
+    e.family(
+        "interlink_listener_connections_total",
+        "counter",
+        "Connections to the control socket and the metrics listener: accepted, refused (too many at once), timed_out (not done within the deadline).",
+    );
+    for (name, st) in all {
+        for (result, n) in [
+            ("accepted", &st.accepted),
+            ("refused", &st.refused),
+            ("timed_out", &st.timed_out),
+        ] {
+            e.sample(
+                "interlink_listener_connections_total",
+                &[("listener", name), ("result", result)],
+                n.load(Relaxed) as f64,
+            );
+        }
+    }
+    e.family(
+        "interlink_listener_accept_errors_total",
+        "counter",
+        "accept(2) failures (EMFILE and the like), each retried after a pause.",
+    );
+    for (name, st) in all {
+        e.sample(
+            "interlink_listener_accept_errors_total",
+            &[("listener", name)],
+            st.errors.load(Relaxed) as f64,
+        );
+    }
+}
+
 fn process(e: &mut Exposition) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = |key: &str| -> f64 {
@@ -581,46 +621,68 @@ pub async fn serve(
     scrapes: Scrapes,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let l = tokio::net::TcpListener::bind(listen).await?;
-    Ok(tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let scrapes = scrapes.clone();
-            tokio::spawn(async move {
-                let mut req = Vec::with_capacity(1024);
-                let mut buf = [0u8; 1024];
-                let wait = std::time::Duration::from_secs(5);
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    match tokio::time::timeout(wait, s.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
-                let ok = req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?");
-                let (status, body) = if ok {
-                    let (reply, rendered) = tokio::sync::oneshot::channel();
-                    let text = match scrapes.send(reply).await {
-                        Ok(()) => tokio::time::timeout(wait, rendered)
-                            .await
-                            .ok()
-                            .and_then(Result::ok),
-                        Err(_) => None,
-                    };
-                    match text {
-                        Some(t) => ("200 OK", t),
-                        None => ("503 Service Unavailable", "the daemon is busy\n".to_owned()),
-                    }
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_owned())
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body.as_bytes()).await;
-            });
+    let limits = crate::listen::Limits {
+        max_connections: MAX_SCRAPERS,
+        deadline: SCRAPE_DEADLINE,
+    };
+    Ok(crate::listen::serve(
+        "metrics",
+        l,
+        limits,
+        &crate::listen::METRICS,
+        move |s| scrape(s, scrapes.clone()),
+    ))
+}
+
+/// At most this many scrapers at once (Prometheus keeps one per target).
+const MAX_SCRAPERS: usize = 16;
+
+/// The request within 5 s, the rendering within 5 s more, the answer written by then.
+const SCRAPE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// One HTTP exchange: `GET /metrics` gets the rendering of the moment.
+async fn scrape(mut s: tokio::net::TcpStream, scrapes: Scrapes) {
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let wait = std::time::Duration::from_secs(5);
+    // The whole request within `wait`, not each read: a byte every few seconds does not
+    // hold the connection.
+    let read = tokio::time::timeout(wait, async {
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+            match s.read(&mut buf).await {
+                Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                _ => return false,
+            }
         }
-    }))
+        true
+    });
+    if !matches!(read.await, Ok(true)) {
+        return;
+    }
+    let ok = req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?");
+    let (status, body) = if ok {
+        let (reply, rendered) = tokio::sync::oneshot::channel();
+        let text = match scrapes.send(reply).await {
+            Ok(()) => tokio::time::timeout(wait, rendered)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(_) => None,
+        };
+        match text {
+            Some(t) => ("200 OK", t),
+            None => ("503 Service Unavailable", "the daemon is busy\n".to_owned()),
+        }
+    } else {
+        ("404 Not Found", "try /metrics\n".to_owned())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(body.as_bytes()).await;
 }
 
 #[cfg(test)]
