@@ -42,6 +42,10 @@ pub enum In {
 pub enum Out {
     /// Open a connection to the peer (report `Connected` or `ConnectFailed`).
     Connect,
+    /// Give up the connection being opened: the session came up on the peer's. An attempt
+    /// left to finish would reach a peer that takes a new connection while Established as a
+    /// restart (RFC 4724 §4.2, as OpenBGPD does) and drops the session.
+    CancelConnect,
     Send(ConnId, Message),
     /// Close the connection and forget it.
     Close(ConnId),
@@ -134,6 +138,11 @@ impl Connections {
         let mut out = Vec::new();
         let acts = match input {
             In::Session(ev) => self.session.handle(now, ev),
+            // An attempt given up (`CancelConnect`) that finished meanwhile.
+            In::Connected(id) if !self.connecting => {
+                out.push(Out::Close(id));
+                Vec::new()
+            }
             In::Connected(id) => {
                 self.connecting = false;
                 match self.session.state() {
@@ -155,9 +164,18 @@ impl Connections {
                     }
                 }
             }
+            // Our attempt failed: that ends the session only if it was the session's way
+            // to the peer. With TCP-MD5 a peer that is not listening yet drops our SYNs
+            // without a reset, so the attempt fails seconds later, when the session may be
+            // up on the peer's connection: that one must not go down with it.
             In::ConnectFailed => {
-                self.connecting = false;
-                self.session.handle(now, Event::ConnectionClosed)
+                let ours = std::mem::replace(&mut self.connecting, false);
+                match self.session.state() {
+                    State::Connect | State::Active if ours && self.primary.is_none() => {
+                        self.session.handle(now, Event::ConnectionClosed)
+                    }
+                    _ => Vec::new(),
+                }
             }
             In::Accepted(id) => match self.session.state() {
                 State::Connect | State::Active if self.primary.is_none() => {
@@ -296,6 +314,9 @@ impl Connections {
                     }
                 }
                 Action::Up(n) => {
+                    if std::mem::replace(&mut self.connecting, false) {
+                        out.push(Out::CancelConnect);
+                    }
                     // The collision is settled: the connection that got here wins.
                     if let Some((c, _)) = self.other.take() {
                         self.other_up = None;

@@ -334,7 +334,11 @@ pub async fn run(
     let mut conns = Connections::new(cfg.fsm.clone());
     let mut sockets = Sockets::default();
     let mut incoming_open = true;
-    let (connected_tx, mut connected_rx) = mpsc::channel::<io::Result<TcpStream>>(1);
+    // Results of connection attempts, by the attempt's number: one given up may still
+    // report, and is then told apart from a newer one.
+    let (connected_tx, mut connected_rx) = mpsc::channel::<(u64, io::Result<TcpStream>)>(2);
+    let mut attempt: Option<(u64, tokio::task::AbortHandle)> = None;
+    let mut attempts = 0u64;
     let mut out = conns.handle(Instant::now(), In::Session(Event::Start));
     loop {
         // Carry out what was decided; a write that fails is a closed connection.
@@ -344,12 +348,21 @@ pub async fn run(
                 Out::Connect => {
                     let c = cfg.clone();
                     let tx = connected_tx.clone();
-                    tokio::spawn(async move {
+                    attempts += 1;
+                    let n = attempts;
+                    let task = tokio::spawn(async move {
                         let r = tokio::time::timeout(Duration::from_secs(10), connect(&c))
                             .await
                             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-                        let _ = tx.send(r).await;
+                        let _ = tx.send((n, r)).await;
                     });
+                    attempt = Some((n, task.abort_handle()));
+                }
+                Out::CancelConnect => {
+                    // Aborting drops the socket: its SYNs stop, and a late SYN-ACK is reset.
+                    if let Some((_, task)) = attempt.take() {
+                        task.abort();
+                    }
                 }
                 Out::Send(id, m) => {
                     if let Some(c) = sockets.get(id) {
@@ -400,11 +413,17 @@ pub async fn run(
             }
             r = connected_rx.recv() => {
                 out = match r {
-                    Some(Ok(s)) => {
+                    // A given-up attempt's result: its socket closes here.
+                    Some((n, _)) if attempt.as_ref().is_none_or(|(a, _)| *a != n) => Vec::new(),
+                    Some((_, Ok(s))) => {
+                        attempt = None;
                         let id = sockets.add(s, &cfg.counts);
                         conns.handle(Instant::now(), In::Connected(id))
                     }
-                    _ => conns.handle(Instant::now(), In::ConnectFailed),
+                    _ => {
+                        attempt = None;
+                        conns.handle(Instant::now(), In::ConnectFailed)
+                    }
                 };
             }
             s = incoming.recv(), if incoming_open => {

@@ -215,14 +215,54 @@ fn connections_after_the_session_is_up_are_refused() {
     let (mut c, now) = ours_then_theirs(LOW);
     let out = c.handle(now, In::Accepted(3));
     assert_eq!(out, [Out::Close(3)]);
-    // Settled for the peer's connection (2), still opening: a late one of ours (4) collides
-    // again; the session coming up on 2 ends it.
+    // Settled for the peer's connection (2), still opening: a connection of ours that no
+    // attempt of the session's asked for (4) is closed, and the session comes up on 2.
     let out = c.handle(now, In::Read(1, vec![open(HIGH)]));
     assert!(closed(&out, 1));
     let out = c.handle(now, In::Connected(4));
-    assert!(out.iter().any(|o| is_open(o, 4)), "{out:?}");
+    assert_eq!(out, [Out::Close(4)]);
     let out = c.handle(now, In::Read(2, vec![open(HIGH), keepalive()]));
-    assert!(closed(&out, 4), "{out:?}");
     assert_eq!(up_on(&out), Some(2));
     assert_eq!(c.other(), None);
+}
+
+/// The peer's connection comes up while ours is still opening (with TCP-MD5 a peer that is
+/// not listening yet drops our SYNs without a reset). Once the session is up on theirs, our
+/// attempt is given up; if it fails or completes anyway, the session stays. (OpenBGPD takes
+/// a new connection while Established as a graceful restart and drops the session; and our
+/// attempt timing out used to take the session down.)
+#[test]
+fn an_attempt_still_opening_when_the_peers_connection_comes_up_is_given_up() {
+    let now = Instant::now();
+    let mut c = connections(HIGH);
+    let out = c.handle(now, In::Session(Event::Start));
+    assert!(out.contains(&Out::Connect), "{out:?}");
+    let out = c.handle(now, In::Accepted(2));
+    assert!(out.iter().any(|o| is_open(o, 2)), "{out:?}");
+    // While OpenSent, the attempt still runs (a collision would be settled by identifiers).
+    assert!(!out.contains(&Out::CancelConnect));
+    // A failed attempt now does not end the session being opened on theirs.
+    let out = c.handle(now, In::ConnectFailed);
+    assert_eq!(out, vec![]);
+    assert_eq!(c.state(), State::OpenSent);
+    // ...and a retry would be asked for by the session, not here. Up on theirs:
+    let out = c.handle(now, In::Read(2, vec![open(LOW), keepalive()]));
+    assert_eq!(up_on(&out), Some(2), "{out:?}");
+    assert_eq!(c.state(), State::Established);
+
+    // Again, with the attempt still running when the session comes up.
+    let mut c = connections(HIGH);
+    c.handle(now, In::Session(Event::Start));
+    c.handle(now, In::Accepted(2));
+    let out = c.handle(now, In::Read(2, vec![open(LOW), keepalive()]));
+    assert_eq!(up_on(&out), Some(2), "{out:?}");
+    assert!(out.contains(&Out::CancelConnect), "{out:?}");
+    // It finishes anyway: closed, the session untouched.
+    let out = c.handle(now, In::Connected(3));
+    assert_eq!(out, vec![Out::Close(3)]);
+    assert_eq!(c.state(), State::Established);
+    // Or it fails: nothing happens.
+    assert_eq!(c.handle(now, In::ConnectFailed), vec![]);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.primary(), Some(2));
 }
