@@ -3,7 +3,8 @@
 //! interlinkd's networks reach BIRD; a withdrawal propagates; SIGTERM withdraws. When BIRD
 //! restarts (graceful restart), its routes stay in the kernel throughout. interlinkctl,
 //! reloads and policy against BIRD; at the end, the same basics against FRR (TCP-MD5, route
-//! refresh) and GoBGP (a max-prefix teardown). Needs root, bird2, frr and gobgpd.
+//! refresh), GoBGP (a max-prefix teardown) and OpenBGPD (TCP-MD5 held, restarted and
+//! refused, communities both ways). Needs root, bird2, frr, gobgpd and openbgpd.
 
 use interlink_testkit as netns;
 
@@ -901,4 +902,164 @@ fn routes_passed_on_to_another_peer_go_packed() {
     assert_eq!(to_b["advertised"]["ipv4"], 10_050, "{to_b}");
     let updates = to_b["messages"]["sent"]["update"].as_u64().unwrap();
     assert!(updates < 200, "{updates} UPDATEs for 10,050 prefixes");
+}
+
+/// OpenBGPD's side of its interop test: IPv4 and IPv6 sessions with TCP-MD5, one network with
+/// a community and a large community, one policy refuses, and one IPv6 network.
+const OPENBGPD: &str = r#"
+AS 64512
+router-id 10.0.0.2
+network 10.60.0.0/16 set { community 64512:100 large-community 64512:1:2 }
+network 10.99.0.0/16
+network 2001:db8:60::/48 set large-community 64512:6:6
+neighbor 10.0.0.1 {
+    remote-as 65001
+    tcp md5sig password interop-secret
+}
+neighbor fd00::1 {
+    remote-as 65001
+    tcp md5sig password interop-secret
+    announce IPv4 none
+    announce IPv6 unicast
+}
+allow from any
+allow to any
+"#;
+
+/// Both of interlinkd's sessions established, as interlinkctl shows them.
+fn both_established(lab: &Lab) -> bool {
+    let n = ctl_json(lab, &["show", "neighbors"]);
+    n.as_array()
+        .is_some_and(|a| a.len() == 2 && a.iter().all(|n| n["state"] == "established"))
+}
+
+#[test]
+fn interop_with_openbgpd_md5_held_restarted_and_refused() {
+    if !netns::require_root() {
+        return;
+    }
+    if !netns::have("bgpd") || !netns::have("bgpctl") {
+        eprintln!("skipped: OpenBGPD is not installed (scripts/test.sh installs openbgpd)");
+        return;
+    }
+    let mut lab = two_hosts("bgp-openbgpd");
+    lab.secret("peer.md5", "interop-secret\n");
+    let config = r#"
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[[neighbor]]
+address = "10.0.0.2"
+remote_asn = 64512
+password_file = "peer.md5"
+import = { prefixes = ["10.60.0.0/16 le 24"] }
+export = { networks = true, communities = ["65001:42"], large_communities = ["65001:1:1"] }
+
+[[neighbor]]
+address = "fd00::2"
+remote_asn = 64512
+password_file = "peer.md5"
+import = { prefixes = ["2001:db8:60::/48"] }
+export = { networks = true, large_communities = ["65001:6:6"] }
+
+[bgp]
+networks = ["10.70.0.0/16", "2001:db8:70::/48"]
+
+[control]
+socket = "ctl.sock"
+"#;
+    // interlinkd first: its connections wait on a peer that is not there yet (with TCP-MD5
+    // its SYNs go unanswered), the order that used to drop the session.
+    spawn_interlinkd(&mut lab, config);
+    lab.wait_for("interlinkd", Duration::from_secs(10), || {
+        lab.log("gw").contains("running with")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let sock = lab.spawn_openbgpd("openbgpd", "peer", OPENBGPD);
+    peer_routes_arrive(&lab);
+    lab.wait_for("both sessions", Duration::from_secs(30), || {
+        both_established(&lab)
+    });
+
+    // Communities and large communities, both ways.
+    let r = ctl_json(&lab, &["show", "routes", "10.60.0.0/16"]);
+    assert_eq!(r[0]["communities"], serde_json::json!(["64512:100"]), "{r}");
+    assert_eq!(
+        r[0]["large_communities"],
+        serde_json::json!(["64512:1:2"]),
+        "{r}"
+    );
+    let r = ctl_json(&lab, &["show", "routes", "2001:db8:60::/48"]);
+    assert_eq!(
+        r[0]["large_communities"],
+        serde_json::json!(["64512:6:6"]),
+        "{r}"
+    );
+    lab.wait_for("our networks in OpenBGPD", Duration::from_secs(15), || {
+        let v4 = lab.bgpctl("peer", &sock, &["show", "rib", "detail", "10.70.0.0/16"]);
+        let v6 = lab.bgpctl(
+            "peer",
+            &sock,
+            &["show", "rib", "detail", "2001:db8:70::/48"],
+        );
+        v4.contains("65001:42") && v4.contains("65001:1:1") && v6.contains("65001:6:6")
+    });
+
+    // Held for two minutes: no session drops on either side.
+    let held = std::time::Instant::now();
+    while held.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(5));
+        assert!(both_established(&lab), "{}", lab.log("gw"));
+    }
+    let log = lab.log("gw");
+    assert!(!log.contains(" down:"), "{log}");
+    let theirs = lab.log("openbgpd");
+    assert!(!theirs.contains("Established -> "), "{theirs}");
+
+    // A withdrawal: a network OpenBGPD adds and then deletes.
+    let out = lab.bgpctl("peer", &sock, &["network", "add", "10.60.5.0/24"]);
+    assert!(!out.contains("rror"), "{out}");
+    lab.wait_for(
+        "10.60.5.0/24 in the kernel",
+        Duration::from_secs(15),
+        || routes(&lab).contains("10.60.5.0/24 via 10.0.0.2"),
+    );
+    lab.bgpctl("peer", &sock, &["network", "delete", "10.60.5.0/24"]);
+    lab.wait_for("10.60.5.0/24 withdrawn", Duration::from_secs(15), || {
+        !routes(&lab).contains("10.60.5.0/24")
+    });
+
+    // OpenBGPD restarts: both sessions come back, with TCP-MD5.
+    let (_, _) = lab.stop("openbgpd");
+    lab.wait_for("the sessions down", Duration::from_secs(15), || {
+        !both_established(&lab)
+    });
+    let sock = lab.spawn_openbgpd("openbgpd", "peer", OPENBGPD);
+    lab.wait_for("both sessions again", Duration::from_secs(60), || {
+        both_established(&lab)
+    });
+    peer_routes_arrive(&lab);
+    let _ = sock;
+
+    // A wrong password: the sessions are never established.
+    lab.secret("peer.md5", "not-the-secret\n");
+    let (code, _, err) = ctl(&lab, &["reload"]);
+    assert_eq!(code, 0, "{err}");
+    lab.wait_for("the sessions down", Duration::from_secs(15), || {
+        let n = ctl_json(&lab, &["show", "neighbors"]);
+        n.as_array()
+            .is_some_and(|a| a.iter().all(|n| n["state"] != "established"))
+    });
+    let mark = lab.log("gw").len();
+    std::thread::sleep(Duration::from_secs(15));
+    let after = lab.log("gw")[mark..].to_owned();
+    assert!(!after.contains("established"), "{after}");
+    assert!(ctl_json(&lab, &["show", "neighbors"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["state"] != "established"));
+    let (status, log) = lab.stop("gw");
+    assert_eq!(status, Some(0), "{log}");
 }

@@ -287,6 +287,40 @@ impl Lab {
         });
     }
 
+    /// Starts OpenBGPD's bgpd (in the foreground, verbose), known as `name`, inside
+    /// namespace `ns` with the configuration `conf` (without a `socket` line: its control
+    /// socket is put in the lab's directory and returned, for [`Lab::bgpctl`]). bgpd chroots
+    /// to its user's home, `/run/openbgpd`, which is created if missing.
+    pub fn spawn_openbgpd(&mut self, name: &str, ns: &str, conf: &str) -> PathBuf {
+        std::fs::create_dir_all("/run/openbgpd").unwrap();
+        let sock = self.dir.join(format!("{name}.sock"));
+        let cfg = self.file(
+            &format!("{name}.conf"),
+            &format!("socket \"{}\"\n{conf}", sock.display()),
+        );
+        // bgpd refuses a configuration others can write.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.spawn_in(
+            name,
+            ns,
+            Path::new("bgpd"),
+            &["-d", "-v", "-f", cfg.to_str().unwrap()],
+        );
+        self.wait_for("bgpd's control socket", Duration::from_secs(10), || {
+            sock.exists()
+        });
+        sock
+    }
+
+    /// Runs `bgpctl -s SOCK ARGS...` in namespace `ns`; stdout and stderr together.
+    pub fn bgpctl(&self, ns: &str, sock: &Path, args: &[&str]) -> String {
+        let mut all = vec!["bgpctl", "-s", sock.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = self.try_exec(ns, &all);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     /// Runs the `gobgp` client in namespace `ns`; stdout and stderr together.
     pub fn gobgp(&self, ns: &str, args: &[&str]) -> String {
         let mut all = vec!["gobgp"];
