@@ -143,8 +143,6 @@ fn start(test: &str, bird: &str, interlink: &str) -> Lab {
     lab
 }
 
-/// Starts BIRD, known as `name`, in namespace `ns` with config `conf` (in `<name>.conf`);
-/// its control socket is `<name>.ctl`, which it returns.
 /// BIRD's static routes of the large-table tests: 10,050 /24s from 10.100.0.0 on.
 fn large_table() -> String {
     (0..10_050u32)
@@ -1062,4 +1060,173 @@ socket = "ctl.sock"
         .all(|n| n["state"] != "established"));
     let (status, log) = lab.stop("gw");
     assert_eq!(status, Some(0), "{log}");
+}
+
+/// A peer that completes the OPEN exchange and then reads nothing (its receive window
+/// closed), while sending KEEPALIVEs so that our hold timer never fires: interlinkd's writes
+/// to it stall, and the session ends at the hold time with Hold Timer Expired. Meanwhile the
+/// session with BIRD and the FIB carry on: a withdrawal from BIRD reaches the kernel.
+#[test]
+fn a_peer_that_stops_reading_costs_only_its_own_session() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use interlink_bgp::wire::{frame, Capabilities, Family, Message, Open, KEEPALIVE, MAX_LEN};
+
+    if !netns::require_root() {
+        return;
+    }
+    // 40,000 /28s of our own: 200 kB of NLRI, more than the peer's window and our socket's
+    // send buffer (capped at 64 kB in this namespace) hold.
+    let networks: Vec<String> = (0..40_000u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x6440_0000 + (i << 4));
+            format!("\"{a}/28\"")
+        })
+        .collect();
+    let interlink = format!(
+        "{INTERLINK}\n[[neighbor]]\naddress = \"10.0.1.2\"\nremote_asn = 64513\nhold_time = 9\n\
+         passive = true\nexport = {{ networks = true }}\n"
+    )
+    .replace(
+        "networks = [\"10.70.0.0/16\", \"2001:db8:70::/48\"]",
+        &format!("networks = [{}]", networks.join(", ")),
+    );
+    // The [[neighbor]] appended after [bgp] would belong to it: put [bgp] last.
+    let (head, bgp) = interlink.split_at(interlink.find("[bgp]").unwrap());
+    let (bgp, slow) = bgp.split_at(bgp.find("[[neighbor]]").unwrap());
+    let interlink = format!("{head}{slow}\n{bgp}\n[control]\nsocket = \"ctl.sock\"\n");
+
+    let mut lab = Lab::new("bgp-slow");
+    lab.add_ns("gw");
+    lab.add_ns("bird");
+    lab.add_ns("slow");
+    lab.veth("gw", "eth0", "bird", "eth0");
+    lab.veth("gw", "eth1", "slow", "eth0");
+    lab.addr("gw", "eth0", "10.0.0.1/24");
+    lab.addr("gw", "eth0", "fd00::1/64");
+    lab.addr("bird", "eth0", "10.0.0.2/24");
+    lab.addr("bird", "eth0", "fd00::2/64");
+    lab.addr("gw", "eth1", "10.0.1.1/24");
+    lab.addr("slow", "eth0", "10.0.1.2/24");
+    lab.exec(
+        "gw",
+        &[
+            "sh",
+            "-c",
+            "echo '4096 16384 65536' > /proc/sys/net/ipv4/tcp_wmem",
+        ],
+    );
+    lab.spawn_bird("bird", "bird", BIRD);
+    spawn_interlinkd(&mut lab, &interlink);
+    lab.wait_for(
+        "BIRD's route in the kernel",
+        Duration::from_secs(30),
+        || routes(&lab).contains("10.60.0.0/16 via 10.0.0.2"),
+    );
+
+    // The slow peer: OPEN, KEEPALIVE, read until our OPEN and KEEPALIVE, then no more reads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let peer = netns::in_ns(&lab.ns("slow"), move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match std::net::TcpStream::connect("10.0.1.1:179") {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
+        let small: libc::c_int = 2048;
+        // SAFETY: a c_int option value that lives across the call.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let mut out = Vec::new();
+        Message::Open(Open {
+            asn: 64513,
+            hold_time: 9,
+            router_id: std::net::Ipv4Addr::new(10, 0, 1, 2),
+            caps: Capabilities {
+                multiprotocol: vec![Family::IPV4_UNICAST],
+                four_octet_as: Some(64513),
+                ..Capabilities::default()
+            },
+        })
+        .encode(&mut out);
+        Message::Keepalive.encode(&mut out);
+        s.write_all(&out).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 512];
+        'opening: loop {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed while opening");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(f) = frame(&buf, MAX_LEN).unwrap() {
+                let (len, kind) = (f.len, f.kind);
+                buf.drain(..len);
+                if kind == KEEPALIVE {
+                    break 'opening;
+                }
+            }
+        }
+        up_tx.send(std::time::Instant::now()).unwrap();
+        // KEEPALIVEs every 3 s, nothing read, until the connection is closed on us.
+        let mut k = Vec::new();
+        Message::Keepalive.encode(&mut k);
+        while !stop2.load(Ordering::Relaxed) {
+            if s.write_all(&k).is_err() {
+                return Some(std::time::Instant::now());
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        None
+    });
+    let up = up_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+
+    // While its writes stall: BIRD withdraws, and the kernel follows.
+    std::thread::sleep(Duration::from_secs(2));
+    birdc(&lab, &["disable", "static4"]);
+    lab.wait_for(
+        "the withdrawal in the kernel",
+        Duration::from_secs(5),
+        || !routes(&lab).contains("10.60.0.0/16"),
+    );
+    assert!(up.elapsed() < Duration::from_secs(8), "{:?}", up.elapsed());
+
+    // At the hold time (9 s) the stalled session ends.
+    lab.wait_for(
+        "the stalled session to end",
+        Duration::from_secs(20),
+        || {
+            lab.log("gw")
+                .contains("10.0.1.2 down: sent hold timer expired")
+        },
+    );
+    let took = up.elapsed();
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(16),
+        "{took:?}"
+    );
+    // BIRD's session never went down, and takes routes still.
+    birdc(&lab, &["enable", "static4"]);
+    lab.wait_for("BIRD's route again", Duration::from_secs(10), || {
+        routes(&lab).contains("10.60.0.0/16 via 10.0.0.2")
+    });
+    let log = lab.log("gw");
+    assert!(!log.contains("10.0.0.2 down"), "{log}");
+    stop.store(true, Ordering::Relaxed);
+    let _ = peer.join();
 }

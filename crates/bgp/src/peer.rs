@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use interlink_secret::Secret;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::collision::{ConnId, Connections, In, Out};
 use crate::fsm::{self, Down, Event, Negotiated, State};
-use crate::wire::{frame, Family, Message, Notification};
+use crate::wire::{code, frame, Family, Message, Notification};
+
+/// How long a closing connection may take to write what waits (a NOTIFICATION).
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -97,6 +100,8 @@ pub enum PeerEvent {
     Failed(Down),
     Update(Vec<u8>),
     RouteRefresh(Family),
+    /// This many octets were written to the socket: the speaker may hand over more.
+    Written(usize),
 }
 
 const TCP_MD5SIG: libc::c_int = 14;
@@ -228,10 +233,18 @@ async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
     sock.connect(cfg.remote).await
 }
 
-/// One TCP connection with what has been read from it and not yet framed.
+/// One TCP connection: what has been read from it and not yet framed, and what is to be
+/// written to it. Writes never hold up the session task: they wait here, written as the
+/// socket takes them, while reads and timers go on.
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Octets to write, from `written` on.
+    out: Vec<u8>,
+    written: usize,
+    /// When `out` last made progress (or began to wait): a write that makes none for the
+    /// hold time ends the session.
+    progress: Instant,
     counts: Arc<MessageCounts>,
 }
 
@@ -241,16 +254,40 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::with_capacity(64 * 1024),
+            out: Vec::new(),
+            written: 0,
+            progress: Instant::now(),
             counts: counts.clone(),
         }
     }
 
-    async fn send(&mut self, m: &Message) -> io::Result<()> {
+    fn waiting(&self) -> bool {
+        self.written < self.out.len()
+    }
+
+    /// Queues encoded messages for writing.
+    fn queue(&mut self, bytes: &[u8]) {
+        if !self.waiting() {
+            self.out.clear();
+            self.written = 0;
+            self.progress = Instant::now();
+        }
+        self.out.extend_from_slice(bytes);
+        self.counts.count_sent_stream(bytes);
+    }
+
+    fn send(&mut self, m: &Message) {
         let mut out = Vec::new();
         m.encode(&mut out);
-        self.stream.write_all(&out).await?;
-        self.counts.count_sent_stream(&out);
-        Ok(())
+        self.queue(&out);
+    }
+
+    /// Writes what waits, for at most `within` (a NOTIFICATION before a close).
+    async fn flush(&mut self, within: Duration) {
+        let rest = &self.out[self.written..];
+        let _ = tokio::time::timeout(within, self.stream.write_all(rest)).await;
+        self.out.clear();
+        self.written = 0;
     }
 }
 
@@ -289,15 +326,19 @@ impl Sockets {
             .map(|(_, c)| c)
     }
 
+    /// Closes `id`, after what waits to be written to it (a NOTIFICATION) if the socket
+    /// takes it within a second.
     async fn close(&mut self, id: ConnId) {
         if let Some(at) = self.conns.iter().position(|(i, _)| *i == id) {
             let (_, mut c) = self.conns.swap_remove(at);
+            c.flush(FLUSH_ON_CLOSE).await;
             let _ = c.stream.shutdown().await;
         }
     }
 
     async fn close_all(&mut self) {
         for (_, mut c) in self.conns.drain(..) {
+            c.flush(FLUSH_ON_CLOSE).await;
             let _ = c.stream.shutdown().await;
         }
     }
@@ -341,8 +382,8 @@ pub async fn run(
     let mut attempts = 0u64;
     let mut out = conns.handle(Instant::now(), In::Session(Event::Start));
     loop {
-        // Carry out what was decided; a write that fails is a closed connection.
-        let mut failed = Vec::new();
+        // Carry out what was decided. Writes are queued on their connection: one that
+        // fails shows as a closed connection at its next turn of I/O.
         for o in std::mem::take(&mut out) {
             match o {
                 Out::Connect => {
@@ -366,9 +407,7 @@ pub async fn run(
                 }
                 Out::Send(id, m) => {
                     if let Some(c) = sockets.get(id) {
-                        if c.send(&m).await.is_err() {
-                            failed.push(id);
-                        }
+                        c.send(&m);
                     }
                 }
                 Out::Close(id) => sockets.close(id).await,
@@ -393,15 +432,26 @@ pub async fn run(
                 }
             }
         }
-        if !failed.is_empty() {
-            for id in failed {
-                out.extend(conns.handle(Instant::now(), In::Closed(id)));
-            }
-            continue;
-        }
 
+        // A write that has made no progress for the hold time ends the session, as a peer
+        // that sends nothing would (the peer may be sending KEEPALIVEs and reading nothing).
+        let stall_limit = match conns
+            .negotiated()
+            .map_or(cfg.fsm.hold_time, |n| n.hold_time)
+        {
+            0 => Duration::from_secs(240),
+            h => Duration::from_secs(h.into()),
+        };
+        let stalled = conns
+            .primary()
+            .and_then(|id| sockets.get(id))
+            .filter(|c| c.waiting())
+            .map(|c| c.progress + stall_limit);
         let deadline = conns
             .next_timer()
+            .into_iter()
+            .chain(stalled)
+            .min()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let max = conns.max_len();
@@ -409,7 +459,14 @@ pub async fn run(
         let (primary_conn, other_conn) = sockets.pair(primary, other);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
-                out = conns.on_timer(Instant::now());
+                let now = Instant::now();
+                out = if stalled.is_some_and(|s| s <= now) {
+                    // RFC 4271 §6.5 in spirit: the peer has stopped taking our messages.
+                    let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0, &[]);
+                    conns.handle(now, In::Session(Event::Reset(n)))
+                } else {
+                    conns.on_timer(now)
+                };
             }
             r = connected_rx.recv() => {
                 out = match r {
@@ -436,12 +493,17 @@ pub async fn run(
                     }
                 }
             }
-            r = read_some(other_conn) => {
+            r = io_some(other_conn) => {
                 let id = other.expect("read from the colliding connection");
                 out = read_in(&mut sockets, id, r, max, &mut conns);
             }
-            r = read_some(primary_conn) => {
+            r = io_some(primary_conn) => {
                 let id = primary.expect("read from a connection");
+                if let Ok(Io { wrote, .. }) = &r {
+                    if *wrote > 0 && conns.state() == State::Established {
+                        let _ = events.send(PeerEvent::Written(*wrote)).await;
+                    }
+                }
                 out = read_in(&mut sockets, id, r, max, &mut conns);
             }
             c = cmds.recv() => {
@@ -455,13 +517,8 @@ pub async fn run(
                     Some(PeerCmd::Send(bytes)) => {
                         let target = conns.primary().filter(|_| conns.state() == State::Established);
                         if let Some(c) = target.and_then(|id| sockets.get(id)) {
-                            if c.stream.write_all(&bytes).await.is_err() {
-                                let id = target.expect("a connection written to");
-                                out = conns.handle(Instant::now(), In::Closed(id));
-                            } else {
-                                c.counts.count_sent_stream(&bytes);
-                                conns.sent_update(Instant::now());
-                            }
+                            c.queue(&bytes);
+                            conns.sent_update(Instant::now());
                         }
                     }
                     Some(PeerCmd::Reset(n)) => {
@@ -481,7 +538,7 @@ pub async fn run(
                     match o {
                         Out::Send(id, m) => {
                             if let Some(c) = sockets.get(id) {
-                                let _ = c.send(&m).await;
+                                c.send(&m);
                             }
                         }
                         Out::Down(d) => {
@@ -497,16 +554,17 @@ pub async fn run(
     }
 }
 
-/// What a read on connection `id` brought: its messages, or its end.
+/// What a turn of I/O on connection `id` brought: its messages, or its end.
 fn read_in(
     sockets: &mut Sockets,
     id: ConnId,
-    r: io::Result<usize>,
+    r: io::Result<Io>,
     max: usize,
     conns: &mut Connections,
 ) -> Vec<Out> {
     match (r, sockets.get(id)) {
-        (Ok(n), Some(c)) if n > 0 => {
+        (Ok(Io { read: None, .. }), Some(_)) => Vec::new(),
+        (Ok(Io { read: Some(n), .. }), Some(c)) if n > 0 => {
             let events = drain_events(c, max);
             conns.handle(Instant::now(), In::Read(id, events))
         }
@@ -543,15 +601,55 @@ fn drain_events(c: &mut Conn, max: usize) -> Vec<Event> {
     out
 }
 
-/// Reads into the connection's buffer; pending forever without a connection.
-async fn read_some(conn: Option<&mut Conn>) -> io::Result<usize> {
-    match conn {
-        Some(c) => {
+/// What one turn of I/O on a connection did: octets read (None: nothing to read yet; 0: the
+/// peer closed) and written.
+struct Io {
+    read: Option<usize>,
+    wrote: usize,
+}
+
+/// Waits until the connection can be read, or written while something waits to be; then
+/// reads into its buffer and writes what it can. Pending forever without a connection.
+async fn io_some(conn: Option<&mut Conn>) -> io::Result<Io> {
+    let Some(c) = conn else {
+        return std::future::pending().await;
+    };
+    loop {
+        let interest = if c.waiting() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let ready = c.stream.ready(interest).await?;
+        let mut wrote = 0;
+        if ready.is_writable() && c.waiting() {
+            match c.stream.try_write(&c.out[c.written..]) {
+                Ok(n) => {
+                    wrote = n;
+                    c.written += n;
+                    c.progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if ready.is_readable() {
             if c.buf.capacity() - c.buf.len() < 4096 {
                 c.buf.reserve(64 * 1024);
             }
-            c.stream.read_buf(&mut c.buf).await
+            match c.stream.try_read_buf(&mut c.buf) {
+                Ok(n) => {
+                    return Ok(Io {
+                        read: Some(n),
+                        wrote,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
-        None => std::future::pending().await,
+        if wrote > 0 {
+            return Ok(Io { read: None, wrote });
+        }
     }
 }

@@ -217,6 +217,14 @@ impl Rib {
             .filter_map(|(p, e)| self.best_of(e).map(|b| (p, b)))
     }
 
+    /// Every best route from `prefix` on (`prefix` included), in the order of `iter`: an
+    /// export to a peer resumed where it stopped.
+    pub fn iter_from(&self, prefix: &Nlri) -> impl Iterator<Item = (Nlri, Best)> + '_ {
+        self.table
+            .iter_from(prefix)
+            .filter_map(|(p, e)| self.best_of(e).map(|b| (p, b)))
+    }
+
     fn reachable(&self, r: &Route) -> bool {
         self.down.is_empty()
             || self

@@ -16,7 +16,7 @@ use crate::fsm::{self, Down, Negotiated};
 use crate::peer::{MessageCounts, PeerCmd, PeerConfig, PeerEvent, Secret};
 use crate::policy::{self, Source};
 pub use crate::policy::{ExportPolicy, ImportPolicy, PrefixFilter};
-use crate::rib::{Change, PeerId, PeerInfo, Rib, LOCAL};
+use crate::rib::{Best, Change, PeerId, PeerInfo, Rib, LOCAL};
 pub use crate::tasks::{run, SpeakerCmd};
 use crate::update::{self, Attrs, Codec, Decoded, Nlri, Origin};
 use crate::wire::{code, Capabilities, Family, GracefulRestart, Message, Notification};
@@ -150,6 +150,8 @@ struct PeerState {
     /// Adj-RIB-Out: the prefixes we have announced to the peer, so that only those are
     /// withdrawn from it.
     advertised: PrefixSet,
+    /// What the peer is owed and how much its session task holds unwritten.
+    owed: Owed,
     /// Prefixes the peer announced that import policy refused, kept (without attributes)
     /// only where `max_received` counts them: with the accepted ones, what the peer has
     /// announced before policy. Otherwise refused prefixes are counted, never stored, so a
@@ -314,6 +316,7 @@ impl Speaker {
                 awaiting_eor: vec![],
                 synced: false,
                 advertised: PrefixSet::default(),
+                owed: Owed::default(),
                 kept: keeps_refused(n),
                 refused: PerFamily::default(),
                 counts,
@@ -520,6 +523,7 @@ impl Speaker {
                 p.negotiated = Some(*n.clone());
                 p.local = Some(local);
                 p.up_since = Some(now);
+                p.owed = Owed::default();
                 out.event(SpeakerEvent::PeerUp {
                     address,
                     asn: n.peer.asn,
@@ -528,6 +532,10 @@ impl Speaker {
             }
             PeerEvent::Update(body) => self.update(now, id, &body, out),
             PeerEvent::RouteRefresh(_) => self.send_table(id, out),
+            PeerEvent::Written(n) => {
+                p.owed.in_flight = p.owed.in_flight.saturating_sub(n);
+                self.pump(id, out);
+            }
             PeerEvent::Down(why) => {
                 let gr = p
                     .negotiated
@@ -537,6 +545,7 @@ impl Speaker {
                 p.local = None;
                 p.awaiting_eor.clear();
                 p.advertised.clear();
+                p.owed = Owed::default();
                 p.kept = keeps_refused(&p.cfg);
                 p.refused = PerFamily::default();
                 p.up_since = None;
@@ -845,140 +854,230 @@ impl Speaker {
     /// After an export policy change: what the peer has from us but may no longer have is
     /// withdrawn, and everything it may have is sent again.
     fn resync_out(&mut self, id: PeerId, out: &mut Out) {
-        let Some(p) = self.peers.get(&id) else { return };
-        let Some(n) = &p.negotiated else { return };
-        let codec = Codec::for_session(n, p.ebgp);
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        if p.negotiated.is_none() {
+            return;
+        }
         let stale: Vec<Nlri> = p
             .advertised
             .set
             .iter()
             .filter(|pfx| match self.rib.best(pfx) {
                 Some(b) => {
-                    let v6 = pfx.is_ipv6();
                     b.peer == id
                         || !self.export_to(pfx, b.peer, &b.attrs, p)
-                        || self.outgoing(&b.attrs, p, v6).is_none()
+                        || self.outgoing(&b.attrs, p, pfx.is_ipv6()).is_none()
                 }
                 None => true,
             })
             .copied()
             .collect();
-        let mut msg = Vec::new();
-        encode_withdrawals(&mut msg, &stale, &codec);
-        if !msg.is_empty() {
-            out.peer(id, PeerCmd::Send(msg));
-        }
-        if let Some(p) = self.peers.get_mut(&id) {
-            for w in &stale {
-                p.advertised.remove(w);
-            }
-        }
-        self.send_table(id, out);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        p.owed.pending.extend(stale);
+        p.owed.feed = Some(first_prefix());
+        p.owed.eor = true;
+        self.pump(id, out);
     }
 
     /// Sends everything `to` may have, packed by outgoing attribute set, then End-of-RIB for
-    /// its families.
+    /// its families: a walk of the table, as the peer's socket takes it.
     fn send_table(&mut self, to: PeerId, out: &mut Out) {
-        let Some(p) = self.peers.get(&to) else { return };
-        let Some(n) = &p.negotiated else { return };
-        let codec = Codec::for_session(n, p.ebgp);
-        // Group prefixes by outgoing attribute set: one packed run of UPDATEs each.
-        let mut groups: HashMap<(bool, Attrs), Vec<Nlri>> = HashMap::new();
-        for (prefix, best) in self.rib.iter() {
-            if best.peer == to || !self.export_to(&prefix, best.peer, &best.attrs, p) {
-                continue;
+        let Some(p) = self.peers.get_mut(&to) else {
+            return;
+        };
+        if p.negotiated.is_none() {
+            return;
+        }
+        p.owed.feed = Some(first_prefix());
+        p.owed.eor = true;
+        self.pump(to, out);
+    }
+
+    /// Hands `to` what it is owed, a batch at a time, until its session task holds `WINDOW`
+    /// octets unwritten (it reports what it writes): changed prefixes first, then the walk
+    /// of the table, then End-of-RIB.
+    fn pump(&mut self, to: PeerId, out: &mut Out) {
+        loop {
+            let Some(p) = self.peers.get_mut(&to) else {
+                return;
+            };
+            let Some(n) = &p.negotiated else { return };
+            if p.owed.in_flight >= WINDOW {
+                return;
             }
+            if !p.owed.pending.is_empty() {
+                let batch: Vec<Nlri> = (0..BATCH)
+                    .map_while(|_| p.owed.pending.pop_first())
+                    .collect();
+                let now: Vec<(Nlri, Option<Best>)> =
+                    batch.into_iter().map(|x| (x, self.rib.best(&x))).collect();
+                let e = self.encode_for(to, now.iter().map(|(x, b)| (*x, b.as_ref())));
+                self.deliver(to, e, out);
+            } else if let Some(from) = p.owed.feed {
+                let mut walk: Vec<(Nlri, Best)> =
+                    self.rib.iter_from(&from).take(BATCH + 1).collect();
+                let next = (walk.len() > BATCH)
+                    .then(|| walk.pop().map(|(x, _)| x))
+                    .flatten();
+                let e = self.encode_for(to, walk.iter().map(|(x, b)| (*x, Some(b))));
+                if let Some(p) = self.peers.get_mut(&to) {
+                    p.owed.feed = next;
+                }
+                self.deliver(to, e, out);
+            } else if p.owed.eor {
+                p.owed.eor = false;
+                let mut msg = Vec::new();
+                for f in &n.families {
+                    update::encode_end_of_rib(&mut msg, *f);
+                }
+                p.owed.in_flight += msg.len();
+                out.peer(to, PeerCmd::Send(msg));
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// What `items` (prefixes with their best route now) mean for `to`: announcements,
+    /// grouped by the attribute set they go out with and each group packed into as few
+    /// UPDATEs as fit (a table passed on is not a message per prefix), and withdrawals of
+    /// what it has from us but may no longer have.
+    fn encode_for<'a>(
+        &self,
+        to: PeerId,
+        items: impl Iterator<Item = (Nlri, Option<&'a Best>)>,
+    ) -> Encoded {
+        let mut e = Encoded::default();
+        let Some(p) = self.peers.get(&to) else {
+            return e;
+        };
+        let Some(n) = &p.negotiated else { return e };
+        let codec = Codec::for_session(n, p.ebgp);
+        // The outgoing set is worked out once per best-route set (the changes of one UPDATE
+        // share one).
+        let mut groups: Vec<OutGroup> = Vec::new();
+        for (prefix, best) in items {
             let v6 = prefix.is_ipv6();
             if !n.families.contains(&family(v6)) {
                 continue;
             }
-            if let Some(a) = self.outgoing(&best.attrs, p, v6) {
-                groups.entry((v6, a)).or_default().push(prefix);
+            let group = match best {
+                Some(b) if b.peer != to && self.export_to(&prefix, b.peer, &b.attrs, p) => {
+                    let at = groups
+                        .iter()
+                        .position(|g| Arc::ptr_eq(&g.0, &b.attrs) && g.1 == v6);
+                    let at = at.unwrap_or_else(|| {
+                        let a = self.outgoing(&b.attrs, p, v6);
+                        groups.push((b.attrs.clone(), v6, a, Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[at].2.is_some().then_some(at)
+                }
+                _ => None,
+            };
+            match group {
+                Some(at) => {
+                    groups[at].3.push(prefix);
+                    e.announced.push(prefix);
+                }
+                // Only what the peer has from us is withdrawn from it.
+                None if p.advertised.contains(&prefix) => e.withdrawn.push(prefix),
+                None => {}
             }
         }
-        let mut msg = Vec::new();
-        let mut sent = Vec::new();
-        for ((_, a), prefixes) in groups {
-            update::encode_announce(&mut msg, &prefixes, &a, &codec);
-            sent.extend(prefixes);
+        for (_, _, a, prefixes) in &groups {
+            if let (Some(a), false) = (a, prefixes.is_empty()) {
+                update::encode_announce(&mut e.msg, prefixes, a, &codec);
+            }
         }
-        for f in &n.families {
-            update::encode_end_of_rib(&mut msg, *f);
+        encode_withdrawals(&mut e.msg, &e.withdrawn, &codec);
+        e
+    }
+
+    /// Sends what `encode_for` made and records it in the Adj-RIB-Out.
+    fn deliver(&mut self, to: PeerId, e: Encoded, out: &mut Out) {
+        let Some(p) = self.peers.get_mut(&to) else {
+            return;
+        };
+        p.advertised.extend(e.announced);
+        for w in &e.withdrawn {
+            p.advertised.remove(w);
         }
-        out.peer(to, PeerCmd::Send(msg));
-        if let Some(p) = self.peers.get_mut(&to) {
-            p.advertised.extend(sent);
+        if !e.msg.is_empty() {
+            p.owed.in_flight += e.msg.len();
+            out.peer(to, PeerCmd::Send(e.msg));
         }
     }
 
-    /// Passes best-route changes to the daemon (for the FIB) and to the peers they go to.
+    /// Passes best-route changes to the daemon (for the FIB) and to the peers they go to:
+    /// encoded at once while a peer's session task can take them, and otherwise noted, once
+    /// per prefix, for when it can.
     fn publish(&mut self, changes: Vec<Change>, out: &mut Out) {
         let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
         ids.sort_unstable();
-        for id in &ids {
-            let mut announced = Vec::new();
-            let mut withdrawn = Vec::new();
-            {
-                let p = &self.peers[id];
-                let Some(n) = &p.negotiated else { continue };
-                let codec = Codec::for_session(n, p.ebgp);
-                let mut msg = Vec::new();
-                // Announcements grouped by the attribute set they go out with, each group
-                // packed into as few UPDATEs as fit: a table passed on is not a message per
-                // prefix. The outgoing set is worked out once per best-route set (the
-                // changes of one UPDATE share one).
-                let mut groups: Vec<OutGroup> = Vec::new();
-                for c in &changes {
-                    let v6 = c.prefix.is_ipv6();
-                    if !n.families.contains(&family(v6)) {
-                        continue;
-                    }
-                    let group = match &c.best {
-                        Some(b)
-                            if b.peer != *id && self.export_to(&c.prefix, b.peer, &b.attrs, p) =>
-                        {
-                            let at = groups
-                                .iter()
-                                .position(|g| Arc::ptr_eq(&g.0, &b.attrs) && g.1 == v6);
-                            let at = at.unwrap_or_else(|| {
-                                let a = self.outgoing(&b.attrs, p, v6);
-                                groups.push((b.attrs.clone(), v6, a, Vec::new()));
-                                groups.len() - 1
-                            });
-                            groups[at].2.is_some().then_some(at)
-                        }
-                        _ => None,
-                    };
-                    match group {
-                        Some(at) => {
-                            groups[at].3.push(c.prefix);
-                            announced.push(c.prefix);
-                        }
-                        // Only what the peer has from us is withdrawn from it.
-                        None if p.advertised.contains(&c.prefix) => withdrawn.push(c.prefix),
-                        None => {}
-                    }
+        for id in ids {
+            let mut rest: &[Change] = &changes;
+            while !rest.is_empty() {
+                let Some(p) = self.peers.get_mut(&id) else {
+                    break;
+                };
+                if p.negotiated.is_none() {
+                    break;
                 }
-                for (_, _, a, prefixes) in &groups {
-                    if let (Some(a), false) = (a, prefixes.is_empty()) {
-                        update::encode_announce(&mut msg, prefixes, a, &codec);
-                    }
+                if p.owed.in_flight >= WINDOW {
+                    p.owed.pending.extend(rest.iter().map(|c| c.prefix));
+                    break;
                 }
-                encode_withdrawals(&mut msg, &withdrawn, &codec);
-                if !msg.is_empty() {
-                    out.peer(*id, PeerCmd::Send(msg));
-                }
-            }
-            let p = self.peers.get_mut(id).expect("known peer");
-            p.advertised.extend(announced);
-            for w in &withdrawn {
-                p.advertised.remove(w);
+                let (now, later) = rest.split_at(rest.len().min(BATCH));
+                let e = self.encode_for(id, now.iter().map(|c| (c.prefix, c.best.as_ref())));
+                self.deliver(id, e, out);
+                rest = later;
             }
         }
         if !changes.is_empty() {
             out.event(SpeakerEvent::Best(changes));
         }
     }
+}
+
+/// How many octets of UPDATEs a peer's session task may hold unwritten. Beyond it, what the
+/// peer is owed waits here as at most one entry per prefix (the table walk, or the set of
+/// changed prefixes), never as a queue of messages, and is encoded from the RIB when the
+/// socket takes more (as BIRD and OpenBGPD do): a peer that reads slowly, or not at all,
+/// costs memory bounded by the table, and gets the latest state of each prefix.
+const WINDOW: usize = 256 * 1024;
+
+/// Prefixes encoded in one go.
+const BATCH: usize = 2048;
+
+/// What a peer is owed.
+#[derive(Default)]
+struct Owed {
+    /// A walk of the table (the initial export, a refresh): the next prefix to look at.
+    feed: Option<Nlri>,
+    /// Prefixes whose best route changed while the peer could take nothing more.
+    pending: std::collections::BTreeSet<Nlri>,
+    /// End-of-RIB, owed once the walk is done.
+    eor: bool,
+    /// Octets handed to the session task and not yet reported written.
+    in_flight: usize,
+}
+
+/// UPDATEs for one peer and the prefixes they announce and withdraw.
+#[derive(Default)]
+struct Encoded {
+    msg: Vec<u8>,
+    announced: Vec<Nlri>,
+    withdrawn: Vec<Nlri>,
+}
+
+/// The first prefix in the table's order: a walk from the start.
+fn first_prefix() -> Nlri {
+    Nlri::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).expect("0.0.0.0/0")
 }
 
 /// Announcements to one peer sharing a best-route attribute set (and family): the set they

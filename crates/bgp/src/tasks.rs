@@ -243,10 +243,12 @@ impl Plumbing {
                                 }
                                 a => a,
                             };
-                            // Connections from anyone else are closed at once.
+                            // Connections from anyone else are closed at once, and so is one
+                            // from a peer whose session task has not taken the last few: the
+                            // listener never waits on one peer.
                             let tx = incoming.lock().ok().and_then(|m| m.get(&ip).cloned());
                             if let Some(tx) = tx {
-                                let _ = tx.send(s).await;
+                                let _ = tx.try_send(s);
                             }
                         }
                     });

@@ -669,3 +669,109 @@ fn an_operators_commands_reach_the_session() {
         .neighbor_op(addr("10.9.9.9"), interlink_bgp::speaker::NeighborOp::Reset)
         .is_err());
 }
+
+/// 10.0.0.0/28 on, `range` of them (five octets each in an UPDATE).
+fn many(range: std::ops::Range<u32>) -> Vec<Nlri> {
+    range
+        .map(|i| Nlri::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 4))), 28).unwrap())
+        .collect()
+}
+
+/// The octets of UPDATEs handed to `id`'s session task.
+fn octets(out: &[Output], id: PeerId) -> usize {
+    cmds(out, id)
+        .iter()
+        .map(|c| match c {
+            PeerCmd::Send(w) => w.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A peer that writes nothing is handed a bounded amount: the rest waits as one entry per
+/// prefix and is encoded from the RIB, in its latest state, as the peer reports writes.
+#[test]
+fn a_peer_that_does_not_read_is_handed_a_window_and_then_the_latest_state() {
+    let (mut r, _) = Run::new(config(vec![
+        neighbor("10.0.0.2", 65001),
+        neighbor("10.0.0.3", 65002),
+    ]));
+    let c = r.id("10.0.0.3");
+    r.peer("10.0.0.2", up(65001, None));
+    r.peer("10.0.0.3", up(65002, None));
+    // 80,000 /28s from B: 400 kB of NLRI.
+    let all = many(0..80_000);
+    let out = r.updates("10.0.0.2", announce(&all, 65001, "10.0.0.2"));
+    let handed = octets(&out, c);
+    assert!(handed >= 200_000, "{handed}");
+    // The window (256 KiB) and at most one batch over it.
+    assert!(handed < 256 * 1024 + 64 * 1024, "{handed}");
+    let (_, mut got, _) = sent(&out, c);
+    assert!(got.len() < all.len(), "{}", got.len());
+    // B withdraws the second half while C is stalled: what C had not been sent of it is
+    // never announced to it.
+    let mut wire = Vec::new();
+    update::encode_withdraw(&mut wire, &many(40_000..80_000), &codec(true, true));
+    let out = r.updates("10.0.0.2", bodies(&wire));
+    assert_eq!(octets(&out, c), 0, "nothing more while the window is full");
+    // C writes: more comes, a window at a time, until it has all it is owed.
+    let mut withdrawn = Vec::new();
+    for _ in 0..100 {
+        let out = r.peer("10.0.0.3", PeerEvent::Written(256 * 1024));
+        if octets(&out, c) == 0 {
+            break;
+        }
+        let (_, a, w) = sent(&out, c);
+        got.extend(a);
+        withdrawn.extend(w);
+    }
+    got.sort();
+    got.dedup();
+    withdrawn.sort();
+    // C ends with the first half: announced, and whatever of the second half it had been
+    // sent withdrawn again.
+    let kept: Vec<Nlri> = got
+        .iter()
+        .copied()
+        .filter(|p| withdrawn.binary_search(p).is_err())
+        .collect();
+    assert_eq!(kept, many(0..40_000));
+    assert!(withdrawn.iter().all(|p| *p >= many(40_000..40_001)[0]));
+    let v = view(&r, "10.0.0.3");
+    assert_eq!(v.advertised.ipv4, 40_000);
+}
+
+/// The initial export is a walk of the table as the peer takes it, End-of-RIB last.
+#[test]
+fn the_initial_table_goes_a_window_at_a_time_with_end_of_rib_last() {
+    let (mut r, _) = Run::new(config(vec![
+        neighbor("10.0.0.2", 65001),
+        neighbor("10.0.0.3", 65002),
+    ]));
+    let c = r.id("10.0.0.3");
+    r.peer("10.0.0.2", up(65001, None));
+    r.updates("10.0.0.2", announce(&many(0..80_000), 65001, "10.0.0.2"));
+    let mut outs = vec![r.peer("10.0.0.3", up(65002, None))];
+    assert!(octets(&outs[0], c) < 256 * 1024 + 64 * 1024);
+    for _ in 0..100 {
+        let out = r.peer("10.0.0.3", PeerEvent::Written(256 * 1024));
+        if octets(&out, c) == 0 {
+            break;
+        }
+        outs.push(out);
+    }
+    let all: Vec<Output> = outs.into_iter().flatten().collect();
+    let (_, mut ann, _) = sent(&all, c);
+    ann.sort();
+    assert_eq!(ann, many(0..80_000));
+    // The last message handed over is End-of-RIB.
+    let last = cmds(&all, c)
+        .into_iter()
+        .rev()
+        .find_map(|c| match c {
+            PeerCmd::Send(w) => Some(w.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(bodies(&last).last().unwrap(), &end_of_rib());
+}

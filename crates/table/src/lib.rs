@@ -224,6 +224,21 @@ impl<K: Ord + Copy, V: Default> SortedMap<K, V> {
         }
     }
 
+    /// The entries from `k` on (`k` included), in key order: a walk resumed where it stopped.
+    pub fn iter_from(&self, k: &K) -> impl Iterator<Item = (&K, &V)> {
+        let start = self.keys.partition_point(|x| x < k);
+        let arrays = self.keys[start..]
+            .iter()
+            .zip(&self.values[start..])
+            .enumerate()
+            .filter(move |(i, _)| !self.is_dead(start + *i))
+            .map(|(_, kv)| kv);
+        Merge {
+            a: arrays.peekable(),
+            b: self.buffer.range(*k..).peekable(),
+        }
+    }
+
     /// Every value, mutable, in no particular order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         let dead = &self.dead;

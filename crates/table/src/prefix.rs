@@ -308,6 +308,23 @@ impl<V: Default> PrefixMap<V> {
             .chain(self.v6.iter().map(|(k, v)| (Prefix::from_v6_key(*k), v)))
     }
 
+    /// The entries from `p` on (`p` included), in the order of [`PrefixMap::iter`].
+    pub fn iter_from(&self, p: &Prefix) -> Box<dyn Iterator<Item = (Prefix, &V)> + '_> {
+        match p.key() {
+            PrefixKey::V4(k) => Box::new(
+                self.v4
+                    .iter_from(&k)
+                    .map(|(k, v)| (Prefix::from_v4_key(*k), v))
+                    .chain(self.v6.iter().map(|(k, v)| (Prefix::from_v6_key(*k), v))),
+            ),
+            PrefixKey::V6(k) => Box::new(
+                self.v6
+                    .iter_from(&k)
+                    .map(|(k, v)| (Prefix::from_v6_key(*k), v)),
+            ),
+        }
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
@@ -383,6 +400,15 @@ mod tests {
             order,
             ["10.1.0.0/16", "10.1.0.0/24", "10.2.0.0/16", "fd00::/8"]
         );
+        // A walk resumed: from a prefix present, one absent, and one of IPv6.
+        let from = |s: &str| -> Vec<String> {
+            m.iter_from(&s.parse().unwrap())
+                .map(|(p, _)| p.to_string())
+                .collect()
+        };
+        assert_eq!(from("10.1.0.0/24"), order[1..]);
+        assert_eq!(from("10.1.128.0/24"), order[2..]);
+        assert_eq!(from("::/0"), order[3..]);
         *m.entry("10.9.0.0/16".parse().unwrap()) += 5;
         assert_eq!(m.get(&"10.9.0.0/16".parse().unwrap()), Some(&5));
         assert_eq!(m.remove(&"fd00::/8".parse().unwrap()), Some(0));

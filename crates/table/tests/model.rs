@@ -40,6 +40,12 @@ proptest! {
         let a: Vec<(u32, u32)> = m.iter().map(|(k, v)| (*k, *v)).collect();
         let b: Vec<(u32, u32)> = model.iter().map(|(k, v)| (*k, *v)).collect();
         prop_assert_eq!(a, b);
+        // A walk resumed from any key, present or not.
+        for from in [0u32, 1, 2999, 3000, 5999, 6000] {
+            let a: Vec<(u32, u32)> = m.iter_from(&from).map(|(k, v)| (*k, *v)).collect();
+            let b: Vec<(u32, u32)> = model.range(from..).map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(a, b);
+        }
     }
 }
 
