@@ -924,11 +924,14 @@ allow from any
 allow to any
 "#;
 
-/// Both of interlinkd's sessions established, as interlinkctl shows them.
+/// Both of interlinkd's sessions established, as interlinkctl shows them (false while it
+/// does not answer yet).
 fn both_established(lab: &Lab) -> bool {
-    let n = ctl_json(lab, &["show", "neighbors"]);
-    n.as_array()
-        .is_some_and(|a| a.len() == 2 && a.iter().all(|n| n["state"] == "established"))
+    let (code, out, _) = ctl(lab, &["--json", "show", "neighbors"]);
+    let n: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    code == 0
+        && n.as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|n| n["state"] == "established"))
 }
 
 #[test]
@@ -1229,4 +1232,95 @@ fn a_peer_that_stops_reading_costs_only_its_own_session() {
     assert!(!log.contains("10.0.0.2 down"), "{log}");
     stop.store(true, Ordering::Relaxed);
     let _ = peer.join();
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) of each captured segment from `src` that carries BGP
+/// messages. (The handshake and an ACK or two before the session's options are set on an
+/// accepted socket come from the listener, with the system's TTL, as FRR's do.)
+fn ttls_from(frames: &[Vec<u8>], src: std::net::IpAddr) -> Vec<u8> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let ip = f.get(14..)?;
+            let (ttl, tcp, ip_payload) = match (ip.first()? >> 4, src) {
+                (4, std::net::IpAddr::V4(a)) if ip.get(12..16)? == a.octets() => {
+                    let ihl = usize::from(ip[0] & 0x0f) * 4;
+                    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                    (ip[8], ip.get(ihl..)?, total.checked_sub(ihl)?)
+                }
+                (6, std::net::IpAddr::V6(a)) if ip.get(8..24)? == a.octets() => {
+                    let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                    (ip[7], ip.get(40..)?, len)
+                }
+                _ => return None,
+            };
+            let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+            (ip_payload > data_offset).then_some(ttl)
+        })
+        .collect()
+}
+
+/// Session hardening: GTSM (RFC 5082) with BIRD's `ttl security`, TTL 1 on a passive eBGP
+/// session too, and the listener bound to the neighbors' local addresses only. Then BIRD
+/// without GTSM: the session is never established.
+#[test]
+fn gtsm_ttl_one_when_passive_and_a_bound_listener() {
+    if !netns::require_root() {
+        return;
+    }
+    let bird = BIRD.replace(
+        "    neighbor 10.0.0.1 as 65001;\n",
+        "    neighbor 10.0.0.1 as 65001;\n    ttl security on;\n",
+    );
+    let interlink = INTERLINK
+        .replace(
+            "address = \"10.0.0.2\"\nremote_asn = 64512\n",
+            "address = \"10.0.0.2\"\nremote_asn = 64512\nttl_security = true\nlocal_address = \"10.0.0.1\"\n",
+        )
+        .replace(
+            "address = \"fd00::2\"\nremote_asn = 64512\n",
+            "address = \"fd00::2\"\nremote_asn = 64512\npassive = true\nlocal_address = \"fd00::1\"\n",
+        )
+        + "\n[control]\nsocket = \"ctl.sock\"\n";
+    let mut lab = two_hosts("bgp-gtsm");
+    lab.capture("cap", "peer", "eth0", "tcp port 179");
+    lab.spawn_bird("bird", "peer", &bird);
+    spawn_interlinkd(&mut lab, &interlink);
+    lab.wait_for("both sessions", Duration::from_secs(30), || {
+        both_established(&lab)
+    });
+    // Listeners on the local addresses only.
+    let ss = String::from_utf8_lossy(&lab.exec("gw", &["ss", "-ltnH"]).stdout).into_owned();
+    assert!(ss.contains("10.0.0.1:179"), "{ss}");
+    assert!(ss.contains("[fd00::1]:179"), "{ss}");
+    assert!(
+        !ss.contains("0.0.0.0:179") && !ss.contains("[::]:179"),
+        "{ss}"
+    );
+    let frames = lab.stop_capture("cap");
+    let v4 = ttls_from(&frames, "10.0.0.1".parse().unwrap());
+    let v6 = ttls_from(&frames, "fd00::1".parse().unwrap());
+    assert!(!v4.is_empty() && v4.iter().all(|t| *t == 255), "{v4:?}");
+    // The IPv6 session is BIRD's connection, accepted: TTL 1 all the same.
+    assert!(!v6.is_empty() && v6.iter().all(|t| *t == 1), "{v6:?}");
+    assert!(
+        lab.log("gw").contains("fd00::2 (AS 64512) established"),
+        "{}",
+        lab.log("gw")
+    );
+
+    // BIRD without GTSM sends with TTL 1: nothing it sends is taken on the GTSM session.
+    lab.stop("bird");
+    let _ = std::fs::remove_file(lab.dir.join("bird.ctl"));
+    let mark = lab.log("gw").len();
+    lab.spawn_bird("bird", "peer", BIRD);
+    lab.wait_for("the IPv6 session back", Duration::from_secs(30), || {
+        lab.log("gw")[mark..].contains("fd00::2 (AS 64512) established")
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let after = lab.log("gw")[mark..].to_owned();
+    assert!(
+        !after.contains("10.0.0.2 (AS 64512) established"),
+        "{after}"
+    );
 }

@@ -165,14 +165,14 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), queues: usize,
     lab.two_sites();
     keys(&lab, suite);
     start_gateways(&mut lab, suite, wire, ans, queues);
-    capture(&mut lab, "cap-wan", "wan", "");
-    capture(&mut lab, "cap-lan", "lan", "");
+    lab.capture("cap-wan", "ga", "wan", "");
+    lab.capture("cap-lan", "ga", "lan", "");
     ping(&lab, "ha", "10.2.0.2");
     ping(&lab, "hb", "10.1.0.2");
     ping(&lab, "ha", "fd02::2");
     ping(&lab, "hb", "fd01::2");
-    let lan = stop_capture(&mut lab, "cap-lan");
-    let wan = stop_capture(&mut lab, "cap-wan");
+    let lan = lab.stop_capture("cap-lan");
+    let wan = lab.stop_capture("cap-wan");
     let carries = |frames: &[Vec<u8>]| {
         frames
             .iter()
@@ -432,27 +432,6 @@ fn tcp_transfer(lab: &mut Lab, tag: &str, server: &str) -> u64 {
     report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
 }
 
-/// Starts tcpdump on `dev` of gateway A, writing `<dir>/<name>.pcap`.
-fn capture(lab: &mut Lab, name: &str, dev: &str, filter: &str) {
-    let path = lab.dir.join(format!("{name}.pcap"));
-    let path = path.to_str().unwrap().to_owned();
-    let mut args = vec!["-i", dev, "--immediate-mode", "-U", "-n", "-w", &path];
-    if !filter.is_empty() {
-        args.push(filter);
-    }
-    lab.spawn_in(name, "ga", Path::new("tcpdump"), &args);
-    lab.wait_for("tcpdump to listen", Duration::from_secs(5), || {
-        lab.log(name).contains("listening on")
-    });
-}
-
-fn stop_capture(lab: &mut Lab, name: &str) -> Vec<Vec<u8>> {
-    // Let the last replies land in the capture before stopping it.
-    std::thread::sleep(Duration::from_millis(200));
-    lab.stop(name);
-    pcap_frames(&lab.dir.join(format!("{name}.pcap")))
-}
-
 #[test]
 fn udp_gcm_aes_256_carries_ipv4_and_ipv6() {
     hosts_reach_each_other("gcm-aes-256", Wire::Udp, (0, 0), 1, "udp256");
@@ -548,9 +527,9 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
         Wire::Ethernet => "ether src 02:00:00:00:00:0a and ether proto 0x88e5",
         Wire::Udp => "src host 192.0.2.1 and udp port 4789",
     };
-    capture(&mut lab, "cap-wan", "wan", filter);
+    lab.capture("cap-wan", "ga", "wan", filter);
     ping(&lab, "ha", "10.2.0.2");
-    let captured = stop_capture(&mut lab, "cap-wan");
+    let captured = lab.stop_capture("cap-wan");
     let original = captured
         .iter()
         .find(|f| f.len() > 100)
@@ -1221,7 +1200,7 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
     lab.two_sites();
     keys(&lab, suite);
     start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 1);
-    capture(&mut lab, "cap-wan", "wan", "udp port 4789");
+    lab.capture("cap-wan", "ga", "wan", "udp port 4789");
     ping(&lab, "ha", "10.2.0.2");
 
     let (status, log) = lab.stop("ga");
@@ -1287,7 +1266,7 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
     lab.kill9("gb");
     respawn_gateway(&mut lab, "b");
     ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
-    let captured = stop_capture(&mut lab, "cap-wan");
+    let captured = lab.stop_capture("cap-wan");
     let old: Vec<Vec<u8>> = captured
         .iter()
         .filter(|f| f.len() > 100 && f[26..30] == [192, 0, 2, 1])

@@ -109,6 +109,8 @@ pub(crate) fn speaker_config(
                 hold_time: n.hold_time,
                 passive: n.passive,
                 md5: n.password.clone(),
+                local_address: n.local_address,
+                ttl_security: n.ttl_security,
                 import: n.import.as_ref().map(|i| speaker::ImportPolicy {
                     prefixes: filters(&i.prefixes),
                     matching: Match {

@@ -29,13 +29,25 @@ pub struct PeerConfig {
     pub remote: SocketAddr,
     /// Our address for the session (the source of outgoing connections).
     pub local: Option<IpAddr>,
-    /// Send with TTL 1: a directly connected eBGP peer (RFC 4271 does not require it, every
-    /// cloud router expects it).
-    pub ttl1: bool,
+    /// The TTL the session's segments go with, and take.
+    pub ttl: Ttl,
     /// The TCP-MD5 key (RFC 2385), at most 80 octets.
     pub md5: Option<Secret>,
     /// Counted here, read by whoever reports them.
     pub counts: Arc<MessageCounts>,
+}
+
+/// The TTL of a session's segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The system's default: iBGP.
+    Default,
+    /// TTL 1: a directly connected eBGP peer (RFC 4271 does not require it, every cloud
+    /// router expects it), on the connections we open and those we accept.
+    One,
+    /// GTSM (RFC 5082): sent with TTL 255; segments that arrive with less (from further than
+    /// one hop away) are dropped by the kernel (IP_MINTTL, IPV6_MINHOPCOUNT).
+    Gtsm,
 }
 
 /// Messages sent and received on the session, by type: OPEN, UPDATE, NOTIFICATION,
@@ -160,20 +172,19 @@ pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn set_ttl1(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
-    let (level, name) = if v6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_TTL)
-    };
-    let one: libc::c_int = 1;
+fn set_int(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a c_int option value that lives across the call.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            (&one as *const libc::c_int).cast(),
+            (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -183,6 +194,27 @@ fn set_ttl1(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets a connection's TTL as `ttl` says (before connecting, or on an accepted socket).
+pub fn set_ttl(fd: &impl AsRawFd, v6: bool, ttl: Ttl) -> io::Result<()> {
+    let (level, hops, min) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            libc::IPV6_MINHOPCOUNT,
+        )
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TTL, libc::IP_MINTTL)
+    };
+    match ttl {
+        Ttl::Default => Ok(()),
+        Ttl::One => set_int(fd, level, hops, 1),
+        Ttl::Gtsm => {
+            set_int(fd, level, hops, 255)?;
+            set_int(fd, level, min, 255)
+        }
+    }
+}
+
 /// A listening socket for BGP on `addr`, with the MD5 keys of the peers that have one.
 pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Secret)]) -> io::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
@@ -190,20 +222,7 @@ pub fn listen(addr: SocketAddr, md5: &[(IpAddr, Secret)]) -> io::Result<TcpListe
     } else {
         let s = TcpSocket::new_v6()?;
         // IPv4 peers come to the IPv4 socket, where their MD5 keys are.
-        let one: libc::c_int = 1;
-        // SAFETY: a c_int option value that lives across the call.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_V6ONLY,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
         s
     };
     sock.set_reuseaddr(true)?;
@@ -224,9 +243,7 @@ async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
     if let Some(key) = &cfg.md5 {
         set_md5(&sock, cfg.remote.ip(), key.as_bytes())?;
     }
-    if cfg.ttl1 {
-        set_ttl1(&sock, v6)?;
-    }
+    set_ttl(&sock, v6, cfg.ttl)?;
     if let Some(local) = cfg.local {
         sock.bind(SocketAddr::new(local, 0))?;
     }
@@ -488,8 +505,14 @@ pub async fn run(
                 match s {
                     None => incoming_open = false,
                     Some(s) => {
-                        let id = sockets.add(s, &cfg.counts);
-                        out = conns.handle(Instant::now(), In::Accepted(id));
+                        // The peer's connection goes with the TTL ours would (TTL 1 to a
+                        // passive eBGP session too), and with GTSM takes nothing from
+                        // further away from here on (the listener serves every neighbor).
+                        // One whose TTL cannot be set is closed, not taken.
+                        if set_ttl(&s, cfg.remote.is_ipv6(), cfg.ttl).is_ok() {
+                            let id = sockets.add(s, &cfg.counts);
+                            out = conns.handle(Instant::now(), In::Accepted(id));
+                        }
                     }
                 }
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fsm::{self, Down, Negotiated};
-use crate::peer::{MessageCounts, PeerCmd, PeerConfig, PeerEvent, Secret};
+use crate::peer::{MessageCounts, PeerCmd, PeerConfig, PeerEvent, Secret, Ttl};
 use crate::policy::{self, Source};
 pub use crate::policy::{ExportPolicy, ImportPolicy, PrefixFilter};
 use crate::rib::{Best, Change, PeerId, PeerInfo, Rib, LOCAL};
@@ -37,6 +37,11 @@ pub struct Neighbor {
     /// The families offered in our OPEN (MP-BGP, RFC 4760): IPv4-only and IPv6-only sessions
     /// as the clouds run them, or both.
     pub families: Vec<Family>,
+    /// Our address for the session: the source of our connections, and where the listener
+    /// binds (every address when a neighbor of the family has none).
+    pub local_address: Option<IpAddr>,
+    /// GTSM (RFC 5082): TTL 255 out, and nothing taken that arrives with less.
+    pub ttl_security: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -300,8 +305,14 @@ impl Speaker {
                 counts: counts.clone(),
                 fsm: fsm_config(&self.cfg, n),
                 remote: SocketAddr::new(n.address, n.port),
-                local: None,
-                ttl1: ebgp,
+                local: n.local_address,
+                ttl: if n.ttl_security {
+                    Ttl::Gtsm
+                } else if ebgp {
+                    Ttl::One
+                } else {
+                    Ttl::Default
+                },
                 md5: n.md5.clone(),
             }),
         });
@@ -1234,6 +1245,8 @@ fn same_session(a: &Neighbor, b: &Neighbor) -> bool {
         && a.passive == b.passive
         && a.md5 == b.md5
         && a.families == b.families
+        && a.local_address == b.local_address
+        && a.ttl_security == b.ttl_security
 }
 
 fn describe(d: &Down) -> String {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,8 +118,8 @@ struct Plumbing {
     ev_tx: mpsc::Sender<(PeerId, PeerEvent)>,
     stop: watch::Receiver<Option<String>>,
     incoming: Incoming,
-    /// One listener per family in use, kept for their MD5 keys.
-    listeners: HashMap<bool, std::os::fd::RawFd>,
+    /// The listeners by the address they are bound to, kept for their MD5 keys.
+    listeners: HashMap<IpAddr, RawFd>,
     /// Where each session task takes its commands.
     peers: HashMap<PeerId, mpsc::UnboundedSender<PeerCmd>>,
     /// Where the speaker's events go: the daemon.
@@ -188,23 +189,49 @@ impl Plumbing {
         });
     }
 
-    /// A listener for each family the neighbors use, with their MD5 keys; a listener that
-    /// exists gets the keys of new neighbors (and loses those of removed ones).
+    /// Listeners for the neighbors, with their MD5 keys: per family, on every address, or
+    /// only on the neighbors' local addresses when each neighbor of the family names one.
+    /// Listeners that exist get the keys of new neighbors (and lose those of removed ones).
     fn listen(&mut self, neighbors: &[Neighbor], port: u16, gone: &[Neighbor]) {
         for v4 in [true, false] {
-            let md5: Vec<(IpAddr, Secret)> = neighbors
+            let family: Vec<&Neighbor> = neighbors
                 .iter()
                 .filter(|n| n.address.is_ipv4() == v4)
+                .collect();
+            let md5: Vec<(IpAddr, Secret)> = family
+                .iter()
                 .filter_map(|n| n.md5.clone().map(|k| (n.address, k)))
                 .collect();
-            if let Some(fd) = self.listeners.get(&v4) {
-                let fd = Fd(*fd);
+            let any: IpAddr = if v4 {
+                Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            let mut wanted: Vec<IpAddr> = if family.iter().any(|n| n.local_address.is_none()) {
+                vec![any]
+            } else {
+                family.iter().filter_map(|n| n.local_address).collect()
+            };
+            wanted.sort_unstable();
+            wanted.dedup();
+            if family.is_empty() {
+                wanted.clear();
+            }
+            // Keys on the listeners that exist: the family's neighbors' set, those gone
+            // deleted.
+            let existing: Vec<RawFd> = self
+                .listeners
+                .iter()
+                .filter(|(a, _)| a.is_ipv4() == v4)
+                .map(|(_, fd)| *fd)
+                .collect();
+            for fd in existing {
+                let fd = Fd(fd);
                 for (a, k) in &md5 {
                     if let Err(e) = peer::set_md5(&fd, *a, k.as_bytes()) {
                         self.warn(format!("bgp: the TCP-MD5 key for {a} on the listener: {e}"));
                     }
                 }
-                // Keys of neighbors gone (and not back under the same address) are deleted.
                 for n in gone
                     .iter()
                     .filter(|n| n.address.is_ipv4() == v4 && n.md5.is_some())
@@ -213,50 +240,55 @@ impl Plumbing {
                         let _ = peer::set_md5(&fd, n.address, &[]);
                     }
                 }
+            }
+            // A listener on every address of the family takes the connections to all of
+            // them: no other is opened beside it.
+            if self.listeners.contains_key(&any) {
                 continue;
             }
-            if !neighbors.iter().any(|n| n.address.is_ipv4() == v4) {
-                continue;
-            }
-            let addr: SocketAddr = if v4 {
-                (Ipv4Addr::UNSPECIFIED, port).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, port).into()
-            };
-            match peer::listen(addr, &md5) {
-                Ok(l) => {
-                    use std::os::fd::AsRawFd;
-                    self.listeners.insert(v4, l.as_raw_fd());
-                    let incoming = self.incoming.clone();
-                    // The listener lives as long as the speaker's runtime: its descriptor stays
-                    // valid for the MD5 keys of neighbors added later.
-                    tokio::spawn(async move {
-                        loop {
-                            let Ok((s, from)) = l.accept().await else {
-                                // Out of descriptors and the like: try again shortly.
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            };
-                            let ip = match from.ip() {
-                                IpAddr::V6(a) => {
-                                    a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a))
-                                }
-                                a => a,
-                            };
-                            // Connections from anyone else are closed at once, and so is one
-                            // from a peer whose session task has not taken the last few: the
-                            // listener never waits on one peer.
-                            let tx = incoming.lock().ok().and_then(|m| m.get(&ip).cloned());
-                            if let Some(tx) = tx {
-                                let _ = tx.try_send(s);
-                            }
-                        }
-                    });
+            for a in wanted {
+                if !self.listeners.contains_key(&a) {
+                    self.open_listener(SocketAddr::new(a, port), &md5);
                 }
-                Err(e) => self.warn(format!(
-                    "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
-                )),
             }
+        }
+    }
+
+    /// Opens a listener on `addr` and hands its connections to the neighbors' session tasks.
+    fn open_listener(&mut self, addr: SocketAddr, md5: &[(IpAddr, Secret)]) {
+        match peer::listen(addr, md5) {
+            Ok(l) => {
+                use std::os::fd::AsRawFd;
+                self.listeners.insert(addr.ip(), l.as_raw_fd());
+                let incoming = self.incoming.clone();
+                // The listener lives as long as the speaker's runtime: its descriptor stays
+                // valid for the MD5 keys of neighbors added later.
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((s, from)) = l.accept().await else {
+                            // Out of descriptors and the like: try again shortly.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        };
+                        let ip = match from.ip() {
+                            IpAddr::V6(a) => {
+                                a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a))
+                            }
+                            a => a,
+                        };
+                        // Connections from anyone else are closed at once, and so is one
+                        // from a peer whose session task has not taken the last few: the
+                        // listener never waits on one peer.
+                        let tx = incoming.lock().ok().and_then(|m| m.get(&ip).cloned());
+                        if let Some(tx) = tx {
+                            let _ = tx.try_send(s);
+                        }
+                    }
+                });
+            }
+            Err(e) => self.warn(format!(
+                "bgp: cannot listen on {addr}: {e}; passive peers will not connect"
+            )),
         }
     }
 }

@@ -81,7 +81,7 @@ fn config(remote: &str, local: IpAddr, family: Family, passive: bool) -> PeerCon
         },
         remote: remote.parse().unwrap(),
         local: Some(local),
-        ttl1: true,
+        ttl: interlink_bgp::peer::Ttl::One,
         md5: None,
         counts: Default::default(),
     }

@@ -35,7 +35,7 @@ fn config(me: u8, peer_n: u8, port: u16) -> PeerConfig {
         },
         remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, peer_n)), port),
         local: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, me))),
-        ttl1: true,
+        ttl: interlink_bgp::peer::Ttl::One,
         md5: None,
         counts: Default::default(),
     }

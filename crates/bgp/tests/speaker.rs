@@ -76,6 +76,8 @@ fn neighbor(a: &str, remote_as: u32) -> Neighbor {
         import: Some(accept_all()),
         export: Some(export_all()),
         families: vec![Family::IPV4_UNICAST],
+        local_address: None,
+        ttl_security: false,
     }
 }
 

@@ -169,6 +169,12 @@ pub struct Neighbor {
     pub link: Option<String>,
     /// The address families the session carries: by default, the neighbor address's.
     pub families: Vec<Afi>,
+    /// Our address for the session: the source of our connections, and the address the
+    /// BGP listener binds to instead of every address.
+    pub local_address: Option<IpAddr>,
+    /// GTSM (RFC 5082): sent with TTL 255, and only segments that arrive with TTL 255 (one
+    /// hop at most) are taken.
+    pub ttl_security: bool,
 }
 
 /// An address family a session carries (unicast).
@@ -245,6 +251,9 @@ pub(crate) struct RawNeighbor {
     port: Option<Spanned<i64>>,
     link: Option<Spanned<String>>,
     families: Option<Vec<Spanned<String>>>,
+    local_address: Option<Spanned<String>>,
+    #[serde(default)]
+    ttl_security: bool,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +536,29 @@ impl Checker<'_, '_> {
                     }
                 },
             };
+            // Our address for the session: of the neighbor's family.
+            let local_address = match &n.local_address {
+                None => Some(None),
+                Some(l) => match l.get_ref().parse::<IpAddr>() {
+                    Ok(a) if address.is_none_or(|n| n.is_ipv4() == a.is_ipv4()) => Some(Some(a)),
+                    Ok(a) => {
+                        self.hint(
+                            l.span(),
+                            format!("local_address {a} is not of the neighbor's family"),
+                            "an address of ours of the neighbor's family",
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        self.hint(
+                            l.span(),
+                            format!("{:?} is not an IP address", l.get_ref()),
+                            "\"169.254.10.1\" or \"fd00:10::1\"",
+                        );
+                        None
+                    }
+                },
+            };
             if let (
                 Some(address),
                 Some(remote_asn),
@@ -534,8 +566,16 @@ impl Checker<'_, '_> {
                 Some(port),
                 Some(families),
                 Some(link),
-            ) = (address, remote_asn, hold_time, port, families, link)
-            {
+                Some(local_address),
+            ) = (
+                address,
+                remote_asn,
+                hold_time,
+                port,
+                families,
+                link,
+                local_address,
+            ) {
                 out.push(Neighbor {
                     link,
                     families,
@@ -548,6 +588,8 @@ impl Checker<'_, '_> {
                     import,
                     export,
                     port,
+                    local_address,
+                    ttl_security: n.ttl_security,
                 });
             }
         }
@@ -585,6 +627,11 @@ impl Checker<'_, '_> {
             (
                 "max_prefixes_restart",
                 p.max_prefixes_restart.as_ref().map(Spanned::span),
+                true,
+            ),
+            (
+                "max_received",
+                p.max_received.as_ref().map(Spanned::span),
                 true,
             ),
             ("local_pref", p.local_pref.as_ref().map(Spanned::span), true),

@@ -1071,3 +1071,30 @@ fn max_received_is_an_import_key() {
         .unwrap_err();
     assert!(e[0].contains("max_received"), "{e:?}");
 }
+
+#[test]
+fn local_address_and_ttl_security() {
+    let d = keys("local-address");
+    let base = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 65002\n";
+    let c = d
+        .parse(&format!(
+            "{base}local_address = \"10.0.0.1\"\nttl_security = true\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        c.neighbors[0].local_address,
+        Some("10.0.0.1".parse().unwrap())
+    );
+    assert!(c.neighbors[0].ttl_security);
+    let c = d.parse(base).unwrap();
+    assert_eq!(c.neighbors[0].local_address, None);
+    assert!(!c.neighbors[0].ttl_security);
+    let e = d
+        .parse(&format!("{base}local_address = \"fd00::1\"\n"))
+        .unwrap_err();
+    assert!(e[0].contains("is not of the neighbor's family"), "{e:?}");
+    let e = d
+        .parse(&format!("{base}local_address = \"here\"\n"))
+        .unwrap_err();
+    assert!(e[0].contains("\"here\" is not an IP address"), "{e:?}");
+}

@@ -329,6 +329,29 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
+    /// Starts tcpdump, known as `name`, on `dev` in namespace `ns` with `filter` (empty:
+    /// everything), writing `<dir>/<name>.pcap`; returns once it listens.
+    pub fn capture(&mut self, name: &str, ns: &str, dev: &str, filter: &str) {
+        let path = self.dir.join(format!("{name}.pcap"));
+        let path = path.to_str().unwrap().to_owned();
+        let mut args = vec!["-i", dev, "--immediate-mode", "-U", "-n", "-w", &path];
+        if !filter.is_empty() {
+            args.push(filter);
+        }
+        self.spawn_in(name, ns, Path::new("tcpdump"), &args);
+        self.wait_for("tcpdump to listen", Duration::from_secs(5), || {
+            self.log(name).contains("listening on")
+        });
+    }
+
+    /// Stops the capture `name` and returns its frames.
+    pub fn stop_capture(&mut self, name: &str) -> Vec<Vec<u8>> {
+        // Let the last replies land in the capture before stopping it.
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop(name);
+        pcap_frames(&self.dir.join(format!("{name}.pcap")))
+    }
+
     /// Starts `bin args`, known as `name`, inside namespace `ns`; output in `<dir>/<name>.log`.
     pub fn spawn_in(&mut self, name: &str, ns: &str, bin: &Path, args: &[&str]) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
