@@ -1060,10 +1060,10 @@ impl Speaker {
 /// changed prefixes), never as a queue of messages, and is encoded from the RIB when the
 /// socket takes more (as BIRD and OpenBGPD do): a peer that reads slowly, or not at all,
 /// costs memory bounded by the table, and gets the latest state of each prefix.
-const WINDOW: usize = 256 * 1024;
+pub const WINDOW: usize = 256 * 1024;
 
 /// Prefixes encoded in one go.
-const BATCH: usize = 2048;
+pub const BATCH: usize = 2048;
 
 /// What a peer is owed.
 #[derive(Default)]

@@ -5,12 +5,23 @@ use std::path::Path;
 
 #[test]
 fn corpus_replays_without_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/messages");
+    replay("messages", interlink_bgp::fuzzing::messages);
+}
+
+#[test]
+fn speaker_corpus_replays_without_panic() {
+    replay("speaker", interlink_bgp::fuzzing::speaker);
+}
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| interlink_bgp::fuzzing::messages(&data));
+        let result = std::panic::catch_unwind(|| run(&data));
         assert!(result.is_ok(), "{} panicked", path.display());
         n += 1;
     }
