@@ -257,7 +257,8 @@ fn interlinkctl_shows_and_drives_the_sessions() {
     assert_eq!(v4["address"], "10.0.0.2");
     assert_eq!(v4["state"], "established");
     assert_eq!(v4["remote_as"], 64512);
-    // Refused prefixes are counted, not kept: without max_received, no received count.
+    // Refused prefixes are counted, not kept: without soft reconfiguration, no received
+    // count.
     assert_eq!(v4["received"], serde_json::Value::Null, "{n}");
     assert_eq!(v4["refused"]["ipv4"], 1, "{n}");
     assert_eq!(v4["accepted"]["ipv4"], 1, "{n}");
@@ -494,7 +495,7 @@ router_id = "10.0.0.1"
 [[neighbor]]
 address = "10.0.0.2"
 remote_asn = 64512
-import = { prefixes = ["10.60.0.0/14 le 24"], match_communities = ["64512:100"], local_pref = 300, communities = ["65001:7"], max_received = 100 }
+import = { prefixes = ["10.60.0.0/14 le 24"], match_communities = ["64512:100"], local_pref = 300, communities = ["65001:7"], max_received = 100, soft_reconfiguration = true }
 export = { networks = true, communities = ["65001:42", "no-export"], large_communities = ["65001:1:1"], med = 77, prepend = 2 }
 
 [bgp]
@@ -521,7 +522,7 @@ socket = "ctl.sock"
         serde_json::json!(["64512:100", "65001:7"]),
         "{r}"
     );
-    // max_received keeps the refused prefix, so it is counted as received.
+    // Soft reconfiguration keeps the refused route, so it is counted as received.
     let n = ctl_json(&lab, &["show", "neighbors"]);
     assert_eq!(n[0]["received"]["ipv4"], 2, "{n}");
     assert_eq!(n[0]["refused"]["ipv4"], 1, "{n}");

@@ -126,6 +126,7 @@ pub(crate) fn speaker_config(
                     },
                     max_prefixes: i.max_prefixes,
                     max_received: i.max_received,
+                    soft_reconfiguration: i.soft_reconfiguration,
                     warn_only: i.max_prefixes_warn_only,
                     max_prefixes_restart: i.max_prefixes_restart,
                 }),

@@ -86,7 +86,8 @@ pub fn codec(four_octet_as: bool, ebgp: bool) -> crate::update::Codec {
 }
 
 /// The speaker's fuzz entry point: three neighbors (an eBGP one with a max-prefix limit of 40
-/// per family, an eBGP one with a received limit of 60 that takes only part of 10.0.0.0/8,
+/// per family, an eBGP one with soft reconfiguration and a received limit of 60 that takes
+/// only part of 10.0.0.0/8,
 /// and an iBGP one) driven by `data` as a sequence of operations, each an opcode octet
 /// (high nibble: which neighbor; low nibble: what) and its operands: sessions up and down,
 /// raw UPDATE bodies, UPDATEs announcing and withdrawing generated prefixes, writes
@@ -158,6 +159,7 @@ pub fn speaker(data: &[u8]) {
                 Some(ImportPolicy {
                     prefixes: vec![filter("10.0.0.0/9", 9, 32)],
                     max_received: Some(60),
+                    soft_reconfiguration: true,
                     max_prefixes_restart: Duration::from_secs(30),
                     ..ImportPolicy::default()
                 }),

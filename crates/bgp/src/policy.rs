@@ -39,8 +39,12 @@ pub struct ImportPolicy {
     /// The most prefixes taken per family (IPv4 and IPv6 counted apart).
     pub max_prefixes: Option<u32>,
     /// The most prefixes per family the peer may have announced before policy (taken and
-    /// refused). Only when it is given are refused prefixes kept, to be counted.
+    /// refused), as `soft_reconfiguration` keeps them.
     pub max_received: Option<u32>,
+    /// Keep what the peer sent before policy (its Adj-RIB-In: prefixes and the attributes
+    /// they came with), so that a policy change is applied from it, without a route
+    /// refresh or a reset. Otherwise refused routes are counted, never stored.
+    pub soft_reconfiguration: bool,
     pub warn_only: bool,
     /// After a max-prefix teardown, the session stays down this long, then starts again.
     pub max_prefixes_restart: Duration,

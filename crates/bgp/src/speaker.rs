@@ -157,11 +157,11 @@ struct PeerState {
     advertised: PrefixSet,
     /// What the peer is owed and how much its session task holds unwritten.
     owed: Owed,
-    /// Prefixes the peer announced that import policy refused, kept (without attributes)
-    /// only where `max_received` counts them: with the accepted ones, what the peer has
-    /// announced before policy. Otherwise refused prefixes are counted, never stored, so a
-    /// peer sending what we refuse costs no memory.
-    kept: Option<PrefixSet>,
+    /// With soft reconfiguration only: what the peer has announced, before policy, with
+    /// the attributes it came with (Adj-RIB-In), for `max_received` and for policy changes.
+    /// Otherwise refused routes are counted, never stored, so a peer sending what we
+    /// refuse costs no memory.
+    adj_in: Option<AdjIn>,
     /// Announcements import policy refused since the session came up, per family.
     refused: PerFamily<u64>,
     /// Kept by the session task, read for the views.
@@ -328,7 +328,7 @@ impl Speaker {
                 synced: false,
                 advertised: PrefixSet::default(),
                 owed: Owed::default(),
-                kept: keeps_refused(n),
+                adj_in: adj_in_for(n),
                 refused: PerFamily::default(),
                 counts,
                 up_since: None,
@@ -462,7 +462,7 @@ impl Speaker {
                     },
                     uptime: p.up_since.map(|t| now.saturating_duration_since(t)),
                     last_error: p.last_error.clone(),
-                    received: p.kept.as_ref().map(|k| accepted.plus(&k.counts())),
+                    received: p.adj_in.as_ref().map(AdjIn::counts),
                     refused: p.refused,
                     accepted,
                     advertised: p.advertised.counts(),
@@ -557,7 +557,7 @@ impl Speaker {
                 p.awaiting_eor.clear();
                 p.advertised.clear();
                 p.owed = Owed::default();
-                p.kept = keeps_refused(&p.cfg);
+                p.adj_in = adj_in_for(&p.cfg);
                 p.refused = PerFamily::default();
                 p.up_since = None;
                 let text = describe(&why);
@@ -618,7 +618,8 @@ impl Speaker {
                     self.publish(changes, out);
                     return;
                 }
-                let u = policy::import(&u, p.cfg.import.as_ref(), p.ebgp, local_as);
+                let raw = u;
+                let u = policy::import(&raw, p.cfg.import.as_ref(), p.ebgp, local_as);
                 for pr in &u.rejected {
                     p.refused[pr.afi()] += 1;
                 }
@@ -631,7 +632,7 @@ impl Speaker {
                     .filter(|i| i.max_prefixes.is_some() || i.max_received.is_some())
                 {
                     let accepted = accepted_after(&self.rib, id, &u);
-                    let received = p.kept.as_ref().map(|k| accepted.plus(&k.counts_after(&u)));
+                    let received = p.adj_in.as_ref().map(|a| adj_in_after(a, &raw));
                     let limits = [
                         (i.max_prefixes, Some(accepted), "prefixes"),
                         (
@@ -685,12 +686,15 @@ impl Speaker {
                         return;
                     }
                 }
-                // Refused prefixes are kept only where a received limit counts them.
-                if let Some(kept) = p.kept.as_mut() {
-                    for pr in &u.withdrawn {
-                        kept.remove(pr);
+                if let Some(a) = p.adj_in.as_mut() {
+                    for pr in &raw.withdrawn {
+                        a.remove(pr);
                     }
-                    kept.extend(u.rejected.iter().copied());
+                    if let Some(attrs) = &raw.attrs {
+                        for pr in &raw.announced {
+                            a.insert(pr, Some(attrs.clone()));
+                        }
+                    }
                 }
                 let changes = self.rib.apply(id, &u.update);
                 self.publish(changes, out);
@@ -724,6 +728,7 @@ impl Speaker {
         let mut changes = Vec::new();
         let mut gone = Vec::new();
         let mut export_changed = Vec::new();
+        let mut soft = Vec::new();
         let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -734,12 +739,21 @@ impl Speaker {
                     let import = format!("{:?}", old.import) != format!("{:?}", n.import);
                     let export = format!("{:?}", old.export) != format!("{:?}", n.export);
                     p.cfg = n.clone();
-                    // A received limit given or taken away: refused prefixes are kept from
-                    // now on (the route refresh below sends them again), or no longer.
-                    if p.kept.is_some() != keeps_refused(n).is_some() {
-                        p.kept = keeps_refused(n);
+                    // Soft reconfiguration turned on: the Adj-RIB-In is kept from now on
+                    // (the route refresh below fills it); turned off: no longer.
+                    let kept = p.adj_in.is_some();
+                    if kept != adj_in_for(n).is_some() {
+                        p.adj_in = adj_in_for(n);
                     }
-                    if import {
+                    if import && kept && p.adj_in.is_some() {
+                        // The new policy applied to what the peer sent: no refresh, no reset.
+                        soft.push(id);
+                        out.log(format!(
+                            "bgp: {}: import policy changed; applied to the routes kept \
+                             (soft reconfiguration)",
+                            old.address
+                        ));
+                    } else if import {
                         // RFC 2918: the peer sends its routes again, through the new policy.
                         match &p.negotiated {
                             Some(neg) if neg.route_refresh => {
@@ -791,6 +805,9 @@ impl Speaker {
                     gone.push(old);
                 }
             }
+        }
+        for id in soft {
+            changes.extend(self.reimport(id));
         }
         let old_cfg = std::mem::replace(&mut self.cfg, new);
         for n in self.cfg.neighbors.clone() {
@@ -860,6 +877,41 @@ impl Speaker {
             self.cfg.local_as,
             v6,
         )
+    }
+
+    /// Soft reconfiguration: the peer's routes as import policy takes them now, from its
+    /// Adj-RIB-In, into the RIB (what it no longer takes is withdrawn).
+    fn reimport(&mut self, id: PeerId) -> Vec<Change> {
+        let local_as = self.cfg.local_as;
+        let Some(p) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        let Some(a) = &p.adj_in else {
+            return Vec::new();
+        };
+        // The routes grouped by the attributes they came with, as their UPDATEs carried them.
+        let mut groups: Vec<(Arc<Attrs>, Vec<Nlri>)> = Vec::new();
+        let mut index: HashMap<*const Attrs, usize> = HashMap::new();
+        for (prefix, attrs) in a.iter() {
+            let Some(attrs) = attrs else { continue };
+            let at = *index.entry(Arc::as_ptr(attrs)).or_insert_with(|| {
+                groups.push((attrs.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[at].1.push(prefix);
+        }
+        let (policy, ebgp) = (p.cfg.import.clone(), p.ebgp);
+        let mut changes = Vec::new();
+        for (attrs, announced) in groups {
+            let u = update::Update {
+                announced,
+                attrs: Some(attrs),
+                ..update::Update::default()
+            };
+            let imported = policy::import(&u, policy.as_ref(), ebgp, local_as);
+            changes.extend(self.rib.apply(id, &imported.update));
+        }
+        changes
     }
 
     /// After an export policy change: what the peer has from us but may no longer have is
@@ -1121,12 +1173,35 @@ fn local_attrs() -> Arc<Attrs> {
     })
 }
 
-/// Whether a neighbor's refused prefixes are kept: only for a received limit to count.
-fn keeps_refused(n: &Neighbor) -> Option<PrefixSet> {
+/// A peer's Adj-RIB-In: each prefix it has announced, with the attributes it came with
+/// (shared by every prefix of one UPDATE).
+type AdjIn = interlink_table::PrefixMap<Option<Arc<Attrs>>>;
+
+/// An Adj-RIB-In for a neighbor with soft reconfiguration; none otherwise.
+fn adj_in_for(n: &Neighbor) -> Option<AdjIn> {
     n.import
         .as_ref()
-        .and_then(|i| i.max_received)
-        .map(|_| PrefixSet::default())
+        .filter(|i| i.soft_reconfiguration)
+        .map(|_| AdjIn::default())
+}
+
+/// The Adj-RIB-In's counts once the UPDATE `u` (before policy) is applied to it.
+fn adj_in_after(a: &AdjIn, u: &update::Update) -> PerFamily<usize> {
+    let mut counts = a.counts();
+    let announced: HashSet<&Nlri> = u.announced.iter().collect();
+    let mut seen = HashSet::new();
+    for p in u.withdrawn.iter().chain(&u.announced) {
+        if !seen.insert(p) {
+            continue;
+        }
+        let before = a.get(p).is_some_and(Option::is_some);
+        match (before, announced.contains(p) && u.attrs.is_some()) {
+            (false, true) => counts[p.afi()] += 1,
+            (true, false) => counts[p.afi()] -= 1,
+            _ => {}
+        }
+    }
+    counts
 }
 
 /// A peer's prefixes in the table, per family, as they will be once `u` is applied
@@ -1181,24 +1256,6 @@ impl PrefixSet {
         for p in ps {
             self.insert(p);
         }
-    }
-
-    /// The counts once what `u` withdrew or took is no longer refused and what it refused is.
-    fn counts_after(&self, u: &policy::Imported) -> PerFamily<usize> {
-        let mut counts = self.counts();
-        let refused: HashSet<&Nlri> = u.rejected.iter().collect();
-        let mut seen = HashSet::new();
-        for p in u.withdrawn.iter().chain(&u.rejected) {
-            if !seen.insert(p) {
-                continue;
-            }
-            match (self.contains(p), refused.contains(p)) {
-                (false, true) => counts[p.afi()] += 1,
-                (true, false) => counts[p.afi()] -= 1,
-                _ => {}
-            }
-        }
-        counts
     }
 
     /// IPv4, IPv6.

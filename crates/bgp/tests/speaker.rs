@@ -395,6 +395,7 @@ fn max_received_counts_refused_prefixes_before_they_are_applied() {
     let mut b = neighbor("10.0.0.2", 65001);
     let mut i = accept_one();
     i.max_received = Some(5);
+    i.soft_reconfiguration = true;
     b.import = Some(i);
     let (mut r, _) = Run::new(config(vec![b]));
     let id = r.id("10.0.0.2");
@@ -776,4 +777,57 @@ fn the_initial_table_goes_a_window_at_a_time_with_end_of_rib_last() {
         })
         .unwrap();
     assert_eq!(bodies(&last).last().unwrap(), &end_of_rib());
+}
+
+/// With soft reconfiguration, an import policy change is applied to what the peer sent, kept
+/// with the attributes it came with: no route refresh asked, no reset, even of a peer that
+/// cannot refresh; what the new policy takes comes in, what it refuses goes.
+#[test]
+fn soft_reconfiguration_applies_a_new_import_policy_without_the_peer() {
+    let mut b = neighbor("10.0.0.2", 65001);
+    let mut i = accept_one();
+    i.soft_reconfiguration = true;
+    i.max_received = Some(100);
+    b.import = Some(i);
+    let (mut r, _) = Run::new(config(vec![b.clone()]));
+    let id = r.id("10.0.0.2");
+    // A peer without route refresh.
+    let PeerEvent::Up(mut n, local) = up(65001, None) else {
+        unreachable!()
+    };
+    n.route_refresh = false;
+    n.peer.caps.route_refresh = false;
+    r.peer("10.0.0.2", PeerEvent::Up(n, local));
+    r.updates("10.0.0.2", announce(&prefixes(0..4), 65001, "10.0.0.2"));
+    assert_eq!(view(&r, "10.0.0.2").accepted.ipv4, 1);
+    assert_eq!(view(&r, "10.0.0.2").received.unwrap().ipv4, 4);
+    // Now 10.0.1.0/24 to 10.0.3.0/24 are taken, with LOCAL_PREF 250, and 10.0.0.0/24 not.
+    let mut policy = accept_one();
+    policy.set.local_pref = Some(250);
+    policy.soft_reconfiguration = true;
+    policy.max_received = Some(100);
+    policy.prefixes = (1..4)
+        .map(|k| PrefixFilter {
+            prefix: prefixes(k..k + 1)[0],
+            ge: 24,
+            le: 24,
+        })
+        .collect();
+    b.import = Some(policy);
+    let out =
+        r.s.handle(r.now, Input::Reconfigure(Box::new(config(vec![b]))));
+    assert!(
+        !cmds(&out, id)
+            .iter()
+            .any(|c| matches!(c, PeerCmd::Reset(_) | PeerCmd::Send(_) | PeerCmd::Stop(_))),
+        "{out:?}"
+    );
+    let (mut ann, wd) = best(&out);
+    ann.sort();
+    assert_eq!(ann, prefixes(1..4));
+    assert_eq!(wd, prefixes(0..1));
+    let routes = r.s.routes(Some(prefixes(2..3)[0]));
+    assert_eq!(routes[0].attrs.local_pref, Some(250));
+    let v = view(&r, "10.0.0.2");
+    assert_eq!((v.accepted.ipv4, v.received.unwrap().ipv4), (3, 4));
 }

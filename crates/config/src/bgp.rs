@@ -83,10 +83,13 @@ impl PrefixMatch {
 pub struct Import {
     pub prefixes: Vec<PrefixMatch>,
     pub max_prefixes: Option<u32>,
-    /// The most prefixes per family the peer may have announced, before import policy: the
-    /// accepted ones and those policy refused, which are kept (prefixes only) to be counted
-    /// only when this is given. Checked, like `max_prefixes`, before an UPDATE is applied.
+    /// The most prefixes per family the peer may have announced, before import policy: what
+    /// `soft_reconfiguration` keeps. Checked, like `max_prefixes`, before an UPDATE is
+    /// applied.
     pub max_received: Option<u32>,
+    /// Keep what the peer sends, before policy (its Adj-RIB-In), so that a policy change
+    /// applies without a route refresh or a reset; bounded by `max_received`, which it needs.
+    pub soft_reconfiguration: bool,
     /// Warn only, instead of tearing the session down (Cease subcode 1).
     pub max_prefixes_warn_only: bool,
     /// After a teardown, how long the session stays down before it starts again.
@@ -229,6 +232,7 @@ pub(crate) struct RawPolicy {
     // Import only.
     max_prefixes: Option<Spanned<i64>>,
     max_received: Option<Spanned<i64>>,
+    soft_reconfiguration: Option<Spanned<bool>>,
     max_prefixes_action: Option<Spanned<String>>,
     max_prefixes_restart: Option<Spanned<String>>,
     local_pref: Option<Spanned<i64>>,
@@ -634,6 +638,11 @@ impl Checker<'_, '_> {
                 p.max_received.as_ref().map(Spanned::span),
                 true,
             ),
+            (
+                "soft_reconfiguration",
+                p.soft_reconfiguration.as_ref().map(Spanned::span),
+                true,
+            ),
             ("local_pref", p.local_pref.as_ref().map(Spanned::span), true),
             ("networks", p.networks.as_ref().map(Spanned::span), false),
             ("prepend", p.prepend.as_ref().map(Spanned::span), false),
@@ -659,6 +668,29 @@ impl Checker<'_, '_> {
     fn import(&mut self, i: &RawPolicy) -> Import {
         self.direction(i, true);
         let common = self.policy_common(i);
+        let max_received = self
+            .ranged(&i.max_received, "max_received", 1, u32::MAX.into())
+            .flatten()
+            .map(|v| v as u32);
+        // What soft reconfiguration keeps is bounded by its own limit, and that limit counts
+        // what it keeps: the one needs the other.
+        let soft = i
+            .soft_reconfiguration
+            .as_ref()
+            .is_some_and(|s| *s.get_ref());
+        match (&i.soft_reconfiguration, &i.max_received) {
+            (Some(s), None) if *s.get_ref() => self.hint(
+                s.span(),
+                "soft_reconfiguration keeps every route the peer sends: it needs max_received",
+                "max_received = 2000000, say, above what the peer may send",
+            ),
+            (_, Some(m)) if !soft => self.hint(
+                m.span(),
+                "max_received counts the routes soft_reconfiguration keeps",
+                "soft_reconfiguration = true, or max_prefixes for what is accepted",
+            ),
+            _ => {}
+        }
         let max = self
             .ranged(&i.max_prefixes, "max_prefixes", 1, u32::MAX.into())
             .flatten()
@@ -699,10 +731,8 @@ impl Checker<'_, '_> {
         Import {
             prefixes: common.prefixes,
             max_prefixes: max,
-            max_received: self
-                .ranged(&i.max_received, "max_received", 1, u32::MAX.into())
-                .flatten()
-                .map(|v| v as u32),
+            max_received,
+            soft_reconfiguration: soft,
             max_prefixes_warn_only: warn,
             max_prefixes_restart: restart,
             match_communities: common.match_communities,

@@ -1048,18 +1048,30 @@ export = { networks = true, local_pref = 200 }
 }
 
 #[test]
-fn max_received_is_an_import_key() {
+fn max_received_and_soft_reconfiguration_are_import_keys_that_need_each_other() {
     let d = keys("max-received");
     let base = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 65002\n";
     let c = d
         .parse(&format!(
-            "{base}import = {{ prefixes = [\"10.0.0.0/8 le 24\"], max_received = 500 }}\n"
+            "{base}import = {{ prefixes = [\"10.0.0.0/8 le 24\"], max_received = 500, soft_reconfiguration = true }}\n"
         ))
         .unwrap();
-    assert_eq!(
-        c.neighbors[0].import.as_ref().unwrap().max_received,
-        Some(500)
+    let i = c.neighbors[0].import.as_ref().unwrap();
+    assert_eq!((i.max_received, i.soft_reconfiguration), (Some(500), true));
+    // Each needs the other.
+    let e = d
+        .parse(&format!("{base}import = {{ max_received = 500 }}\n"))
+        .unwrap_err();
+    assert!(
+        e[0].contains("max_received counts the routes soft_reconfiguration keeps"),
+        "{e:?}"
     );
+    let e = d
+        .parse(&format!(
+            "{base}import = {{ soft_reconfiguration = true }}\n"
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("it needs max_received"), "{e:?}");
     let e = d
         .parse(&format!(
             "{base}export = {{ networks = true, max_received = 5 }}\n"

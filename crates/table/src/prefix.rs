@@ -265,6 +265,14 @@ impl<V: Default> PrefixMap<V> {
         self.len() == 0
     }
 
+    /// Entries per family.
+    pub fn counts(&self) -> PerFamily<usize> {
+        PerFamily {
+            ipv4: self.v4.len(),
+            ipv6: self.v6.len(),
+        }
+    }
+
     pub fn get(&self, p: &Prefix) -> Option<&V> {
         match p.key() {
             PrefixKey::V4(k) => self.v4.get(&k),
