@@ -162,7 +162,7 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
                     "state": n.state,
                     "uptime_seconds": n.uptime.map(|d| d.as_secs()),
                     "last_error": n.last_error,
-                    // Known only where refused prefixes are kept (`max_received`).
+                    // Known only where soft reconfiguration keeps what the peer sent.
                     "received": n.received.map(fam),
                     "accepted": fam(n.accepted),
                     "refused": counter(n.refused),

@@ -442,7 +442,7 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
     e.family(
         "interlink_bgp_prefixes",
         "gauge",
-        "Prefixes per neighbor and family: received (before import policy; only where max_received keeps refused prefixes), accepted, advertised.",
+        "Prefixes per neighbor and family: received (before import policy; only where soft reconfiguration keeps them), accepted, advertised.",
     );
     for (n, a) in s.neighbors.iter().zip(&addrs) {
         for (stage, counts) in [

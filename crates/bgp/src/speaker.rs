@@ -118,8 +118,8 @@ pub struct NeighborView {
     pub uptime: Option<Duration>,
     /// Why it last went down.
     pub last_error: Option<String>,
-    /// Prefixes per family (IPv4, IPv6): received (before import policy: only where refused
-    /// prefixes are kept, for `max_received`), accepted, and advertised to it.
+    /// Prefixes per family (IPv4, IPv6): received (before import policy: only where soft
+    /// reconfiguration keeps them), accepted, and advertised to it.
     pub received: Option<PerFamily<usize>>,
     /// Announcements import policy refused since the session came up.
     pub refused: PerFamily<u64>,

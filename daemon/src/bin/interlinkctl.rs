@@ -168,7 +168,7 @@ fn duration(v: &Value) -> String {
     }
 }
 
-/// `IPv4/IPv6`; `-` where the count is not kept (received without `max_received`).
+/// `IPv4/IPv6`; `-` where the count is not kept (received without soft reconfiguration).
 fn families(v: &Value) -> String {
     if v.is_null() {
         return "-".into();
