@@ -195,18 +195,27 @@ fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Instan
     Instant::now()
 }
 
-fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
-    let mut lab = lab(&format!("bgpb-il{n}"));
+/// A lab named `name` with interlinkd (`bin`) in it, its neighbor the sender, taking what
+/// the import prefix list `import` admits; returns once interlinkd runs.
+fn lab_with_interlink(name: &str, bin: &Path, import: &str) -> Lab {
+    let mut lab = lab(name);
     let cfg = lab.file(
         "dut.toml",
-        "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
-         remote_asn = 64512\npassive = true\nhold_time = 240\n\
-         import = { prefixes = [\"0.0.0.0/0 le 32\"] }\n\n[control]\nsocket = \"ctl.sock\"\n",
+        &format!(
+            "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
+             remote_asn = 64512\npassive = true\nhold_time = 240\n\
+             import = {{ prefixes = [\"{import}\"] }}\n\n[control]\nsocket = \"ctl.sock\"\n"
+        ),
     );
     lab.spawn_in("dut", "dut", bin, &["--config", cfg.to_str().unwrap()]);
     lab.wait_for("interlinkd", Duration::from_secs(10), || {
         lab.log("dut").contains("running with")
     });
+    lab
+}
+
+fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
+    let mut lab = lab_with_interlink(&format!("bgpb-il{n}"), bin, "0.0.0.0/0 le 32");
     let (t0, done) = send(&lab, wire);
     let t_rib = wait("the Loc-RIB", Duration::from_secs(600), || {
         lab.log("dut").contains("converged")
@@ -312,17 +321,7 @@ struct Flood {
 }
 
 fn interlink_refusing(n: usize, wire: Vec<u8>, bin: &Path) -> Flood {
-    let mut lab = lab(&format!("bgpb-ref{n}"));
-    let cfg = lab.file(
-        "dut.toml",
-        "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\n\
-         remote_asn = 64512\npassive = true\nhold_time = 240\n\
-         import = { prefixes = [\"192.0.2.0/24\"] }\n\n[control]\nsocket = \"ctl.sock\"\n",
-    );
-    lab.spawn_in("dut", "dut", bin, &["--config", cfg.to_str().unwrap()]);
-    lab.wait_for("interlinkd", Duration::from_secs(10), || {
-        lab.log("dut").contains("running with")
-    });
+    let mut lab = lab_with_interlink(&format!("bgpb-ref{n}"), bin, "192.0.2.0/24");
     let ns = lab.ns("dut");
     let before = memory(&ns, "interlinkd", "VmRSS:");
     let (_, done) = send(&lab, wire);

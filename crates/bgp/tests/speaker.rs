@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use interlink_bgp::fsm::{Down, Negotiated};
-use interlink_bgp::fuzzing::codec;
+use interlink_bgp::fuzzing::{bodies, codec};
 use interlink_bgp::peer::{PeerCmd, PeerEvent};
 use interlink_bgp::policy::{ExportPolicy, ImportPolicy, PrefixFilter};
 use interlink_bgp::rib::PeerId;
@@ -125,18 +125,6 @@ fn up(asn: u32, restart_time: Option<u16>) -> PeerEvent {
     };
     let local = SocketAddr::new(addr("192.0.2.1"), 179);
     PeerEvent::Up(Box::new(n), local)
-}
-
-/// The bodies of the messages in `wire` (what the FSM hands on: the header stripped).
-fn bodies(wire: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 19 <= wire.len() {
-        let len = usize::from(u16::from_be_bytes([wire[at + 16], wire[at + 17]]));
-        out.push(wire[at + 19..at + len].to_vec());
-        at += len;
-    }
-    out
 }
 
 /// UPDATE bodies from a peer of `asn` announcing `ps` with next hop `nh`.
