@@ -2,7 +2,8 @@
 //! N = 100k and 1M (or `INTERLINK_BGP_BENCH_N`, comma-separated). For interlinkd it prints the
 //! time from Established until all N are in the Loc-RIB (the End-of-RIB that follows them is
 //! processed) with the RSS then, until all N are in the kernel (the FIB in sync), the peak
-//! RSS, and, once the session closes, the time until the kernel holds none of the routes.
+//! RSS, and, once the session closes, the time until the kernel holds none of the routes,
+//! and the peak RSS over the whole run, the withdrawal included.
 //! In the same run, the same for BIRD 2 with a kernel protocol, as the reference, and for
 //! another interlinkd binary if `INTERLINK_BGP_BENCH_BASELINE` names one (before a change).
 //!
@@ -131,9 +132,11 @@ struct Figures {
     kernel: Duration,
     /// From the session's close until the kernel holds none of the routes.
     withdraw: Duration,
-    /// Peak RSS when the Loc-RIB is complete, and at the end (the kernel in sync too).
+    /// Peak RSS when the Loc-RIB is complete, when the kernel is in sync too, and over the
+    /// whole run, the withdrawal included.
     rib_rss_mib: f64,
     rss_mib: f64,
+    run_peak_mib: f64,
 }
 
 fn lab(name: &str) -> Lab {
@@ -249,6 +252,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     let t_gone = wait("the withdrawal", Duration::from_secs(600), || {
         installed() == (Some(0), Some(true))
     });
+    let run_peak = peak_rss(&lab.ns("dut"), "interlinkd");
     lab.stop("dut");
     Figures {
         withdraw: t_gone - t_close,
@@ -256,6 +260,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
         kernel: t_kernel - t0,
         rib_rss_mib: rib_rss,
         rss_mib: rss,
+        run_peak_mib: run_peak,
     }
 }
 
@@ -301,6 +306,7 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
     let t_gone = wait("BIRD's withdrawal", Duration::from_secs(600), || {
         exported() == 0
     });
+    let run_peak = peak_rss(&lab.ns("dut"), "bird");
     lab.stop("bird");
     Figures {
         withdraw: t_gone - t_close,
@@ -308,6 +314,7 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
         kernel: t_kernel - t0,
         rib_rss_mib: rib_rss,
         rss_mib: rss,
+        run_peak_mib: run_peak,
     }
 }
 
@@ -403,14 +410,15 @@ fn main() {
     // INTERLINK_BGP_BENCH_BIRD=0 leaves BIRD out (while working on interlinkd alone).
     let with_bird = std::env::var("INTERLINK_BGP_BENCH_BIRD").map_or(true, |v| v != "0");
     println!(
-        "  {:>9}  {:<14} {:>12} {:>14} {:>12} {:>14} {:>12}",
+        "  {:>9}  {:<14} {:>12} {:>14} {:>12} {:>14} {:>12} {:>14}",
         "prefixes",
         "speaker",
         "Loc-RIB, s",
         "RSS then, MiB",
         "kernel, s",
         "peak RSS, MiB",
-        "withdraw, s"
+        "withdraw, s",
+        "run peak, MiB"
     );
     for &n in &sizes {
         let wire = updates(n);
@@ -426,14 +434,15 @@ fn main() {
         }
         for (name, f) in &rows {
             println!(
-                "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1} {:>12.2}",
+                "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1} {:>12.2} {:>14.1}",
                 n,
                 name,
                 f.rib.as_secs_f64(),
                 f.rib_rss_mib,
                 f.kernel.as_secs_f64(),
                 f.rss_mib,
-                f.withdraw.as_secs_f64()
+                f.withdraw.as_secs_f64(),
+                f.run_peak_mib
             );
         }
     }

@@ -4,7 +4,9 @@
 //! - `ip -batch`: one request at a time, each waiting for its answer;
 //! - a minimal pipelined netlink writer, written here from scratch: requests encoded on the
 //!   fly into 128 KiB sendmsg batches with up to `WINDOW` unacknowledged, acks counted by
-//!   sequence number and nothing else: the floor for a pipelined writer;
+//!   sequence number and nothing else: the floor for a pipelined writer; and the same with
+//!   the routes naming a nexthop object (Linux 5.3) instead of a gateway, deleted route by
+//!   route, or all at once by deleting the object;
 //! - interlink's FIB (`interlink_fib::Driver`), with the same window, from the first route
 //!   handed to it until the kernel has acked the last.
 //!
@@ -86,8 +88,21 @@ fn ip_batch(lab: &mut Lab, n: usize) -> (Duration, Duration) {
     (a, d)
 }
 
+/// How a floor writer's routes reach their gateway, and how they go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// `RTA_GATEWAY` in each route; deleted route by route.
+    Gateway,
+    /// A nexthop object (Linux 5.3: `RTM_NEWNEXTHOP`, id 1, via 192.0.2.2 dev v0) that each
+    /// route names with `RTA_NH_ID`; deleted route by route.
+    Nexthop,
+    /// The same, deleted as one `RTM_DELNEXTHOP`: the kernel takes every route using the
+    /// object with it.
+    NexthopObject,
+}
+
 /// The floor: a pipelined writer with nothing but encoding, sending and counting acks.
-fn raw_writer(lab: &mut Lab, n: usize) -> (Duration, Duration) {
+fn raw_writer(lab: &mut Lab, n: usize, floor: Floor) -> (Duration, Duration) {
     let name = format!("raw{n}");
     let ns = fresh(lab, &name);
     let run = move |delete: bool| {
@@ -95,12 +110,28 @@ fn raw_writer(lab: &mut Lab, n: usize) -> (Duration, Duration) {
             let sock = NlSocket::open(&[], 32 << 20).unwrap();
             let mut out = Vec::with_capacity(140 * 1024);
             let mut inbuf = vec![0u8; 64 * 1024];
+            let nh = floor != Floor::Gateway;
+            if floor == Floor::NexthopObject && delete {
+                // Every route goes with the object, in one request.
+                let t = Instant::now();
+                nexthop(&mut out, 0x7fff_0000, true);
+                sock.send(&out).unwrap();
+                wait_acks(&sock, &mut inbuf, 1);
+                return t.elapsed();
+            }
+            if nh && !delete {
+                // The object first: one request, not timed.
+                nexthop(&mut out, 0x7fff_0000, false);
+                sock.send(&out).unwrap();
+                wait_acks(&sock, &mut inbuf, 1);
+            }
+            let total = n;
             let (mut next, mut acked) = (0usize, 0usize);
             let t = Instant::now();
-            while acked < n {
+            while acked < total {
                 out.clear();
-                while next < n && next - acked < WINDOW && out.len() < 128 * 1024 {
-                    encode(&mut out, next as u32 + 1, delete, prefix(next));
+                while next < total && next - acked < WINDOW && out.len() < 128 * 1024 {
+                    encode(&mut out, next as u32 + 1, delete, prefix(next), nh);
                     next += 1;
                 }
                 if !out.is_empty() {
@@ -115,8 +146,8 @@ fn raw_writer(lab: &mut Lab, n: usize) -> (Duration, Duration) {
                                 acked += 1;
                             }
                         }
-                        None if next - acked < WINDOW && next < n => break,
-                        None if acked == n => break,
+                        None if next - acked < WINDOW && next < total => break,
+                        None if acked == total => break,
                         None => {
                             interlink_fib::sock::poll([sock.fd()], 1000).unwrap();
                         }
@@ -136,8 +167,60 @@ fn raw_writer(lab: &mut Lab, n: usize) -> (Duration, Duration) {
     (a, d)
 }
 
-/// RTM_NEWROUTE (create, exclusive) or RTM_DELROUTE for `p`/24, written out field by field.
-fn encode(out: &mut Vec<u8>, seq: u32, delete: bool, p: Ipv4Addr) {
+/// Waits for `n` acks, each a success.
+fn wait_acks(sock: &NlSocket, inbuf: &mut [u8], n: usize) {
+    let mut acked = 0;
+    while acked < n {
+        match sock.recv(inbuf).unwrap() {
+            Some(len) => {
+                for m in wire::messages(&inbuf[..len]) {
+                    let (errno, msg) = wire::parse_error(&m).unwrap();
+                    assert_eq!(errno, 0, "{msg:?}");
+                    acked += 1;
+                }
+            }
+            None => {
+                interlink_fib::sock::poll([sock.fd()], 10_000).unwrap();
+            }
+        }
+    }
+}
+
+/// RTM_NEWNEXTHOP (id 1 via 192.0.2.2 dev v0, protocol 77) or RTM_DELNEXTHOP of id 1.
+fn nexthop(out: &mut Vec<u8>, seq: u32, delete: bool) {
+    let start = out.len();
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&(if delete { 105u16 } else { 104u16 }).to_ne_bytes());
+    let flags: u16 = if delete { 0x5 } else { 0x5 | 0x400 | 0x200 };
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    // struct nhmsg: family, scope, protocol, reserved, flags (a delete names the id alone).
+    let (family, protocol) = if delete {
+        (0, 0)
+    } else {
+        (libc::AF_INET as u8, 77)
+    };
+    out.extend_from_slice(&[family, 0, protocol, 0, 0, 0, 0, 0]);
+    let attr = |out: &mut Vec<u8>, t: u16, v: [u8; 4]| {
+        out.extend_from_slice(&8u16.to_ne_bytes());
+        out.extend_from_slice(&t.to_ne_bytes());
+        out.extend_from_slice(&v);
+    };
+    attr(out, 1, 1u32.to_ne_bytes()); // NHA_ID
+    if !delete {
+        // SAFETY: a NUL-terminated name; the index is looked up in this thread's namespace.
+        let oif = unsafe { libc::if_nametoindex(c"v0".as_ptr()) };
+        attr(out, 5, oif.to_ne_bytes()); // NHA_OIF
+        attr(out, 6, [192, 0, 2, 2]); // NHA_GATEWAY
+    }
+    let len = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// RTM_NEWROUTE (create, exclusive) or RTM_DELROUTE for `p`/24, written out field by field;
+/// through the gateway, or (`nh`) through nexthop object 1.
+fn encode(out: &mut Vec<u8>, seq: u32, delete: bool, p: Ipv4Addr, nh: bool) {
     let len: u32 = if delete {
         16 + 12 + 8 + 8 + 8
     } else {
@@ -159,7 +242,9 @@ fn encode(out: &mut Vec<u8>, seq: u32, delete: bool, p: Ipv4Addr) {
     attr(out, 1, p.octets());
     attr(out, 15, 254u32.to_ne_bytes());
     attr(out, 6, 20u32.to_ne_bytes());
-    if !delete {
+    if !delete && nh {
+        attr(out, 30, 1u32.to_ne_bytes()); // RTA_NH_ID
+    } else if !delete {
         attr(out, 5, [192, 0, 2, 2]);
     }
 }
@@ -244,11 +329,15 @@ fn main() {
     for &n in &sizes {
         let batch = (!only_ours).then(|| ip_batch(&mut lab, n));
         let mut raw = Vec::new();
+        let mut raw_nh = Vec::new();
+        let mut raw_nh_object = Vec::new();
         let mut ours = Vec::new();
         let mut rss = 0;
         for _ in 0..rounds {
             if !only_ours {
-                raw.push(raw_writer(&mut lab, n));
+                raw.push(raw_writer(&mut lab, n, Floor::Gateway));
+                raw_nh.push(raw_writer(&mut lab, n, Floor::Nexthop));
+                raw_nh_object.push(raw_writer(&mut lab, n, Floor::NexthopObject));
             }
             let (a, d, r) = interlink(&mut lab, n);
             ours.push((a, d));
@@ -287,6 +376,11 @@ fn main() {
             row("ip -batch (one run)", &[b]);
         }
         let floor = (!raw.is_empty()).then(|| row("pipelined raw netlink (floor)", &raw));
+        // The same with a nexthop object: what issue 15's design rests on.
+        if !raw_nh.is_empty() {
+            row("  via a nexthop object", &raw_nh);
+            row("  ...deleted with the object", &raw_nh_object);
+        }
         let (fa, fd) = row("interlink-fib", &ours);
         if let Some((ra, rd)) = floor {
             println!(
