@@ -443,6 +443,33 @@ impl Rib {
         out
     }
 
+    /// Removes up to `max` of `peer`'s stale routes, walking the table from `from`; returns
+    /// the changes and where to go on from (None: the walk is done). A withdrawal of a whole
+    /// table, a chunk at a time, so that no turn holds a million changes.
+    pub fn sweep_stale_from(
+        &mut self,
+        peer: PeerId,
+        from: &Nlri,
+        max: usize,
+    ) -> (Vec<Change>, Option<Nlri>) {
+        let mut batch = Vec::new();
+        let mut next = None;
+        for (p, e) in self.table.iter_from(from) {
+            if batch.len() == max {
+                next = Some(p);
+                break;
+            }
+            if e.routes().any(|r| r.peer() == peer && r.peer & STALE != 0) {
+                batch.push(p);
+            }
+        }
+        let mut out = Vec::new();
+        for p in batch {
+            self.remove(peer, &p, &mut out);
+        }
+        (out, next)
+    }
+
     /// Runs the decision process for `prefix`, whose best was `old`; records a change if the
     /// best moved. The best route goes first in the entry.
     fn decide(&mut self, prefix: Nlri, old: Option<Best>, out: &mut Vec<Change>) {

@@ -172,6 +172,8 @@ struct PeerState {
     admin_down: bool,
     /// Torn down for max-prefix: started again at this time.
     restart_at: Option<Instant>,
+    /// Its routes going, a chunk per turn.
+    flush: Option<Flush>,
     /// Per family: over the max-prefix limit (warned once per crossing).
     over_limit: PerFamily<bool>,
 }
@@ -221,6 +223,8 @@ pub struct Speaker {
     rib: Rib,
     next_id: PeerId,
     converged: bool,
+    /// The time of the last input: when a withdrawal under way is due to go on.
+    last_seen: Option<Instant>,
 }
 
 /// Collects what one input produces.
@@ -258,6 +262,7 @@ impl Speaker {
             peers: HashMap::new(),
             next_id: 0,
             converged: false,
+            last_seen: None,
             cfg,
         };
         let mut out = Out(Vec::new());
@@ -324,6 +329,7 @@ impl Speaker {
                 local: None,
                 ebgp,
                 stale_until: None,
+                flush: None,
                 awaiting_eor: vec![],
                 synced: false,
                 advertised: PrefixSet::default(),
@@ -343,16 +349,25 @@ impl Speaker {
     /// When [`Speaker::on_timer`] next has something to do: a restarting peer's stale
     /// routes, or a max-prefix hold ending.
     pub fn next_timer(&self) -> Option<Instant> {
+        // A withdrawal under way goes on at the next turn: due as soon as the time last seen.
+        let flushing = self
+            .peers
+            .values()
+            .any(|p| p.flush.is_some())
+            .then_some(self.last_seen)
+            .flatten();
         self.peers
             .values()
             .filter_map(|p| p.stale_until)
             .chain(self.peers.values().filter_map(|p| p.restart_at))
+            .chain(flushing)
             .min()
     }
 
     /// Timers due at `now`: max-prefix holds end (the session starts again), stale routes
     /// of a peer that did not come back within its restart time go.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Output> {
+        self.last_seen = Some(now);
         let mut out = Out(Vec::new());
         let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
         ids.sort_unstable();
@@ -374,14 +389,9 @@ impl Speaker {
             let p = self.peers.get_mut(&id).expect("known peer");
             if p.stale_until.is_some_and(|t| t <= now) {
                 p.stale_until = None;
-                let address = p.cfg.address;
-                let changes = self.rib.sweep_stale(id);
-                out.log(format!(
-                    "bgp: {address}: restart time over, {} stale route(s) removed",
-                    changes.len()
-                ));
-                self.publish(changes, &mut out);
+                p.flush = Some(Flush::new(FlushWhy::RestartOver));
             }
+            self.flush_step(id, &mut out);
         }
         self.check_converged(&mut out);
         out.0
@@ -389,6 +399,7 @@ impl Speaker {
 
     /// Something happened at `now`.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
+        self.last_seen = Some(now);
         let mut out = Out(Vec::new());
         match input {
             Input::Peer(id, e) => self.peer_event(now, id, e, &mut out),
@@ -515,6 +526,12 @@ impl Speaker {
     }
 
     fn peer_event(&mut self, now: Instant, id: PeerId, e: PeerEvent, out: &mut Out) {
+        if matches!(e, PeerEvent::Up(..)) {
+            // What is left of the old session's routes goes before the new one's come.
+            while self.peers.get(&id).is_some_and(|p| p.flush.is_some()) {
+                self.flush_step(id, out);
+            }
+        }
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
@@ -575,8 +592,10 @@ impl Speaker {
                         ));
                     }
                     _ => {
-                        let changes = self.rib.flush(id);
-                        self.publish(changes, out);
+                        // Every route goes, a chunk per turn (as stale routes do).
+                        self.rib.mark_stale(id);
+                        p.flush = Some(Flush::new(FlushWhy::Down));
+                        self.flush_step(id, out);
                     }
                 }
             }
@@ -614,8 +633,8 @@ impl Speaker {
                 if !u.end_of_rib.is_empty() && p.stale_until.is_some() && p.awaiting_eor.is_empty()
                 {
                     p.stale_until = None;
-                    let changes = self.rib.sweep_stale(id);
-                    self.publish(changes, out);
+                    p.flush = Some(Flush::new(FlushWhy::EndOfRib));
+                    self.flush_step(id, out);
                     return;
                 }
                 let raw = u;
@@ -879,6 +898,34 @@ impl Speaker {
         )
     }
 
+    /// One chunk of a withdrawal under way: up to `FLUSH_CHUNK` of the peer's stale routes
+    /// leave the RIB, and their changes go out, so that neither this turn nor the FIB's
+    /// queue holds a whole table's changes at once.
+    fn flush_step(&mut self, id: PeerId, out: &mut Out) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(f) = p.flush.as_mut() else {
+            return;
+        };
+        let (changes, next) = self.rib.sweep_stale_from(id, &f.from, FLUSH_CHUNK);
+        f.removed += changes.len();
+        match next {
+            Some(n) => f.from = n,
+            None => {
+                let (why, removed) = (f.why, f.removed);
+                p.flush = None;
+                if why == FlushWhy::RestartOver {
+                    out.log(format!(
+                        "bgp: {}: restart time over, {removed} stale route(s) removed",
+                        p.cfg.address
+                    ));
+                }
+            }
+        }
+        self.publish(changes, out);
+    }
+
     /// Soft reconfiguration: the peer's routes as import policy takes them now, from its
     /// Adj-RIB-In, into the RIB (what it no longer takes is withdrawn).
     fn reimport(&mut self, id: PeerId) -> Vec<Change> {
@@ -1103,6 +1150,38 @@ impl Speaker {
         }
         if !changes.is_empty() {
             out.event(SpeakerEvent::Best(changes));
+        }
+    }
+}
+
+/// Routes removed per turn when a peer's routes go (its session down, its stale routes
+/// swept): the changes of one chunk, not of a whole table, are in memory at once.
+pub const FLUSH_CHUNK: usize = 16 * 1024;
+
+/// A peer's routes going, a chunk per turn.
+struct Flush {
+    /// Where the walk of the table is.
+    from: Nlri,
+    removed: usize,
+    why: FlushWhy,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlushWhy {
+    /// The session went down without graceful restart.
+    Down,
+    /// Graceful restart: the peer's restart time ran out.
+    RestartOver,
+    /// Graceful restart: End-of-RIB came; what was not announced again goes.
+    EndOfRib,
+}
+
+impl Flush {
+    fn new(why: FlushWhy) -> Flush {
+        Flush {
+            from: first_prefix(),
+            removed: 0,
+            why,
         }
     }
 }

@@ -819,3 +819,33 @@ fn soft_reconfiguration_applies_a_new_import_policy_without_the_peer() {
     let v = view(&r, "10.0.0.2");
     assert_eq!((v.accepted.ipv4, v.received.unwrap().ipv4), (3, 4));
 }
+
+/// A session with a large table goes down: its routes leave a chunk per turn (the speaker
+/// asks to be called again at once), so no turn carries a whole table's changes; a new
+/// session of the same peer first ends what is left.
+#[test]
+fn a_large_table_goes_a_chunk_per_turn() {
+    use interlink_bgp::speaker::FLUSH_CHUNK;
+    let (mut r, _) = Run::new(config(vec![neighbor("10.0.0.2", 65001)]));
+    r.peer("10.0.0.2", up(65001, None));
+    let all = many(0..40_000);
+    r.updates("10.0.0.2", announce(&all, 65001, "10.0.0.2"));
+    assert_eq!(r.s.rib().len(), 40_000);
+    let out = r.peer("10.0.0.2", PeerEvent::Down(Down::ConnectionClosed));
+    let (_, mut gone) = best(&out);
+    assert_eq!(gone.len(), FLUSH_CHUNK);
+    // Due at once.
+    assert!(r.s.next_timer().is_some_and(|t| t <= r.now));
+    let out = r.advance(Duration::ZERO);
+    gone.extend(best(&out).1);
+    assert_eq!(gone.len(), 2 * FLUSH_CHUNK);
+    // The peer is back before the rest went: the rest goes first, then its new routes.
+    let out = r.peer("10.0.0.2", up(65001, None));
+    gone.extend(best(&out).1);
+    gone.sort();
+    assert_eq!(gone, all);
+    assert_eq!(r.s.rib().len(), 0);
+    assert_eq!(r.s.next_timer(), None);
+    r.updates("10.0.0.2", announce(&all[..10], 65001, "10.0.0.2"));
+    assert_eq!(r.s.rib().len(), 10);
+}
