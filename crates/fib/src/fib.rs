@@ -925,6 +925,7 @@ mod tests {
             metric: 20,
             protocol,
             route: Some(route),
+            nh_id: None,
         }
     }
 

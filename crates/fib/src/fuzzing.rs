@@ -1,6 +1,6 @@
 //! The fuzz entry point, shared by `crates/fib/fuzz` and the corpus replay under `cargo test`:
-//! arbitrary bytes as a datagram from the kernel, through the message walk, the ack and event
-//! parsers, and into a FIB core as dump entries, notifications and acks. None of it may panic.
+//! arbitrary bytes as a datagram from the kernel, through the message walk, the ack, event
+//! and nexthop parsers, and into a FIB core as dump entries, notifications and acks. None of it may panic.
 
 use crate::fib::Fib;
 use crate::route::{Prefix, Route};
@@ -31,6 +31,17 @@ pub fn netlink_rx(data: &[u8]) {
             // And as an ack of something actually in flight.
             if let Some(&s) = seqs.get(m.seq as usize % seqs.len().max(1)) {
                 fib.ack(s, errno, None);
+            }
+        }
+        // Nexthop objects: read, and what is read written again reads the same.
+        if let Some(nh) = wire::parse_nexthop(&m) {
+            if let Some(hop) = &nh.hop {
+                let mut again = Vec::new();
+                wire::encode_nexthop(&mut again, 1, nh.protocol, nh.id, Some(hop));
+                let back = wire::messages(&again)
+                    .next()
+                    .and_then(|m| wire::parse_nexthop(&m));
+                assert_eq!(back.map(|b| b.id), Some(nh.id));
             }
         }
         match wire::parse_event(&m) {

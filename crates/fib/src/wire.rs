@@ -20,6 +20,10 @@ pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_DELROUTE: u16 = 25;
 pub const RTM_GETROUTE: u16 = 26;
+/// Nexthop objects (Linux 5.3).
+pub const RTM_NEWNEXTHOP: u16 = 104;
+pub const RTM_DELNEXTHOP: u16 = 105;
+pub const RTM_GETNEXTHOP: u16 = 106;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -34,6 +38,14 @@ const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
+/// The nexthop object a route uses (Linux 5.3).
+const RTA_NH_ID: u16 = 30;
+// Nexthop object attributes (linux/nexthop.h).
+const NHA_ID: u16 = 1;
+const NHA_GROUP: u16 = 2;
+const NHA_BLACKHOLE: u16 = 4;
+const NHA_OIF: u16 = 5;
+const NHA_GATEWAY: u16 = 6;
 
 const RTN_UNICAST: u8 = 1;
 const RTN_BLACKHOLE: u8 = 6;
@@ -184,14 +196,138 @@ pub fn encode_route(
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
-/// Appends a dump request: `RTM_GETROUTE`, `RTM_GETLINK` or `RTM_GETADDR` for `family`
-/// (`AF_UNSPEC` for all).
+/// The netlink header of a request, its length left to `finish`.
+fn header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    start
+}
+
+fn finish(buf: &mut [u8], start: usize) {
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Appends a request for nexthop object `id` (Linux 5.3), acked under `seq`: created, or
+/// replaced if it exists (`NLM_F_CREATE | NLM_F_REPLACE`: the ids are the FIB's own, tagged
+/// with `protocol`), going out of `hop`'s interface to its gateway; or deleted (`hop` None),
+/// which takes every route using it with it.
+pub fn encode_nexthop(buf: &mut Vec<u8>, seq: u32, protocol: u8, id: u32, hop: Option<&NextHop>) {
+    let (kind, flags) = match hop {
+        Some(_) => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_REPLACE),
+        None => (RTM_DELNEXTHOP, 0),
+    };
+    let start = header(buf, kind, flags, seq);
+    // struct nhmsg: family, scope, protocol, reserved, flags. A delete names the id alone.
+    let family = match hop.and_then(|h| h.gateway) {
+        Some(IpAddr::V4(_)) => libc::AF_INET as u8,
+        Some(IpAddr::V6(_)) => libc::AF_INET6 as u8,
+        None => libc::AF_UNSPEC as u8,
+    };
+    let protocol = if hop.is_some() { protocol } else { 0 };
+    buf.extend_from_slice(&[family, 0, protocol, 0, 0, 0, 0, 0]);
+    put_attr(buf, NHA_ID, &id.to_ne_bytes());
+    if let Some(h) = hop {
+        if let Some(i) = h.ifindex {
+            put_attr(buf, NHA_OIF, &i.to_ne_bytes());
+        }
+        if let Some(gw) = &h.gateway {
+            let (g, n) = ip_octets(gw);
+            put_attr(buf, NHA_GATEWAY, &g[..n]);
+        }
+    }
+    finish(buf, start);
+}
+
+/// Appends a route request (add or replace) whose next hop is nexthop object `nh`.
+pub fn encode_route_via(
+    buf: &mut Vec<u8>,
+    seq: u32,
+    op: Op,
+    target: &Target,
+    prefix: &Prefix,
+    nh: u32,
+) {
+    let flags = match op {
+        Op::Add => NLM_F_CREATE | NLM_F_EXCL,
+        Op::Replace | Op::Delete => NLM_F_CREATE | NLM_F_REPLACE,
+    };
+    let start = header(buf, RTM_NEWROUTE, flags, seq);
+    let family = if prefix.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    } as u8;
+    let table8 = u8::try_from(target.table).unwrap_or(RT_TABLE_UNSPEC);
+    buf.extend_from_slice(&[
+        family,
+        prefix.prefix_len(),
+        0,
+        0,
+        table8,
+        target.protocol,
+        RT_SCOPE_UNIVERSE,
+        RTN_UNICAST,
+    ]);
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    let (dst, n) = ip_octets(&prefix.addr());
+    put_attr(buf, RTA_DST, &dst[..n]);
+    put_attr(buf, RTA_TABLE, &target.table.to_ne_bytes());
+    put_attr(buf, RTA_PRIORITY, &target.metric.to_ne_bytes());
+    put_attr(buf, RTA_NH_ID, &nh.to_ne_bytes());
+    finish(buf, start);
+}
+
+/// A nexthop object from a dump or a notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelNexthop {
+    pub id: u32,
+    pub protocol: u8,
+    /// None for a group or a blackhole (shapes the FIB does not make yet).
+    pub hop: Option<NextHop>,
+}
+
+/// A `RTM_NEWNEXTHOP` message.
+pub fn parse_nexthop(m: &Message<'_>) -> Option<KernelNexthop> {
+    if m.kind != RTM_NEWNEXTHOP {
+        return None;
+    }
+    let body = m.bytes.get(NLMSG_HDR..)?;
+    let h = body.get(..8)?;
+    let (family, protocol) = (h[0], h[2]);
+    let (mut id, mut oif, mut gateway, mut other) = (None, None, None, false);
+    for (kind, v) in attributes(&body[8..]) {
+        match kind {
+            NHA_ID => id = Some(u32_of(v)?),
+            NHA_OIF => oif = Some(u32_of(v)?),
+            NHA_GATEWAY => gateway = Some(ip_of(family, v)?),
+            NHA_GROUP | NHA_BLACKHOLE => other = true,
+            _ => {}
+        }
+    }
+    Some(KernelNexthop {
+        id: id?,
+        protocol,
+        hop: (!other).then_some(NextHop {
+            gateway,
+            ifindex: oif,
+            weight: 1,
+        }),
+    })
+}
+
+/// Appends a dump request: `RTM_GETROUTE`, `RTM_GETLINK`, `RTM_GETADDR` or
+/// `RTM_GETNEXTHOP` for `family` (`AF_UNSPEC` for all).
 pub fn encode_dump(buf: &mut Vec<u8>, seq: u32, kind: u16, family: u8) {
-    // rtmsg for routes, ifinfomsg for links, ifaddrmsg for addresses: the family comes first
-    // in each, and zeros select everything.
+    // rtmsg for routes, ifinfomsg for links, ifaddrmsg for addresses, nhmsg for nexthops:
+    // the family comes first in each, and zeros select everything.
     let body = match kind {
         RTM_GETLINK => 16,
-        RTM_GETADDR => 8,
+        RTM_GETADDR | RTM_GETNEXTHOP => 8,
         _ => 12,
     };
     let len = (NLMSG_HDR + body) as u32;
@@ -300,6 +436,9 @@ pub struct KernelRoute {
     pub protocol: u8,
     /// None for a route this FIB does not make (multicast, local, with a source prefix...).
     pub route: Option<Route>,
+    /// The nexthop object it uses, if any (the kernel also gives its gateway and interface,
+    /// as `route`, unless `nexthop_compat_mode` is off).
+    pub nh_id: Option<u32>,
 }
 
 /// What the kernel said in a message that matters to the FIB.
@@ -436,6 +575,7 @@ fn parse_route(m: &Message<'_>) -> Option<KernelRoute> {
     let mut gateway = None;
     let mut oif = None;
     let mut multipath = None;
+    let mut nh_id = None;
     let mut foreign_shape = src_len != 0 || tos != 0;
     for (kind, v) in attributes(&body[12..]) {
         match kind {
@@ -445,6 +585,7 @@ fn parse_route(m: &Message<'_>) -> Option<KernelRoute> {
             RTA_GATEWAY => gateway = Some(ip_of(family, v)?),
             RTA_OIF => oif = Some(u32_of(v)?),
             RTA_MULTIPATH => multipath = Some(v),
+            RTA_NH_ID => nh_id = Some(u32_of(v)?),
             RTA_SRC | RTA_VIA | RTA_ENCAP => foreign_shape = true,
             _ => {}
         }
@@ -478,6 +619,7 @@ fn parse_route(m: &Message<'_>) -> Option<KernelRoute> {
         metric,
         protocol,
         route,
+        nh_id,
     })
 }
 
@@ -610,6 +752,7 @@ mod tests {
             metric,
             protocol: u8::from(h.protocol),
             route,
+            nh_id: None,
         })
     }
 
@@ -656,6 +799,7 @@ mod tests {
                 metric: 20,
                 protocol: 77,
                 route: Some(route.clone()),
+                nh_id: None,
             }
         );
 

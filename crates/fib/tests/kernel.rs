@@ -1,7 +1,8 @@
 //! The FIB against a real kernel, in a network namespace of its own per test: add, replace,
 //! delete, ECMP, blackhole and unreachable, IPv4 and IPv6; a foreign route left alone; an
 //! owned route deleted from outside put back; a second FIB (a restarted daemon) adopting the
-//! first one's routes without touching them, then sweeping the ones not wanted. Needs root.
+//! first one's routes without touching them, then sweeping the ones not wanted; nexthop
+//! objects as the wire layer writes and reads them. Needs root.
 
 use interlink_testkit as netns;
 
@@ -427,4 +428,160 @@ fn lost_notifications_are_caught_up_by_a_resync() {
         ["10.6.0.0/16 via 192.0.2.2 dev v0 metric 20"],
         "{ev:?}"
     );
+}
+
+/// Sends `buf` on a fresh request socket and returns each answer's errno, in order.
+fn request(buf: &[u8], answers: usize) -> Vec<i32> {
+    use interlink_fib::{sock::NlSocket, wire};
+    let sock = NlSocket::open(&[], 1 << 20).unwrap();
+    sock.send(buf).unwrap();
+    let mut inbuf = vec![0u8; 64 * 1024];
+    let mut errnos = Vec::new();
+    while errnos.len() < answers {
+        match sock.recv(&mut inbuf).unwrap() {
+            Some(len) => {
+                for m in wire::messages(&inbuf[..len]) {
+                    errnos.push(wire::parse_error(&m).map_or(-1, |(e, _)| e));
+                }
+            }
+            None => {
+                interlink_fib::sock::poll([sock.fd()], 5000).unwrap();
+            }
+        }
+    }
+    errnos
+}
+
+/// Everything a dump of `kind` for `family` gives, parsed by `parse`.
+fn dump<T>(
+    kind: u16,
+    family: u8,
+    parse: impl Fn(&interlink_fib::wire::Message<'_>) -> Option<T>,
+) -> Vec<T> {
+    use interlink_fib::{sock::NlSocket, wire};
+    let sock = NlSocket::open(&[], 1 << 20).unwrap();
+    let mut out = Vec::new();
+    wire::encode_dump(&mut out, 0x8000_0001, kind, family);
+    sock.send(&out).unwrap();
+    let mut inbuf = vec![0u8; 64 * 1024];
+    let mut found = Vec::new();
+    loop {
+        match sock.recv(&mut inbuf).unwrap() {
+            Some(len) => {
+                for m in wire::messages(&inbuf[..len]) {
+                    if m.kind == 3 {
+                        return found;
+                    }
+                    found.extend(parse(&m));
+                }
+            }
+            None => {
+                interlink_fib::sock::poll([sock.fd()], 5000).unwrap();
+            }
+        }
+    }
+}
+
+/// Nexthop objects (Linux 5.3) as the wire layer writes and reads them: an IPv4 and an
+/// IPv6 object, routes naming them, the dumps of both, and the delete of an object taking
+/// its routes with it.
+#[test]
+fn nexthop_objects_are_written_read_and_take_their_routes_when_deleted() {
+    use interlink_fib::wire::{self, Op};
+    let Some((lab, ns)) = lab("fib-nexthop") else {
+        return;
+    };
+    let (objects, routes4) = in_ns(&ns, move || {
+        // SAFETY: a NUL-terminated name, looked up in this thread's namespace.
+        let v0 = unsafe { libc::if_nametoindex(c"v0".as_ptr()) };
+        let hop4 = NextHop {
+            gateway: Some("192.0.2.2".parse().unwrap()),
+            ifindex: Some(v0),
+            weight: 1,
+        };
+        let hop6 = NextHop {
+            gateway: Some("2001:db8:1::2".parse().unwrap()),
+            ifindex: Some(v0),
+            weight: 1,
+        };
+        let mut buf = Vec::new();
+        wire::encode_nexthop(&mut buf, 1, 77, 0x1000_0001, Some(&hop4));
+        wire::encode_nexthop(&mut buf, 2, 77, 0x1000_0002, Some(&hop6));
+        // Again: replaced, not refused.
+        wire::encode_nexthop(&mut buf, 3, 77, 0x1000_0001, Some(&hop4));
+        for (i, pfx) in ["10.1.0.0/16", "10.2.0.0/16", "2001:db8:99::/48"]
+            .iter()
+            .enumerate()
+        {
+            let nh = if i < 2 { 0x1000_0001 } else { 0x1000_0002 };
+            wire::encode_route_via(&mut buf, 10 + i as u32, Op::Add, &T, &p(pfx), nh);
+        }
+        assert_eq!(request(&buf, 6), [0; 6]);
+        let objects = dump(wire::RTM_GETNEXTHOP, 0, wire::parse_nexthop);
+        let routes4 = dump(
+            wire::RTM_GETROUTE,
+            libc::AF_INET as u8,
+            |m| match wire::parse_event(m) {
+                Some(interlink_fib::wire::KernelEvent::NewRoute(r)) if r.protocol == 77 => Some(r),
+                _ => None,
+            },
+        );
+        (objects, routes4)
+    })
+    .join()
+    .unwrap();
+    // The objects as dumped: ids, protocol, gateway and interface.
+    let ours: Vec<_> = objects.iter().filter(|n| n.protocol == 77).collect();
+    assert_eq!(ours.len(), 2, "{objects:?}");
+    let four = ours.iter().find(|n| n.id == 0x1000_0001).unwrap();
+    assert_eq!(
+        four.hop.as_ref().unwrap().gateway,
+        Some("192.0.2.2".parse().unwrap())
+    );
+    // The routes name their object, and the kernel gives the gateway with it.
+    assert_eq!(routes4.len(), 2, "{routes4:?}");
+    for r in &routes4 {
+        assert_eq!(r.nh_id, Some(0x1000_0001), "{r:?}");
+        assert_eq!(
+            r.route,
+            Some(via(&["192.0.2.2"])).map(|x| with_oif(x, &lab)),
+            "{r:?}"
+        );
+    }
+    assert!(
+        routes(&lab, "-4")
+            .iter()
+            .all(|l| l.contains("nhid 268435457")),
+        "{:?}",
+        routes(&lab, "-4")
+    );
+    assert_eq!(routes(&lab, "-6").len(), 1, "{:?}", routes(&lab, "-6"));
+    // Deleting the IPv4 object takes both of its routes, in one request.
+    in_ns(&ns, || {
+        let mut buf = Vec::new();
+        wire::encode_nexthop(&mut buf, 20, 77, 0x1000_0001, None);
+        assert_eq!(request(&buf, 1), [0]);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(routes(&lab, "-4"), Vec::<String>::new());
+    assert_eq!(routes(&lab, "-6").len(), 1);
+}
+
+/// `route` with the interface index of v0 in the lab's namespace on each hop.
+fn with_oif(route: Route, lab: &Lab) -> Route {
+    let out = lab.exec("fib", &["cat", "/sys/class/net/v0/ifindex"]);
+    let v0: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    match route {
+        Route::Unicast(hops) => Route::unicast(
+            hops.into_iter()
+                .map(|h| NextHop {
+                    ifindex: Some(v0),
+                    ..h
+                })
+                .collect(),
+        )
+        .unwrap(),
+        r => r,
+    }
 }
