@@ -4,8 +4,10 @@
 //! processed) with the RSS then, until all N are in the kernel (the FIB in sync), the peak
 //! RSS, and, once the session closes, the time until the kernel holds none of the routes,
 //! and the peak RSS over the whole run, the withdrawal included.
-//! In the same run, the same for BIRD 2 with a kernel protocol, as the reference, and for
-//! another interlinkd binary if `INTERLINK_BGP_BENCH_BASELINE` names one (before a change).
+//! In the same run, the same for BIRD 2 with a kernel protocol, as the reference, for
+//! another interlinkd binary if `INTERLINK_BGP_BENCH_BASELINE` names one (before a change),
+//! and the bare pipelined netlink writer's adds of the same routes (`interlink_benches`), the
+//! kernel's own pace, with interlinkd's Established-to-kernel time over Loc-RIB plus that.
 //!
 //! The sender is written here: it opens the session, then writes the UPDATEs (/24s from
 //! 16.0.0.0 on, one attribute set, packed into 4096-octet messages) and End-of-RIB as fast as
@@ -432,6 +434,12 @@ fn main() {
         if with_bird {
             rows.push(("BIRD 2", bird(n, wire)));
         }
+        // The bare pipelined netlink writer's adds of the same routes, in this run: what the
+        // kernel allows, for the ratio the end-to-end figure is judged by.
+        let mut floor_lab = Lab::new(&format!("bgpb-floor{n}"));
+        let (floor_add, _) =
+            interlink_benches::raw_writer(&mut floor_lab, n, interlink_benches::Floor::Gateway);
+        drop(floor_lab);
         for (name, f) in &rows {
             println!(
                 "  {:>9}  {:<14} {:>12.2} {:>14.1} {:>12.2} {:>14.1} {:>12.2} {:>14.1}",
@@ -445,6 +453,13 @@ fn main() {
                 f.run_peak_mib
             );
         }
+        let il = &rows[0].1;
+        println!(
+            "  {:>9}  bare netlink floor, adds: {:.2} s; interlinkd's kernel / (Loc-RIB + floor) = {:.2}x",
+            n,
+            floor_add.as_secs_f64(),
+            il.kernel.as_secs_f64() / (il.rib + floor_add).as_secs_f64()
+        );
     }
     // A peer sending what import policy refuses: memory should not follow it.
     println!("\nThe same table, every prefix refused by import policy (resident set, MiB):");
