@@ -60,7 +60,15 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: chown on a NUL-terminated path; uid -1 leaves the owner (root) as it is.
         if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
-            return Err(io::Error::last_os_error());
+            // Without CAP_CHOWN (the unit does not grant it) a process may give its files
+            // only to a group it is in: the unit's SupplementaryGroups=interlink. Otherwise
+            // the socket stays root's alone, which is still a socket.
+            let e = io::Error::last_os_error();
+            warn!(
+                "control socket {}: cannot give it to group {GROUP} ({e}): only root reaches \
+                 it (run with SupplementaryGroups={GROUP}, as the shipped unit does)",
+                path.display()
+            );
         }
     }
     Ok(l)
