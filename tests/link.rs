@@ -335,12 +335,16 @@ fn udp_trains_cross_intact(lab: &Lab) {
     let got = receiver.join().unwrap();
     for (k, &(from, to, count, size)) in TRAINS.iter().enumerate() {
         let train: Vec<&Vec<u8>> = got.iter().filter(|d| d[0] == k as u8).collect();
-        assert_eq!(
-            train.len(),
-            count,
-            "{from} to {to}: {} of {count} datagrams arrived",
-            train.len()
-        );
+        if train.len() != count {
+            // Where they went: both gateways' counters (SecY, link, PN state).
+            let links = |side| ctl(lab, side, &["--json", "show", "links"]).1;
+            panic!(
+                "{from} to {to}: {} of {count} datagrams arrived\ngateway A: {}\ngateway B: {}",
+                train.len(),
+                links("a"),
+                links("b")
+            );
+        }
         for (i, d) in train.iter().enumerate() {
             let mut want = datagram(i, size);
             want[0] = k as u8;
