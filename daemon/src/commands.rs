@@ -10,6 +10,23 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::control::{error, ok};
+
+/// Client questions the speaker was too far behind to take (its command queue full).
+pub static SPEAKER_BUSY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Hands a client's question to the speaker without waiting: a full queue is answered
+/// "busy" and counted, so that clients cannot pile questions up behind a busy speaker.
+fn ask(speaker: &tokio::sync::mpsc::Sender<SpeakerCmd>, cmd: SpeakerCmd) -> Result<(), Value> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match speaker.try_send(cmd) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => {
+            SPEAKER_BUSY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(error("the BGP speaker is busy; try again"))
+        }
+        Err(TrySendError::Closed(_)) => Err(error("the BGP speaker is not running")),
+    }
+}
 use crate::ctl::Ctl;
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
@@ -137,8 +154,8 @@ async fn neighbors(ctl: &Ctl<'_>) -> Value {
         return ok(json!([]));
     };
     let (reply, rx) = oneshot::channel();
-    if speaker.send(SpeakerCmd::Neighbors(reply)).is_err() {
-        return error("the BGP speaker is not running");
+    if let Err(e) = ask(speaker, SpeakerCmd::Neighbors(reply)) {
+        return e;
     }
     let Ok(list) = rx.await else {
         return error("the BGP speaker is not running");
@@ -196,8 +213,8 @@ async fn routes(ctl: &Ctl<'_>, prefix: Option<Nlri>) -> Value {
         return ok(json!([]));
     };
     let (reply, rx) = oneshot::channel();
-    if speaker.send(SpeakerCmd::Routes { prefix, reply }).is_err() {
-        return error("the BGP speaker is not running");
+    if let Err(e) = ask(speaker, SpeakerCmd::Routes { prefix, reply }) {
+        return e;
     }
     let Ok(list) = rx.await else {
         return error("the BGP speaker is not running");
@@ -253,11 +270,8 @@ async fn neighbor(ctl: &Ctl<'_>, addr: &str, op: &str) -> Value {
         _ => NeighborOp::Enable,
     };
     let (reply, rx) = oneshot::channel();
-    if speaker
-        .send(SpeakerCmd::Neighbor { address, op, reply })
-        .is_err()
-    {
-        return error("the BGP speaker is not running");
+    if let Err(e) = ask(speaker, SpeakerCmd::Neighbor { address, op, reply }) {
+        return e;
     }
     match rx.await {
         Ok(Ok(())) => ok(json!({ "neighbor": address.to_string() })),

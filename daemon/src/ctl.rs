@@ -18,7 +18,7 @@ pub(crate) struct Ctl<'a> {
     pub fib: &'a FibService,
     pub target: Target,
     pub config: &'a mut Config,
-    pub speaker: Option<&'a mpsc::UnboundedSender<SpeakerCmd>>,
+    pub speaker: Option<&'a mpsc::Sender<SpeakerCmd>>,
     pub started: Instant,
     /// The metrics server, if any: a reload may move it.
     pub metrics: &'a mut Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,

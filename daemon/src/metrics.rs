@@ -554,6 +554,16 @@ fn listeners(e: &mut Exposition) {
         }
     }
     e.family(
+        "interlink_bgp_commands_busy_total",
+        "counter",
+        "interlinkctl questions refused because the BGP speaker's command queue was full.",
+    );
+    e.sample(
+        "interlink_bgp_commands_busy_total",
+        &[],
+        crate::commands::SPEAKER_BUSY.load(Relaxed) as f64,
+    );
+    e.family(
         "interlink_listener_accept_errors_total",
         "counter",
         "accept(2) failures (EMFILE and the like), each retried after a pause.",

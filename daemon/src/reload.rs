@@ -134,7 +134,8 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
     match (&new.router, ctl.speaker) {
         (Some(r), Some(speaker)) if bgp_changed => {
             let cfg = speaker_config(&new, r);
-            let _ = speaker.send(SpeakerCmd::Reconfigure(Box::new(cfg)));
+            // Never dropped (see run.rs): waits for room if the speaker is behind.
+            let _ = speaker.send(SpeakerCmd::Reconfigure(Box::new(cfg))).await;
         }
         (new_router, speaker) if new_router.is_some() != speaker.is_some() => notes
             .push("[router] added or removed; BGP starts or stops at the next restart".to_owned()),

@@ -12,6 +12,10 @@ use interlink_macsec::Backend;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::links::{mka_turns, LinkRun};
+
+/// Commands waiting for the BGP speaker: more than the control socket's clients (32) and the
+/// scrapers (16) can have outstanding at once.
+const SPEAKER_CMDS: usize = 64;
 use crate::reload::reload;
 use crate::translate::{fib_route, speaker_config, static_route};
 
@@ -96,7 +100,7 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
 /// The speaker's task and how to reach it.
 struct Bgp {
     task: tokio::task::JoinHandle<()>,
-    cmds: tokio::sync::mpsc::UnboundedSender<SpeakerCmd>,
+    cmds: tokio::sync::mpsc::Sender<SpeakerCmd>,
     stop: tokio::sync::watch::Sender<Option<String>>,
 }
 
@@ -202,7 +206,9 @@ impl<'p> Daemon<'p> {
         let (bgp_tx, bgp_rx) = tokio::sync::mpsc::unbounded_channel();
         let bgp = config.router.as_ref().map(|r| {
             let (stop, stop_rx) = tokio::sync::watch::channel(None);
-            let (cmds, cmds_rx) = tokio::sync::mpsc::unbounded_channel();
+            // Bounded: what clients ask waits here at most SPEAKER_CMDS deep (see
+            // `commands::ask`); reloads and reachability wait for room instead.
+            let (cmds, cmds_rx) = tokio::sync::mpsc::channel(SPEAKER_CMDS);
             let task = tokio::spawn(speaker::run(
                 speaker::SpeakerConfig {
                     restarting: adopted > 0,
@@ -398,7 +404,8 @@ impl<'p> Daemon<'p> {
         let mut neighbors = Vec::new();
         if let Some(b) = &self.bgp {
             let (answer, rx) = tokio::sync::oneshot::channel();
-            if b.cmds.send(SpeakerCmd::Neighbors(answer)).is_ok() {
+            // A busy speaker: the scrape goes without its neighbors rather than wait.
+            if b.cmds.try_send(SpeakerCmd::Neighbors(answer)).is_ok() {
                 neighbors = rx.await.unwrap_or_default();
             }
         }
@@ -477,7 +484,9 @@ impl<'p> Daemon<'p> {
             let nets = unreachable_nets(&self.links, &self.reach);
             if nets != self.unreachable_sent {
                 self.unreachable_sent = nets.clone();
-                let _ = b.cmds.send(SpeakerCmd::Unreachable(nets));
+                // State, not a question: never dropped. The speaker never waits on this
+                // loop, so room comes.
+                let _ = b.cmds.send(SpeakerCmd::Unreachable(nets)).await;
             }
         }
     }

@@ -44,12 +44,15 @@ pub enum SpeakerCmd {
     Unreachable(Vec<Nlri>),
 }
 
-/// Runs the speaker until `stop` carries a shutdown communication.
+/// Runs the speaker until `stop` carries a shutdown communication. `events` is unbounded so
+/// that the speaker never waits on the daemon (which waits on the speaker for reloads); what
+/// goes into it is bounded by the speaker's own pace: its input from peers waits in queues of
+/// `EVENTS_QUEUE`, and a withdrawal goes `speaker::FLUSH_CHUNK` changes per turn.
 pub async fn run(
     cfg: SpeakerConfig,
     events: mpsc::UnboundedSender<SpeakerEvent>,
     stop: watch::Receiver<Option<String>>,
-    mut cmds: mpsc::UnboundedReceiver<SpeakerCmd>,
+    mut cmds: mpsc::Receiver<SpeakerCmd>,
 ) {
     // Bounded: a peer that sends faster than the speaker takes its UPDATEs waits, its TCP
     // window closing, instead of queueing without limit.
@@ -159,6 +162,9 @@ impl Plumbing {
     /// Starts the session task of neighbor `id`.
     fn start_peer(&mut self, id: PeerId, config: PeerConfig) {
         let (in_tx, in_rx) = mpsc::channel(4);
+        // Unbounded in type, bounded by the speaker: UPDATEs go here only while fewer than
+        // `speaker::WINDOW` octets are unwritten (the task reports what it writes), and the
+        // other commands come one per event of the session's own.
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         if let Ok(mut m) = self.incoming.lock() {
             m.insert(config.remote.ip(), in_tx);

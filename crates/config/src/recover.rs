@@ -27,16 +27,18 @@ pub(crate) fn read<T: DeserializeOwned>(diag: &mut Diagnostics<'_>, text: &str) 
     // first problem, not a second one.
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..MAX_PASSES {
+        // A file that reads is read once; the places are only worked out for one that does
+        // not (and its syntax errors are told by the document parser).
+        let e = match toml::from_str::<T>(&text) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
         let doc = match ImDocument::parse(text.as_str()) {
             Ok(doc) => doc,
             Err(e) => {
                 diag.error(e.span().unwrap_or(0..0), e.message().trim_end(), None);
                 return None;
             }
-        };
-        let e = match toml::from_str::<T>(&text) {
-            Ok(raw) => return Some(raw),
-            Err(e) => e,
         };
         let message = e.message().trim_end();
         let Some(span) = e.span() else {
