@@ -103,13 +103,20 @@ fn routes_survive_kill_9_and_a_restart_adopts_them_without_a_change() {
         return;
     };
     start(&mut lab, "first", &format!("{ROUTES}{SWEPT}"));
+    // Through nexthop objects where one gateway carries them (`nhid N via ...`).
     wait_routes(&lab, "the routes in the kernel", |r| {
-        r.contains("10.50.0.0/16 via 192.0.2.2 dev v0 metric 20")
-            && r.contains("nexthop via 192.0.2.3 dev v0 weight 1")
+        r.lines().any(|l| {
+            l.starts_with("10.50.0.0/16 nhid ")
+                && l.trim_end().ends_with("via 192.0.2.2 dev v0 metric 20")
+        }) && r.contains("nexthop via 192.0.2.3 dev v0 weight 1")
             && r.contains("blackhole 10.52.0.0/16 metric 20")
-            && r.contains("2001:db8:50::/48 via 2001:db8:1::2 dev v0 metric 20")
+            && r.lines().any(|l| {
+                l.starts_with("2001:db8:50::/48 nhid ")
+                    && l.contains("via 2001:db8:1::2 dev v0 metric 20")
+            })
     });
     let installed = routes(&lab);
+    assert_eq!(nexthops(&lab).len(), 2, "{:?}", nexthops(&lab));
 
     // A crash: the kernel keeps forwarding on the routes.
     lab.kill9("first");
@@ -153,10 +160,20 @@ fn routes_survive_kill_9_and_a_restart_adopts_them_without_a_change() {
     let (status, log) = lab.stop("second");
     assert_eq!(status, Some(0), "{log}");
     assert_eq!(routes(&lab), "", "{log}");
+    assert!(nexthops(&lab).is_empty(), "{:?}", nexthops(&lab));
     assert!(
         log.contains("fib: stopped; 0 route(s) left after the withdrawal"),
         "{log}"
     );
+}
+
+/// Our nexthop objects in the namespace, as `ip nexthop show` prints them.
+fn nexthops(lab: &Lab) -> Vec<String> {
+    let out = lab.exec("gw", &["ip", "nexthop", "show", "proto", "77"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -172,6 +189,12 @@ fn on_shutdown_keep_leaves_the_routes_forwarding() {
     assert_eq!(status, Some(0), "{log}");
     assert!(log.contains("3 route(s) kept in the kernel"), "{log}");
     assert_eq!(routes(&lab), installed);
+    let objects = nexthops(&lab);
+    assert_eq!(
+        objects.len(),
+        2,
+        "the objects stay with their routes: {objects:?}"
+    );
     // And the next start takes them over as they are.
     lab.spawn_in("monitor", "gw", Path::new("ip"), &["monitor", "route"]);
     std::thread::sleep(Duration::from_millis(300));
@@ -184,6 +207,7 @@ fn on_shutdown_keep_leaves_the_routes_forwarding() {
         "{log}"
     );
     assert_eq!(routes(&lab), installed);
+    assert_eq!(nexthops(&lab), objects, "adopted as they were");
 }
 
 #[test]

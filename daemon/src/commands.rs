@@ -146,6 +146,11 @@ fn fib(ctl: &Ctl<'_>) -> Value {
         },
         "repaired": st.repaired,
         "conflicts": st.conflicts,
+        "nexthop_objects": st.nexthops,
+        "nexthop_operations": {
+            "add": { "ok": st.nexthop_ok[0], "failed": st.nexthop_failed[0] },
+            "delete": { "ok": st.nexthop_ok[1], "failed": st.nexthop_failed[1] },
+        },
     })
 }
 

@@ -522,6 +522,33 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             s.fib.stats.failed[i] as f64,
         );
     }
+    e.family(
+        "interlink_fib_nexthop_objects",
+        "gauge",
+        "interlink's nexthop objects in the kernel (one per next hop its routes go through).",
+    );
+    e.sample(
+        "interlink_fib_nexthop_objects",
+        &[("table", &table)],
+        s.fib.stats.nexthops as f64,
+    );
+    e.family(
+        "interlink_fib_nexthop_operations_total",
+        "counter",
+        "Nexthop object requests, by operation and result (a delete takes the routes through the object with it).",
+    );
+    for (i, op) in ["add", "delete"].iter().enumerate() {
+        e.sample(
+            "interlink_fib_nexthop_operations_total",
+            &[("op", op), ("result", "ok")],
+            s.fib.stats.nexthop_ok[i] as f64,
+        );
+        e.sample(
+            "interlink_fib_nexthop_operations_total",
+            &[("op", op), ("result", "error")],
+            s.fib.stats.nexthop_failed[i] as f64,
+        );
+    }
     listeners(&mut e);
     process(&mut e);
     e.finish()

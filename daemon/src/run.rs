@@ -7,7 +7,7 @@ use std::time::Duration;
 use interlink_bgp::speaker::{self, Severity, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{Config, OnShutdown, Transport};
-use interlink_fib::{FibEvent, FibService, Prefix, Reachability, Target};
+use interlink_fib::{FibEvent, FibService, Prefix, Reachability, Route, Target};
 use interlink_macsec::Backend;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -75,6 +75,21 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
             message,
         } => warn!(
             "fib: {prefix}: {op:?} refused by the kernel: {}{}",
+            std::io::Error::from_raw_os_error(*errno),
+            message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ),
+        FibEvent::NexthopFailed {
+            id,
+            hop,
+            errno,
+            message,
+        } => warn!(
+            "fib: nexthop object {id} ({}) refused by the kernel: {}{}; routes through it \
+             carry their next hop themselves",
+            Route::Unicast(vec![hop.clone()]),
             std::io::Error::from_raw_os_error(*errno),
             message
                 .as_deref()

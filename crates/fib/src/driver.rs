@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::fib::Fib;
+use crate::fib::{Fib, Work};
 use crate::sock::{self, NlSocket};
 use crate::wire::{self, KernelEvent, Target};
 
@@ -32,6 +32,25 @@ const RECV_BUF: usize = 64 * 1024;
 /// Dump sequence numbers live above the FIB's.
 const DUMP_SEQ_BASE: u32 = 0x8000_0000;
 
+/// How the driver runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The monitor socket's receive buffer: a small one loses notifications under a burst
+    /// (ENOBUFS), as a test of the resync wants.
+    pub rcvbuf: usize,
+    /// Routes through nexthop objects where the kernel has them (Linux 5.3 and later).
+    pub nexthop_objects: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            rcvbuf: RCVBUF,
+            nexthop_objects: true,
+        }
+    }
+}
+
 pub struct Driver {
     fib: Fib,
     req: NlSocket,
@@ -43,22 +62,20 @@ pub struct Driver {
     pub unparsed: u64,
     /// Resyncs after lost messages.
     pub resyncs: u64,
+    /// The kernel has nexthop objects: they are dumped in a resync.
+    objects: bool,
 }
 
 impl Driver {
-    /// Opens the sockets, subscribes to route, link and address changes, then learns the
-    /// kernel's links, addresses and routes: interlink's own are adopted as stale.
+    /// Opens the sockets, subscribes to route, link, address and nexthop changes, then
+    /// learns the kernel's links, addresses, nexthop objects and routes: interlink's own are
+    /// adopted as stale.
     pub fn open(target: Target, window: usize) -> Result<Driver, DriverError> {
-        Driver::open_with_rcvbuf(target, window, RCVBUF)
+        Driver::open_with(target, window, Options::default())
     }
 
-    /// `open`, with a monitor socket of `rcvbuf` octets: a small one loses notifications
-    /// under a burst (ENOBUFS), as a test of the resync wants.
-    pub fn open_with_rcvbuf(
-        target: Target,
-        window: usize,
-        rcvbuf: usize,
-    ) -> Result<Driver, DriverError> {
+    pub fn open_with(target: Target, window: usize, opts: Options) -> Result<Driver, DriverError> {
+        let rcvbuf = opts.rcvbuf;
         let mon = NlSocket::open(
             &[
                 sock::RTNLGRP_LINK,
@@ -81,9 +98,22 @@ impl Driver {
             dump_seq: DUMP_SEQ_BASE,
             unparsed: 0,
             resyncs: 0,
+            objects: false,
         };
         d.dump(wire::RTM_GETLINK, libc::AF_UNSPEC as u8, true)?;
         d.dump(wire::RTM_GETADDR, libc::AF_UNSPEC as u8, true)?;
+        // Objects before routes, so that routes through them are known as such. A kernel
+        // without them refuses the dump (EOPNOTSUPP, or EINVAL for an unknown message) and
+        // gets per-route next hops; one with them is asked to tell of changes.
+        match d.dump(wire::RTM_GETNEXTHOP, libc::AF_UNSPEC as u8, true) {
+            Ok(()) => {
+                let _ = d.mon.join(sock::RTNLGRP_NEXTHOP);
+                d.fib.use_nexthop_objects(opts.nexthop_objects);
+                d.objects = true;
+            }
+            Err(DriverError::Dump(_)) => {}
+            Err(e) => return Err(e),
+        }
         d.dump(wire::RTM_GETROUTE, libc::AF_INET as u8, true)?;
         d.dump(wire::RTM_GETROUTE, libc::AF_INET6 as u8, true)?;
         Ok(d)
@@ -106,13 +136,31 @@ impl Driver {
                 let Some(r) = self.fib.next_request() else {
                     break;
                 };
-                // A delete carries no route; any does for the encoder.
-                let route = match r.route {
-                    Some(id) => self.fib.route(id),
-                    None => &crate::Route::Blackhole,
-                };
                 let target = *self.fib.target();
-                wire::encode_route(&mut self.out, r.seq, r.op, &target, &r.prefix, route);
+                match r {
+                    Work::Route(r) => {
+                        if let Some(nh) = r.via {
+                            wire::encode_route_via(
+                                &mut self.out,
+                                r.seq,
+                                r.op,
+                                &target,
+                                &r.prefix,
+                                nh,
+                            );
+                            continue;
+                        }
+                        // A delete carries no route; any does for the encoder.
+                        let route = match r.route {
+                            Some(id) => self.fib.route(id),
+                            None => &crate::Route::Blackhole,
+                        };
+                        wire::encode_route(&mut self.out, r.seq, r.op, &target, &r.prefix, route);
+                    }
+                    Work::Nexthop { seq, op, id, hop } => {
+                        wire::encode_nexthop(&mut self.out, seq, op, target.protocol, id, &hop);
+                    }
+                }
             }
             if self.out.is_empty() {
                 return Ok(sent);
@@ -139,6 +187,9 @@ impl Driver {
                 _ => {
                     match wire::parse_event(m) {
                         Some(KernelEvent::NewRoute(kr)) => self.fib.adopt(&kr, startup),
+                        Some(KernelEvent::Nexthop { nh, .. }) => {
+                            self.fib.adopt_nexthop(&nh, startup)
+                        }
                         Some(ev) => self.fib.observe(&ev),
                         None => self.unparsed += 1,
                     }
@@ -202,6 +253,9 @@ impl Driver {
         self.resyncs += 1;
         self.fib.begin_resync();
         self.dump(wire::RTM_GETLINK, libc::AF_UNSPEC as u8, false)?;
+        if self.objects {
+            self.dump(wire::RTM_GETNEXTHOP, libc::AF_UNSPEC as u8, false)?;
+        }
         self.dump(wire::RTM_GETROUTE, libc::AF_INET as u8, false)?;
         self.dump(wire::RTM_GETROUTE, libc::AF_INET6 as u8, false)?;
         self.fib.finish_resync();
@@ -259,6 +313,12 @@ impl Driver {
         self.inbuf = inbuf;
         if lost {
             self.resync()?;
+        } else if self.fib.take_nexthop_check() {
+            // An interface with objects on it went down: which the kernel dropped (and the
+            // routes through them), only a dump of the objects tells.
+            self.fib.begin_nexthop_check();
+            self.dump(wire::RTM_GETNEXTHOP, libc::AF_UNSPEC as u8, false)?;
+            self.fib.finish_nexthop_check();
         }
         Ok(any)
     }

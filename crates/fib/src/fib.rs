@@ -14,6 +14,12 @@
 //!   deleted by `sweep_stale` (once the sources have converged, or their time is up).
 //! - An owned route deleted from outside is installed again; one that a foreign route
 //!   replaced is reported.
+//! - Where the kernel has nexthop objects (and they are on), a route through one gateway
+//!   names the object of its next hop (`RTA_NH_ID`), added before the first route that needs
+//!   it. When no source wants a route through an object any more, the object is deleted and
+//!   takes every route through it along, instead of a delete per route (a full table's
+//!   withdrawal: one request). The kernel also drops an object, silently, with its routes,
+//!   when its interface goes down: the FIB marks those routes absent itself.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,8 +27,9 @@ use interlink_table::{Interner, PerFamily, PrefixKey};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use crate::route::{Prefix, Route};
-use crate::wire::{KernelEvent, KernelRoute, Op, Target};
+use crate::nexthop::{Objects, State};
+use crate::route::{NextHop, Prefix, Route};
+use crate::wire::{KernelEvent, KernelNexthop, KernelRoute, Op, Target};
 
 /// An interned route: a full table shares a handful of next-hop sets. Non-zero, so that an
 /// `Option<RouteId>` takes four octets in each of a million slots.
@@ -30,7 +37,7 @@ use crate::wire::{KernelEvent, KernelRoute, Op, Target};
 pub struct RouteId(NonZeroU32);
 
 impl RouteId {
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0.get() as usize - 1
     }
 
@@ -39,13 +46,31 @@ impl RouteId {
     }
 }
 
-/// The routes in use, each kept once: a table load through one gateway is one route.
+/// The routes in use, each kept once: a table load through one gateway is one route. With
+/// each, how many slots want it (the rest of its references are the kernel's and requests').
 #[derive(Default)]
-struct Routes(Interner<Route>);
+struct Routes(Interner<Route>, Vec<u32>);
 
 impl Routes {
     fn intern(&mut self, r: &Route) -> RouteId {
         RouteId::of(self.0.intern(r) as usize)
+    }
+
+    /// Slots that want `id`.
+    fn wanted(&self, id: RouteId) -> u32 {
+        self.1.get(id.index()).copied().unwrap_or(0)
+    }
+
+    fn want(&mut self, id: RouteId, more: bool) {
+        let i = id.index();
+        if self.1.len() <= i {
+            self.1.resize(i + 1, 0);
+        }
+        self.1[i] = if more {
+            self.1[i] + 1
+        } else {
+            self.1[i].saturating_sub(1)
+        };
     }
 
     fn retain(&mut self, id: RouteId) -> RouteId {
@@ -68,8 +93,25 @@ enum Kernel {
     /// Someone else's route: never touched.
     Foreign,
     Ours(RouteId),
+    /// Ours, through the nexthop object this route (its next hop as the kernel reports it)
+    /// is mapped to.
+    Via(RouteId),
     /// Ours by protocol, but of a shape the FIB does not make: replaced.
     OursUnknown,
+}
+
+impl Kernel {
+    fn ours(self) -> bool {
+        matches!(self, Kernel::Ours(_) | Kernel::Via(_) | Kernel::OursUnknown)
+    }
+
+    /// The route it holds a reference to.
+    fn route(self) -> Option<RouteId> {
+        match self {
+            Kernel::Ours(id) | Kernel::Via(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,7 +150,7 @@ impl Slot {
     }
 }
 
-/// One request for the driver to encode and send.
+/// One route request for the driver to encode and send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub seq: u32,
@@ -116,13 +158,49 @@ pub struct Request {
     pub prefix: Prefix,
     /// The route to install (None for a delete).
     pub route: Option<RouteId>,
+    /// The id of the nexthop object it goes through; None: it carries its next hops.
+    pub via: Option<u32>,
+}
+
+/// What the driver sends next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    Route(Request),
+    /// A nexthop object: added (`hop` under `id`) or deleted (`id`, with its routes).
+    Nexthop {
+        seq: u32,
+        op: Op,
+        id: u32,
+        hop: NextHop,
+    },
+}
+
+impl Work {
+    pub fn seq(&self) -> u32 {
+        match self {
+            Work::Route(r) => r.seq,
+            Work::Nexthop { seq, .. } => *seq,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Subject {
+    Route {
+        prefix: Prefix,
+        route: Option<RouteId>,
+        via: bool,
+    },
+    /// One of the FIB's objects, by its number in the table.
+    Object(u32),
+    /// An object of ours the FIB does not keep, by its kernel id.
+    Orphan,
 }
 
 struct Pending {
     seq: u32,
-    prefix: Prefix,
     op: Op,
-    route: Option<RouteId>,
+    subject: Subject,
     /// Answered: popped once everything before it is too.
     done: bool,
 }
@@ -150,7 +228,7 @@ impl InFlight {
     }
 
     /// Takes the request with sequence number `seq` out, if it is in flight.
-    fn take(&mut self, seq: u32) -> Option<(Prefix, Op, Option<RouteId>)> {
+    fn take(&mut self, seq: u32) -> Option<(Op, Subject)> {
         let i = if self.q.front().is_some_and(|p| p.seq == seq) {
             0
         } else {
@@ -161,7 +239,7 @@ impl InFlight {
             return None;
         }
         p.done = true;
-        let taken = (p.prefix, p.op, p.route.take());
+        let taken = (p.op, p.subject);
         self.live -= 1;
         while self.q.front().is_some_and(|p| p.done) {
             self.q.pop_front();
@@ -293,6 +371,14 @@ pub enum FibEvent {
         errno: i32,
         message: Option<String>,
     },
+    /// The kernel refused a nexthop object: routes through it carry their next hop
+    /// themselves until a link or an address comes up.
+    NexthopFailed {
+        id: u32,
+        hop: NextHop,
+        errno: i32,
+        message: Option<String>,
+    },
     /// A route that interlink does not own sits in our slot: ours is not installed.
     Conflict {
         prefix: Prefix,
@@ -332,6 +418,11 @@ pub struct FibStats {
     pub conflicts: u64,
     /// Routes of ours in the kernel, IPv4 and IPv6.
     pub installed: PerFamily<u64>,
+    /// Nexthop objects of ours in the kernel.
+    pub nexthops: u64,
+    /// Nexthop object requests: `[add, delete]` done and refused.
+    pub nexthop_ok: [u64; 2],
+    pub nexthop_failed: [u64; 2],
 }
 
 fn op_index(op: Op) -> usize {
@@ -353,6 +444,7 @@ pub struct Fib {
     links: HashMap<u32, (String, bool)>,
     events: Vec<FibEvent>,
     stats: FibStats,
+    objects: Objects,
 }
 
 impl Fib {
@@ -369,7 +461,18 @@ impl Fib {
             links: HashMap::new(),
             events: Vec::new(),
             stats: FibStats::default(),
+            objects: Objects::default(),
         }
+    }
+
+    /// Whether routes through one gateway go through nexthop objects: for a kernel that has
+    /// them (the driver asks it). Off by default, and to be set before the first route.
+    pub fn use_nexthop_objects(&mut self, on: bool) {
+        self.objects.enabled = on;
+    }
+
+    pub fn nexthop_objects(&self) -> bool {
+        self.objects.enabled
     }
 
     pub fn target(&self) -> &Target {
@@ -389,8 +492,132 @@ impl Fib {
     }
 
     fn release_kernel(&mut self, k: Kernel) {
-        if let Kernel::Ours(id) = k {
+        if let Some(id) = k.route() {
             self.routes.release(id);
+        }
+    }
+
+    /// The object a slot's kernel route goes through.
+    fn object_of(&self, k: Kernel) -> Option<u32> {
+        match k {
+            Kernel::Via(r) => self.objects.of(r),
+            _ => None,
+        }
+    }
+
+    /// Keeps the objects' counts true across a change of a slot's wish (whether it wants a
+    /// route) or its kernel state; then looks at whether the object it left has become
+    /// unwanted.
+    fn account(&mut self, prefix: &Prefix, was: (bool, Kernel), is: (bool, Kernel)) {
+        let (before, after) = (self.object_of(was.1), self.object_of(is.1));
+        if before == after && was.0 == is.0 {
+            return;
+        }
+        let afi = prefix.afi();
+        if let Some(o) = before {
+            let obj = self.objects.get_mut(o);
+            obj.kernel[afi] = obj.kernel[afi].saturating_sub(1);
+            if was.0 {
+                obj.kept = obj.kept.saturating_sub(1);
+            }
+        }
+        if let Some(o) = after {
+            let obj = self.objects.get_mut(o);
+            obj.kernel[afi] += 1;
+            if is.0 {
+                obj.kept += 1;
+            }
+        }
+        if let Some(o) = before {
+            self.check_object(o);
+        }
+    }
+
+    /// Whether object `o` should go: a delete is queued when no slot wants a route through it
+    /// any more and none of the routes through it is still wanted (it takes them all); one
+    /// the kernel does not hold is forgotten when nothing refers to it.
+    fn check_object(&mut self, o: u32) {
+        if self.objects.hold || !self.objects.live(o) {
+            return;
+        }
+        let obj = self.objects.get(o);
+        if obj.queued || !obj.waiting.is_empty() {
+            return;
+        }
+        let wanted: u32 = obj.rids.iter().map(|r| self.routes.wanted(*r)).sum();
+        match obj.state {
+            State::Present if !obj.stale && !obj.failed && wanted == 0 && obj.kept == 0 => {
+                self.objects.get_mut(o).doomed = true;
+                self.objects.push(o);
+            }
+            State::Absent if wanted == 0 && obj.kernel.total() == 0 => {
+                for r in self.objects.remove(o) {
+                    self.routes.release(r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The object route `d` can go through: the one it is mapped to, or the one of its next
+    /// hop (made, absent from the kernel, if there is none). None: the route carries its
+    /// next hops (no objects, a shape objects do not take, a gateway in no connected network).
+    fn object_for(objects: &mut Objects, routes: &mut Routes, d: RouteId) -> Option<u32> {
+        if !objects.enabled {
+            return None;
+        }
+        if let Some(o) = objects.of(d) {
+            return Some(o);
+        }
+        let hop = objects.resolve(routes.get(d))?;
+        let o = objects.for_hop(&hop);
+        objects.map(routes.retain(d), o);
+        Some(o)
+    }
+
+    /// The kernel holds object `o` no more, nor any route through it (deleted by us or by
+    /// someone else, or flushed with its interface): those slots are absent now, and the ones
+    /// still wanted are queued.
+    fn object_gone(&mut self, o: u32) {
+        let obj = self.objects.get_mut(o);
+        obj.state = State::Absent;
+        obj.doomed = false;
+        obj.kept = 0;
+        let kernel = std::mem::take(&mut obj.kernel);
+        if kernel.total() > 0 {
+            for (afi, n) in kernel.iter() {
+                let c = &mut self.stats.installed[afi];
+                *c = c.saturating_sub(u64::from(*n));
+            }
+            let (objects, routes) = (&self.objects, &mut self.routes);
+            let mut again = Vec::new();
+            self.slots.retain(|p, s| {
+                if let Kernel::Via(k) = s.kernel {
+                    if objects.of(k) == Some(o) {
+                        routes.release(k);
+                        s.kernel = Kernel::Absent;
+                        if s.desired.is_some() && !s.queued && !s.in_flight {
+                            again.push(p);
+                        }
+                    }
+                }
+                !s.unused()
+            });
+            for p in again {
+                self.enqueue(p);
+            }
+        }
+        self.unpark(o);
+    }
+
+    /// The prefixes waiting for object `o` go back to the queue.
+    fn unpark(&mut self, o: u32) {
+        let waiting = std::mem::take(&mut self.objects.get_mut(o).waiting);
+        self.objects.parked -= waiting.len();
+        for p in waiting {
+            if self.slots.get(&p).is_some() {
+                self.enqueue(p);
+            }
         }
     }
 
@@ -410,10 +637,10 @@ impl Fib {
             return;
         };
         let old = std::mem::replace(&mut slot.kernel, k);
-        let was = matches!(old, Kernel::Ours(_) | Kernel::OursUnknown);
-        let is = matches!(k, Kernel::Ours(_) | Kernel::OursUnknown);
+        let wants = slot.desired.is_some();
         self.release_kernel(old);
-        self.count_installed(prefix, i64::from(is) - i64::from(was));
+        self.count_installed(prefix, i64::from(k.ours()) - i64::from(old.ours()));
+        self.account(prefix, (wants, old), (wants, k));
     }
 
     /// What the sources want for `prefix` now (None: no route). Replaces what they wanted
@@ -422,15 +649,28 @@ impl Fib {
         let id = route.map(|r| self.routes.intern(r));
         let slot = self.slots.entry(prefix);
         let old = std::mem::replace(&mut slot.desired, id);
-        if let Some(old) = old {
-            self.routes.release(old);
-        }
+        let kernel = slot.kernel;
         if old == id {
+            if let Some(old) = old {
+                self.routes.release(old);
+            }
             // The same again: whatever is under way for it (a request, a failure waiting
             // for a change, a reported conflict, a stale route awaiting the sweep) stands.
             self.tidy(&prefix);
             return;
         }
+        if let Some(id) = id {
+            self.routes.want(id, true);
+        }
+        if let Some(old) = old {
+            self.routes.want(old, false);
+            self.routes.release(old);
+        }
+        self.account(&prefix, (old.is_some(), kernel), (id.is_some(), kernel));
+        if let Some(o) = old.and_then(|old| self.objects.of(old)) {
+            self.check_object(o);
+        }
+        let slot = self.slots.entry(prefix);
         slot.failed = false;
         slot.conflict = false;
         if id.is_some() {
@@ -449,13 +689,18 @@ impl Fib {
         };
         match (s.desired, s.kernel) {
             (None, Kernel::Absent | Kernel::Foreign) => true,
-            (Some(d), Kernel::Ours(k)) => self.routes.get(d).satisfied_by(self.routes.get(k)),
+            (Some(d), Kernel::Ours(k) | Kernel::Via(k)) => {
+                self.routes.get(d).satisfied_by(self.routes.get(k))
+            }
             _ => false,
         }
     }
 
     /// Withdraws every route: for a shutdown that does not keep them.
     pub fn withdraw_all(&mut self) {
+        for o in self.objects.all() {
+            self.objects.get_mut(o).stale = false;
+        }
         let prefixes: Vec<Prefix> = self.slots.prefixes_where(|_| true);
         for p in prefixes {
             self.set(p, None);
@@ -469,6 +714,13 @@ impl Fib {
     /// Deletes the stale routes adopted at start that no source wanted again. Returns how
     /// many are going.
     pub fn sweep_stale(&mut self) -> usize {
+        // Objects first: one no source wants goes with the stale routes through it, in one
+        // request, and their own deletes are not sent.
+        for o in self.objects.all() {
+            self.objects.get_mut(o).stale = false;
+            self.check_object(o);
+        }
+        self.objects.orphans_due.append(&mut self.objects.orphans);
         let stale: Vec<Prefix> = self
             .slots
             .iter()
@@ -491,16 +743,35 @@ impl Fib {
 
     /// Nothing queued and nothing in flight.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_empty()
+        self.queue.is_empty()
+            && self.in_flight.is_empty()
+            && self.objects.queue.is_empty()
+            && self.objects.orphans_due.is_empty()
+            && self.objects.parked == 0
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
-    /// The next request to send, while the window has room.
-    pub fn next_request(&mut self) -> Option<Request> {
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        // 1 to 2^31 - 1: dumps use the upper half.
+        self.next_seq = self.next_seq % 0x7fff_ffff + 1;
+        seq
+    }
+
+    /// The next request to send, while the window has room: objects' first (a route waits
+    /// for the object it goes through), then routes.
+    pub fn next_request(&mut self) -> Option<Work> {
         while self.in_flight.len() < self.window {
+            if let Some(w) = self.next_object_request() {
+                return Some(w);
+            }
+            if self.objects.parked >= self.window {
+                // Enough wait for objects: the acks of those let them go on.
+                return None;
+            }
             let prefix = self.queue.pop_front()?;
             // One lookup per request: a million of them miss the cache each.
             let Some(slot) = self.slots.get_mut(&prefix) else {
@@ -513,7 +784,11 @@ impl Fib {
             }
             let routes = &self.routes;
             let op = match (slot.desired, slot.kernel) {
-                (Some(d), Kernel::Ours(k)) if routes.get(d).satisfied_by(routes.get(k)) => None,
+                (Some(d), Kernel::Ours(k) | Kernel::Via(k))
+                    if routes.get(d).satisfied_by(routes.get(k)) =>
+                {
+                    None
+                }
                 (Some(_), Kernel::Foreign) => {
                     if !slot.conflict {
                         slot.conflict = true;
@@ -523,9 +798,17 @@ impl Fib {
                     None
                 }
                 (Some(d), Kernel::Absent) => Some((Op::Add, Some(d))),
-                (Some(d), Kernel::Ours(_) | Kernel::OursUnknown) => Some((Op::Replace, Some(d))),
-                (None, Kernel::Ours(_) | Kernel::OursUnknown) if !slot.stale => {
-                    Some((Op::Delete, None))
+                (Some(d), _) => Some((Op::Replace, Some(d))),
+                (None, k) if k.ours() && !slot.stale => {
+                    // A route through an object on its way out goes with the object.
+                    let going = match k {
+                        Kernel::Via(r) => self.objects.of(r).is_some_and(|o| {
+                            let obj = self.objects.get(o);
+                            obj.doomed || obj.state == State::Deleting
+                        }),
+                        _ => false,
+                    };
+                    (!going).then_some((Op::Delete, None))
                 }
                 (None, _) => None,
             };
@@ -533,26 +816,100 @@ impl Fib {
                 self.tidy(&prefix);
                 continue;
             };
+            // Through the object of its next hop, once the kernel holds it.
+            let mut via = None;
+            if let Some(d) = route {
+                if let Some(o) = Self::object_for(&mut self.objects, &mut self.routes, d) {
+                    let obj = self.objects.get_mut(o);
+                    if !obj.failed {
+                        if obj.state == State::Present && !obj.doomed {
+                            via = Some(obj.id);
+                        } else {
+                            obj.waiting.push(prefix);
+                            let absent = obj.state == State::Absent;
+                            self.objects.parked += 1;
+                            if absent {
+                                self.objects.push(o);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            let slot = self.slots.get_mut(&prefix).expect("a known prefix");
             slot.in_flight = true;
             let route = route.map(|id| self.routes.retain(id));
-            let seq = self.next_seq;
-            // 1 to 2^31 - 1: dumps use the upper half.
-            self.next_seq = self.next_seq % 0x7fff_ffff + 1;
+            let seq = self.next_seq();
             self.in_flight.push(Pending {
                 seq,
-                prefix,
                 op,
-                route,
+                subject: Subject::Route {
+                    prefix,
+                    route,
+                    via: via.is_some(),
+                },
                 done: false,
             });
-            return Some(Request {
+            return Some(Work::Route(Request {
                 seq,
                 op,
                 prefix,
                 route,
-            });
+                via,
+            }));
         }
         None
+    }
+
+    /// An object request, if one is due: an add for an object routes wait for, a delete
+    /// for one nobody wants, the delete of an orphan after the sweep.
+    fn next_object_request(&mut self) -> Option<Work> {
+        while let Some(o) = self.objects.queue.pop_front() {
+            let wanted: u32 = {
+                let obj = self.objects.get(o);
+                obj.rids.iter().map(|r| self.routes.wanted(*r)).sum()
+            };
+            let obj = self.objects.get_mut(o);
+            obj.queued = false;
+            let op = match obj.state {
+                State::Present if obj.doomed => Op::Delete,
+                State::Absent if !obj.failed && (wanted > 0 || !obj.waiting.is_empty()) => Op::Add,
+                _ => {
+                    obj.doomed = false;
+                    self.check_object(o);
+                    continue;
+                }
+            };
+            obj.doomed = false;
+            obj.state = if op == Op::Add {
+                State::Adding
+            } else {
+                State::Deleting
+            };
+            let (id, hop) = (obj.id, obj.hop.clone());
+            let seq = self.next_seq();
+            self.in_flight.push(Pending {
+                seq,
+                op,
+                subject: Subject::Object(o),
+                done: false,
+            });
+            return Some(Work::Nexthop { seq, op, id, hop });
+        }
+        let id = self.objects.orphans_due.pop()?;
+        let seq = self.next_seq();
+        self.in_flight.push(Pending {
+            seq,
+            op: Op::Delete,
+            subject: Subject::Orphan,
+            done: false,
+        });
+        Some(Work::Nexthop {
+            seq,
+            op: Op::Delete,
+            id,
+            hop: NextHop::dev(0),
+        })
     }
 
     fn conflict(&mut self, prefix: Prefix) {
@@ -567,8 +924,29 @@ impl Fib {
 
     /// The kernel's answer to request `seq`: 0 for done, else the errno.
     pub fn ack(&mut self, seq: u32, errno: i32, message: Option<String>) {
-        let Some((prefix, op, route)) = self.in_flight.take(seq) else {
+        let Some((op, subject)) = self.in_flight.take(seq) else {
             return;
+        };
+        let (prefix, route, via) = match subject {
+            Subject::Route { prefix, route, via } => (prefix, route, via),
+            Subject::Object(o) => return self.ack_object(o, op, errno, message),
+            Subject::Orphan => {
+                let ok = errno == 0 || errno == libc::ENOENT;
+                let c = if ok {
+                    &mut self.stats.nexthop_ok
+                } else {
+                    &mut self.stats.nexthop_failed
+                };
+                c[1] += 1;
+                return;
+            }
+        };
+        let installed = |r: RouteId| {
+            if via {
+                Kernel::Via(r)
+            } else {
+                Kernel::Ours(r)
+            }
         };
         // The common case in one lookup: an install acked that is what the sources still want.
         if errno == 0 && op != Op::Delete {
@@ -577,72 +955,144 @@ impl Fib {
                     slot.in_flight = false;
                     slot.failed = false;
                     slot.stale = false;
-                    let old = std::mem::replace(&mut slot.kernel, Kernel::Ours(r));
+                    let k = installed(r);
+                    let old = std::mem::replace(&mut slot.kernel, k);
                     self.stats.ok[op_index(op)] += 1;
                     match old {
-                        Kernel::Ours(id) => self.routes.release(id),
+                        Kernel::Ours(id) | Kernel::Via(id) => self.routes.release(id),
                         Kernel::OursUnknown => {}
                         _ => self.count_installed(&prefix, 1),
                     }
+                    self.account(&prefix, (true, old), (true, k));
                     return;
                 }
             }
         }
-        let p = Pending {
-            seq,
-            prefix,
-            op,
-            route,
-            done: true,
-        };
-        let Some(slot) = self.slots.get_mut(&p.prefix) else {
-            if let Some(r) = p.route {
+        let Some(slot) = self.slots.get_mut(&prefix) else {
+            if let Some(r) = route {
                 self.routes.release(r);
             }
             return;
         };
         slot.in_flight = false;
-        let i = op_index(p.op);
-        match (p.op, errno) {
+        let i = op_index(op);
+        match (op, errno) {
             (Op::Add | Op::Replace, 0) => {
                 slot.failed = false;
                 slot.stale = false;
                 self.stats.ok[i] += 1;
-                let r = p.route.expect("an install carries its route");
-                self.set_kernel(&p.prefix, Kernel::Ours(r));
+                let r = route.expect("an install carries its route");
+                self.set_kernel(&prefix, installed(r));
             }
             (Op::Delete, 0) | (Op::Delete, libc::ESRCH) => {
                 self.stats.ok[i] += 1;
-                self.set_kernel(&p.prefix, Kernel::Absent);
+                self.set_kernel(&prefix, Kernel::Absent);
             }
             (Op::Add, libc::EEXIST) => {
                 // Someone else's route sits in the slot.
-                if let Some(r) = p.route {
+                if let Some(r) = route {
                     self.routes.release(r);
                 }
                 self.stats.failed[i] += 1;
-                self.set_kernel(&p.prefix, Kernel::Foreign);
-                self.conflict(p.prefix);
+                self.set_kernel(&prefix, Kernel::Foreign);
+                self.conflict(prefix);
             }
             (op, errno) => {
-                if let Some(r) = p.route {
+                if let Some(r) = route {
                     self.routes.release(r);
                 }
                 slot.failed = true;
                 self.stats.failed[i] += 1;
                 self.events.push(FibEvent::Failed {
-                    prefix: p.prefix,
+                    prefix,
                     op,
                     errno,
                     message,
                 });
             }
         }
-        let s = *self.slots.get(&p.prefix).expect("a known prefix");
-        if !s.failed && !self.in_sync(&p.prefix) {
-            self.enqueue(p.prefix);
+        let s = *self.slots.get(&prefix).expect("a known prefix");
+        if !s.failed && !self.in_sync(&prefix) {
+            self.enqueue(prefix);
         }
-        self.tidy(&p.prefix);
+        self.tidy(&prefix);
+    }
+
+    /// The kernel's answer to a request for object `o`.
+    fn ack_object(&mut self, o: u32, op: Op, errno: i32, message: Option<String>) {
+        let obj = self.objects.get_mut(o);
+        match (op, errno) {
+            (Op::Delete, 0 | libc::ENOENT) => {
+                self.stats.nexthop_ok[1] += 1;
+                self.object_gone(o);
+            }
+            (Op::Delete, _) => {
+                // It stays, and so do the routes through it: those not wanted go one by one.
+                self.stats.nexthop_failed[1] += 1;
+                obj.state = State::Present;
+                obj.failed = true;
+                let event = FibEvent::NexthopFailed {
+                    id: obj.id,
+                    hop: obj.hop.clone(),
+                    errno,
+                    message,
+                };
+                self.events.push(event);
+                let (objects, mut again) = (&self.objects, Vec::new());
+                for (p, s) in self.slots.iter() {
+                    if let Kernel::Via(k) = s.kernel {
+                        if objects.of(k) == Some(o) && s.desired.is_none() && !s.queued {
+                            again.push(p);
+                        }
+                    }
+                }
+                for p in again {
+                    self.enqueue(p);
+                }
+                self.unpark(o);
+            }
+            (_, 0) => {
+                self.stats.nexthop_ok[0] += 1;
+                obj.tries = 0;
+                obj.state = if std::mem::take(&mut obj.flushed) {
+                    State::Absent
+                } else {
+                    State::Present
+                };
+                self.unpark(o);
+            }
+            (_, libc::EEXIST) => {
+                // Its id is someone else's: tried again under a fresh one, a few times.
+                self.stats.nexthop_failed[0] += 1;
+                obj.state = State::Absent;
+                obj.flushed = false;
+                if !self.objects.renumber(o) {
+                    self.object_failed(o, errno, message);
+                }
+                self.unpark(o);
+            }
+            (_, _) => {
+                self.stats.nexthop_failed[0] += 1;
+                obj.state = State::Absent;
+                obj.flushed = false;
+                self.object_failed(o, errno, message);
+                self.unpark(o);
+            }
+        }
+        self.check_object(o);
+    }
+
+    /// Object `o` could not be added: routes through its next hop carry it themselves.
+    fn object_failed(&mut self, o: u32, errno: i32, message: Option<String>) {
+        let obj = self.objects.get_mut(o);
+        obj.failed = true;
+        let event = FibEvent::NexthopFailed {
+            id: obj.id,
+            hop: obj.hop.clone(),
+            errno,
+            message,
+        };
+        self.events.push(event);
     }
 
     /// Acks were lost (ENOBUFS on the request socket): nothing in flight can be trusted. The
@@ -650,11 +1100,23 @@ impl Fib {
     pub fn forget_in_flight(&mut self) {
         let pending: Vec<Pending> = self.in_flight.drain().collect();
         for p in pending {
-            if let Some(r) = p.route {
-                self.routes.release(r);
-            }
-            if let Some(s) = self.slots.get_mut(&p.prefix) {
-                s.in_flight = false;
+            match p.subject {
+                Subject::Route { prefix, route, .. } => {
+                    if let Some(r) = route {
+                        self.routes.release(r);
+                    }
+                    if let Some(s) = self.slots.get_mut(&prefix) {
+                        s.in_flight = false;
+                    }
+                }
+                Subject::Object(o) => {
+                    // What the kernel holds of it, the resync's dump says.
+                    let obj = self.objects.get_mut(o);
+                    obj.state = State::Absent;
+                    obj.flushed = false;
+                    self.unpark(o);
+                }
+                Subject::Orphan => {}
             }
         }
     }
@@ -666,22 +1128,104 @@ impl Fib {
     /// Starts a resync from a dump: everything the FIB believed of the kernel is forgotten,
     /// to be learnt again through `adopt`, then `finish_resync`.
     pub fn begin_resync(&mut self) {
+        // Objects are not judged until the dumps are in.
+        self.objects.hold = true;
         let prefixes: Vec<Prefix> = self.slots.prefixes_where(|_| true);
         for p in prefixes {
             if !self.slots.get(&p).expect("a known prefix").in_flight {
                 self.set_kernel(&p, Kernel::Absent);
             }
         }
+        self.begin_nexthop_check();
     }
 
     /// Ends a resync: every prefix whose kernel state differs from the wanted one is queued.
     pub fn finish_resync(&mut self) {
+        self.finish_nexthop_check();
         let prefixes: Vec<Prefix> = self.slots.prefixes_where(|_| true);
         for p in prefixes {
             if !self.in_sync(&p) {
                 self.enqueue(p);
             } else {
                 self.tidy(&p);
+            }
+        }
+        self.objects.hold = false;
+        for o in self.objects.all() {
+            self.check_object(o);
+        }
+    }
+
+    /// Whether the driver should dump the kernel's objects to learn which of ours are still
+    /// there: an interface went down, and the kernel drops the objects on it (with their
+    /// routes) without a word.
+    pub fn take_nexthop_check(&mut self) -> bool {
+        std::mem::take(&mut self.objects.check_due)
+    }
+
+    /// Starts a dump of the objects: those it does not list are gone.
+    pub fn begin_nexthop_check(&mut self) {
+        for o in self.objects.all() {
+            self.objects.get_mut(o).seen = false;
+        }
+    }
+
+    /// Ends it: an object the kernel held and the dump did not list went, with its routes.
+    pub fn finish_nexthop_check(&mut self) {
+        for o in self.objects.all() {
+            let obj = self.objects.get(o);
+            if !obj.seen && obj.state == State::Present {
+                self.object_gone(o);
+                self.check_object(o);
+            }
+        }
+    }
+
+    /// An object from a dump of the kernel's (or a notification of a new one). At start,
+    /// ours are adopted as stale.
+    pub fn adopt_nexthop(&mut self, nh: &KernelNexthop, startup: bool) {
+        if nh.protocol != self.target.protocol {
+            self.objects.foreign(nh.id);
+            return;
+        }
+        let adopted = match &nh.hop {
+            Some(h) if h.gateway.is_some() && h.ifindex.is_some() => {
+                self.objects.adopt(nh.id, h.clone(), startup)
+            }
+            _ => None,
+        };
+        match adopted {
+            Some(o) => self.objects.get_mut(o).seen = true,
+            None if !self.objects.orphans.contains(&nh.id) => self.objects.orphans.push(nh.id),
+            None => {}
+        }
+    }
+
+    /// What the kernel's route `kr` (ours) holds, as the FIB keeps it: through one of our
+    /// objects, or with its own next hops.
+    fn kernel_of(&mut self, kr: &KernelRoute) -> Kernel {
+        let Some(id) = kr.nh_id else {
+            return match &kr.route {
+                Some(r) => Kernel::Ours(self.routes.intern(r)),
+                None => Kernel::OursUnknown,
+            };
+        };
+        // Through an object: its route is the object's next hop, whatever the kernel said
+        // beside the id (nothing, with `nexthop_compat_mode` off).
+        let Some(o) = self.objects.by_id(id) else {
+            // An orphan's or someone else's: replaced when wanted, deleted when not.
+            return Kernel::OursUnknown;
+        };
+        let rid = self.routes.intern(&self.objects.get(o).route());
+        match self.objects.of(rid) {
+            Some(m) if m == o => Kernel::Via(rid),
+            Some(_) => {
+                self.routes.release(rid);
+                Kernel::OursUnknown
+            }
+            None => {
+                self.objects.map(self.routes.retain(rid), o);
+                Kernel::Via(rid)
             }
         }
     }
@@ -702,10 +1246,7 @@ impl Fib {
             if startup && slot.desired.is_none() {
                 slot.stale = true;
             }
-            match &kr.route {
-                Some(r) => Kernel::Ours(self.routes.intern(r)),
-                None => Kernel::OursUnknown,
-            }
+            self.kernel_of(kr)
         };
         self.set_kernel(&kr.prefix, k);
     }
@@ -720,10 +1261,7 @@ impl Fib {
                 }
                 self.slots.entry(kr.prefix);
                 if kr.protocol == self.target.protocol {
-                    let k = match &kr.route {
-                        Some(r) => Kernel::Ours(self.routes.intern(r)),
-                        None => Kernel::OursUnknown,
-                    };
+                    let k = self.kernel_of(kr);
                     self.set_kernel(&kr.prefix, k);
                 } else {
                     self.set_kernel(&kr.prefix, Kernel::Foreign);
@@ -743,7 +1281,7 @@ impl Fib {
                 }
                 let own = kr.protocol == self.target.protocol;
                 match slot.kernel {
-                    Kernel::Ours(_) | Kernel::OursUnknown if own => {
+                    Kernel::Ours(_) | Kernel::Via(_) | Kernel::OursUnknown if own => {
                         slot.stale = false;
                         slot.failed = false;
                         if slot.desired.is_some() {
@@ -778,19 +1316,39 @@ impl Fib {
                         });
                     }
                     self.retry_failed();
-                } else if was_up == Some(true) {
-                    self.events.push(FibEvent::LinkDown {
-                        ifindex: *ifindex,
-                        name: name.clone(),
-                    });
+                } else {
+                    self.interface_down(*ifindex);
+                    if was_up == Some(true) {
+                        self.events.push(FibEvent::LinkDown {
+                            ifindex: *ifindex,
+                            name: name.clone(),
+                        });
+                    }
                 }
             }
             KernelEvent::LinkGone { ifindex } => {
+                self.interface_down(*ifindex);
                 if let Some((name, true)) = self.links.remove(ifindex) {
                     self.events.push(FibEvent::LinkDown {
                         ifindex: *ifindex,
                         name,
                     });
+                }
+            }
+            KernelEvent::Nexthop { nh, added: true } => {
+                // Someone else made an object, or changed one of ours: the id is theirs, or
+                // ours as the kernel says.
+                if self.objects.by_id(nh.id).is_none() {
+                    self.adopt_nexthop(nh, false);
+                }
+            }
+            KernelEvent::Nexthop { nh, added: false } => {
+                // One of ours deleted from outside took its routes along.
+                if let Some(o) = self.objects.by_id(nh.id) {
+                    if self.objects.get(o).state == State::Present {
+                        self.object_gone(o);
+                        self.check_object(o);
+                    }
                 }
             }
             KernelEvent::Address {
@@ -800,6 +1358,7 @@ impl Fib {
                 added,
             } => {
                 let (ifindex, address, prefix) = (*ifindex, *address, *prefix);
+                self.objects.connected(ifindex, prefix, *added);
                 self.events.push(if *added {
                     FibEvent::AddressAdded {
                         ifindex,
@@ -823,6 +1382,9 @@ impl Fib {
 
     /// Queues every route whose last request failed: something changed that may let it in.
     fn retry_failed(&mut self) {
+        for o in self.objects.all() {
+            self.objects.get_mut(o).failed = false;
+        }
         let failed: Vec<Prefix> = self
             .slots
             .iter()
@@ -842,13 +1404,30 @@ impl Fib {
     }
 
     pub fn stats(&self) -> FibStats {
-        self.stats
+        FibStats {
+            nexthops: self.objects.present() as u64,
+            ..self.stats
+        }
+    }
+
+    /// An interface went down (or away): the kernel drops the objects on it, with every
+    /// route through them, and tells no one. Which went, a dump of the objects says.
+    fn interface_down(&mut self, ifindex: u32) {
+        for o in self.objects.all() {
+            let obj = self.objects.get_mut(o);
+            if obj.hop.ifindex == Some(ifindex) {
+                if obj.state == State::Adding {
+                    obj.flushed = true;
+                }
+                self.objects.check_due = true;
+            }
+        }
     }
 
     /// Our routes in the kernel, as the FIB knows them.
     pub fn installed(&self) -> impl Iterator<Item = (Prefix, &Route)> {
         self.slots.iter().filter_map(|(p, s)| match s.kernel {
-            Kernel::Ours(id) => Some((p, self.routes.get(id))),
+            Kernel::Ours(id) | Kernel::Via(id) => Some((p, self.routes.get(id))),
             _ => None,
         })
     }
@@ -909,7 +1488,12 @@ mod tests {
     }
 
     fn requests(fib: &mut Fib) -> Vec<Request> {
-        std::iter::from_fn(|| fib.next_request()).collect()
+        std::iter::from_fn(|| fib.next_request())
+            .map(|w| match w {
+                Work::Route(r) => r,
+                w => panic!("not a route request: {w:?}"),
+            })
+            .collect()
     }
 
     fn ack_all(fib: &mut Fib, reqs: &[Request]) {
@@ -1255,5 +1839,330 @@ mod tests {
         ack_all(&mut fib, &r);
         assert_eq!(fib.stats().installed, PerFamily { ipv4: 0, ipv6: 0 });
         assert_eq!(fib.live_routes(), 0);
+    }
+
+    /// A FIB with nexthop objects on, whose kernel has 192.0.2.0/24 on interface 3 and
+    /// 198.51.100.0/24 on interface 4.
+    fn with_objects() -> Fib {
+        let mut fib = Fib::new(T, 64);
+        fib.use_nexthop_objects(true);
+        for (i, net, a) in [
+            (3, "192.0.2.0/24", "192.0.2.9"),
+            (4, "198.51.100.0/24", "198.51.100.9"),
+        ] {
+            fib.observe(&KernelEvent::Address {
+                ifindex: i,
+                address: a.parse().unwrap(),
+                prefix: p(net),
+                added: true,
+            });
+        }
+        fib.drain_events().for_each(drop);
+        fib
+    }
+
+    fn nth(i: u32) -> Prefix {
+        Prefix::new(std::net::IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).unwrap()
+    }
+
+    /// Runs the FIB against a perfect kernel until it is idle; what it asked, in order.
+    fn run(fib: &mut Fib) -> Vec<Work> {
+        let mut all = Vec::new();
+        loop {
+            let batch: Vec<Work> = std::iter::from_fn(|| fib.next_request()).collect();
+            if batch.is_empty() {
+                assert!(fib.is_idle(), "stuck");
+                return all;
+            }
+            for w in &batch {
+                fib.ack(w.seq(), 0, None);
+            }
+            all.extend(batch);
+        }
+    }
+
+    fn object_ops(work: &[Work]) -> Vec<(Op, u32)> {
+        work.iter()
+            .filter_map(|w| match w {
+                Work::Nexthop { op, id, .. } => Some((*op, *id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn route_ops(work: &[Work]) -> Vec<(Op, Option<u32>)> {
+        work.iter()
+            .filter_map(|w| match w {
+                Work::Route(r) => Some((r.op, r.via)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Routes through one gateway share one object, added before the first of them; a
+    /// withdrawal of them all is one delete of the object, and leaves nothing behind.
+    #[test]
+    fn routes_share_an_object_and_go_with_it() {
+        let mut fib = with_objects();
+        for i in 0..1000 {
+            fib.set(nth(i), Some(&via("192.0.2.1")));
+        }
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 1, "{objs:?}");
+        let (op, id) = objs[0];
+        assert_eq!(op, Op::Add);
+        match &work[0] {
+            Work::Nexthop { hop, .. } => {
+                assert_eq!(hop.gateway, Some("192.0.2.1".parse().unwrap()));
+                assert_eq!(
+                    hop.ifindex,
+                    Some(3),
+                    "the interface of its connected network"
+                );
+            }
+            w => panic!("the object goes first: {w:?}"),
+        }
+        let routes = route_ops(&work);
+        assert_eq!(routes.len(), 1000);
+        assert!(routes.iter().all(|r| *r == (Op::Add, Some(id))));
+        assert_eq!(fib.stats().installed.ipv4, 1000);
+        assert_eq!(fib.stats().nexthops, 1);
+        assert!((0..1000).all(|i| fib.in_sync(&nth(i))));
+
+        for i in 0..1000 {
+            fib.set(nth(i), None);
+        }
+        let work = run(&mut fib);
+        assert_eq!(object_ops(&work), [(Op::Delete, id)]);
+        assert!(route_ops(&work).is_empty(), "no delete per route");
+        assert_eq!(fib.stats().installed.ipv4, 0);
+        assert_eq!(fib.stats().nexthops, 0);
+        assert_eq!(fib.slots.len(), 0);
+        assert_eq!(fib.live_routes(), 0, "the object let go of its routes");
+        assert!(!fib.objects.live(0));
+    }
+
+    /// Part of a table withdrawn goes route by route (the object still carries the rest);
+    /// routes moved to another gateway are replaced through its object, and the first object
+    /// goes once nothing uses it.
+    #[test]
+    fn partial_withdrawals_and_moves_go_route_by_route() {
+        let mut fib = with_objects();
+        for i in 0..10 {
+            fib.set(nth(i), Some(&via("192.0.2.1")));
+        }
+        let first = object_ops(&run(&mut fib))[0].1;
+        for i in 0..3 {
+            fib.set(nth(i), None);
+        }
+        let work = run(&mut fib);
+        assert_eq!(route_ops(&work), [(Op::Delete, None); 3]);
+        assert!(object_ops(&work).is_empty());
+        for i in 3..10 {
+            fib.set(nth(i), Some(&via("198.51.100.1")));
+        }
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 2, "{objs:?}");
+        assert_eq!(objs[0].0, Op::Add);
+        let second = objs[0].1;
+        assert_eq!(
+            objs[1],
+            (Op::Delete, first),
+            "after the routes moved off it"
+        );
+        assert_eq!(route_ops(&work), [(Op::Replace, Some(second)); 7]);
+        assert_eq!(fib.stats().installed.ipv4, 7);
+        assert!((3..10).all(|i| fib.in_sync(&nth(i))));
+        assert_eq!(fib.stats().nexthops, 1);
+    }
+
+    /// A gateway in no connected network, ECMP, blackholes: routes carry their next hops.
+    #[test]
+    fn routes_objects_cannot_carry_keep_their_next_hops() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&via("203.0.113.1")));
+        fib.set(nth(1), Some(&Route::Blackhole));
+        let two = Route::unicast(vec![
+            NextHop::via("192.0.2.1".parse().unwrap()),
+            NextHop::via("192.0.2.2".parse().unwrap()),
+        ]);
+        fib.set(nth(2), two.as_ref());
+        let work = run(&mut fib);
+        assert!(object_ops(&work).is_empty());
+        assert_eq!(route_ops(&work), [(Op::Add, None); 3]);
+    }
+
+    /// An object the kernel refuses: tried under a fresh id when its id is taken, then routes
+    /// carry their next hop themselves, said once; retried when a link comes up.
+    #[test]
+    fn refused_objects_fall_back_to_next_hops_per_route() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&via("192.0.2.1")));
+        let Some(Work::Nexthop { seq, id, .. }) = fib.next_request() else {
+            panic!("an object first");
+        };
+        fib.ack(seq, libc::EEXIST, None);
+        let Some(Work::Nexthop { seq, id: id2, .. }) = fib.next_request() else {
+            panic!("the object again");
+        };
+        assert_ne!(id, id2, "a fresh id");
+        fib.ack(seq, libc::ENETDOWN, Some("down".into()));
+        let work = run(&mut fib);
+        assert_eq!(route_ops(&work), [(Op::Add, None)]);
+        let events: Vec<FibEvent> = fib.drain_events().collect();
+        assert!(matches!(
+            events[..],
+            [FibEvent::NexthopFailed {
+                errno: libc::ENETDOWN,
+                ..
+            }]
+        ));
+        assert_eq!(fib.stats().nexthop_failed, [2, 0]);
+        // Something changed: a new route through that next hop tries the object again.
+        fib.observe(&KernelEvent::Link {
+            ifindex: 3,
+            name: "v0".into(),
+            up: true,
+        });
+        fib.set(nth(1), Some(&via("192.0.2.1")));
+        let work = run(&mut fib);
+        assert_eq!(object_ops(&work).len(), 1);
+        assert_eq!(route_ops(&work), [(Op::Add, Some(id2))]);
+    }
+
+    /// After a restart: objects and the routes through them adopted, kept without a request
+    /// where wanted again, and the rest swept with one delete of their object; an object of
+    /// ours of another shape goes at the sweep.
+    #[test]
+    fn restart_adopts_objects_and_sweeps_unwanted_ones_whole() {
+        let mut fib = with_objects();
+        let hop = |g: &str, i| NextHop {
+            ifindex: Some(i),
+            ..NextHop::via(g.parse().unwrap())
+        };
+        let nh = |id, hop: Option<NextHop>| KernelNexthop {
+            id,
+            protocol: 77,
+            hop,
+        };
+        fib.adopt_nexthop(&nh(500, Some(hop("192.0.2.1", 3))), true);
+        fib.adopt_nexthop(&nh(501, Some(hop("198.51.100.1", 4))), true);
+        fib.adopt_nexthop(&nh(502, None), true);
+        fib.adopt_nexthop(
+            &KernelNexthop {
+                id: 7,
+                protocol: 3,
+                hop: Some(hop("192.0.2.7", 3)),
+            },
+            true,
+        );
+        for i in 0..20 {
+            let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
+            kr.nh_id = Some(if i < 10 { 500 } else { 501 });
+            // As with `nexthop_compat_mode` off: the id alone.
+            kr.route = None;
+            fib.adopt(&kr, true);
+        }
+        assert_eq!(fib.stale(), 20);
+        assert_eq!(fib.stats().installed.ipv4, 20);
+        // The first ten wanted again, as they are.
+        for i in 0..10 {
+            fib.set(nth(i), Some(&via("192.0.2.1")));
+        }
+        assert!(run(&mut fib).is_empty(), "taken over without a request");
+        assert_eq!(fib.sweep_stale(), 10);
+        let work = run(&mut fib);
+        assert_eq!(object_ops(&work), [(Op::Delete, 501), (Op::Delete, 502)]);
+        assert!(route_ops(&work).is_empty());
+        assert_eq!(fib.stats().installed.ipv4, 10);
+        assert_eq!(fib.stale(), 0);
+        assert!((0..20).all(|i| fib.in_sync(&nth(i))));
+        // A new object never takes someone else's id, nor ours.
+        fib.set(nth(30), Some(&via("192.0.2.2")));
+        let objs = object_ops(&run(&mut fib));
+        assert!(objs.len() == 1 && ![7, 500, 501, 502].contains(&objs[0].1));
+    }
+
+    /// An interface going down takes its objects and their routes, silently: a dump of the
+    /// objects is asked for, and what it no longer lists is gone with its routes, which
+    /// are put back (through a new add) when still wanted. A delete from outside, which the
+    /// kernel does tell of, is the same.
+    #[test]
+    fn objects_gone_with_their_interface_take_their_routes() {
+        let mut fib = with_objects();
+        for i in 0..5 {
+            fib.set(nth(i), Some(&via("192.0.2.1")));
+        }
+        for i in 5..8 {
+            fib.set(nth(i), Some(&via("198.51.100.1")));
+        }
+        let objs = object_ops(&run(&mut fib));
+        let id4 = objs.iter().find(|o| o.1 != objs[0].1).unwrap().1;
+        fib.observe(&KernelEvent::Link {
+            ifindex: 3,
+            name: "v0".into(),
+            up: true,
+        });
+        fib.observe(&KernelEvent::Link {
+            ifindex: 3,
+            name: "v0".into(),
+            up: false,
+        });
+        assert!(fib.take_nexthop_check());
+        assert!(!fib.take_nexthop_check());
+        fib.begin_nexthop_check();
+        fib.adopt_nexthop(
+            &KernelNexthop {
+                id: id4,
+                protocol: 77,
+                hop: Some(NextHop {
+                    ifindex: Some(4),
+                    ..NextHop::via("198.51.100.1".parse().unwrap())
+                }),
+            },
+            false,
+        );
+        fib.finish_nexthop_check();
+        assert_eq!(fib.stats().installed.ipv4, 3);
+        assert!(!fib.in_sync(&nth(0)) && fib.in_sync(&nth(6)));
+        let work = run(&mut fib);
+        assert_eq!(object_ops(&work).len(), 1);
+        assert_eq!(route_ops(&work).len(), 5);
+        assert_eq!(fib.stats().installed.ipv4, 8);
+        // Deleted from outside.
+        fib.observe(&KernelEvent::Nexthop {
+            nh: KernelNexthop {
+                id: id4,
+                protocol: 77,
+                hop: None,
+            },
+            added: false,
+        });
+        assert_eq!(fib.stats().installed.ipv4, 5);
+        let work = run(&mut fib);
+        assert_eq!(route_ops(&work).len(), 3);
+        assert!((0..8).all(|i| fib.in_sync(&nth(i))));
+    }
+
+    /// A route wanted again while its object is being deleted waits, and comes back through
+    /// the object added again.
+    #[test]
+    fn a_route_wanted_while_its_object_goes_waits_for_it() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&via("192.0.2.1")));
+        run(&mut fib);
+        fib.set(nth(0), None);
+        let del = fib.next_request().unwrap();
+        assert!(matches!(del, Work::Nexthop { op: Op::Delete, .. }));
+        fib.set(nth(0), Some(&via("192.0.2.1")));
+        assert!(fib.next_request().is_none(), "it waits for the delete");
+        fib.ack(del.seq(), 0, None);
+        let work = run(&mut fib);
+        assert_eq!(object_ops(&work).len(), 1);
+        assert_eq!(route_ops(&work).len(), 1);
+        assert!(fib.in_sync(&nth(0)));
+        assert_eq!(fib.stats().installed.ipv4, 1);
     }
 }

@@ -22,7 +22,7 @@ pub fn netlink_rx(data: &[u8]) {
     }
     let mut seqs = Vec::new();
     while let Some(r) = fib.next_request() {
-        seqs.push(r.seq);
+        seqs.push(r.seq());
     }
     let startup = data.first().is_some_and(|b| b & 1 == 1);
     for m in wire::messages(data) {
@@ -37,7 +37,7 @@ pub fn netlink_rx(data: &[u8]) {
         if let Some(nh) = wire::parse_nexthop(&m) {
             if let Some(hop) = &nh.hop {
                 let mut again = Vec::new();
-                wire::encode_nexthop(&mut again, 1, nh.protocol, nh.id, Some(hop));
+                wire::encode_nexthop(&mut again, 1, wire::Op::Add, nh.protocol, nh.id, hop);
                 let back = wire::messages(&again)
                     .next()
                     .and_then(|m| wire::parse_nexthop(&m));
@@ -54,7 +54,7 @@ pub fn netlink_rx(data: &[u8]) {
     fib.sweep_stale();
     fib.withdraw_all();
     while let Some(r) = fib.next_request() {
-        fib.ack(r.seq, 0, None);
+        fib.ack(r.seq(), 0, None);
     }
     fib.drain_events().for_each(drop);
 }

@@ -6,6 +6,7 @@
 //!   some short attributes); the tests check what is written against netlink-packet-route.
 //! - [`fib`]: the sans-IO core: desired versus kernel state per prefix, coalescing, the
 //!   request window, ownership, stale routes after a restart, repair.
+//! - `nexthop`: the kernel's nexthop objects the FIB keeps, one per next hop.
 //! - [`reach`]: the networks of interfaces that are down, from the kernel's events: next
 //!   hops in them cannot be reached.
 //! - [`sock`] and [`driver`]: the netlink sockets and the loop that runs the core against the
@@ -14,6 +15,7 @@
 pub mod driver;
 pub mod fib;
 pub mod fuzzing;
+mod nexthop;
 pub mod reach;
 pub mod route;
 pub mod service;
@@ -21,7 +23,7 @@ pub mod sock;
 pub mod wire;
 
 pub use driver::{Driver, DriverError};
-pub use fib::{Fib, FibEvent, FibStats, Request, RouteId};
+pub use fib::{Fib, FibEvent, FibStats, Request, RouteId, Work};
 pub use interlink_table::{Afi, PerFamily};
 pub use reach::Reachability;
 pub use route::{NextHop, Prefix, PrefixError, Route};

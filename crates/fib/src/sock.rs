@@ -14,6 +14,8 @@ pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
 pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
 pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
 pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
+/// Linux 5.3 and later.
+pub const RTNLGRP_NEXTHOP: u32 = 32;
 
 use interlink_sys::cvt;
 pub use interlink_sys::{if_index, poll_readable as poll};
@@ -82,6 +84,16 @@ impl NlSocket {
             set_int(raw, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, g as libc::c_int)?;
         }
         Ok(NlSocket { fd, portid })
+    }
+
+    /// Joins one more multicast group.
+    pub fn join(&self, group: u32) -> io::Result<()> {
+        set_int(
+            self.fd.as_raw_fd(),
+            SOL_NETLINK,
+            NETLINK_ADD_MEMBERSHIP,
+            group as libc::c_int,
+        )
     }
 
     /// The port id the kernel gave the socket: notifications caused by its requests carry it.

@@ -212,15 +212,18 @@ fn finish(buf: &mut [u8], start: usize) {
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
-/// Appends a request for nexthop object `id` (Linux 5.3), acked under `seq`: created, or
-/// replaced if it exists (`NLM_F_CREATE | NLM_F_REPLACE`: the ids are the FIB's own, tagged
-/// with `protocol`), going out of `hop`'s interface to its gateway; or deleted (`hop` None),
-/// which takes every route using it with it.
-pub fn encode_nexthop(buf: &mut Vec<u8>, seq: u32, protocol: u8, id: u32, hop: Option<&NextHop>) {
-    let (kind, flags) = match hop {
-        Some(_) => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_REPLACE),
-        None => (RTM_DELNEXTHOP, 0),
+/// Appends a request for nexthop object `id` (Linux 5.3), acked under `seq`, going out of
+/// `hop`'s interface to its gateway, tagged with `protocol`: `Add` creates it
+/// (`NLM_F_CREATE | NLM_F_EXCL`: an id someone else holds is refused, never taken over),
+/// `Replace` changes it in place, for every route using it at once; `Delete` (`hop` unused)
+/// takes every route using it with it.
+pub fn encode_nexthop(buf: &mut Vec<u8>, seq: u32, op: Op, protocol: u8, id: u32, hop: &NextHop) {
+    let (kind, flags) = match op {
+        Op::Add => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_EXCL),
+        Op::Replace => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_REPLACE),
+        Op::Delete => (RTM_DELNEXTHOP, 0),
     };
+    let hop = (op != Op::Delete).then_some(hop);
     let start = header(buf, kind, flags, seq);
     // struct nhmsg: family, scope, protocol, reserved, flags. A delete names the id alone.
     let family = match hop.and_then(|h| h.gateway) {
@@ -291,9 +294,9 @@ pub struct KernelNexthop {
     pub hop: Option<NextHop>,
 }
 
-/// A `RTM_NEWNEXTHOP` message.
+/// A `RTM_NEWNEXTHOP` or `RTM_DELNEXTHOP` message.
 pub fn parse_nexthop(m: &Message<'_>) -> Option<KernelNexthop> {
-    if m.kind != RTM_NEWNEXTHOP {
+    if m.kind != RTM_NEWNEXTHOP && m.kind != RTM_DELNEXTHOP {
         return None;
     }
     let body = m.bytes.get(NLMSG_HDR..)?;
@@ -456,6 +459,11 @@ pub enum KernelEvent {
     LinkGone {
         ifindex: u32,
     },
+    /// A nexthop object made or changed (`added`), or deleted.
+    Nexthop {
+        nh: KernelNexthop,
+        added: bool,
+    },
     /// An address on an interface, and the prefix it makes connected.
     Address {
         ifindex: u32,
@@ -538,6 +546,10 @@ pub fn parse_event(m: &Message<'_>) -> Option<KernelEvent> {
         RTM_NEWLINK | RTM_DELLINK => parse_link(m),
         RTM_NEWROUTE => parse_route(m).map(KernelEvent::NewRoute),
         RTM_DELROUTE => parse_route(m).map(KernelEvent::DelRoute),
+        RTM_NEWNEXTHOP | RTM_DELNEXTHOP => parse_nexthop(m).map(|nh| KernelEvent::Nexthop {
+            nh,
+            added: m.kind == RTM_NEWNEXTHOP,
+        }),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ use interlink_testkit as netns;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use interlink_fib::driver::Options;
 use interlink_fib::{Driver, FibEvent, NextHop, Prefix, Route, Target};
 use netns::{in_ns, Lab};
 
@@ -64,17 +65,49 @@ fn routes(lab: &Lab, family: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `f` with a FIB driver opened inside the lab's namespace.
+/// Runs `f` with a FIB driver opened inside the lab's namespace, with routes carrying their
+/// own next hops (as on a kernel without nexthop objects).
 fn with_driver<R: Send + 'static>(
     ns: &str,
     f: impl FnOnce(&mut Driver) -> R + Send + 'static,
 ) -> R {
+    with(ns, false, f)
+}
+
+/// The same, with routes through nexthop objects.
+fn with_objects<R: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce(&mut Driver) -> R + Send + 'static,
+) -> R {
+    with(ns, true, f)
+}
+
+fn with<R: Send + 'static>(
+    ns: &str,
+    objects: bool,
+    f: impl FnOnce(&mut Driver) -> R + Send + 'static,
+) -> R {
     in_ns(ns, move || {
-        let mut d = Driver::open(T, 1024).expect("open the FIB");
+        let opts = Options {
+            nexthop_objects: objects,
+            ..Options::default()
+        };
+        let mut d = Driver::open_with(T, 1024, opts).expect("open the FIB");
+        assert_eq!(d.fib().nexthop_objects(), objects);
         f(&mut d)
     })
     .join()
     .unwrap()
+}
+
+/// `ip nexthop show proto 77`, as lines.
+fn nexthops(lab: &Lab) -> Vec<String> {
+    let out = lab.exec("fib", &["ip", "nexthop", "show", "proto", "77"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Runs the FIB until it is idle; the events about routes (not addresses) it had.
@@ -397,7 +430,15 @@ fn lost_notifications_are_caught_up_by_a_resync() {
     let worker = std::thread::spawn(move || {
         in_ns(&ns, move || {
             // A monitor buffer of a few kilobytes: the flood cannot fit.
-            let mut d = Driver::open_with_rcvbuf(T, 1024, 4096).expect("open the FIB");
+            let mut d = Driver::open_with(
+                T,
+                1024,
+                Options {
+                    rcvbuf: 4096,
+                    nexthop_objects: false,
+                },
+            )
+            .expect("open the FIB");
             d.fib().set(p("10.6.0.0/16"), Some(&via(&["192.0.2.2"])));
             settle(&mut d);
             ready_tx.send(()).unwrap();
@@ -505,10 +546,10 @@ fn nexthop_objects_are_written_read_and_take_their_routes_when_deleted() {
             weight: 1,
         };
         let mut buf = Vec::new();
-        wire::encode_nexthop(&mut buf, 1, 77, 0x1000_0001, Some(&hop4));
-        wire::encode_nexthop(&mut buf, 2, 77, 0x1000_0002, Some(&hop6));
-        // Again: replaced, not refused.
-        wire::encode_nexthop(&mut buf, 3, 77, 0x1000_0001, Some(&hop4));
+        wire::encode_nexthop(&mut buf, 1, Op::Add, 77, 0x1000_0001, &hop4);
+        wire::encode_nexthop(&mut buf, 2, Op::Add, 77, 0x1000_0002, &hop6);
+        // Again: replaced in place.
+        wire::encode_nexthop(&mut buf, 3, Op::Replace, 77, 0x1000_0001, &hop4);
         for (i, pfx) in ["10.1.0.0/16", "10.2.0.0/16", "2001:db8:99::/48"]
             .iter()
             .enumerate()
@@ -517,6 +558,10 @@ fn nexthop_objects_are_written_read_and_take_their_routes_when_deleted() {
             wire::encode_route_via(&mut buf, 10 + i as u32, Op::Add, &T, &p(pfx), nh);
         }
         assert_eq!(request(&buf, 6), [0; 6]);
+        // An id that is taken is refused to an add, never taken over.
+        let mut buf = Vec::new();
+        wire::encode_nexthop(&mut buf, 7, Op::Add, 77, 0x1000_0001, &hop6);
+        assert_eq!(request(&buf, 1), [libc::EEXIST]);
         let objects = dump(wire::RTM_GETNEXTHOP, 0, wire::parse_nexthop);
         let routes4 = dump(
             wire::RTM_GETROUTE,
@@ -559,7 +604,8 @@ fn nexthop_objects_are_written_read_and_take_their_routes_when_deleted() {
     // Deleting the IPv4 object takes both of its routes, in one request.
     in_ns(&ns, || {
         let mut buf = Vec::new();
-        wire::encode_nexthop(&mut buf, 20, 77, 0x1000_0001, None);
+        let any = NextHop::dev(1);
+        wire::encode_nexthop(&mut buf, 20, Op::Delete, 77, 0x1000_0001, &any);
         assert_eq!(request(&buf, 1), [0]);
     })
     .join()
@@ -584,4 +630,197 @@ fn with_oif(route: Route, lab: &Lab) -> Route {
         .unwrap(),
         r => r,
     }
+}
+
+/// Routes through one gateway go through one object of interlink's, IPv4 and IPv6 alike
+/// (ECMP and blackholes keep their own next hops); withdrawn together, they go with one
+/// delete of their object.
+#[test]
+fn routes_go_through_objects_and_leave_with_them() {
+    let Some((lab, ns)) = lab("fib-objects") else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<interlink_fib::FibStats>();
+    let worker = std::thread::spawn(move || {
+        with_objects(&ns, move |d| {
+            for i in 0..100 {
+                d.fib()
+                    .set(p(&format!("10.{i}.0.0/16")), Some(&via(&["192.0.2.2"])));
+            }
+            d.fib().set(
+                p("10.200.0.0/16"),
+                Some(&via(&["192.0.2.2", "198.51.100.2"])),
+            );
+            d.fib().set(p("10.201.0.0/16"), Some(&Route::Blackhole));
+            d.fib()
+                .set(p("2001:db8:10::/48"), Some(&via(&["2001:db8:1::2"])));
+            assert!(settle(d).is_empty());
+            done_tx.send(d.fib().stats()).unwrap();
+            rx.recv().unwrap();
+            for i in 0..100 {
+                d.fib().set(p(&format!("10.{i}.0.0/16")), None);
+            }
+            assert!(settle(d).is_empty());
+            done_tx.send(d.fib().stats()).unwrap();
+        })
+    });
+    let stats = done_rx.recv().unwrap();
+    assert_eq!(stats.ok, [103, 0, 0], "{stats:?}");
+    assert_eq!((stats.nexthops, stats.nexthop_ok), (2, [2, 0]));
+    let objects = nexthops(&lab);
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert!(
+        objects.iter().any(|l| l.contains("via 192.0.2.2 dev v0")),
+        "{objects:?}"
+    );
+    let id = objects[0].split_whitespace().nth(1).unwrap().to_owned();
+    let v4 = routes(&lab, "-4");
+    assert!(
+        v4.iter()
+            .filter(|l| l.contains(&format!("nhid {id} via 192.0.2.2 dev v0")))
+            .count()
+            == 100
+            || v4.iter().filter(|l| l.contains("nhid")).count() == 100,
+        "{v4:?}"
+    );
+    assert!(v4.contains(&"10.200.0.0/16 metric 20".to_owned()), "{v4:?}");
+    assert!(
+        v4.contains(&"blackhole 10.201.0.0/16 metric 20".to_owned()),
+        "{v4:?}"
+    );
+    let v6 = routes(&lab, "-6");
+    assert!(
+        v6.iter().any(|l| l.starts_with("2001:db8:10::/48 nhid")),
+        "{v6:?}"
+    );
+    tx.send(()).unwrap();
+    let stats = done_rx.recv().unwrap();
+    worker.join().unwrap();
+    // One request took the hundred routes.
+    assert_eq!(stats.ok, [103, 0, 0], "{stats:?}");
+    assert_eq!(stats.nexthop_ok, [2, 1], "{stats:?}");
+    assert_eq!((stats.installed.ipv4, stats.installed.ipv6), (2, 1));
+    assert_eq!(
+        routes(&lab, "-4"),
+        [
+            "10.200.0.0/16 metric 20",
+            "\tnexthop via 192.0.2.2 dev v0 weight 1",
+            "\tnexthop via 198.51.100.2 dev v1 weight 1",
+            "blackhole 10.201.0.0/16 metric 20",
+        ]
+    );
+    assert_eq!(nexthops(&lab).len(), 1, "the IPv6 one stays");
+}
+
+/// A restart with objects: the second life adopts the objects and the routes through them
+/// without a change the kernel sees, and its sweep deletes the unwanted object with its
+/// route in one request.
+#[test]
+fn a_restart_adopts_objects_and_sweeps_them_whole() {
+    let Some((mut lab, ns)) = lab("fib-objrestart") else {
+        return;
+    };
+    with_objects(&ns, |d| {
+        d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib().set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib()
+            .set(p("2001:db8:70::/48"), Some(&via(&["2001:db8:1::2"])));
+        settle(d);
+    });
+    let before = (routes(&lab, "-4"), routes(&lab, "-6"), nexthops(&lab));
+    assert_eq!(before.2.len(), 2, "{before:?}");
+    lab.spawn_in(
+        "monitor",
+        "fib",
+        std::path::Path::new("ip"),
+        &["monitor", "route", "nexthop"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (stale, stats) = with_objects(&ns, |d| {
+        let stale = d.fib().stale();
+        d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib().set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2"])));
+        settle(d);
+        assert_eq!(d.fib().sweep_stale(), 1);
+        settle(d);
+        (stale, d.fib().stats())
+    });
+    assert_eq!(stale, 3);
+    assert_eq!(stats.ok, [0, 0, 0], "{stats:?}");
+    assert_eq!(stats.nexthop_ok, [0, 1], "{stats:?}");
+    assert_eq!(routes(&lab, "-4"), before.0);
+    assert_eq!(routes(&lab, "-6"), Vec::<String>::new());
+    let kept: Vec<String> = before
+        .2
+        .into_iter()
+        .filter(|l| l.contains("192.0.2.2"))
+        .collect();
+    assert_eq!(nexthops(&lab), kept);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = lab.log("monitor");
+    let changes: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["10.7.", "10.8.", "2001:db8:70:", "id "]
+                .iter()
+                .any(|p| l.contains(p))
+        })
+        .collect();
+    // The object's delete, and the kernel's word that the IPv6 route went with it (it tells
+    // of IPv6 routes an object takes along, not of IPv4 ones).
+    assert!(
+        changes.len() == 2
+            && changes[0].starts_with("Deleted id ")
+            && changes[1].starts_with("Deleted 2001:db8:70::/48"),
+        "{changes:?}"
+    );
+}
+
+/// An interface going down takes the objects on it and their routes without a word from the
+/// kernel: the FIB finds out (a dump of the objects), counts them gone, and when the
+/// interface is back, puts them back through a new object.
+#[test]
+fn objects_flushed_with_their_interface_come_back_with_it() {
+    let Some((lab, ns)) = lab("fib-objflush") else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<interlink_fib::FibStats>();
+    let worker = std::thread::spawn(move || {
+        with_objects(&ns, move |d| {
+            d.fib().set(p("10.1.0.0/16"), Some(&via(&["192.0.2.2"])));
+            d.fib().set(p("10.2.0.0/16"), Some(&via(&["198.51.100.2"])));
+            d.fib().set(p("10.3.0.0/16"), Some(&via(&["198.51.100.2"])));
+            settle(d);
+            for _ in 0..2 {
+                done_tx.send(d.fib().stats()).unwrap();
+                rx.recv().unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(3);
+                while std::time::Instant::now() < deadline {
+                    d.pump(None, Duration::from_millis(50)).unwrap();
+                }
+                d.run_until_idle(Duration::from_secs(5)).unwrap();
+            }
+            done_tx.send(d.fib().stats()).unwrap();
+        })
+    });
+    let stats = done_rx.recv().unwrap();
+    assert_eq!((stats.installed.ipv4, stats.nexthops), (3, 2));
+    lab.exec("fib", &["ip", "link", "set", "v1", "down"]);
+    assert_eq!(routes(&lab, "-4").len(), 1, "the kernel flushed them");
+    tx.send(()).unwrap();
+    let stats = done_rx.recv().unwrap();
+    assert_eq!((stats.installed.ipv4, stats.nexthops), (1, 1), "{stats:?}");
+    lab.exec("fib", &["ip", "link", "set", "v1", "up"]);
+    tx.send(()).unwrap();
+    let stats = done_rx.recv().unwrap();
+    worker.join().unwrap();
+    assert_eq!((stats.installed.ipv4, stats.nexthops), (3, 2), "{stats:?}");
+    let v4 = routes(&lab, "-4");
+    assert_eq!(
+        v4.iter().filter(|l| l.contains("nhid")).count(),
+        3,
+        "{v4:?}"
+    );
 }

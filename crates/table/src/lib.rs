@@ -156,6 +156,22 @@ impl<K: Ord + Copy, V: Default> SortedMap<K, V> {
         }
     }
 
+    /// Keeps the entries for which `f` (which may change them) says true, and removes the
+    /// others: one walk, for a change that touches many entries at once.
+    pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
+        for i in 0..self.keys.len() {
+            if !self.is_dead(i) && !f(&self.keys[i], &mut self.values[i]) {
+                self.set_dead(i, true);
+                self.dead_count += 1;
+                self.values[i] = V::default();
+            }
+        }
+        self.buffer.retain(|k, v| f(k, v));
+        if self.dead_count * 4 > self.keys.len() {
+            self.compact();
+        }
+    }
+
     /// Drops removed entries from the arrays, in place.
     fn compact(&mut self) {
         if self.dead_count == 0 {
@@ -396,5 +412,38 @@ mod tests {
         i.retain(b);
         i.release(b);
         assert_eq!(i.get(b), "b");
+    }
+
+    /// `retain` removes what it is told to, from the arrays and the write buffer alike, keeps
+    /// what it changed, and leaves the map as a later insert, lookup and walk expect.
+    #[test]
+    fn retain_removes_and_changes_in_one_walk() {
+        let mut m = super::SortedMap::<u32, u32>::new();
+        for k in 0..10_000 {
+            m.insert(k * 2, k);
+        }
+        // Some in the write buffer too (below the last key).
+        for k in 0..100 {
+            m.insert(k * 2 + 1, 7);
+        }
+        m.retain(|_, v| {
+            *v += 1;
+            *v % 3 != 0
+        });
+        let expect: Vec<(u32, u32)> = (0..10_000)
+            .map(|k| (k * 2, k + 1))
+            .chain((0..100).map(|k| (k * 2 + 1, 8)))
+            .filter(|(_, v)| v % 3 != 0)
+            .collect();
+        let mut got: Vec<(u32, u32)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+        got.sort_unstable();
+        let mut expect = expect;
+        expect.sort_unstable();
+        assert_eq!(got, expect);
+        assert_eq!(m.len(), expect.len());
+        assert_eq!(m.get(&6), Some(&4));
+        assert_eq!(m.get(&10), None, "5 + 1 = 6 went");
+        m.insert(10, 1);
+        assert_eq!(m.get(&10), Some(&1));
     }
 }

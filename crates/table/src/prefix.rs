@@ -341,6 +341,12 @@ impl<V: Default> PrefixMap<V> {
         self.v4.values_mut().chain(self.v6.values_mut())
     }
 
+    /// Keeps the entries for which `f` says true (it may change them).
+    pub fn retain(&mut self, mut f: impl FnMut(Prefix, &mut V) -> bool) {
+        self.v4.retain(|k, v| f(Prefix::from_v4_key(*k), v));
+        self.v6.retain(|k, v| f(Prefix::from_v6_key(*k), v));
+    }
+
     /// The prefixes whose values satisfy `f`, in order.
     pub fn prefixes_where(&self, f: impl Fn(&V) -> bool) -> Vec<Prefix> {
         self.iter().filter(|(_, v)| f(v)).map(|(p, _)| p).collect()

@@ -319,9 +319,14 @@ fn render(words: &[String], data: &Value) -> String {
                         .map(|op| vec![op.to_string(), cell(&ops[op]["ok"]), cell(&ops[op]["failed"])])
                         .collect(),
                 ) + &format!(
-                    "repaired    {}\nconflicts   {}\n",
+                    "repaired    {}\nconflicts   {}\nnexthops    {} objects (added {}, deleted {}, refused {})\n",
                     cell(&data["repaired"]),
-                    cell(&data["conflicts"])
+                    cell(&data["conflicts"]),
+                    cell(&data["nexthop_objects"]),
+                    cell(&data["nexthop_operations"]["add"]["ok"]),
+                    cell(&data["nexthop_operations"]["delete"]["ok"]),
+                    data["nexthop_operations"]["add"]["failed"].as_u64().unwrap_or(0)
+                        + data["nexthop_operations"]["delete"]["failed"].as_u64().unwrap_or(0)
                 ),
             )
         }

@@ -1,0 +1,375 @@
+//! Kernel nexthop objects (Linux 5.3, `ip nexthop`) as the FIB keeps them: one object per
+//! distinct next hop (gateway and interface), shared by every route through it, so that a
+//! route request names an id instead of carrying its next hop, and one delete takes every
+//! route using the object with it (for IPv4 in a single pass of the kernel's trie).
+//!
+//! This module holds the table of objects and what the FIB counts per object; the decisions
+//! (when to add, when a delete beats route-by-route deletes, what a link going down took)
+//! are the FIB core's, in `fib.rs`.
+//!
+//! An object's gateway must come with its interface (`NHA_OIF`: the kernel does not resolve
+//! it, as it does for a route's `RTA_GATEWAY`). Routes name a gateway alone, so the FIB finds
+//! its interface among the connected networks the kernel reported; a gateway in none of them
+//! (a recursive next hop) keeps today's per-route next hop, which the kernel resolves.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use interlink_table::PerFamily;
+
+use crate::fib::RouteId;
+use crate::route::{NextHop, Prefix, Route};
+
+/// Where the FIB's own object ids start: above what people pick by hand (`ip nexthop add
+/// id 1`), and the same after every restart, so that adopted ids and new ones do not meet.
+const FIRST_ID: u32 = 0x494c_0000;
+/// Times an add is tried with a fresh id after finding its id taken.
+const ID_TRIES: u8 = 4;
+/// Unmapped, in `of_route`.
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Not in the kernel (yet, or any more).
+    Absent,
+    Adding,
+    Present,
+    Deleting,
+}
+
+pub(crate) struct Obj {
+    /// The kernel's id for it.
+    pub id: u32,
+    /// Gateway and interface, weight 1.
+    pub hop: NextHop,
+    pub state: State,
+    /// The kernel refused it: routes through this next hop carry it themselves, as they do
+    /// without objects, until something changes (a link or an address comes up).
+    pub failed: bool,
+    /// Adopted at start: kept until the sweep, whoever uses it.
+    pub stale: bool,
+    /// Queued for a request (an add or a delete, decided when it goes).
+    pub queued: bool,
+    /// To be deleted, with the routes through it: the routes' own deletes are not sent.
+    pub doomed: bool,
+    /// Flushed by the kernel (its interface went down) while its add was in flight.
+    pub flushed: bool,
+    /// Listed by the dump under way.
+    pub seen: bool,
+    /// Adds tried with a fresh id after `EEXIST`.
+    pub tries: u8,
+    /// The routes (interned next-hop sets) that go through it: desired ones and ones the
+    /// kernel reported. Each holds a reference, so that its number is not reused while
+    /// mapped here.
+    pub rids: Vec<RouteId>,
+    /// Slots whose kernel route uses it, per family.
+    pub kernel: PerFamily<u32>,
+    /// Of those, the slots that the sources still want a route for (any route): while there
+    /// are any, a delete of the object would take routes still wanted.
+    pub kept: u32,
+    /// Prefixes waiting for it to be added (or deleted, then added again).
+    pub waiting: Vec<Prefix>,
+}
+
+impl Obj {
+    fn new(id: u32, hop: NextHop, state: State) -> Obj {
+        Obj {
+            id,
+            hop,
+            state,
+            failed: false,
+            stale: false,
+            queued: false,
+            doomed: false,
+            flushed: false,
+            seen: true,
+            tries: 0,
+            rids: Vec::new(),
+            kernel: PerFamily::default(),
+            kept: 0,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// The route that names this object's next hop, as the kernel reports it.
+    pub fn route(&self) -> Route {
+        Route::Unicast(vec![self.hop.clone()])
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Objects {
+    /// Whether routes go through objects: the kernel has them and they are not turned off.
+    pub enabled: bool,
+    list: Vec<Option<Obj>>,
+    free: Vec<u32>,
+    by_hop: HashMap<NextHop, u32>,
+    by_id: HashMap<u32, u32>,
+    /// Per interned route (its index): the object it goes through, or `NONE`.
+    of_route: Vec<u32>,
+    /// Objects with a request to make.
+    pub queue: VecDeque<u32>,
+    /// Ids of objects that are not ours (other daemons', an operator's).
+    taken: HashSet<u32>,
+    /// Ours, but of a shape the FIB does not make (groups, blackholes, duplicates): deleted
+    /// at the sweep.
+    pub orphans: Vec<u32>,
+    /// Orphans whose delete is to be sent.
+    pub orphans_due: Vec<u32>,
+    next_id: u32,
+    /// Prefixes waiting for objects, all together: bounded by the request window.
+    pub parked: usize,
+    /// Objects are not judged (deleted, forgotten) while a resync's dumps come in.
+    pub hold: bool,
+    /// An interface with objects on it went down: a dump of the objects is due.
+    pub check_due: bool,
+    /// Connected networks and their interfaces, from the kernel's address events.
+    connected: Vec<(Prefix, u32)>,
+}
+
+impl Objects {
+    pub fn get(&self, o: u32) -> &Obj {
+        self.list[o as usize].as_ref().expect("a live object")
+    }
+
+    pub fn get_mut(&mut self, o: u32) -> &mut Obj {
+        self.list[o as usize].as_mut().expect("a live object")
+    }
+
+    pub fn live(&self, o: u32) -> bool {
+        self.list.get(o as usize).is_some_and(Option::is_some)
+    }
+
+    /// Every live object's number.
+    pub fn all(&self) -> Vec<u32> {
+        (0..self.list.len() as u32)
+            .filter(|&o| self.list[o as usize].is_some())
+            .collect()
+    }
+
+    pub fn present(&self) -> usize {
+        self.list
+            .iter()
+            .flatten()
+            .filter(|o| o.state == State::Present)
+            .count()
+    }
+
+    /// The object route `rid` is mapped to.
+    pub fn of(&self, rid: RouteId) -> Option<u32> {
+        match self.of_route.get(rid.index()) {
+            Some(&o) if o != NONE => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn by_id(&self, id: u32) -> Option<u32> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The object for `hop`, made (absent from the kernel) if there is none.
+    pub fn for_hop(&mut self, hop: &NextHop) -> u32 {
+        if let Some(&o) = self.by_hop.get(hop) {
+            return o;
+        }
+        let id = self.fresh_id();
+        self.insert(Obj::new(id, hop.clone(), State::Absent))
+    }
+
+    /// An object found in the kernel; None if one of the same next hop is known already.
+    pub fn adopt(&mut self, id: u32, hop: NextHop, stale: bool) -> Option<u32> {
+        if let Some(&o) = self.by_id.get(&id) {
+            let obj = self.get_mut(o);
+            if obj.hop == hop && obj.state == State::Absent {
+                obj.state = State::Present;
+                return Some(o);
+            }
+            return (obj.hop == hop).then_some(o);
+        }
+        if self.by_hop.contains_key(&hop) {
+            return None;
+        }
+        let mut obj = Obj::new(id, hop, State::Present);
+        obj.stale = stale;
+        Some(self.insert(obj))
+    }
+
+    /// Someone else's object: its id is not ours to use.
+    pub fn foreign(&mut self, id: u32) {
+        self.taken.insert(id);
+    }
+
+    fn insert(&mut self, obj: Obj) -> u32 {
+        let (hop, id) = (obj.hop.clone(), obj.id);
+        let o = match self.free.pop() {
+            Some(o) => {
+                self.list[o as usize] = Some(obj);
+                o
+            }
+            None => {
+                self.list.push(Some(obj));
+                self.list.len() as u32 - 1
+            }
+        };
+        self.by_hop.insert(hop, o);
+        self.by_id.insert(id, o);
+        o
+    }
+
+    /// Route `rid` goes through object `o` (the caller holds a reference to it for the map).
+    pub fn map(&mut self, rid: RouteId, o: u32) {
+        let i = rid.index();
+        if self.of_route.len() <= i {
+            self.of_route.resize(i + 1, NONE);
+        }
+        self.of_route[i] = o;
+        self.get_mut(o).rids.push(rid);
+    }
+
+    /// Forgets object `o`; the routes that were mapped to it, whose references the caller
+    /// gives back.
+    pub fn remove(&mut self, o: u32) -> Vec<RouteId> {
+        let obj = self.list[o as usize].take().expect("a live object");
+        self.by_hop.remove(&obj.hop);
+        self.by_id.remove(&obj.id);
+        for r in &obj.rids {
+            self.of_route[r.index()] = NONE;
+        }
+        self.free.push(o);
+        obj.rids
+    }
+
+    /// An add found its id taken: the object tries again under a fresh one, a few times.
+    pub fn renumber(&mut self, o: u32) -> bool {
+        let old = self.get(o).id;
+        self.taken.insert(old);
+        self.by_id.remove(&old);
+        let id = self.fresh_id();
+        self.by_id.insert(id, o);
+        let obj = self.get_mut(o);
+        obj.id = id;
+        obj.tries += 1;
+        obj.tries < ID_TRIES
+    }
+
+    fn fresh_id(&mut self) -> u32 {
+        loop {
+            let id = FIRST_ID.wrapping_add(self.next_id).max(1);
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.by_id.contains_key(&id) && !self.taken.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Queues `o` for a request, if it is not queued already.
+    pub fn push(&mut self, o: u32) {
+        let obj = self.get_mut(o);
+        if !obj.queued {
+            obj.queued = true;
+            self.queue.push_back(o);
+        }
+    }
+
+    pub fn connected(&mut self, ifindex: u32, prefix: Prefix, added: bool) {
+        self.connected.retain(|&(p, i)| (p, i) != (prefix, ifindex));
+        if added {
+            self.connected.push((prefix, ifindex));
+        }
+    }
+
+    /// The one next hop of `route`, with its interface, if the route can go through an
+    /// object: one gateway, weight 1, whose interface is given or is that of the longest
+    /// connected network holding it.
+    pub fn resolve(&self, route: &Route) -> Option<NextHop> {
+        let Route::Unicast(hops) = route else {
+            return None;
+        };
+        let [h] = hops.as_slice() else {
+            return None;
+        };
+        let gw = h.gateway?;
+        if h.weight != 1 {
+            return None;
+        }
+        let ifindex = match h.ifindex {
+            Some(i) => i,
+            None => self.interface_of(gw)?,
+        };
+        Some(NextHop {
+            gateway: Some(gw),
+            ifindex: Some(ifindex),
+            weight: 1,
+        })
+    }
+
+    fn interface_of(&self, gw: IpAddr) -> Option<u32> {
+        self.connected
+            .iter()
+            .filter(|(p, _)| p.contains(gw))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|&(_, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_find_their_interface_in_the_longest_connected_network() {
+        let mut o = Objects::default();
+        o.connected(3, "192.0.2.0/24".parse().unwrap(), true);
+        o.connected(4, "192.0.2.128/25".parse().unwrap(), true);
+        let via = |g: &str| Route::unicast(vec![NextHop::via(g.parse().unwrap())]).unwrap();
+        assert_eq!(o.resolve(&via("192.0.2.1")).unwrap().ifindex, Some(3));
+        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().ifindex, Some(4));
+        assert_eq!(o.resolve(&via("198.51.100.1")), None, "not connected");
+        o.connected(4, "192.0.2.128/25".parse().unwrap(), false);
+        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().ifindex, Some(3));
+        // Shapes that keep per-route next hops.
+        assert_eq!(o.resolve(&Route::Blackhole), None);
+        assert_eq!(o.resolve(&Route::Unicast(vec![NextHop::dev(3)])), None);
+        let two = Route::unicast(vec![
+            NextHop::via("192.0.2.1".parse().unwrap()),
+            NextHop::via("192.0.2.2".parse().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(o.resolve(&two), None);
+        // A given interface is taken as it is.
+        let ll = Route::Unicast(vec![NextHop {
+            ifindex: Some(9),
+            ..NextHop::via("fe80::1".parse().unwrap())
+        }]);
+        assert_eq!(o.resolve(&ll).unwrap().ifindex, Some(9));
+    }
+
+    #[test]
+    fn ids_are_fresh_and_never_someone_elses() {
+        let mut o = Objects::default();
+        o.foreign(FIRST_ID);
+        let hop = |g: &str| NextHop {
+            ifindex: Some(3),
+            ..NextHop::via(g.parse().unwrap())
+        };
+        let a = o.for_hop(&hop("192.0.2.1"));
+        assert_eq!(o.for_hop(&hop("192.0.2.1")), a, "one object per next hop");
+        assert_ne!(o.get(a).id, FIRST_ID);
+        let b = o.for_hop(&hop("192.0.2.2"));
+        assert_ne!(o.get(a).id, o.get(b).id);
+        // An adopted object of a known next hop is a duplicate.
+        assert_eq!(o.adopt(7, hop("192.0.2.1"), true), None);
+        let c = o.adopt(8, hop("192.0.2.3"), true).unwrap();
+        assert_eq!(o.by_id(8), Some(c));
+        // Renumbered after EEXIST: the old id is never tried again, and the tries run out.
+        let old = o.get(b).id;
+        assert!(o.renumber(b));
+        assert_ne!(o.get(b).id, old);
+        assert_eq!(o.by_id(old), None);
+        assert!(o.renumber(b) && o.renumber(b));
+        assert!(!o.renumber(b));
+        assert!(o.remove(c).is_empty());
+        assert_eq!(o.by_id(8), None);
+        assert_eq!(o.for_hop(&hop("192.0.2.3")), c, "the number is reused");
+    }
+}
