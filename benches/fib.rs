@@ -8,7 +8,9 @@
 //!   the routes naming a nexthop object (Linux 5.3) instead of a gateway, deleted route by
 //!   route, or all at once by deleting the object;
 //! - interlink's FIB (`interlink_fib::Driver`), with the same window, from the first route
-//!   handed to it until the kernel has acked the last.
+//!   handed to it until the kernel has acked the last: with per-route next hops (as on a
+//!   kernel without nexthop objects), and through a nexthop object (what it does where the
+//!   kernel has them; the withdrawal of every route is then one delete of the object).
 //!
 //! The floor and interlink take turns for `INTERLINK_BENCH_ROUNDS` rounds (3); the table gives
 //! medians. `ip -batch` runs once.
@@ -22,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use interlink_benches::{count_routes, fresh, prefix, raw_writer, Floor, T, WINDOW};
+use interlink_fib::driver::Options;
 use interlink_fib::{Driver, NextHop, Prefix, Route};
 use netns::{in_ns, Lab};
 
@@ -57,13 +60,22 @@ fn ip_batch(lab: &mut Lab, n: usize) -> (Duration, Duration) {
     (a, d)
 }
 
-fn interlink(lab: &mut Lab, n: usize) -> (Duration, Duration, u64) {
-    let name = format!("fib{n}");
+fn interlink(lab: &mut Lab, n: usize, objects: bool) -> (Duration, Duration, u64) {
+    let name = format!("fib{n}{}", if objects { "o" } else { "" });
     let ns = fresh(lab, &name);
     let (a, d, rss) = in_ns(&ns, move || {
         let route =
             Route::unicast(vec![NextHop::via(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)))]).unwrap();
-        let mut drv = Driver::open(T, WINDOW).unwrap();
+        let opts = Options {
+            nexthop_objects: objects,
+            ..Options::default()
+        };
+        let mut drv = Driver::open_with(T, WINDOW, opts).unwrap();
+        assert_eq!(
+            drv.fib().nexthop_objects(),
+            objects,
+            "a kernel without objects"
+        );
         let t = Instant::now();
         for i in 0..n {
             let p = Prefix::new(IpAddr::V4(prefix(i)), 24).unwrap();
@@ -140,6 +152,7 @@ fn main() {
         let mut raw_nh = Vec::new();
         let mut raw_nh_object = Vec::new();
         let mut ours = Vec::new();
+        let mut ours_nh = Vec::new();
         let mut rss = 0;
         for _ in 0..rounds {
             if !only_ours {
@@ -147,8 +160,11 @@ fn main() {
                 raw_nh.push(raw_writer(&mut lab, n, Floor::Nexthop));
                 raw_nh_object.push(raw_writer(&mut lab, n, Floor::NexthopObject));
             }
-            let (a, d, r) = interlink(&mut lab, n);
+            let (a, d, r) = interlink(&mut lab, n, false);
             ours.push((a, d));
+            rss = rss.max(r);
+            let (a, d, r) = interlink(&mut lab, n, true);
+            ours_nh.push((a, d));
             rss = rss.max(r);
         }
         let median = |v: &[(Duration, Duration)], add: bool| {
@@ -184,18 +200,33 @@ fn main() {
             row("ip -batch (one run)", &[b]);
         }
         let floor = (!raw.is_empty()).then(|| row("pipelined raw netlink (floor)", &raw));
-        // The same with a nexthop object: what issue 15's design rests on.
-        if !raw_nh.is_empty() {
-            row("  via a nexthop object", &raw_nh);
-            row("  ...deleted with the object", &raw_nh_object);
-        }
-        let (fa, fd) = row("interlink-fib", &ours);
-        if let Some((ra, rd)) = floor {
+        // The same with a nexthop object.
+        let floor_nh = (!raw_nh.is_empty()).then(|| {
+            (
+                row("  via a nexthop object", &raw_nh),
+                row("  ...deleted with the object", &raw_nh_object),
+            )
+        });
+        let (fa, fd) = row("interlink-fib, per-route hops", &ours);
+        let (oa, od) = row("interlink-fib, nexthop object", &ours_nh);
+        if let (Some((ra, rd)), Some(((na, _), (_, nd)))) = (floor, floor_nh) {
+            let x = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
             println!(
-                "  {:>9}  interlink-fib / floor: add {:.2}x, delete {:.2}x",
+                "  {:>9}  per-route hops / floor: add {:.2}x, delete {:.2}x; \
+                 object / floor via object: add {:.2}x, delete {:.2}x (against the object \
+                 deleted: {:.2}x)",
                 n,
-                fa.as_secs_f64() / ra.as_secs_f64(),
-                fd.as_secs_f64() / rd.as_secs_f64(),
+                x(fa, ra),
+                x(fd, rd),
+                x(oa, na),
+                x(od, rd),
+                x(od, nd),
+            );
+            println!(
+                "  {:>9}  interlink with objects against per-route hops: add {:.2}x, delete {:.2}x",
+                n,
+                x(oa, fa),
+                x(od, fd)
             );
         }
         println!(
