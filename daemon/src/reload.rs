@@ -143,11 +143,21 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
     }
     // [fib]: the slot of interlink's routes (table, metric, protocol) cannot move under
     // them; how long a restart waits and what shutdown does are read when they happen.
-    if (old.fib.table, old.fib.metric, old.fib.protocol)
-        != (new.fib.table, new.fib.metric, new.fib.protocol)
-    {
+    if (
+        old.fib.table,
+        old.fib.metric,
+        old.fib.protocol,
+        old.fib.nexthop_objects,
+    ) != (
+        new.fib.table,
+        new.fib.metric,
+        new.fib.protocol,
+        new.fib.nexthop_objects,
+    ) {
         notes.push(
-            "[fib] table, metric or protocol changed; that takes effect at the next restart".into(),
+            "[fib] table, metric, protocol or nexthop_objects changed; that takes effect at \
+             the next restart"
+                .into(),
         );
     }
     if old.metrics_listen != new.metrics_listen {

@@ -198,16 +198,26 @@ impl<'p> Daemon<'p> {
             metric: config.fib.metric,
             protocol: config.fib.protocol,
         };
-        let fib = FibService::start(target, 4096).map_err(|e| {
+        let opts = interlink_fib::driver::Options {
+            nexthop_objects: config.fib.nexthop_objects,
+            ..Default::default()
+        };
+        let fib = FibService::start(target, 4096, opts).map_err(|e| {
             warn!("fib: cannot reach the kernel's routing tables: {e}");
             ExitCode::from(1)
         })?;
-        let adopted = fib.snapshot().stale;
+        let snap = fib.snapshot();
+        let adopted = snap.stale;
         log!(
-            "fib: table {}, metric {}, protocol {}; {adopted} route(s) of a previous run adopted",
+            "fib: table {}, metric {}, protocol {}, {}; {adopted} route(s) of a previous run adopted",
             target.table,
             target.metric,
-            target.protocol
+            target.protocol,
+            if snap.nexthop_objects {
+                "routes through nexthop objects"
+            } else {
+                "next hops per route"
+            }
         );
         for r in &config.routes {
             match static_route(r) {
@@ -366,7 +376,19 @@ impl<'p> Daemon<'p> {
             SpeakerEvent::PeerUp { address, asn } => {
                 log!("bgp: {address} (AS {asn}) established")
             }
-            SpeakerEvent::PeerDown { address, why } => warn!("bgp: {address} down: {why}"),
+            SpeakerEvent::PeerDown {
+                address,
+                why,
+                routes_kept,
+            } => {
+                warn!("bgp: {address} down: {why}");
+                // Routes through it that have a backup move to it at once, all together,
+                // ahead of the rewrite that BGP's new decisions bring (unless the peer
+                // restarts gracefully and forwards meanwhile).
+                if !routes_kept {
+                    self.fib.fail_over(address);
+                }
+            }
             SpeakerEvent::Log {
                 severity: Severity::Warning,
                 text,

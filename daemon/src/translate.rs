@@ -76,9 +76,13 @@ pub(crate) fn spec(link: &LinkConfig, state_dir: &Path) -> LinkSpec {
 }
 
 /// A best BGP route as the FIB takes it: through its next hops (our own networks are not
-/// installed: they are reachable here already).
+/// installed: they are reachable here already); one next hop with a backup is protected
+/// (BGP PIC edge: the FIB moves it to the backup at once when the next hop fails).
 pub(crate) fn fib_route(b: &interlink_bgp::rib::Best) -> Option<Route> {
-    Route::unicast(b.next_hops.iter().map(|nh| NextHop::via(*nh)).collect())
+    match (b.next_hops.as_slice(), b.backup) {
+        ([nh], Some(backup)) => Some(Route::protected(NextHop::via(*nh), NextHop::via(backup))),
+        _ => Route::unicast(b.next_hops.iter().map(|nh| NextHop::via(*nh)).collect()),
+    }
 }
 
 pub(crate) fn filters(list: &[interlink_config::PrefixMatch]) -> Vec<speaker::PrefixFilter> {

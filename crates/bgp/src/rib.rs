@@ -35,6 +35,10 @@ pub struct Best {
     pub attrs: Arc<Attrs>,
     /// With multipath: the next hops of every route equal to the best one (itself included).
     pub next_hops: Vec<IpAddr>,
+    /// The next hop of the best usable route that goes through none of `next_hops`: where
+    /// the FIB sends traffic at once when they fail (BGP PIC edge), before the decision is
+    /// made again.
+    pub backup: Option<IpAddr>,
 }
 
 /// A change of the best route for a prefix.
@@ -43,6 +47,25 @@ pub struct Change {
     pub prefix: Nlri,
     /// None: no route any more.
     pub best: Option<Best>,
+    /// Only the backup changed: the FIB is told, the peers are not (what they are sent is
+    /// the same).
+    pub backup_only: bool,
+}
+
+impl Change {
+    fn new(prefix: Nlri, old: &Option<Best>, best: Option<Best>) -> Change {
+        let backup_only = match (old, &best) {
+            (Some(o), Some(n)) => {
+                o.peer == n.peer && o.attrs == n.attrs && o.next_hops == n.next_hops
+            }
+            _ => false,
+        };
+        Change {
+            prefix,
+            best,
+            backup_only,
+        }
+    }
 }
 
 /// An interned attribute set's number.
@@ -261,10 +284,26 @@ impl Rib {
             }
             next_hops.sort();
         }
+        // The backup: the best of the usable routes through another next hop.
+        let mut backup: Option<(PeerId, &Arc<Attrs>)> = None;
+        for r in e.routes().skip(1).filter(|r| self.reachable(r)) {
+            let a = self.attrs.get(r.attrs);
+            if a.next_hop.is_none_or(|nh| next_hops.contains(&nh)) {
+                continue;
+            }
+            let better_than = |(bp, ba): (PeerId, &Arc<Attrs>)| {
+                better(&(r.peer(), a.clone()), &(bp, ba.clone()), &self.peers)
+                    == std::cmp::Ordering::Greater
+            };
+            if backup.is_none_or(better_than) {
+                backup = Some((r.peer(), a));
+            }
+        }
         Some(Best {
             peer: b.peer(),
             attrs: attrs.clone(),
             next_hops,
+            backup: backup.and_then(|(_, a)| a.next_hop),
         })
     }
 
@@ -304,7 +343,7 @@ impl Rib {
             let old = self.best_of(e);
             let new = self.best_of_with(e, multipath);
             if new != old {
-                out.push(Change { prefix, best: new });
+                out.push(Change::new(prefix, &old, new));
             }
         }
         self.multipath = multipath;
@@ -351,10 +390,7 @@ impl Rib {
             let e = Entry { first, more: None };
             if e.has_best() {
                 self.selected += 1;
-                out.push(Change {
-                    prefix,
-                    best: self.best_of(&e),
-                });
+                out.push(Change::new(prefix, &None, self.best_of(&e)));
             }
             self.table.insert(&prefix, e);
             return;
@@ -400,10 +436,7 @@ impl Rib {
             self.table.remove(prefix);
             if old.is_some() {
                 self.selected -= 1;
-                out.push(Change {
-                    prefix: *prefix,
-                    best: None,
-                });
+                out.push(Change::new(*prefix, &old, None));
             }
         }
     }
@@ -513,7 +546,7 @@ impl Rib {
             _ => {}
         }
         if new != old {
-            out.push(Change { prefix, best: new });
+            out.push(Change::new(prefix, &old, new));
         }
     }
 }

@@ -84,6 +84,8 @@ pub enum SpeakerEvent {
     PeerDown {
         address: IpAddr,
         why: String,
+        /// Its routes stay, stale, while it restarts (graceful restart): it forwards still.
+        routes_kept: bool,
     },
     /// Something worth a log line, and how much.
     Log {
@@ -579,9 +581,17 @@ impl Speaker {
                 p.up_since = None;
                 let text = describe(&why);
                 p.last_error = Some(text.clone());
-                out.event(SpeakerEvent::PeerDown { address, why: text });
                 // RFC 4724 §4.2: after a TCP failure the restarting peer's routes stay,
                 // stale, for its restart time; after a NOTIFICATION they go (RFC 8538 aside).
+                let kept = matches!(
+                    (&gr, &why),
+                    (Some(gr), Down::ConnectionClosed) if gr.restart_time > 0
+                );
+                out.event(SpeakerEvent::PeerDown {
+                    address,
+                    why: text,
+                    routes_kept: kept,
+                });
                 match (gr, &why) {
                     (Some(gr), Down::ConnectionClosed) if gr.restart_time > 0 => {
                         self.rib.mark_stale(id);
@@ -1139,11 +1149,19 @@ impl Speaker {
                     break;
                 }
                 if p.owed.in_flight >= WINDOW {
-                    p.owed.pending.extend(rest.iter().map(|c| c.prefix));
+                    p.owed
+                        .pending
+                        .extend(rest.iter().filter(|c| !c.backup_only).map(|c| c.prefix));
                     break;
                 }
                 let (now, later) = rest.split_at(rest.len().min(BATCH));
-                let e = self.encode_for(id, now.iter().map(|c| (c.prefix, c.best.as_ref())));
+                // A change of backup alone is the FIB's business, not the peers'.
+                let e = self.encode_for(
+                    id,
+                    now.iter()
+                        .filter(|c| !c.backup_only)
+                        .map(|c| (c.prefix, c.best.as_ref())),
+                );
                 self.deliver(id, e, out);
                 rest = later;
             }

@@ -207,7 +207,11 @@ fn announce(rib: &mut Rib, r: R, prefixes: &[&str]) -> usize {
         attrs: Some(a),
         ..Update::default()
     };
-    rib.apply(peer, &u).len()
+    // What a peer would be told of: a change of backup alone is the FIB's.
+    rib.apply(peer, &u)
+        .iter()
+        .filter(|c| !c.backup_only)
+        .count()
 }
 
 fn rib(multipath: bool) -> Rib {
@@ -426,4 +430,52 @@ fn multipath_can_be_turned_on_and_off() {
     let ch = rib.set_multipath(false);
     assert_eq!(ch.len(), 1);
     assert_eq!(rib.best(&p).unwrap().next_hops.len(), 1);
+}
+
+/// The backup of a best route (BGP PIC edge) is the best of the other usable routes through
+/// another next hop: it follows announcements, withdrawals and reachability, and a change of
+/// it alone is marked as such (the peers are not sent it).
+#[test]
+fn backups_are_the_best_other_next_hop() {
+    let mut rib = rib(false);
+    let p = nlri("10.1.0.0/16");
+    let gw = |n: u8| Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)));
+    announce(&mut rib, BASE, &["10.1.0.0/16"]);
+    assert_eq!(rib.best(&p).unwrap().backup, None, "one route, no backup");
+    let worse = |peer, path: &'static [u32]| R { peer, path, ..BASE };
+    let (peer, a) = attrs(worse(2, &[64502, 7, 8]));
+    let u = Update {
+        announced: vec![p],
+        attrs: Some(a),
+        ..Update::default()
+    };
+    let changes = rib.apply(peer, &u);
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].backup_only);
+    assert_eq!(changes[0].best.as_ref().unwrap().backup, gw(2));
+    // A better backup than that one takes its place; the best stays.
+    announce(&mut rib, worse(3, &[64503, 7]), &["10.1.0.0/16"]);
+    let best = rib.best(&p).unwrap();
+    assert_eq!(
+        (best.next_hops.clone(), best.backup),
+        (vec![gw(1).unwrap()], gw(3))
+    );
+    // The best goes: the backup's route is the best, with the next one as its backup.
+    let mut out = Vec::new();
+    rib.remove(1, &p, &mut out);
+    assert!(!out[0].backup_only);
+    let best = out[0].best.clone().unwrap();
+    assert_eq!((best.next_hops, best.backup), (vec![gw(3).unwrap()], gw(2)));
+    // A route through the same next hop as the best is no backup.
+    let (peer, mut a) = attrs(worse(4, &[64504, 7, 8, 9]));
+    Arc::make_mut(&mut a).next_hop = gw(3);
+    rib.apply(
+        peer,
+        &Update {
+            announced: vec![p],
+            attrs: Some(a),
+            ..Update::default()
+        },
+    );
+    assert_eq!(rib.best(&p).unwrap().backup, gw(2));
 }

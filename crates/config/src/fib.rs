@@ -25,6 +25,9 @@ pub struct Fib {
     /// announce them again, before they are swept.
     pub graceful_restart: Duration,
     pub on_shutdown: OnShutdown,
+    /// Routes through the kernel's nexthop objects where it has them (Linux 5.3): one
+    /// delete withdraws a next hop's routes, one switch moves them to their backup.
+    pub nexthop_objects: bool,
 }
 
 impl Default for Fib {
@@ -35,6 +38,7 @@ impl Default for Fib {
             protocol: interlink_fib::RTPROT_INTERLINK,
             graceful_restart: Duration::from_secs(120),
             on_shutdown: OnShutdown::Withdraw,
+            nexthop_objects: true,
         }
     }
 }
@@ -84,6 +88,7 @@ pub(crate) struct RawFib {
     protocol: Option<Spanned<i64>>,
     graceful_restart: Option<Spanned<String>>,
     on_shutdown: Option<Spanned<String>>,
+    nexthop_objects: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +159,9 @@ impl Checker<'_, '_> {
                     "\"withdraw\" or \"keep\"",
                 ),
             }
+        }
+        if let Some(n) = raw.nexthop_objects {
+            fib.nexthop_objects = n;
         }
         fib
     }

@@ -442,7 +442,7 @@ fn fib_defaults_and_settings() {
     let c = d
         .parse(
             "[fib]\ntable = 100\nmetric = 50\nprotocol = 200\ngraceful_restart = \"30s\"\n\
-             on_shutdown = \"keep\"\n",
+             on_shutdown = \"keep\"\nnexthop_objects = false\n",
         )
         .unwrap();
     assert_eq!(
@@ -453,8 +453,10 @@ fn fib_defaults_and_settings() {
             protocol: 200,
             graceful_restart: std::time::Duration::from_secs(30),
             on_shutdown: OnShutdown::Keep,
+            nexthop_objects: false,
         }
     );
+    assert!(Fib::default().nexthop_objects, "on by default");
     assert_eq!(d.parse("[fib]\ntable = \"main\"\n").unwrap().fib.table, 254);
     let e = d
         .parse(

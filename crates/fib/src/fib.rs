@@ -569,10 +569,45 @@ impl Fib {
         if let Some(o) = objects.of(d) {
             return Some(o);
         }
-        let hop = objects.resolve(routes.get(d))?;
-        let o = objects.for_hop(&hop);
+        let (hop, backup) = objects.resolve(routes.get(d))?;
+        let o = objects.for_hop(&hop, backup.as_ref());
         objects.map(routes.retain(d), o);
         Some(o)
+    }
+
+    /// The next hop through `gateway` can no longer forward (its BGP session went down, its
+    /// link's probes stopped answering): every object of which it is the primary and that
+    /// has a backup is switched to the backup, ahead of any other request, so that all the
+    /// routes through it move at once, however many there are (BGP PIC edge). The routes'
+    /// own rewrite follows as the sources decide again. Returns how many objects switch.
+    pub fn fail_over(&mut self, gateway: IpAddr) -> usize {
+        self.switch(gateway, true)
+    }
+
+    /// The next hop through `gateway` forwards again: objects switched away from it go back.
+    /// (Wanting a route through such an object again does the same.)
+    pub fn restore(&mut self, gateway: IpAddr) -> usize {
+        self.switch(gateway, false)
+    }
+
+    fn switch(&mut self, gateway: IpAddr, to_backup: bool) -> usize {
+        let mut n = 0;
+        for o in self.objects.all() {
+            let obj = self.objects.get_mut(o);
+            if obj.hop.gateway != Some(gateway) || obj.backup.is_none() {
+                continue;
+            }
+            if obj.on_backup != to_backup {
+                obj.on_backup = to_backup;
+                n += 1;
+                // An absent object is added as it is to be; one being added or switched is
+                // looked at again when its request is answered.
+                if obj.state == State::Present {
+                    self.objects.push_front(o);
+                }
+            }
+        }
+        n
     }
 
     /// The kernel holds object `o` no more, nor any route through it (deleted by us or by
@@ -669,6 +704,15 @@ impl Fib {
         self.account(&prefix, (old.is_some(), kernel), (id.is_some(), kernel));
         if let Some(o) = old.and_then(|old| self.objects.of(old)) {
             self.check_object(o);
+        }
+        if let Some(o) = id.and_then(|id| self.objects.of(id)) {
+            // A source wants a route through its primary again: the primary forwards.
+            let obj = self.objects.get(o);
+            if obj.on_backup {
+                if let Some(gw) = obj.hop.gateway {
+                    self.restore(gw);
+                }
+            }
         }
         let slot = self.slots.entry(prefix);
         slot.failed = false;
@@ -822,7 +866,7 @@ impl Fib {
                 if let Some(o) = Self::object_for(&mut self.objects, &mut self.routes, d) {
                     let obj = self.objects.get_mut(o);
                     if !obj.failed {
-                        if obj.state == State::Present && !obj.doomed {
+                        if obj.usable() {
                             via = Some(obj.id);
                         } else {
                             obj.waiting.push(prefix);
@@ -873,6 +917,8 @@ impl Fib {
             obj.queued = false;
             let op = match obj.state {
                 State::Present if obj.doomed => Op::Delete,
+                // Switched to or from its backup.
+                State::Present if obj.on_backup != obj.kernel_on_backup => Op::Replace,
                 State::Absent if !obj.failed && (wanted > 0 || !obj.waiting.is_empty()) => Op::Add,
                 _ => {
                     obj.doomed = false;
@@ -881,12 +927,13 @@ impl Fib {
                 }
             };
             obj.doomed = false;
-            obj.state = if op == Op::Add {
-                State::Adding
-            } else {
-                State::Deleting
+            obj.state = match op {
+                Op::Add => State::Adding,
+                Op::Replace => State::Replacing,
+                Op::Delete => State::Deleting,
             };
-            let (id, hop) = (obj.id, obj.hop.clone());
+            obj.sent_on_backup = obj.on_backup;
+            let (id, hop) = (obj.id, obj.active().clone());
             let seq = self.next_seq();
             self.in_flight.push(Pending {
                 seq,
@@ -1051,14 +1098,37 @@ impl Fib {
                 }
                 self.unpark(o);
             }
+            (_, 0) if obj.flushed => {
+                // Its interface went down meanwhile: the kernel dropped it, and the routes
+                // through it.
+                self.stats.nexthop_ok[0] += 1;
+                obj.flushed = false;
+                self.object_gone(o);
+            }
             (_, 0) => {
                 self.stats.nexthop_ok[0] += 1;
                 obj.tries = 0;
-                obj.state = if std::mem::take(&mut obj.flushed) {
-                    State::Absent
-                } else {
-                    State::Present
+                obj.state = State::Present;
+                obj.kernel_on_backup = obj.sent_on_backup;
+                if obj.on_backup != obj.kernel_on_backup {
+                    // Switched again while the request was in flight.
+                    self.objects.push_front(o);
+                }
+                self.unpark(o);
+            }
+            (Op::Replace, _) => {
+                // The switch was refused: it stays as it was.
+                self.stats.nexthop_failed[0] += 1;
+                obj.state = State::Present;
+                obj.flushed = false;
+                let event = FibEvent::NexthopFailed {
+                    id: obj.id,
+                    hop: obj.active().clone(),
+                    errno,
+                    message,
                 };
+                obj.on_backup = obj.kernel_on_backup;
+                self.events.push(event);
                 self.unpark(o);
             }
             (_, libc::EEXIST) => {
@@ -1415,8 +1485,8 @@ impl Fib {
     fn interface_down(&mut self, ifindex: u32) {
         for o in self.objects.all() {
             let obj = self.objects.get_mut(o);
-            if obj.hop.ifindex == Some(ifindex) {
-                if obj.state == State::Adding {
+            if obj.active().ifindex == Some(ifindex) || obj.hop.ifindex == Some(ifindex) {
+                if matches!(obj.state, State::Adding | State::Replacing) {
                     obj.flushed = true;
                 }
                 self.objects.check_due = true;
@@ -2164,5 +2234,145 @@ mod tests {
         assert_eq!(route_ops(&work).len(), 1);
         assert!(fib.in_sync(&nth(0)));
         assert_eq!(fib.stats().installed.ipv4, 1);
+    }
+
+    fn protected(p: &str, b: &str) -> Route {
+        Route::protected(
+            NextHop::via(p.parse().unwrap()),
+            NextHop::via(b.parse().unwrap()),
+        )
+    }
+
+    /// BGP PIC edge: routes through a primary with a backup share an object that a failure
+    /// of the primary switches to the backup in one request, ahead of the routes queued;
+    /// the routes' rewrite follows, and the object goes when nothing uses it.
+    #[test]
+    fn a_failed_primary_moves_every_route_in_one_request() {
+        let mut fib = with_objects();
+        for i in 0..1000 {
+            fib.set(nth(i), Some(&protected("192.0.2.1", "198.51.100.1")));
+        }
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 1);
+        let id = objs[0].1;
+        match &work[0] {
+            Work::Nexthop { hop, .. } => assert_eq!(hop.ifindex, Some(3)),
+            w => panic!("{w:?}"),
+        }
+        // Other work queued meanwhile does not delay the switch.
+        for i in 1000..1100 {
+            fib.set(nth(i), Some(&via("192.0.2.7")));
+        }
+        assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
+        assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 0, "once");
+        match fib.next_request() {
+            Some(Work::Nexthop {
+                op: Op::Replace,
+                id: i,
+                hop,
+                seq,
+            }) => {
+                assert_eq!(i, id);
+                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
+                assert_eq!(hop.ifindex, Some(4));
+                fib.ack(seq, 0, None);
+            }
+            w => panic!("the switch goes first: {w:?}"),
+        }
+        run(&mut fib);
+        // The sources catch up: the routes go through the backup's own object, route by
+        // route, and the protected object goes.
+        for i in 0..1000 {
+            fib.set(nth(i), Some(&via("198.51.100.1")));
+        }
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 2, "{objs:?}");
+        assert_eq!(objs[0].0, Op::Add);
+        assert_eq!(objs[1], (Op::Delete, id));
+        assert_eq!(route_ops(&work).len(), 1000);
+        assert!(route_ops(&work).iter().all(|r| r.0 == Op::Replace));
+        assert!((0..1100).all(|i| fib.in_sync(&nth(i))));
+        assert_eq!(fib.stats().installed.ipv4, 1100);
+    }
+
+    /// Wanting a route through a switched object's primary again switches it back; a switch
+    /// while the object's add is in flight follows its ack; a refused switch is reported
+    /// and the object stays as it was.
+    #[test]
+    fn switches_back_follow_the_sources_and_acks() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&protected("192.0.2.1", "198.51.100.1")));
+        let Some(Work::Nexthop {
+            seq, op: Op::Add, ..
+        }) = fib.next_request()
+        else {
+            panic!("the add first");
+        };
+        // Failed over while its add (with the primary) is in flight.
+        assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
+        fib.ack(seq, 0, None);
+        match fib.next_request() {
+            Some(Work::Nexthop {
+                op: Op::Replace,
+                hop,
+                seq,
+                ..
+            }) => {
+                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
+                fib.ack(seq, 0, None);
+            }
+            w => panic!("{w:?}"),
+        }
+        run(&mut fib);
+        // Another prefix wanted through the primary: back to it.
+        fib.set(nth(1), Some(&protected("192.0.2.1", "198.51.100.1")));
+        match fib.next_request() {
+            Some(Work::Nexthop {
+                op: Op::Replace,
+                hop,
+                seq,
+                ..
+            }) => {
+                assert_eq!(hop.gateway, Some("192.0.2.1".parse().unwrap()));
+                fib.ack(seq, 0, None);
+            }
+            w => panic!("{w:?}"),
+        }
+        run(&mut fib);
+        // A refused switch.
+        fib.fail_over("192.0.2.1".parse().unwrap());
+        let w = fib.next_request().unwrap();
+        fib.ack(w.seq(), libc::EINVAL, None);
+        let events: Vec<FibEvent> = fib.drain_events().collect();
+        assert!(matches!(
+            events[..],
+            [FibEvent::NexthopFailed {
+                errno: libc::EINVAL,
+                ..
+            }]
+        ));
+        assert_eq!(fib.stats().nexthop_failed, [1, 0]);
+        assert!(run(&mut fib).is_empty());
+        assert_eq!(fib.stats().installed.ipv4, 2);
+    }
+
+    /// Without objects a protected route goes through its primary; a backup that is not in
+    /// a connected network leaves an object of the primary alone.
+    #[test]
+    fn protected_routes_without_objects_go_through_their_primary() {
+        let mut fib = Fib::new(T, 16);
+        fib.set(nth(0), Some(&protected("192.0.2.1", "198.51.100.1")));
+        let r = requests(&mut fib);
+        assert_eq!((r[0].op, r[0].via), (Op::Add, None));
+        let route = fib.route(r[0].route.unwrap()).clone();
+        assert_eq!(route.hops(), [NextHop::via("192.0.2.1".parse().unwrap())]);
+        assert!(route.satisfied_by(&route));
+        assert!(!route.satisfied_by(&via("192.0.2.1")), "the backup counts");
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&protected("192.0.2.1", "203.0.113.1")));
+        run(&mut fib);
+        assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 0);
     }
 }

@@ -34,6 +34,9 @@ pub(crate) enum State {
     Absent,
     Adding,
     Present,
+    /// Present, and switched between primary and backup by a request in flight: routes go
+    /// through it meanwhile.
+    Replacing,
     Deleting,
 }
 
@@ -42,6 +45,14 @@ pub(crate) struct Obj {
     pub id: u32,
     /// Gateway and interface, weight 1.
     pub hop: NextHop,
+    /// Where routes through it go when `hop` fails (BGP PIC edge), if anywhere.
+    pub backup: Option<NextHop>,
+    /// Failed over: the kernel is to hold the backup.
+    pub on_backup: bool,
+    /// What the kernel holds (the backup or not), as last acked; and what the request in
+    /// flight carries.
+    pub kernel_on_backup: bool,
+    pub sent_on_backup: bool,
     pub state: State,
     /// The kernel refused it: routes through this next hop carry it themselves, as they do
     /// without objects, until something changes (a link or an address comes up).
@@ -72,10 +83,14 @@ pub(crate) struct Obj {
 }
 
 impl Obj {
-    fn new(id: u32, hop: NextHop, state: State) -> Obj {
+    fn new(id: u32, hop: NextHop, backup: Option<NextHop>, state: State) -> Obj {
         Obj {
             id,
             hop,
+            backup,
+            on_backup: false,
+            kernel_on_backup: false,
+            sent_on_backup: false,
             state,
             failed: false,
             stale: false,
@@ -91,9 +106,25 @@ impl Obj {
         }
     }
 
-    /// The route that names this object's next hop, as the kernel reports it.
+    /// The route that goes through this object.
     pub fn route(&self) -> Route {
-        Route::Unicast(vec![self.hop.clone()])
+        match &self.backup {
+            Some(b) => Route::protected(self.hop.clone(), b.clone()),
+            None => Route::Unicast(vec![self.hop.clone()]),
+        }
+    }
+
+    /// The next hop the kernel is to hold for it now.
+    pub fn active(&self) -> &NextHop {
+        match &self.backup {
+            Some(b) if self.on_backup => b,
+            _ => &self.hop,
+        }
+    }
+
+    /// Routes may name it: the kernel holds it (perhaps being switched) and it stays.
+    pub fn usable(&self) -> bool {
+        matches!(self.state, State::Present | State::Replacing) && !self.doomed && !self.failed
     }
 }
 
@@ -103,7 +134,7 @@ pub(crate) struct Objects {
     pub enabled: bool,
     list: Vec<Option<Obj>>,
     free: Vec<u32>,
-    by_hop: HashMap<NextHop, u32>,
+    by_hop: HashMap<(NextHop, Option<NextHop>), u32>,
     by_id: HashMap<u32, u32>,
     /// Per interned route (its index): the object it goes through, or `NONE`.
     of_route: Vec<u32>,
@@ -167,29 +198,32 @@ impl Objects {
         self.by_id.get(&id).copied()
     }
 
-    /// The object for `hop`, made (absent from the kernel) if there is none.
-    pub fn for_hop(&mut self, hop: &NextHop) -> u32 {
-        if let Some(&o) = self.by_hop.get(hop) {
+    /// The object for `hop` protected by `backup`, made (absent from the kernel) if there is
+    /// none.
+    pub fn for_hop(&mut self, hop: &NextHop, backup: Option<&NextHop>) -> u32 {
+        let key = (hop.clone(), backup.cloned());
+        if let Some(&o) = self.by_hop.get(&key) {
             return o;
         }
         let id = self.fresh_id();
-        self.insert(Obj::new(id, hop.clone(), State::Absent))
+        self.insert(Obj::new(id, key.0, key.1, State::Absent))
     }
 
     /// An object found in the kernel; None if one of the same next hop is known already.
     pub fn adopt(&mut self, id: u32, hop: NextHop, stale: bool) -> Option<u32> {
         if let Some(&o) = self.by_id.get(&id) {
             let obj = self.get_mut(o);
-            if obj.hop == hop && obj.state == State::Absent {
+            let same = *obj.active() == hop;
+            if same && obj.state == State::Absent {
                 obj.state = State::Present;
-                return Some(o);
             }
-            return (obj.hop == hop).then_some(o);
+            return same.then_some(o);
         }
-        if self.by_hop.contains_key(&hop) {
+        // What it was a backup for, the kernel does not keep: adopted without one.
+        if self.by_hop.contains_key(&(hop.clone(), None)) {
             return None;
         }
-        let mut obj = Obj::new(id, hop, State::Present);
+        let mut obj = Obj::new(id, hop, None, State::Present);
         obj.stale = stale;
         Some(self.insert(obj))
     }
@@ -200,7 +234,7 @@ impl Objects {
     }
 
     fn insert(&mut self, obj: Obj) -> u32 {
-        let (hop, id) = (obj.hop.clone(), obj.id);
+        let (hop, id) = ((obj.hop.clone(), obj.backup.clone()), obj.id);
         let o = match self.free.pop() {
             Some(o) => {
                 self.list[o as usize] = Some(obj);
@@ -230,7 +264,7 @@ impl Objects {
     /// gives back.
     pub fn remove(&mut self, o: u32) -> Vec<RouteId> {
         let obj = self.list[o as usize].take().expect("a live object");
-        self.by_hop.remove(&obj.hop);
+        self.by_hop.remove(&(obj.hop, obj.backup));
         self.by_id.remove(&obj.id);
         for r in &obj.rids {
             self.of_route[r.index()] = NONE;
@@ -271,6 +305,15 @@ impl Objects {
         }
     }
 
+    /// Queues `o` ahead of everything: a switch to a backup.
+    pub fn push_front(&mut self, o: u32) {
+        if self.get(o).queued {
+            self.queue.retain(|&q| q != o);
+        }
+        self.get_mut(o).queued = true;
+        self.queue.push_front(o);
+    }
+
     pub fn connected(&mut self, ifindex: u32, prefix: Prefix, added: bool) {
         self.connected.retain(|&(p, i)| (p, i) != (prefix, ifindex));
         if added {
@@ -278,16 +321,23 @@ impl Objects {
         }
     }
 
-    /// The one next hop of `route`, with its interface, if the route can go through an
-    /// object: one gateway, weight 1, whose interface is given or is that of the longest
-    /// connected network holding it.
-    pub fn resolve(&self, route: &Route) -> Option<NextHop> {
-        let Route::Unicast(hops) = route else {
-            return None;
-        };
-        let [h] = hops.as_slice() else {
-            return None;
-        };
+    /// The one next hop of `route` (and its backup), with its interface, if the route can go
+    /// through an object: one gateway, weight 1, whose interface is given or is that of the
+    /// longest connected network holding it. A backup that cannot be placed is left out.
+    pub fn resolve(&self, route: &Route) -> Option<(NextHop, Option<NextHop>)> {
+        match route {
+            Route::Unicast(hops) => match hops.as_slice() {
+                [h] => Some((self.place(h)?, None)),
+                _ => None,
+            },
+            Route::Protected { primary, backup } => {
+                Some((self.place(primary)?, self.place(backup)))
+            }
+            _ => None,
+        }
+    }
+
+    fn place(&self, h: &NextHop) -> Option<NextHop> {
         let gw = h.gateway?;
         if h.weight != 1 {
             return None;
@@ -322,11 +372,11 @@ mod tests {
         o.connected(3, "192.0.2.0/24".parse().unwrap(), true);
         o.connected(4, "192.0.2.128/25".parse().unwrap(), true);
         let via = |g: &str| Route::unicast(vec![NextHop::via(g.parse().unwrap())]).unwrap();
-        assert_eq!(o.resolve(&via("192.0.2.1")).unwrap().ifindex, Some(3));
-        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().ifindex, Some(4));
+        assert_eq!(o.resolve(&via("192.0.2.1")).unwrap().0.ifindex, Some(3));
+        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().0.ifindex, Some(4));
         assert_eq!(o.resolve(&via("198.51.100.1")), None, "not connected");
         o.connected(4, "192.0.2.128/25".parse().unwrap(), false);
-        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().ifindex, Some(3));
+        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().0.ifindex, Some(3));
         // Shapes that keep per-route next hops.
         assert_eq!(o.resolve(&Route::Blackhole), None);
         assert_eq!(o.resolve(&Route::Unicast(vec![NextHop::dev(3)])), None);
@@ -341,7 +391,17 @@ mod tests {
             ifindex: Some(9),
             ..NextHop::via("fe80::1".parse().unwrap())
         }]);
-        assert_eq!(o.resolve(&ll).unwrap().ifindex, Some(9));
+        assert_eq!(o.resolve(&ll).unwrap().0.ifindex, Some(9));
+        // A protected route: both placed; a backup in no connected network is left out.
+        let gw = |g: &str| NextHop::via(g.parse().unwrap());
+        let (p, b) = o
+            .resolve(&Route::protected(gw("192.0.2.1"), gw("192.0.2.200")))
+            .unwrap();
+        assert_eq!((p.ifindex, b.unwrap().ifindex), (Some(3), Some(3)));
+        let (_, b) = o
+            .resolve(&Route::protected(gw("192.0.2.1"), gw("203.0.113.1")))
+            .unwrap();
+        assert_eq!(b, None);
     }
 
     #[test]
@@ -352,11 +412,21 @@ mod tests {
             ifindex: Some(3),
             ..NextHop::via(g.parse().unwrap())
         };
-        let a = o.for_hop(&hop("192.0.2.1"));
-        assert_eq!(o.for_hop(&hop("192.0.2.1")), a, "one object per next hop");
+        let a = o.for_hop(&hop("192.0.2.1"), None);
+        assert_eq!(
+            o.for_hop(&hop("192.0.2.1"), None),
+            a,
+            "one object per next hop"
+        );
         assert_ne!(o.get(a).id, FIRST_ID);
-        let b = o.for_hop(&hop("192.0.2.2"));
+        let b = o.for_hop(&hop("192.0.2.2"), None);
         assert_ne!(o.get(a).id, o.get(b).id);
+        // The same next hop with a backup is another object.
+        let ab = o.for_hop(&hop("192.0.2.1"), Some(&hop("192.0.2.2")));
+        assert_ne!(ab, a);
+        assert_eq!(o.get(ab).active(), &hop("192.0.2.1"));
+        o.get_mut(ab).on_backup = true;
+        assert_eq!(o.get(ab).active(), &hop("192.0.2.2"));
         // An adopted object of a known next hop is a duplicate.
         assert_eq!(o.adopt(7, hop("192.0.2.1"), true), None);
         let c = o.adopt(8, hop("192.0.2.3"), true).unwrap();
@@ -370,6 +440,10 @@ mod tests {
         assert!(!o.renumber(b));
         assert!(o.remove(c).is_empty());
         assert_eq!(o.by_id(8), None);
-        assert_eq!(o.for_hop(&hop("192.0.2.3")), c, "the number is reused");
+        assert_eq!(
+            o.for_hop(&hop("192.0.2.3"), None),
+            c,
+            "the number is reused"
+        );
     }
 }

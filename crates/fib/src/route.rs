@@ -46,6 +46,11 @@ pub enum Route {
     /// Forward through one next hop, or several (ECMP, `RTA_MULTIPATH`). Kept sorted, so that
     /// equal sets compare equal.
     Unicast(Vec<NextHop>),
+    /// Forward through `primary`, with `backup` worked out in advance (BGP PIC edge: the
+    /// next hop of the best path that does not go through `primary`). Through a nexthop
+    /// object, every such route moves to the backup in one request when the primary fails
+    /// ([`crate::Fib::fail_over`]); without objects it is a route through `primary`.
+    Protected { primary: NextHop, backup: NextHop },
     /// Drop silently (`RTN_BLACKHOLE`).
     Blackhole,
     /// Drop with ICMP unreachable (`RTN_UNREACHABLE`).
@@ -60,12 +65,31 @@ impl Route {
         (!hops.is_empty()).then_some(Route::Unicast(hops))
     }
 
-    /// Whether the kernel's route `k` is what this one asks for.
+    /// A route through `primary` protected by `backup`; through `primary` alone if they are
+    /// the same.
+    pub fn protected(primary: NextHop, backup: NextHop) -> Route {
+        if primary == backup {
+            Route::Unicast(vec![primary])
+        } else {
+            Route::Protected { primary, backup }
+        }
+    }
+
+    /// Whether the kernel's route `k` is what this one asks for. A protected route is what
+    /// it asks for only as the FIB made it (its backup lives in the nexthop object, which a
+    /// route read from the kernel does not show).
     pub fn satisfied_by(&self, k: &Route) -> bool {
         match (self, k) {
             (Route::Unicast(a), Route::Unicast(b)) => {
                 a.len() == b.len() && a.iter().all(|h| b.iter().any(|kh| h.satisfied_by(kh)))
             }
+            (
+                Route::Protected { primary, backup },
+                Route::Protected {
+                    primary: kp,
+                    backup: kb,
+                },
+            ) => primary.satisfied_by(kp) && backup.satisfied_by(kb),
             (a, b) => a == b,
         }
     }
@@ -74,7 +98,20 @@ impl Route {
     pub fn uses(&self, ifindex: u32) -> bool {
         match self {
             Route::Unicast(hops) => hops.iter().any(|h| h.ifindex == Some(ifindex)),
+            Route::Protected { primary, backup } => {
+                primary.ifindex == Some(ifindex) || backup.ifindex == Some(ifindex)
+            }
             _ => false,
+        }
+    }
+
+    /// The next hops the kernel is given for this route when it carries them itself: a
+    /// protected route's primary.
+    pub fn hops(&self) -> &[NextHop] {
+        match self {
+            Route::Unicast(hops) => hops,
+            Route::Protected { primary, .. } => std::slice::from_ref(primary),
+            _ => &[],
         }
     }
 }
@@ -89,19 +126,27 @@ impl fmt::Display for Route {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    match (h.gateway, h.ifindex) {
-                        (Some(g), Some(i)) => write!(f, "via {g} dev #{i}")?,
-                        (Some(g), None) => write!(f, "via {g}")?,
-                        (None, Some(i)) => write!(f, "dev #{i}")?,
-                        (None, None) => f.write_str("nowhere")?,
-                    }
-                    if h.weight != 1 {
-                        write!(f, " weight {}", h.weight)?;
-                    }
+                    write!(f, "{h}")?;
                 }
                 Ok(())
             }
+            Route::Protected { primary, backup } => write!(f, "{primary} (backup {backup})"),
         }
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.gateway, self.ifindex) {
+            (Some(g), Some(i)) => write!(f, "via {g} dev #{i}")?,
+            (Some(g), None) => write!(f, "via {g}")?,
+            (None, Some(i)) => write!(f, "dev #{i}")?,
+            (None, None) => f.write_str("nowhere")?,
+        }
+        if self.weight != 1 {
+            write!(f, " weight {}", self.weight)?;
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use interlink_sys::EventFd;
 
-use crate::driver::{Driver, DriverError};
+use crate::driver::{Driver, DriverError, Options};
 use crate::fib::{FibEvent, FibStats};
 use crate::route::{Prefix, Route};
 use crate::wire::Target;
@@ -19,6 +19,8 @@ enum Command {
     /// Many at once: a table load crosses in batches, not route by route.
     SetMany(Vec<(Prefix, Option<Route>)>),
     Sweep,
+    /// A next hop failed (true) or forwards again (false): see [`crate::Fib::fail_over`].
+    Switch(std::net::IpAddr, bool),
     Stop {
         withdraw: bool,
     },
@@ -34,6 +36,8 @@ pub struct Snapshot {
     pub busy: bool,
     /// Commands the thread has taken in.
     pub processed: u64,
+    /// Routes go through nexthop objects (the kernel has them and they are on).
+    pub nexthop_objects: bool,
 }
 
 pub struct FibService {
@@ -50,7 +54,7 @@ impl FibService {
     /// Starts the FIB thread: it opens the netlink sockets, learns the kernel's state
     /// (adopting interlink's routes as stale) and then waits for commands. Fails if the
     /// sockets cannot be opened or the first dump fails.
-    pub fn start(target: Target, window: usize) -> Result<FibService, DriverError> {
+    pub fn start(target: Target, window: usize, opts: Options) -> Result<FibService, DriverError> {
         let wake = Arc::new(EventFd::new().map_err(DriverError::Socket)?);
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
@@ -62,12 +66,13 @@ impl FibService {
             std::thread::Builder::new()
                 .name("il-fib".into())
                 .spawn(move || {
-                    let driver = match Driver::open(target, window) {
+                    let driver = match Driver::open_with(target, window, opts) {
                         Ok(d) => {
                             // What the first dump found, before `start` returns.
                             if let Ok(mut s) = snapshot.lock() {
                                 s.stale = d.fib_ref().stale();
                                 s.stats = d.fib_ref().stats();
+                                s.nexthop_objects = d.fib_ref().nexthop_objects();
                             }
                             let _ = ready_tx.send(Ok(()));
                             d
@@ -123,6 +128,17 @@ impl FibService {
         if !routes.is_empty() {
             self.send(Command::SetMany(routes));
         }
+    }
+
+    /// The next hop through `gateway` failed: routes through it that have a backup move to
+    /// it at once (see [`crate::Fib::fail_over`]).
+    pub fn fail_over(&self, gateway: std::net::IpAddr) {
+        self.send(Command::Switch(gateway, true));
+    }
+
+    /// The next hop through `gateway` forwards again.
+    pub fn restore(&self, gateway: std::net::IpAddr) {
+        self.send(Command::Switch(gateway, false));
     }
 
     /// The sources have converged: routes adopted at start and not wanted again go.
@@ -193,6 +209,7 @@ fn run(
                 stale: stale.1,
                 busy: !idle,
                 processed,
+                nexthop_objects: fib.nexthop_objects(),
             };
         }
     };
@@ -213,6 +230,12 @@ fn run(
                 }
                 Ok(Command::Sweep) => {
                     d.fib().sweep_stale();
+                }
+                Ok(Command::Switch(gw, true)) => {
+                    d.fib().fail_over(gw);
+                }
+                Ok(Command::Switch(gw, false)) => {
+                    d.fib().restore(gw);
                 }
                 Ok(Command::Stop { withdraw }) => {
                     if withdraw {

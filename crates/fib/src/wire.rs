@@ -138,6 +138,10 @@ pub fn encode_route(
             (RTN_UNICAST, RT_SCOPE_LINK)
         }
         Route::Unicast(_) => (RTN_UNICAST, RT_SCOPE_UNIVERSE),
+        Route::Protected { primary, .. } if primary.gateway.is_none() => {
+            (RTN_UNICAST, RT_SCOPE_LINK)
+        }
+        Route::Protected { .. } => (RTN_UNICAST, RT_SCOPE_UNIVERSE),
     };
     let table8 = u8::try_from(target.table).unwrap_or(RT_TABLE_UNSPEC);
     buf.extend_from_slice(&[
@@ -156,8 +160,9 @@ pub fn encode_route(
     put_attr(buf, RTA_TABLE, &target.table.to_ne_bytes());
     put_attr(buf, RTA_PRIORITY, &target.metric.to_ne_bytes());
     if op != Op::Delete {
-        if let Route::Unicast(hops) = route {
-            match hops.as_slice() {
+        if let Route::Unicast(_) | Route::Protected { .. } = route {
+            // Without an object, a protected route goes through its primary.
+            match route.hops() {
                 [h] if h.weight == 1 => {
                     if let Some(gw) = &h.gateway {
                         let (g, n) = ip_octets(gw);
@@ -1018,5 +1023,29 @@ mod tests {
         let mut b = error_message(1, 0, 0, None);
         b[0] = 200;
         assert_eq!(messages(&b).count(), 0);
+    }
+
+    /// Without an object, a protected route is written as a route through its primary.
+    #[test]
+    fn a_protected_route_is_written_through_its_primary() {
+        let t = Target {
+            table: 254,
+            metric: 20,
+            protocol: 77,
+        };
+        let p: Prefix = "10.1.0.0/16".parse().unwrap();
+        let primary = NextHop::via("192.0.2.1".parse().unwrap());
+        let backup = NextHop::via("198.51.100.1".parse().unwrap());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_route(
+            &mut a,
+            1,
+            Op::Add,
+            &t,
+            &p,
+            &Route::protected(primary.clone(), backup),
+        );
+        encode_route(&mut b, 1, Op::Add, &t, &p, &Route::Unicast(vec![primary]));
+        assert_eq!(a, b);
     }
 }
