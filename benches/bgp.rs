@@ -9,98 +9,29 @@
 //! and the bare pipelined netlink writer's adds of the same routes (`interlink_benches`), the
 //! kernel's own pace, with interlinkd's Established-to-kernel time over Loc-RIB plus that.
 //!
-//! The sender is written here: it opens the session, then writes the UPDATEs (/24s from
+//! The sender (`benches/sender.rs`) opens the session, then writes the UPDATEs (/24s from
 //! 16.0.0.0 on, one attribute set, packed into 4096-octet messages) and End-of-RIB as fast as
 //! TCP takes them. Needs root and bird2: `./scripts/bench-bgp.sh`.
 
 use interlink_testkit as netns;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use interlink_bgp::fuzzing::codec;
-use interlink_bgp::update::{encode_announce, encode_end_of_rib, Attrs, Nlri, Origin, Segment};
-use interlink_bgp::wire::{frame, Capabilities, Family, Message, Open, KEEPALIVE, MAX_LEN};
-use netns::{birdc, in_ns, Lab};
+use interlink_benches::sender::{self, Speaker};
+use netns::{birdc, Lab};
+
+/// The sender: AS 64512 at 10.0.0.2, to interlinkd or BIRD at 10.0.0.1.
+const GEN: Speaker = Speaker {
+    peer: Ipv4Addr::new(10, 0, 0, 1),
+    address: Ipv4Addr::new(10, 0, 0, 2),
+    asn: 64512,
+    hold_time: 240,
+};
 
 fn updates(n: usize) -> Vec<u8> {
-    let prefixes: Vec<Nlri> = (0..n)
-        .map(|i| {
-            Nlri::new(
-                IpAddr::V4(Ipv4Addr::from(0x1000_0000u32 + ((i as u32) << 8))),
-                24,
-            )
-            .unwrap()
-        })
-        .collect();
-    let attrs = Attrs {
-        origin: Some(Origin::Igp),
-        as_path: vec![Segment::Sequence(vec![64512])],
-        next_hop: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
-        ..Attrs::default()
-    };
-    let mut out = Vec::with_capacity(n * 5);
-    encode_announce(&mut out, &prefixes, &attrs, &codec(true, true));
-    encode_end_of_rib(&mut out, Family::IPV4_UNICAST);
-    out
-}
-
-/// Opens the session to 10.0.0.1 from the sender's namespace; returns the stream once both
-/// sides are Established, and the instant that happened.
-fn establish() -> (TcpStream, Instant) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut s = loop {
-        match TcpStream::connect("10.0.0.1:179") {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
-    s.set_nodelay(true).unwrap();
-    let mut out = Vec::new();
-    Message::Open(Open {
-        asn: 64512,
-        hold_time: 240,
-        router_id: Ipv4Addr::new(10, 0, 0, 2),
-        caps: Capabilities {
-            multiprotocol: vec![Family::IPV4_UNICAST],
-            four_octet_as: Some(64512),
-            ..Capabilities::default()
-        },
-    })
-    .encode(&mut out);
-    Message::Keepalive.encode(&mut out);
-    s.write_all(&out).unwrap();
-    // Their OPEN, then their KEEPALIVE: Established.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut seen_open = false;
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "the peer closed the session");
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(f) = frame(&buf, MAX_LEN).unwrap() {
-            let len = f.len;
-            match f.kind {
-                1 => seen_open = true,
-                KEEPALIVE if seen_open => {
-                    buf.drain(..len);
-                    return (s, Instant::now());
-                }
-                3 => panic!(
-                    "NOTIFICATION from the peer: {:?}",
-                    Message::decode(3, f.body)
-                ),
-                _ => {}
-            }
-            buf.drain(..len);
-        }
-    }
+    sender::updates(n, &GEN)
 }
 
 /// Peak resident set (VmHWM) of the process named `comm` in namespace `ns`, in MiB.
@@ -152,43 +83,9 @@ fn lab(name: &str) -> Lab {
 }
 
 /// Sends `wire` from the generator namespace; returns when Established and keeps the session
-/// open (reading what comes) until `done` is set.
-fn send(lab: &Lab, wire: Vec<u8>) -> (Instant, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let done = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let d = done.clone();
-    in_ns(&lab.ns("gen"), move || {
-        let (mut s, t0) = establish();
-        tx.send(t0).unwrap();
-        let mut r = s.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut sink = [0u8; 65536];
-            while let Ok(n) = r.read(&mut sink) {
-                if n == 0 {
-                    break;
-                }
-            }
-        });
-        s.write_all(&wire).unwrap();
-        // Keepalives every 5 s for a long run; when told, the session closes at once (no
-        // graceful restart was offered: the peer withdraws everything).
-        let mut last = Instant::now();
-        while !d.load(Ordering::Relaxed) {
-            if last.elapsed() >= Duration::from_secs(5) {
-                let mut k = Vec::new();
-                Message::Keepalive.encode(&mut k);
-                if s.write_all(&k).is_err() {
-                    break;
-                }
-                last = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = s.shutdown(std::net::Shutdown::Both);
-    });
-    (rx.recv().unwrap(), done)
+/// open until it is closed.
+fn send(lab: &Lab, wire: Vec<u8>) -> sender::Session {
+    sender::send(&lab.ns("gen"), GEN, wire)
 }
 
 fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Instant {
@@ -221,7 +118,8 @@ fn lab_with_interlink(name: &str, bin: &Path, import: &str) -> Lab {
 
 fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     let mut lab = lab_with_interlink(&format!("bgpb-il{n}"), bin, "0.0.0.0/0 le 32");
-    let (t0, done) = send(&lab, wire);
+    let session = send(&lab, wire);
+    let t0 = session.established;
     let t_rib = wait("the Loc-RIB", Duration::from_secs(600), || {
         lab.log("dut").contains("converged")
     });
@@ -250,7 +148,7 @@ fn interlink(n: usize, wire: Vec<u8>, bin: &Path) -> Figures {
     };
     assert_eq!(installed().0, Some(n as u64), "interlinkctl status");
     let t_close = Instant::now();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    session.close();
     let t_gone = wait("the withdrawal", Duration::from_secs(600), || {
         installed() == (Some(0), Some(true))
     });
@@ -275,7 +173,8 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
          protocol bgp gen { local 10.0.0.1 as 65001; neighbor 10.0.0.2 as 64512; passive on;\n\
          hold time 240; ipv4 { import all; export none; }; }\n",
     );
-    let (t0, done) = send(&lab, wire);
+    let session = send(&lab, wire);
+    let t0 = session.established;
     let count = |text: &str, key: &str| -> usize {
         text.lines()
             .find(|l| l.contains(key))
@@ -304,7 +203,7 @@ fn bird(n: usize, wire: Vec<u8>) -> Figures {
     });
     let rss = peak_rss(&lab.ns("dut"), "bird");
     let t_close = Instant::now();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    session.close();
     let t_gone = wait("BIRD's withdrawal", Duration::from_secs(600), || {
         exported() == 0
     });
@@ -333,7 +232,7 @@ fn interlink_refusing(n: usize, wire: Vec<u8>, bin: &Path) -> Flood {
     let mut lab = lab_with_interlink(&format!("bgpb-ref{n}"), bin, "192.0.2.0/24");
     let ns = lab.ns("dut");
     let before = memory(&ns, "interlinkd", "VmRSS:");
-    let (_, done) = send(&lab, wire);
+    let session = send(&lab, wire);
     wait("the End-of-RIB", Duration::from_secs(600), || {
         lab.log("dut").contains("converged")
     });
@@ -342,7 +241,7 @@ fn interlink_refusing(n: usize, wire: Vec<u8>, bin: &Path) -> Flood {
         peak: peak_rss(&ns, "interlinkd"),
         after: memory(&ns, "interlinkd", "VmRSS:"),
     };
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    session.close();
     lab.stop("dut");
     flood
 }
@@ -358,7 +257,7 @@ fn bird_refusing(n: usize, wire: Vec<u8>) -> Flood {
     );
     let ns = lab.ns("dut");
     let before = memory(&ns, "bird", "VmRSS:");
-    let (_, done) = send(&lab, wire);
+    let session = send(&lab, wire);
     // BIRD counts what its import filter refused: "Import updates: N ... filtered".
     let filtered = || {
         birdc(&sock, &["show", "protocols", "all", "gen"])
@@ -379,7 +278,7 @@ fn bird_refusing(n: usize, wire: Vec<u8>) -> Flood {
         peak: peak_rss(&ns, "bird"),
         after: memory(&ns, "bird", "VmRSS:"),
     };
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    session.close();
     lab.stop("bird");
     flood
 }

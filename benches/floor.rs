@@ -1,5 +1,9 @@
 //! What the kernel benchmarks share: the bare pipelined netlink writer that is their floor
-//! (`benches/fib.rs` runs it beside interlink's FIB, `benches/bgp.rs` beside the daemon).
+//! (`benches/fib.rs` runs it beside interlink's FIB, `benches/bgp.rs` beside the daemon), and
+//! the BGP sender that feeds the daemon ([`sender`]).
+
+#[path = "sender.rs"]
+pub mod sender;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

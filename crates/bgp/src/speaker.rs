@@ -602,10 +602,13 @@ impl Speaker {
                         ));
                     }
                     _ => {
-                        // Every route goes, a chunk per turn (as stale routes do).
-                        self.rib.mark_stale(id);
-                        p.flush = Some(Flush::new(FlushWhy::Down));
-                        self.flush_step(id, out);
+                        // Every route goes, a chunk per turn (as stale routes do), from the
+                        // next turn on: the word that the peer is down goes out first, for
+                        // the FIB to move the routes through it to their backups at once,
+                        // not after a walk of the table and a chunk of withdrawals.
+                        let mut f = Flush::new(FlushWhy::Down);
+                        f.marked = false;
+                        p.flush = Some(f);
                     }
                 }
             }
@@ -918,6 +921,10 @@ impl Speaker {
         let Some(f) = p.flush.as_mut() else {
             return;
         };
+        if !f.marked {
+            self.rib.mark_stale(id);
+            f.marked = true;
+        }
         let (changes, next) = self.rib.sweep_stale_from(id, &f.from, FLUSH_CHUNK);
         f.removed += changes.len();
         match next {
@@ -1182,6 +1189,8 @@ struct Flush {
     from: Nlri,
     removed: usize,
     why: FlushWhy,
+    /// The peer's routes are marked stale (the first step does it for a session down).
+    marked: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1200,6 +1209,7 @@ impl Flush {
             from: first_prefix(),
             removed: 0,
             why,
+            marked: true,
         }
     }
 }

@@ -77,6 +77,11 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep_until(sleep) => {
+                // A withdrawal goes on a chunk per turn, due at once: the daemon's loop and
+                // the session tasks share this thread, and get it between chunks (the daemon
+                // hears that a peer went down, and moves its routes to their backups, before
+                // the table walk that withdraws them, not after).
+                tokio::task::yield_now().await;
                 let out = speaker.on_timer(std::time::Instant::now());
                 plumbing.carry_out(out);
             }

@@ -472,6 +472,14 @@ fn graceful_restart_stale_routes_go_when_the_restart_time_runs_out() {
     assert_eq!(gone, prefixes(0..3));
 }
 
+/// Whether `out` tells the daemon that a peer went down (and whether its routes stay).
+fn peer_down(out: &[Output]) -> Option<bool> {
+    out.iter().find_map(|o| match o {
+        Output::Event(SpeakerEvent::PeerDown { routes_kept, .. }) => Some(*routes_kept),
+        _ => None,
+    })
+}
+
 #[test]
 fn a_notification_flushes_the_routes_at_once() {
     // RFC 4724 §4.2: graceful restart covers TCP failures, not a NOTIFICATION.
@@ -480,8 +488,27 @@ fn a_notification_flushes_the_routes_at_once() {
     r.updates("10.0.0.2", announce(&prefixes(0..2), 65001, "10.0.0.2"));
     let n = interlink_bgp::wire::Notification::new(code::CEASE, code::CEASE_ADMIN_RESET, &[]);
     let out = r.peer("10.0.0.2", PeerEvent::Down(Down::Received(n)));
+    // The daemon hears of it in a turn of its own, before any withdrawal (it moves the
+    // routes through the peer to their backups); the withdrawal is due at once.
+    assert_eq!(peer_down(&out), Some(false));
+    assert_eq!(best(&out).1.len(), 0);
+    assert!(r.s.next_timer().is_some_and(|t| t <= r.now));
+    let out = r.advance(Duration::ZERO);
     assert_eq!(best(&out).1.len(), 2);
     assert_eq!(r.s.next_timer(), None);
+}
+
+#[test]
+fn a_peer_restarting_gracefully_keeps_its_routes_and_says_so() {
+    let (mut r, _) = Run::new(config(vec![neighbor("10.0.0.2", 65001)]));
+    r.peer("10.0.0.2", up(65001, Some(120)));
+    r.updates("10.0.0.2", announce(&prefixes(0..2), 65001, "10.0.0.2"));
+    let out = r.peer("10.0.0.2", PeerEvent::Down(Down::ConnectionClosed));
+    assert_eq!(
+        peer_down(&out),
+        Some(true),
+        "no failover for a restarting peer"
+    );
 }
 
 #[test]
@@ -832,9 +859,14 @@ fn a_large_table_goes_a_chunk_per_turn() {
     r.updates("10.0.0.2", announce(&all, 65001, "10.0.0.2"));
     assert_eq!(r.s.rib().len(), 40_000);
     let out = r.peer("10.0.0.2", PeerEvent::Down(Down::ConnectionClosed));
+    // The word first, alone; the withdrawal due at once.
+    assert_eq!(peer_down(&out), Some(false));
     let (_, mut gone) = best(&out);
+    assert!(gone.is_empty());
+    assert!(r.s.next_timer().is_some_and(|t| t <= r.now));
+    let out = r.advance(Duration::ZERO);
+    gone.extend(best(&out).1);
     assert_eq!(gone.len(), FLUSH_CHUNK);
-    // Due at once.
     assert!(r.s.next_timer().is_some_and(|t| t <= r.now));
     let out = r.advance(Duration::ZERO);
     gone.extend(best(&out).1);

@@ -445,6 +445,8 @@ pub struct Fib {
     events: Vec<FibEvent>,
     stats: FibStats,
     objects: Objects,
+    /// Routes may be stale: some were adopted at start and the sweep has not been yet.
+    maybe_stale: bool,
 }
 
 impl Fib {
@@ -462,6 +464,7 @@ impl Fib {
             events: Vec::new(),
             stats: FibStats::default(),
             objects: Objects::default(),
+            maybe_stale: false,
         }
     }
 
@@ -753,6 +756,7 @@ impl Fib {
             }
             self.enqueue(p);
         }
+        self.maybe_stale = false;
     }
 
     /// Deletes the stale routes adopted at start that no source wanted again. Returns how
@@ -765,6 +769,7 @@ impl Fib {
             self.check_object(o);
         }
         self.objects.orphans_due.append(&mut self.objects.orphans);
+        self.maybe_stale = false;
         let stale: Vec<Prefix> = self
             .slots
             .iter()
@@ -782,6 +787,11 @@ impl Fib {
 
     /// How many adopted routes still wait for the sweep.
     pub fn stale(&self) -> usize {
+        // Only routes adopted at start are stale: once they are all swept (or none were),
+        // no walk of a million slots is needed to say so.
+        if !self.maybe_stale {
+            return 0;
+        }
         self.slots.values().filter(|s| s.stale).count()
     }
 
@@ -1315,6 +1325,7 @@ impl Fib {
         } else {
             if startup && slot.desired.is_none() {
                 slot.stale = true;
+                self.maybe_stale = true;
             }
             self.kernel_of(kr)
         };
