@@ -520,6 +520,14 @@ impl<'p> Daemon<'p> {
         if let Some(b) = &self.bgp {
             let nets = unreachable_nets(&self.links, &self.reach);
             if nets != self.unreachable_sent {
+                // Routes through next hops there that have a backup move to it at once; and
+                // back when the network is reachable again.
+                for n in nets.iter().filter(|n| !self.unreachable_sent.contains(n)) {
+                    self.fib.fail_over_net(*n, true);
+                }
+                for n in self.unreachable_sent.iter().filter(|n| !nets.contains(n)) {
+                    self.fib.fail_over_net(*n, false);
+                }
                 self.unreachable_sent = nets.clone();
                 // State, not a question: never dropped. The speaker never waits on this
                 // loop, so room comes.

@@ -409,6 +409,12 @@ pub enum FibEvent {
     },
 }
 
+/// The prefix of one address.
+fn host(a: IpAddr) -> Prefix {
+    let len = if a.is_ipv4() { 32 } else { 128 };
+    Prefix::new(a, len).expect("a host prefix")
+}
+
 /// Operation counters, for metrics: `[add, replace, delete]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FibStats {
@@ -584,20 +590,22 @@ impl Fib {
     /// routes through it move at once, however many there are (BGP PIC edge). The routes'
     /// own rewrite follows as the sources decide again. Returns how many objects switch.
     pub fn fail_over(&mut self, gateway: IpAddr) -> usize {
-        self.switch(gateway, true)
+        self.fail_over_net(host(gateway), true)
     }
 
     /// The next hop through `gateway` forwards again: objects switched away from it go back.
     /// (Wanting a route through such an object again does the same.)
     pub fn restore(&mut self, gateway: IpAddr) -> usize {
-        self.switch(gateway, false)
+        self.fail_over_net(host(gateway), false)
     }
 
-    fn switch(&mut self, gateway: IpAddr, to_backup: bool) -> usize {
+    /// `fail_over` (or, `to_backup` false, `restore`) for every gateway in `net`: a link
+    /// whose peer stopped answering takes its network's next hops with it.
+    pub fn fail_over_net(&mut self, net: Prefix, to_backup: bool) -> usize {
         let mut n = 0;
         for o in self.objects.all() {
             let obj = self.objects.get_mut(o);
-            if obj.hop.gateway != Some(gateway) || obj.backup.is_none() {
+            if !obj.hop.gateway.is_some_and(|g| net.contains(g)) || obj.backup.is_none() {
                 continue;
             }
             if obj.on_backup != to_backup {
@@ -2385,5 +2393,30 @@ mod tests {
         fib.set(nth(0), Some(&protected("192.0.2.1", "203.0.113.1")));
         run(&mut fib);
         assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 0);
+    }
+
+    /// A network of next hops failing (a link whose peer stopped answering) switches the
+    /// objects whose primary is in it, and only those; its coming back switches them back.
+    #[test]
+    fn a_failed_network_switches_the_objects_of_its_next_hops() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&protected("192.0.2.1", "198.51.100.1")));
+        fib.set(nth(1), Some(&protected("198.51.100.1", "192.0.2.1")));
+        run(&mut fib);
+        assert_eq!(fib.fail_over_net(p("192.0.2.0/30"), true), 1);
+        let work = run(&mut fib);
+        match &work[..] {
+            [Work::Nexthop {
+                op: Op::Replace,
+                hop,
+                ..
+            }] => {
+                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()))
+            }
+            w => panic!("{w:?}"),
+        }
+        assert_eq!(fib.fail_over_net(p("192.0.2.0/30"), true), 0);
+        assert_eq!(fib.fail_over_net(p("192.0.2.0/30"), false), 1);
+        assert_eq!(object_ops(&run(&mut fib)).len(), 1);
     }
 }

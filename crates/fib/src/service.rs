@@ -19,8 +19,9 @@ enum Command {
     /// Many at once: a table load crosses in batches, not route by route.
     SetMany(Vec<(Prefix, Option<Route>)>),
     Sweep,
-    /// A next hop failed (true) or forwards again (false): see [`crate::Fib::fail_over`].
-    Switch(std::net::IpAddr, bool),
+    /// Next hops in a network failed (true) or forward again (false): see
+    /// [`crate::Fib::fail_over_net`].
+    Switch(Prefix, bool),
     Stop {
         withdraw: bool,
     },
@@ -133,12 +134,16 @@ impl FibService {
     /// The next hop through `gateway` failed: routes through it that have a backup move to
     /// it at once (see [`crate::Fib::fail_over`]).
     pub fn fail_over(&self, gateway: std::net::IpAddr) {
-        self.send(Command::Switch(gateway, true));
+        let len = if gateway.is_ipv4() { 32 } else { 128 };
+        if let Ok(p) = Prefix::new(gateway, len) {
+            self.send(Command::Switch(p, true));
+        }
     }
 
-    /// The next hop through `gateway` forwards again.
-    pub fn restore(&self, gateway: std::net::IpAddr) {
-        self.send(Command::Switch(gateway, false));
+    /// Every next hop in `net` failed (a link whose peer stopped answering), or (`failed`
+    /// false) forwards again.
+    pub fn fail_over_net(&self, net: Prefix, failed: bool) {
+        self.send(Command::Switch(net, failed));
     }
 
     /// The sources have converged: routes adopted at start and not wanted again go.
@@ -231,11 +236,8 @@ fn run(
                 Ok(Command::Sweep) => {
                     d.fib().sweep_stale();
                 }
-                Ok(Command::Switch(gw, true)) => {
-                    d.fib().fail_over(gw);
-                }
-                Ok(Command::Switch(gw, false)) => {
-                    d.fib().restore(gw);
+                Ok(Command::Switch(net, failed)) => {
+                    d.fib().fail_over_net(net, failed);
                 }
                 Ok(Command::Stop { withdraw }) => {
                     if withdraw {
