@@ -7,7 +7,7 @@ use std::time::Duration;
 use interlink_bgp::speaker::{self, Severity, SpeakerCmd, SpeakerEvent};
 use interlink_bgp::update::Nlri;
 use interlink_config::{Config, OnShutdown, Transport};
-use interlink_fib::{FibEvent, FibService, Prefix, Reachability, Route, Target};
+use interlink_fib::{FibEvent, FibService, Prefix, Reachability, Target};
 use interlink_macsec::Backend;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -83,13 +83,12 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
         ),
         FibEvent::NexthopFailed {
             id,
-            hop,
+            route,
             errno,
             message,
         } => warn!(
-            "fib: nexthop object {id} ({}) refused by the kernel: {}{}; routes through it \
-             carry their next hop themselves",
-            Route::Unicast(vec![hop.clone()]),
+            "fib: nexthop object {id} ({route}) refused by the kernel: {}{}; routes through it \
+             carry their next hops themselves",
             std::io::Error::from_raw_os_error(*errno),
             message
                 .as_deref()

@@ -160,6 +160,14 @@ impl Driver {
                     Work::Nexthop { seq, op, id, hop } => {
                         wire::encode_nexthop(&mut self.out, seq, op, target.protocol, id, &hop);
                     }
+                    Work::Group {
+                        seq,
+                        op,
+                        id,
+                        members,
+                    } => {
+                        wire::encode_group(&mut self.out, seq, op, target.protocol, id, &members);
+                    }
                 }
             }
             if self.out.is_empty() {

@@ -27,7 +27,7 @@ use interlink_table::{Interner, PerFamily, PrefixKey};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use crate::nexthop::{Objects, State};
+use crate::nexthop::{Objects, Resolved, State};
 use crate::route::{NextHop, Prefix, Route};
 use crate::wire::{KernelEvent, KernelNexthop, KernelRoute, Op, Target};
 
@@ -173,13 +173,21 @@ pub enum Work {
         id: u32,
         hop: NextHop,
     },
+    /// A nexthop group: added or replaced with `members` (object ids and weights) under
+    /// `id`, or deleted.
+    Group {
+        seq: u32,
+        op: Op,
+        id: u32,
+        members: Vec<(u32, u16)>,
+    },
 }
 
 impl Work {
     pub fn seq(&self) -> u32 {
         match self {
             Work::Route(r) => r.seq,
-            Work::Nexthop { seq, .. } => *seq,
+            Work::Nexthop { seq, .. } | Work::Group { seq, .. } => *seq,
         }
     }
 }
@@ -375,7 +383,8 @@ pub enum FibEvent {
     /// themselves until a link or an address comes up.
     NexthopFailed {
         id: u32,
-        hop: NextHop,
+        /// What routes through it would have gone through.
+        route: Route,
         errno: i32,
         message: Option<String>,
     },
@@ -554,14 +563,21 @@ impl Fib {
             return;
         }
         let wanted: u32 = obj.rids.iter().map(|r| self.routes.wanted(*r)).sum();
+        // A member of a group stays while the group does.
+        let free = obj.in_groups.is_empty();
         match obj.state {
-            State::Present if !obj.stale && !obj.failed && wanted == 0 && obj.kept == 0 => {
+            State::Present if free && !obj.stale && !obj.failed && wanted == 0 && obj.kept == 0 => {
                 self.objects.get_mut(o).doomed = true;
                 self.objects.push(o);
             }
-            State::Absent if wanted == 0 && obj.kernel.total() == 0 => {
+            State::Absent if free && wanted == 0 && obj.kernel.total() == 0 => {
+                let members = obj.members.clone();
                 for r in self.objects.remove(o) {
                     self.routes.release(r);
+                }
+                // A group gone: its members may be unused now.
+                for m in members {
+                    self.check_object(m);
                 }
             }
             _ => {}
@@ -578,8 +594,10 @@ impl Fib {
         if let Some(o) = objects.of(d) {
             return Some(o);
         }
-        let (hop, backup) = objects.resolve(routes.get(d))?;
-        let o = objects.for_hop(&hop, backup.as_ref());
+        let o = match objects.resolve(routes.get(d))? {
+            Resolved::Hop(hop, backup) => objects.for_hop(&hop, backup.as_ref()),
+            Resolved::Group(hops) => objects.for_group(&hops),
+        };
         objects.map(routes.retain(d), o);
         Some(o)
     }
@@ -625,6 +643,15 @@ impl Fib {
     /// someone else, or flushed with its interface): those slots are absent now, and the ones
     /// still wanted are queued.
     fn object_gone(&mut self, o: u32) {
+        // The groups it was a member of lost it too: it is added again (once its interface is
+        // back, if that is why it went), and their list goes again.
+        let groups = self.objects.get(o).in_groups.clone();
+        for &g in &groups {
+            self.objects.get_mut(g).refresh = true;
+        }
+        if !groups.is_empty() {
+            self.objects.push(o);
+        }
         let obj = self.objects.get_mut(o);
         obj.state = State::Absent;
         obj.doomed = false;
@@ -656,8 +683,13 @@ impl Fib {
         self.unpark(o);
     }
 
-    /// The prefixes waiting for object `o` go back to the queue.
+    /// The prefixes waiting for object `o` go back to the queue; and a member its groups wait
+    /// for, if it is to be added again, back to the objects'.
     fn unpark(&mut self, o: u32) {
+        let obj = self.objects.get(o);
+        if obj.state == State::Absent && !obj.failed && !obj.in_groups.is_empty() {
+            self.objects.push(o);
+        }
         let waiting = std::mem::take(&mut self.objects.get_mut(o).waiting);
         self.objects.parked -= waiting.len();
         for p in waiting {
@@ -933,17 +965,42 @@ impl Fib {
             };
             let obj = self.objects.get_mut(o);
             obj.queued = false;
+            let needed = wanted > 0 || !obj.waiting.is_empty() || !obj.in_groups.is_empty();
             let op = match obj.state {
                 State::Present if obj.doomed => Op::Delete,
-                // Switched to or from its backup.
+                // Switched to or from its backup; a group's members sent again.
                 State::Present if obj.on_backup != obj.kernel_on_backup => Op::Replace,
-                State::Absent if !obj.failed && (wanted > 0 || !obj.waiting.is_empty()) => Op::Add,
+                State::Present if obj.refresh => Op::Replace,
+                State::Absent if !obj.failed && needed => Op::Add,
                 _ => {
                     obj.doomed = false;
                     self.check_object(o);
                     continue;
                 }
             };
+            if op != Op::Delete && obj.is_group() {
+                // A group goes once its members are in; they are asked for, and it is queued
+                // again when the last one is (or fails, and the group with it).
+                let members = obj.members.clone();
+                let mut ready = true;
+                for m in members {
+                    let member = self.objects.get(m);
+                    if member.state != State::Present || member.doomed {
+                        ready = false;
+                        if member.state == State::Absent && !member.failed {
+                            self.objects.push(m);
+                        } else if member.failed && op == Op::Add {
+                            self.object_failed(o, libc::ENETUNREACH, None);
+                            self.unpark(o);
+                            break;
+                        }
+                    }
+                }
+                if !ready {
+                    continue;
+                }
+            }
+            let obj = self.objects.get_mut(o);
             obj.doomed = false;
             obj.state = match op {
                 Op::Add => State::Adding,
@@ -952,6 +1009,14 @@ impl Fib {
             };
             obj.sent_on_backup = obj.on_backup;
             let (id, hop) = (obj.id, obj.active().clone());
+            let group: Option<Vec<(u32, u16)>> = obj.is_group().then(|| {
+                let obj = self.objects.get(o);
+                obj.members
+                    .iter()
+                    .zip(&obj.group)
+                    .map(|(&m, (_, w))| (self.objects.get(m).id, *w))
+                    .collect()
+            });
             let seq = self.next_seq();
             self.in_flight.push(Pending {
                 seq,
@@ -959,7 +1024,15 @@ impl Fib {
                 subject: Subject::Object(o),
                 done: false,
             });
-            return Some(Work::Nexthop { seq, op, id, hop });
+            return Some(match group {
+                Some(members) => Work::Group {
+                    seq,
+                    op,
+                    id,
+                    members,
+                },
+                None => Work::Nexthop { seq, op, id, hop },
+            });
         }
         let id = self.objects.orphans_due.pop()?;
         let seq = self.next_seq();
@@ -1098,7 +1171,7 @@ impl Fib {
                 obj.failed = true;
                 let event = FibEvent::NexthopFailed {
                     id: obj.id,
-                    hop: obj.hop.clone(),
+                    route: obj.route(),
                     errno,
                     message,
                 };
@@ -1128,9 +1201,22 @@ impl Fib {
                 obj.tries = 0;
                 obj.state = State::Present;
                 obj.kernel_on_backup = obj.sent_on_backup;
+                if op == Op::Replace {
+                    obj.refresh = false;
+                }
+                let in_groups = obj.in_groups.clone();
                 if obj.on_backup != obj.kernel_on_backup {
                     // Switched again while the request was in flight.
                     self.objects.push_front(o);
+                }
+                // The groups it is a member of: added now, or their member list sent again
+                // (it had been dropped from them).
+                for g in in_groups {
+                    let group = self.objects.get_mut(g);
+                    if group.state == State::Present {
+                        group.refresh = true;
+                    }
+                    self.objects.push(g);
                 }
                 self.unpark(o);
             }
@@ -1141,7 +1227,7 @@ impl Fib {
                 obj.flushed = false;
                 let event = FibEvent::NexthopFailed {
                     id: obj.id,
-                    hop: obj.active().clone(),
+                    route: obj.route(),
                     errno,
                     message,
                 };
@@ -1176,11 +1262,19 @@ impl Fib {
         obj.failed = true;
         let event = FibEvent::NexthopFailed {
             id: obj.id,
-            hop: obj.hop.clone(),
+            route: obj.route(),
             errno,
             message,
         };
         self.events.push(event);
+        // The groups that wait for it cannot be made either.
+        for g in self.objects.get(o).in_groups.clone() {
+            let group = self.objects.get(g);
+            if group.state == State::Absent && !group.failed {
+                self.object_failed(g, errno, None);
+                self.unpark(g);
+            }
+        }
     }
 
     /// Acks were lost (ENOBUFS on the request socket): nothing in flight can be trusted. The
@@ -1276,10 +1370,14 @@ impl Fib {
             self.objects.foreign(nh.id);
             return;
         }
-        let adopted = match &nh.hop {
-            Some(h) if h.gateway.is_some() && h.ifindex.is_some() => {
+        let adopted = match (&nh.hop, &nh.group) {
+            (Some(h), _) if h.gateway.is_some() && h.ifindex.is_some() => {
                 self.objects.adopt(nh.id, h.clone(), startup)
             }
+            // A group of objects known already (the kernel lists them by id, members first
+            // when they were made first; a group listed before one of its members goes at the
+            // sweep, and its routes are written again when wanted).
+            (None, Some(members)) => self.objects.adopt_group(nh.id, members, startup),
             _ => None,
         };
         match adopted {
@@ -1472,7 +1570,12 @@ impl Fib {
     /// Queues every route whose last request failed: something changed that may let it in.
     fn retry_failed(&mut self) {
         for o in self.objects.all() {
-            self.objects.get_mut(o).failed = false;
+            let obj = self.objects.get_mut(o);
+            obj.failed = false;
+            // Members dropped with their interface: back into their groups.
+            if obj.state == State::Absent && !obj.in_groups.is_empty() {
+                self.objects.push(o);
+            }
         }
         let failed: Vec<Prefix> = self
             .slots
@@ -1973,7 +2076,7 @@ mod tests {
     fn object_ops(work: &[Work]) -> Vec<(Op, u32)> {
         work.iter()
             .filter_map(|w| match w {
-                Work::Nexthop { op, id, .. } => Some((*op, *id)),
+                Work::Nexthop { op, id, .. } | Work::Group { op, id, .. } => Some((*op, *id)),
                 _ => None,
             })
             .collect()
@@ -2067,7 +2170,8 @@ mod tests {
         assert_eq!(fib.stats().nexthops, 1);
     }
 
-    /// A gateway in no connected network, ECMP, blackholes: routes carry their next hops.
+    /// A gateway in no connected network (alone or in an ECMP set), blackholes: routes carry
+    /// their next hops.
     #[test]
     fn routes_objects_cannot_carry_keep_their_next_hops() {
         let mut fib = with_objects();
@@ -2075,7 +2179,7 @@ mod tests {
         fib.set(nth(1), Some(&Route::Blackhole));
         let two = Route::unicast(vec![
             NextHop::via("192.0.2.1".parse().unwrap()),
-            NextHop::via("192.0.2.2".parse().unwrap()),
+            NextHop::via("203.0.113.2".parse().unwrap()),
         ]);
         fib.set(nth(2), two.as_ref());
         let work = run(&mut fib);
@@ -2135,6 +2239,7 @@ mod tests {
             id,
             protocol: 77,
             hop,
+            group: None,
         };
         fib.adopt_nexthop(&nh(500, Some(hop("192.0.2.1", 3))), true);
         fib.adopt_nexthop(&nh(501, Some(hop("198.51.100.1", 4))), true);
@@ -2144,6 +2249,8 @@ mod tests {
                 id: 7,
                 protocol: 3,
                 hop: Some(hop("192.0.2.7", 3)),
+
+                group: None,
             },
             true,
         );
@@ -2210,6 +2317,8 @@ mod tests {
                     ifindex: Some(4),
                     ..NextHop::via("198.51.100.1".parse().unwrap())
                 }),
+
+                group: None,
             },
             false,
         );
@@ -2226,6 +2335,8 @@ mod tests {
                 id: id4,
                 protocol: 77,
                 hop: None,
+
+                group: None,
             },
             added: false,
         });
@@ -2418,5 +2529,165 @@ mod tests {
         assert_eq!(fib.fail_over_net(p("192.0.2.0/30"), true), 0);
         assert_eq!(fib.fail_over_net(p("192.0.2.0/30"), false), 1);
         assert_eq!(object_ops(&run(&mut fib)).len(), 1);
+    }
+
+    fn ecmp(gws: &[&str]) -> Route {
+        Route::unicast(
+            gws.iter()
+                .map(|g| NextHop::via(g.parse().unwrap()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// ECMP routes go through a group whose members are objects of their next hops (apart
+    /// from those that routes through one of them use), added first; withdrawn together, the
+    /// group takes them along, and its members go with it.
+    #[test]
+    fn ecmp_routes_go_through_a_group_of_their_next_hops() {
+        let mut fib = with_objects();
+        for i in 0..100 {
+            fib.set(nth(i), Some(&ecmp(&["192.0.2.1", "198.51.100.1"])));
+        }
+        fib.set(nth(100), Some(&via("192.0.2.1")));
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 4, "{objs:?}");
+        let group = match work.iter().find(|w| matches!(w, Work::Group { .. })) {
+            Some(Work::Group { id, members, .. }) => {
+                assert_eq!(members.len(), 2);
+                // Its members were added before it.
+                let at = objs.iter().position(|o| o.1 == *id).unwrap();
+                for (m, w) in members {
+                    assert_eq!(*w, 1);
+                    assert!(objs[..at].contains(&(Op::Add, *m)), "{objs:?}");
+                }
+                *id
+            }
+            w => panic!("{w:?}"),
+        };
+        let routes = route_ops(&work);
+        assert_eq!(routes.iter().filter(|r| r.1 == Some(group)).count(), 100);
+        assert_eq!(fib.stats().nexthops, 4);
+        assert!((0..101).all(|i| fib.in_sync(&nth(i))));
+        // The ECMP routes withdrawn: one delete of the group, then of its members; the
+        // object of the route through one of them stays.
+        for i in 0..100 {
+            fib.set(nth(i), None);
+        }
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 3, "{objs:?}");
+        assert_eq!(objs[0], (Op::Delete, group));
+        assert!(objs[1..].iter().all(|o| o.0 == Op::Delete));
+        assert!(route_ops(&work).is_empty());
+        assert_eq!(fib.stats().nexthops, 1);
+        assert_eq!(fib.stats().installed.ipv4, 1);
+        assert!(fib.in_sync(&nth(100)));
+    }
+
+    /// A member dropped with its interface leaves its group (the kernel forwards through the
+    /// rest); when the interface is back, the member is added again and the group's list sent
+    /// again.
+    #[test]
+    fn a_group_gets_its_member_back_with_the_interface() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&ecmp(&["192.0.2.1", "198.51.100.1"])));
+        let work = run(&mut fib);
+        let (group, members) = match work.iter().find(|w| matches!(w, Work::Group { .. })) {
+            Some(Work::Group { id, members, .. }) => (*id, members.clone()),
+            w => panic!("{w:?}"),
+        };
+        // Interface 4 (198.51.100.0/24) goes down: a dump lists the group and the other.
+        fib.observe(&KernelEvent::Link {
+            ifindex: 4,
+            name: "v1".into(),
+            up: true,
+        });
+        fib.observe(&KernelEvent::Link {
+            ifindex: 4,
+            name: "v1".into(),
+            up: false,
+        });
+        assert!(fib.take_nexthop_check());
+        fib.begin_nexthop_check();
+        let hop3 = NextHop {
+            ifindex: Some(3),
+            ..NextHop::via("192.0.2.1".parse().unwrap())
+        };
+        let kept = members.iter().find(|m| {
+            // The member on interface 3.
+            fib.objects
+                .by_id(m.0)
+                .is_some_and(|o| fib.objects.get(o).hop == hop3)
+        });
+        let kept = kept.unwrap().0;
+        for nh in [
+            KernelNexthop {
+                id: kept,
+                protocol: 77,
+                hop: Some(hop3.clone()),
+                group: None,
+            },
+            KernelNexthop {
+                id: group,
+                protocol: 77,
+                hop: None,
+                group: Some(vec![(kept, 1)]),
+            },
+        ] {
+            fib.adopt_nexthop(&nh, false);
+        }
+        fib.finish_nexthop_check();
+        assert_eq!(fib.stats().nexthops, 2);
+        assert!(fib.in_sync(&nth(0)), "the route stays, through the group");
+        // While its interface is down the member is refused.
+        let Some(Work::Nexthop {
+            seq, op: Op::Add, ..
+        }) = fib.next_request()
+        else {
+            panic!("the member again");
+        };
+        fib.ack(seq, libc::ENETDOWN, None);
+        assert!(run(&mut fib).is_empty());
+        assert!(fib.in_sync(&nth(0)));
+        fib.observe(&KernelEvent::Link {
+            ifindex: 4,
+            name: "v1".into(),
+            up: true,
+        });
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 2, "{objs:?}");
+        assert_eq!(objs[0].0, Op::Add);
+        assert_eq!(objs[1], (Op::Replace, group));
+        match work.last() {
+            Some(Work::Group { members, .. }) => assert_eq!(members.len(), 2),
+            w => panic!("{w:?}"),
+        }
+        assert_eq!(fib.stats().nexthops, 3);
+    }
+
+    /// A member whose id turns out to be taken is tried again under a fresh one, and its
+    /// group follows it (found by the fuzzer: the group waited for a member nobody asked
+    /// for again; the same after a member flushed with its interface).
+    #[test]
+    fn a_group_waits_for_a_member_renumbered_and_then_goes() {
+        let mut fib = with_objects();
+        fib.set(nth(0), Some(&ecmp(&["192.0.2.1", "198.51.100.1"])));
+        let first = fib.next_request().unwrap();
+        let second = fib.next_request().unwrap();
+        assert!(matches!(first, Work::Nexthop { op: Op::Add, .. }));
+        assert!(matches!(second, Work::Nexthop { op: Op::Add, .. }));
+        // The second member is in, the group looks and finds the first still on its way...
+        fib.ack(second.seq(), 0, None);
+        assert!(fib.next_request().is_none());
+        // ...which is refused: its id is someone else's.
+        fib.ack(first.seq(), libc::EEXIST, None);
+        let work = run(&mut fib);
+        let objs = object_ops(&work);
+        assert_eq!(objs.len(), 2, "the member again, then the group: {objs:?}");
+        assert!(matches!(work.last(), Some(Work::Route(_))));
+        assert!(fib.in_sync(&nth(0)));
     }
 }

@@ -27,14 +27,15 @@ pub fn netlink_rx(data: &[u8]) {
         added: true,
     });
     // Some state for the messages to act on: wanted routes (through objects, protected,
-    // blackholes), some in flight.
+    // through groups, blackholes), some in flight.
     let gw = |n: u8| NextHop::via([192, 0, 2, n].into());
-    for i in 0..6u8 {
+    for i in 0..8u8 {
         let p = Prefix::V4([10, i, 0, 0], 16);
-        let r = match i % 3 {
+        let r = match i % 4 {
             0 => Route::Blackhole,
             1 => Route::Unicast(vec![gw(1)]),
-            _ => Route::protected(gw(1), gw(2)),
+            2 => Route::protected(gw(1), gw(2)),
+            _ => Route::unicast(vec![gw(1), gw(3)]).expect("two hops"),
         };
         fib.set(p, Some(&r));
     }

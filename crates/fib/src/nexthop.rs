@@ -3,6 +3,10 @@
 //! route request names an id instead of carrying its next hop, and one delete takes every
 //! route using the object with it (for IPv4 in a single pass of the kernel's trie).
 //!
+//! An ECMP route goes through a group (`NHA_GROUP`): one per distinct set of next hops and
+//! weights, whose members are the objects of its next hops, added before it and kept while
+//! it uses them.
+//!
 //! This module holds the table of objects and what the FIB counts per object; the decisions
 //! (when to add, when a delete beats route-by-route deletes, what a link going down took)
 //! are the FIB core's, in `fib.rs`.
@@ -25,6 +29,12 @@ use crate::route::{NextHop, Prefix, Route};
 const FIRST_ID: u32 = 0x494c_0000;
 /// Times an add is tried with a fresh id after finding its id taken.
 const ID_TRIES: u8 = 4;
+/// What a group has as its `hop`: nothing.
+const NO_HOP: NextHop = NextHop {
+    gateway: None,
+    ifindex: None,
+    weight: 1,
+};
 /// Unmapped, in `of_route`.
 const NONE: u32 = u32::MAX;
 
@@ -43,8 +53,20 @@ pub(crate) enum State {
 pub(crate) struct Obj {
     /// The kernel's id for it.
     pub id: u32,
-    /// Gateway and interface, weight 1.
+    /// Gateway and interface, weight 1 (a group has none: see `group`).
     pub hop: NextHop,
+    /// A group: its next hops with their weights, and the objects that carry them, in the
+    /// same order. Empty for one next hop.
+    pub group: Vec<(NextHop, u16)>,
+    pub members: Vec<u32>,
+    /// The groups this object is a member of: it stays while they do.
+    pub in_groups: Vec<u32>,
+    /// Made as a group's member, apart from the object routes through the same next hop
+    /// use, so that a table's worth of those can still go with one delete of theirs.
+    pub member: bool,
+    /// A group whose members the kernel holds other than as listed (one was dropped with its
+    /// interface, or was added again since): its member list is to be sent again.
+    pub refresh: bool,
     /// Where routes through it go when `hop` fails (BGP PIC edge), if anywhere.
     pub backup: Option<NextHop>,
     /// Failed over: the kernel is to hold the backup.
@@ -87,6 +109,11 @@ impl Obj {
         Obj {
             id,
             hop,
+            group: Vec::new(),
+            members: Vec::new(),
+            in_groups: Vec::new(),
+            member: false,
+            refresh: false,
             backup,
             on_backup: false,
             kernel_on_backup: false,
@@ -106,8 +133,23 @@ impl Obj {
         }
     }
 
+    pub fn is_group(&self) -> bool {
+        !self.group.is_empty()
+    }
+
     /// The route that goes through this object.
     pub fn route(&self) -> Route {
+        if self.is_group() {
+            return Route::Unicast(
+                self.group
+                    .iter()
+                    .map(|(h, w)| NextHop {
+                        weight: *w,
+                        ..h.clone()
+                    })
+                    .collect(),
+            );
+        }
         match &self.backup {
             Some(b) => Route::protected(self.hop.clone(), b.clone()),
             None => Route::Unicast(vec![self.hop.clone()]),
@@ -128,13 +170,23 @@ impl Obj {
     }
 }
 
+/// What a route can go through.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// One next hop, and its backup.
+    Hop(NextHop, Option<NextHop>),
+    /// A group: next hops with their weights, sorted.
+    Group(Vec<(NextHop, u16)>),
+}
+
 #[derive(Default)]
 pub(crate) struct Objects {
     /// Whether routes go through objects: the kernel has them and they are not turned off.
     pub enabled: bool,
     list: Vec<Option<Obj>>,
     free: Vec<u32>,
-    by_hop: HashMap<(NextHop, Option<NextHop>), u32>,
+    by_hop: HashMap<(NextHop, Option<NextHop>, bool), u32>,
+    by_group: HashMap<Vec<(NextHop, u16)>, u32>,
     by_id: HashMap<u32, u32>,
     /// Per interned route (its index): the object it goes through, or `NONE`.
     of_route: Vec<u32>,
@@ -201,12 +253,92 @@ impl Objects {
     /// The object for `hop` protected by `backup`, made (absent from the kernel) if there is
     /// none.
     pub fn for_hop(&mut self, hop: &NextHop, backup: Option<&NextHop>) -> u32 {
-        let key = (hop.clone(), backup.cloned());
+        self.for_key(hop, backup, false)
+    }
+
+    fn for_key(&mut self, hop: &NextHop, backup: Option<&NextHop>, member: bool) -> u32 {
+        let key = (hop.clone(), backup.cloned(), member);
         if let Some(&o) = self.by_hop.get(&key) {
             return o;
         }
         let id = self.fresh_id();
-        self.insert(Obj::new(id, key.0, key.1, State::Absent))
+        let mut obj = Obj::new(id, key.0, key.1, State::Absent);
+        obj.member = member;
+        self.insert(obj)
+    }
+
+    /// The group of `hops` (placed next hops, weight 1, with their weights), made (absent
+    /// from the kernel) if there is none, with the objects of its members.
+    pub fn for_group(&mut self, hops: &[(NextHop, u16)]) -> u32 {
+        if let Some(&o) = self.by_group.get(hops) {
+            return o;
+        }
+        let members: Vec<u32> = hops
+            .iter()
+            .map(|(h, _)| self.for_key(h, None, true))
+            .collect();
+        let id = self.fresh_id();
+        let mut obj = Obj::new(id, NO_HOP, None, State::Absent);
+        obj.group = hops.to_vec();
+        self.insert_group(obj, members)
+    }
+
+    /// A group found in the kernel, whose members (kernel ids, weights) are objects known
+    /// already; None if they are not, or a group of the same set is known.
+    pub fn adopt_group(&mut self, id: u32, members: &[(u32, u16)], stale: bool) -> Option<u32> {
+        if self.by_id.contains_key(&id) {
+            return self.by_id(id).filter(|&o| self.get(o).is_group());
+        }
+        let mut objs = Vec::new();
+        let mut hops = Vec::new();
+        for &(m, w) in members {
+            let o = self.by_id(m)?;
+            let obj = self.get(o);
+            if obj.is_group() || obj.backup.is_some() {
+                return None;
+            }
+            objs.push(o);
+            hops.push((obj.hop.clone(), w));
+        }
+        if self.by_group.contains_key(&hops) {
+            return None;
+        }
+        // A member adopted as the object of routes through its next hop becomes the group's
+        // (trading places with the object taken for a member, if that is no one's yet).
+        for &m in &objs {
+            if self.get(m).member {
+                continue;
+            }
+            let hop = self.get(m).hop.clone();
+            let other = self.by_hop.get(&(hop.clone(), None, true)).copied();
+            if let Some(x) = other {
+                if !self.get(x).in_groups.is_empty() {
+                    return None;
+                }
+                self.get_mut(x).member = false;
+                self.by_hop.insert((hop.clone(), None, false), x);
+            } else {
+                self.by_hop.remove(&(hop.clone(), None, false));
+            }
+            self.get_mut(m).member = true;
+            self.by_hop.insert((hop, None, true), m);
+        }
+        let mut obj = Obj::new(id, NO_HOP, None, State::Present);
+        obj.group = hops;
+        obj.stale = stale;
+        Some(self.insert_group(obj, objs))
+    }
+
+    fn insert_group(&mut self, mut obj: Obj, members: Vec<u32>) -> u32 {
+        obj.members = members.clone();
+        let (key, id) = (obj.group.clone(), obj.id);
+        let o = self.place_obj(obj);
+        for m in members {
+            self.get_mut(m).in_groups.push(o);
+        }
+        self.by_group.insert(key, o);
+        self.by_id.insert(id, o);
+        o
     }
 
     /// An object found in the kernel; None if one of the same next hop is known already.
@@ -219,12 +351,21 @@ impl Objects {
             }
             return same.then_some(o);
         }
-        // What it was a backup for, the kernel does not keep: adopted without one.
-        if self.by_hop.contains_key(&(hop.clone(), None)) {
-            return None;
-        }
+        // What it was a backup for, the kernel does not keep: adopted without one. Whether it
+        // was a group's member shows when a group names it (see `adopt_group`); a second
+        // object of the same next hop is taken for one, and goes at the sweep if no group
+        // names it.
+        let member = match (
+            self.by_hop.contains_key(&(hop.clone(), None, false)),
+            self.by_hop.contains_key(&(hop.clone(), None, true)),
+        ) {
+            (false, _) => false,
+            (true, false) => true,
+            (true, true) => return None,
+        };
         let mut obj = Obj::new(id, hop, None, State::Present);
         obj.stale = stale;
+        obj.member = member;
         Some(self.insert(obj))
     }
 
@@ -234,8 +375,15 @@ impl Objects {
     }
 
     fn insert(&mut self, obj: Obj) -> u32 {
-        let (hop, id) = ((obj.hop.clone(), obj.backup.clone()), obj.id);
-        let o = match self.free.pop() {
+        let (hop, id) = ((obj.hop.clone(), obj.backup.clone(), obj.member), obj.id);
+        let o = self.place_obj(obj);
+        self.by_hop.insert(hop, o);
+        self.by_id.insert(id, o);
+        o
+    }
+
+    fn place_obj(&mut self, obj: Obj) -> u32 {
+        match self.free.pop() {
             Some(o) => {
                 self.list[o as usize] = Some(obj);
                 o
@@ -244,10 +392,7 @@ impl Objects {
                 self.list.push(Some(obj));
                 self.list.len() as u32 - 1
             }
-        };
-        self.by_hop.insert(hop, o);
-        self.by_id.insert(id, o);
-        o
+        }
     }
 
     /// Route `rid` goes through object `o` (the caller holds a reference to it for the map).
@@ -264,7 +409,14 @@ impl Objects {
     /// gives back.
     pub fn remove(&mut self, o: u32) -> Vec<RouteId> {
         let obj = self.list[o as usize].take().expect("a live object");
-        self.by_hop.remove(&(obj.hop, obj.backup));
+        if obj.is_group() {
+            self.by_group.remove(&obj.group);
+            for &m in &obj.members {
+                self.get_mut(m).in_groups.retain(|&g| g != o);
+            }
+        } else {
+            self.by_hop.remove(&(obj.hop, obj.backup, obj.member));
+        }
         self.by_id.remove(&obj.id);
         for r in &obj.rids {
             self.of_route[r.index()] = NONE;
@@ -321,27 +473,34 @@ impl Objects {
         }
     }
 
-    /// The one next hop of `route` (and its backup), with its interface, if the route can go
-    /// through an object: one gateway, weight 1, whose interface is given or is that of the
-    /// longest connected network holding it. A backup that cannot be placed is left out.
-    pub fn resolve(&self, route: &Route) -> Option<(NextHop, Option<NextHop>)> {
+    /// What `route` can go through: the object of its one next hop (and backup), or the
+    /// group of its next hops, each placed with its interface (given, or that of the longest
+    /// connected network holding its gateway). None if a next hop cannot be placed (a
+    /// backup that cannot is left out) or the route is of another kind.
+    pub fn resolve(&self, route: &Route) -> Option<Resolved> {
         match route {
             Route::Unicast(hops) => match hops.as_slice() {
-                [h] => Some((self.place(h)?, None)),
-                _ => None,
+                [h] if h.weight == 1 => Some(Resolved::Hop(self.place(h)?, None)),
+                [_] | [] => None,
+                hops => {
+                    let mut set = hops
+                        .iter()
+                        .map(|h| Some((self.place(h)?, h.weight)))
+                        .collect::<Option<Vec<_>>>()?;
+                    set.sort();
+                    Some(Resolved::Group(set))
+                }
             },
-            Route::Protected { primary, backup } => {
-                Some((self.place(primary)?, self.place(backup)))
+            Route::Protected { primary, backup } if primary.weight == 1 => {
+                Some(Resolved::Hop(self.place(primary)?, self.place(backup)))
             }
             _ => None,
         }
     }
 
+    /// `h` with its interface, weight 1.
     fn place(&self, h: &NextHop) -> Option<NextHop> {
         let gw = h.gateway?;
-        if h.weight != 1 {
-            return None;
-        }
         let ifindex = match h.ifindex {
             Some(i) => i,
             None => self.interface_of(gw)?,
@@ -366,17 +525,24 @@ impl Objects {
 mod tests {
     use super::*;
 
+    fn hop_of(o: &Objects, r: &Route) -> NextHop {
+        match o.resolve(r) {
+            Some(Resolved::Hop(h, _)) => h,
+            r => panic!("{r:?}"),
+        }
+    }
+
     #[test]
     fn gateways_find_their_interface_in_the_longest_connected_network() {
         let mut o = Objects::default();
         o.connected(3, "192.0.2.0/24".parse().unwrap(), true);
         o.connected(4, "192.0.2.128/25".parse().unwrap(), true);
         let via = |g: &str| Route::unicast(vec![NextHop::via(g.parse().unwrap())]).unwrap();
-        assert_eq!(o.resolve(&via("192.0.2.1")).unwrap().0.ifindex, Some(3));
-        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().0.ifindex, Some(4));
+        assert_eq!(hop_of(&o, &via("192.0.2.1")).ifindex, Some(3));
+        assert_eq!(hop_of(&o, &via("192.0.2.200")).ifindex, Some(4));
         assert_eq!(o.resolve(&via("198.51.100.1")), None, "not connected");
         o.connected(4, "192.0.2.128/25".parse().unwrap(), false);
-        assert_eq!(o.resolve(&via("192.0.2.200")).unwrap().0.ifindex, Some(3));
+        assert_eq!(hop_of(&o, &via("192.0.2.200")).ifindex, Some(3));
         // Shapes that keep per-route next hops.
         assert_eq!(o.resolve(&Route::Blackhole), None);
         assert_eq!(o.resolve(&Route::Unicast(vec![NextHop::dev(3)])), None);
@@ -385,22 +551,38 @@ mod tests {
             NextHop::via("192.0.2.2".parse().unwrap()),
         ])
         .unwrap();
-        assert_eq!(o.resolve(&two), None);
+        match o.resolve(&two) {
+            Some(Resolved::Group(set)) => {
+                assert_eq!(set.len(), 2);
+                assert!(set.iter().all(|(h, w)| h.ifindex == Some(3) && *w == 1));
+            }
+            r => panic!("{r:?}"),
+        }
+        let far = Route::unicast(vec![
+            NextHop::via("192.0.2.1".parse().unwrap()),
+            NextHop::via("203.0.113.1".parse().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(o.resolve(&far), None, "a member in no connected network");
         // A given interface is taken as it is.
         let ll = Route::Unicast(vec![NextHop {
             ifindex: Some(9),
             ..NextHop::via("fe80::1".parse().unwrap())
         }]);
-        assert_eq!(o.resolve(&ll).unwrap().0.ifindex, Some(9));
+        assert_eq!(hop_of(&o, &ll).ifindex, Some(9));
         // A protected route: both placed; a backup in no connected network is left out.
         let gw = |g: &str| NextHop::via(g.parse().unwrap());
-        let (p, b) = o
-            .resolve(&Route::protected(gw("192.0.2.1"), gw("192.0.2.200")))
-            .unwrap();
+        let Some(Resolved::Hop(p, b)) =
+            o.resolve(&Route::protected(gw("192.0.2.1"), gw("192.0.2.200")))
+        else {
+            panic!("protected");
+        };
         assert_eq!((p.ifindex, b.unwrap().ifindex), (Some(3), Some(3)));
-        let (_, b) = o
-            .resolve(&Route::protected(gw("192.0.2.1"), gw("203.0.113.1")))
-            .unwrap();
+        let Some(Resolved::Hop(_, b)) =
+            o.resolve(&Route::protected(gw("192.0.2.1"), gw("203.0.113.1")))
+        else {
+            panic!("protected");
+        };
         assert_eq!(b, None);
     }
 
@@ -427,8 +609,28 @@ mod tests {
         assert_eq!(o.get(ab).active(), &hop("192.0.2.1"));
         o.get_mut(ab).on_backup = true;
         assert_eq!(o.get(ab).active(), &hop("192.0.2.2"));
-        // An adopted object of a known next hop is a duplicate.
-        assert_eq!(o.adopt(7, hop("192.0.2.1"), true), None);
+        // An adopted object of a known next hop is taken for a group's member; a third is a
+        // duplicate.
+        let m = o.adopt(7, hop("192.0.2.1"), true).unwrap();
+        assert!(o.get(m).member && !o.get(a).member);
+        assert_eq!(o.adopt(9, hop("192.0.2.1"), true), None);
+        // A group naming the object of routes trades it with the spare member.
+        let g = o
+            .adopt_group(10, &[(o.get(a).id, 1), (o.get(b).id, 2)], true)
+            .unwrap();
+        assert!(o.get(a).member && !o.get(m).member);
+        assert_eq!(o.get(g).members, [a, b]);
+        assert_eq!(o.get(a).in_groups, [g]);
+        assert_eq!(
+            o.for_hop(&hop("192.0.2.1"), None),
+            m,
+            "routes get the other"
+        );
+        assert_eq!(
+            o.adopt_group(11, &[(12345, 1)], true),
+            None,
+            "an unknown member"
+        );
         let c = o.adopt(8, hop("192.0.2.3"), true).unwrap();
         assert_eq!(o.by_id(8), Some(c));
         // Renumbered after EEXIST: the old id is never tried again, and the tries run out.

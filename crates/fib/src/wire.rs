@@ -251,6 +251,39 @@ pub fn encode_nexthop(buf: &mut Vec<u8>, seq: u32, op: Op, protocol: u8, id: u32
     finish(buf, start);
 }
 
+/// Appends a request for nexthop group `id` (an ECMP set: `members`, each an object id
+/// with its weight, 1 to 256), acked under `seq`, as `encode_nexthop` does for one next hop:
+/// `Add`, `Replace` (a new member list, for every route using the group at once), `Delete`.
+pub fn encode_group(
+    buf: &mut Vec<u8>,
+    seq: u32,
+    op: Op,
+    protocol: u8,
+    id: u32,
+    members: &[(u32, u16)],
+) {
+    let (kind, flags) = match op {
+        Op::Add => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_EXCL),
+        Op::Replace => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_REPLACE),
+        Op::Delete => (RTM_DELNEXTHOP, 0),
+    };
+    let start = header(buf, kind, flags, seq);
+    let protocol = if op == Op::Delete { 0 } else { protocol };
+    buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, protocol, 0, 0, 0, 0, 0]);
+    put_attr(buf, NHA_ID, &id.to_ne_bytes());
+    if op != Op::Delete {
+        // struct nexthop_grp: id, weight - 1 (0 is weight 1), and three octets of zeros.
+        let mut grp = Vec::with_capacity(members.len() * 8);
+        for &(m, w) in members {
+            grp.extend_from_slice(&m.to_ne_bytes());
+            grp.push((w.clamp(1, 256) - 1) as u8);
+            grp.extend_from_slice(&[0, 0, 0]);
+        }
+        put_attr(buf, NHA_GROUP, &grp);
+    }
+    finish(buf, start);
+}
+
 /// Appends a route request (add or replace) whose next hop is nexthop object `nh`.
 pub fn encode_route_via(
     buf: &mut Vec<u8>,
@@ -295,8 +328,10 @@ pub fn encode_route_via(
 pub struct KernelNexthop {
     pub id: u32,
     pub protocol: u8,
-    /// None for a group or a blackhole (shapes the FIB does not make yet).
+    /// None for a group or a blackhole.
     pub hop: Option<NextHop>,
+    /// A group's members: object ids with their weights (1 to 256).
+    pub group: Option<Vec<(u32, u16)>>,
 }
 
 /// A `RTM_NEWNEXTHOP` or `RTM_DELNEXTHOP` message.
@@ -308,12 +343,25 @@ pub fn parse_nexthop(m: &Message<'_>) -> Option<KernelNexthop> {
     let h = body.get(..8)?;
     let (family, protocol) = (h[0], h[2]);
     let (mut id, mut oif, mut gateway, mut other) = (None, None, None, false);
+    let mut group = None;
     for (kind, v) in attributes(&body[8..]) {
         match kind {
             NHA_ID => id = Some(u32_of(v)?),
             NHA_OIF => oif = Some(u32_of(v)?),
             NHA_GATEWAY => gateway = Some(ip_of(family, v)?),
-            NHA_GROUP | NHA_BLACKHOLE => other = true,
+            NHA_GROUP => {
+                other = true;
+                // struct nexthop_grp, 8 octets each; a short or empty list is no group.
+                if v.is_empty() || v.len() % 8 != 0 {
+                    return None;
+                }
+                group = Some(
+                    v.chunks_exact(8)
+                        .map(|g| (u32_of(g).unwrap_or(0), u16::from(g[4]) + 1))
+                        .collect(),
+                );
+            }
+            NHA_BLACKHOLE => other = true,
             _ => {}
         }
     }
@@ -325,6 +373,7 @@ pub fn parse_nexthop(m: &Message<'_>) -> Option<KernelNexthop> {
             ifindex: oif,
             weight: 1,
         }),
+        group,
     })
 }
 

@@ -633,8 +633,8 @@ fn with_oif(route: Route, lab: &Lab) -> Route {
 }
 
 /// Routes through one gateway go through one object of interlink's, IPv4 and IPv6 alike
-/// (ECMP and blackholes keep their own next hops); withdrawn together, they go with one
-/// delete of their object.
+/// and ECMP routes through a group of objects (blackholes keep their own); withdrawn
+/// together, routes go with one delete of their object.
 #[test]
 fn routes_go_through_objects_and_leave_with_them() {
     let Some((lab, ns)) = lab("fib-objects") else {
@@ -667,14 +667,20 @@ fn routes_go_through_objects_and_leave_with_them() {
     });
     let stats = done_rx.recv().unwrap();
     assert_eq!(stats.ok, [103, 0, 0], "{stats:?}");
-    assert_eq!((stats.nexthops, stats.nexthop_ok), (2, [2, 0]));
+    // The object of the hundred, the group and its two members, the IPv6 one.
+    assert_eq!((stats.nexthops, stats.nexthop_ok), (5, [5, 0]));
     let objects = nexthops(&lab);
-    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects.len(), 5, "{objects:?}");
     assert!(
         objects.iter().any(|l| l.contains("via 192.0.2.2 dev v0")),
         "{objects:?}"
     );
     let id = objects[0].split_whitespace().nth(1).unwrap().to_owned();
+    let group = objects
+        .iter()
+        .find(|l| l.contains(" group "))
+        .expect("a group");
+    let gid = group.split_whitespace().nth(1).unwrap().to_owned();
     let v4 = routes(&lab, "-4");
     assert!(
         v4.iter()
@@ -684,7 +690,10 @@ fn routes_go_through_objects_and_leave_with_them() {
             || v4.iter().filter(|l| l.contains("nhid")).count() == 100,
         "{v4:?}"
     );
-    assert!(v4.contains(&"10.200.0.0/16 metric 20".to_owned()), "{v4:?}");
+    assert!(
+        v4.contains(&format!("10.200.0.0/16 nhid {gid} metric 20")),
+        "{v4:?}"
+    );
     assert!(
         v4.contains(&"blackhole 10.201.0.0/16 metric 20".to_owned()),
         "{v4:?}"
@@ -699,18 +708,22 @@ fn routes_go_through_objects_and_leave_with_them() {
     worker.join().unwrap();
     // One request took the hundred routes.
     assert_eq!(stats.ok, [103, 0, 0], "{stats:?}");
-    assert_eq!(stats.nexthop_ok, [2, 1], "{stats:?}");
+    assert_eq!(stats.nexthop_ok, [5, 1], "{stats:?}");
     assert_eq!((stats.installed.ipv4, stats.installed.ipv6), (2, 1));
     assert_eq!(
         routes(&lab, "-4"),
         [
-            "10.200.0.0/16 metric 20",
-            "\tnexthop via 192.0.2.2 dev v0 weight 1",
-            "\tnexthop via 198.51.100.2 dev v1 weight 1",
-            "blackhole 10.201.0.0/16 metric 20",
+            format!("10.200.0.0/16 nhid {gid} metric 20"),
+            "\tnexthop via 192.0.2.2 dev v0 weight 1".to_owned(),
+            "\tnexthop via 198.51.100.2 dev v1 weight 1".to_owned(),
+            "blackhole 10.201.0.0/16 metric 20".to_owned(),
         ]
     );
-    assert_eq!(nexthops(&lab).len(), 1, "the IPv6 one stays");
+    assert_eq!(
+        nexthops(&lab).len(),
+        4,
+        "the group, its members, the IPv6 one stay"
+    );
 }
 
 /// A restart with objects: the second life adopts the objects and the routes through them
@@ -721,15 +734,18 @@ fn a_restart_adopts_objects_and_sweeps_them_whole() {
     let Some((mut lab, ns)) = lab("fib-objrestart") else {
         return;
     };
-    with_objects(&ns, |d| {
+    let ecmp = || via(&["192.0.2.2", "198.51.100.2"]);
+    with_objects(&ns, move |d| {
         d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
         d.fib().set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib().set(p("10.9.0.0/16"), Some(&ecmp()));
         d.fib()
             .set(p("2001:db8:70::/48"), Some(&via(&["2001:db8:1::2"])));
         settle(d);
     });
     let before = (routes(&lab, "-4"), routes(&lab, "-6"), nexthops(&lab));
-    assert_eq!(before.2.len(), 2, "{before:?}");
+    // The object of two routes, a group and its two members, the IPv6 object.
+    assert_eq!(before.2.len(), 5, "{before:?}");
     lab.spawn_in(
         "monitor",
         "fib",
@@ -737,16 +753,17 @@ fn a_restart_adopts_objects_and_sweeps_them_whole() {
         &["monitor", "route", "nexthop"],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let (stale, stats) = with_objects(&ns, |d| {
+    let (stale, stats) = with_objects(&ns, move |d| {
         let stale = d.fib().stale();
         d.fib().set(p("10.7.0.0/16"), Some(&via(&["192.0.2.2"])));
         d.fib().set(p("10.8.0.0/16"), Some(&via(&["192.0.2.2"])));
+        d.fib().set(p("10.9.0.0/16"), Some(&ecmp()));
         settle(d);
         assert_eq!(d.fib().sweep_stale(), 1);
         settle(d);
         (stale, d.fib().stats())
     });
-    assert_eq!(stale, 3);
+    assert_eq!(stale, 4);
     assert_eq!(stats.ok, [0, 0, 0], "{stats:?}");
     assert_eq!(stats.nexthop_ok, [0, 1], "{stats:?}");
     assert_eq!(routes(&lab, "-4"), before.0);
@@ -754,7 +771,7 @@ fn a_restart_adopts_objects_and_sweeps_them_whole() {
     let kept: Vec<String> = before
         .2
         .into_iter()
-        .filter(|l| l.contains("192.0.2.2"))
+        .filter(|l| !l.contains("2001:db8"))
         .collect();
     assert_eq!(nexthops(&lab), kept);
     std::thread::sleep(Duration::from_millis(300));
@@ -762,7 +779,7 @@ fn a_restart_adopts_objects_and_sweeps_them_whole() {
     let changes: Vec<&str> = log
         .lines()
         .filter(|l| {
-            ["10.7.", "10.8.", "2001:db8:70:", "id "]
+            ["10.7.", "10.8.", "10.9.", "2001:db8:70:", "id "]
                 .iter()
                 .any(|p| l.contains(p))
         })
