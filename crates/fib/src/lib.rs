@@ -26,7 +26,7 @@ pub use driver::{Driver, DriverError};
 pub use fib::{Fib, FibEvent, FibStats, Request, RouteId, Work};
 pub use interlink_table::{Afi, PerFamily};
 pub use reach::Reachability;
-pub use route::{NextHop, Prefix, PrefixError, Route};
+pub use route::{NextHop, Prefix, PrefixError, Protection, Route};
 pub use service::{FibService, Snapshot};
 pub use wire::{Op, Target};
 

@@ -491,9 +491,10 @@ impl Objects {
                     Some(Resolved::Group(set))
                 }
             },
-            Route::Protected { primary, backup } if primary.weight == 1 => {
-                Some(Resolved::Hop(self.place(primary)?, self.place(backup)))
-            }
+            Route::Protected(p) if p.primary.weight == 1 => Some(Resolved::Hop(
+                self.place(&p.primary)?,
+                self.place(&p.backup),
+            )),
             _ => None,
         }
     }

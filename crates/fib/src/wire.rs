@@ -138,10 +138,8 @@ pub fn encode_route(
             (RTN_UNICAST, RT_SCOPE_LINK)
         }
         Route::Unicast(_) => (RTN_UNICAST, RT_SCOPE_UNIVERSE),
-        Route::Protected { primary, .. } if primary.gateway.is_none() => {
-            (RTN_UNICAST, RT_SCOPE_LINK)
-        }
-        Route::Protected { .. } => (RTN_UNICAST, RT_SCOPE_UNIVERSE),
+        Route::Protected(p) if p.primary.gateway.is_none() => (RTN_UNICAST, RT_SCOPE_LINK),
+        Route::Protected(_) => (RTN_UNICAST, RT_SCOPE_UNIVERSE),
     };
     let table8 = u8::try_from(target.table).unwrap_or(RT_TABLE_UNSPEC);
     buf.extend_from_slice(&[
@@ -160,7 +158,7 @@ pub fn encode_route(
     put_attr(buf, RTA_TABLE, &target.table.to_ne_bytes());
     put_attr(buf, RTA_PRIORITY, &target.metric.to_ne_bytes());
     if op != Op::Delete {
-        if let Route::Unicast(_) | Route::Protected { .. } = route {
+        if let Route::Unicast(_) | Route::Protected(_) = route {
             // Without an object, a protected route goes through its primary.
             match route.hops() {
                 [h] if h.weight == 1 => {
