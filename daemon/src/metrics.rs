@@ -510,18 +510,14 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         "counter",
         "Route requests, by operation and result.",
     );
-    for (i, op) in ["add", "replace", "delete"].iter().enumerate() {
-        e.sample(
-            "interlink_fib_operations_total",
-            &[("op", op), ("result", "ok")],
-            s.fib.stats.ok[i] as f64,
-        );
-        e.sample(
-            "interlink_fib_operations_total",
-            &[("op", op), ("result", "error")],
-            s.fib.stats.failed[i] as f64,
-        );
-    }
+    let st = &s.fib.stats;
+    operations(
+        &mut e,
+        "interlink_fib_operations_total",
+        &["add", "replace", "delete"],
+        &st.ok,
+        &st.failed,
+    );
     e.family(
         "interlink_fib_nexthop_objects",
         "gauge",
@@ -537,21 +533,24 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         "counter",
         "Nexthop object requests, by operation and result (a delete takes the routes through the object with it).",
     );
-    for (i, op) in ["add", "delete"].iter().enumerate() {
-        e.sample(
-            "interlink_fib_nexthop_operations_total",
-            &[("op", op), ("result", "ok")],
-            s.fib.stats.nexthop_ok[i] as f64,
-        );
-        e.sample(
-            "interlink_fib_nexthop_operations_total",
-            &[("op", op), ("result", "error")],
-            s.fib.stats.nexthop_failed[i] as f64,
-        );
-    }
+    operations(
+        &mut e,
+        "interlink_fib_nexthop_operations_total",
+        &["add", "delete"],
+        &st.nexthop_ok,
+        &st.nexthop_failed,
+    );
     listeners(&mut e);
     process(&mut e);
     e.finish()
+}
+
+/// Samples of counter `name` per operation, done and refused.
+fn operations(e: &mut Exposition, name: &str, ops: &[&str], ok: &[u64], failed: &[u64]) {
+    for (i, op) in ops.iter().enumerate() {
+        e.sample(name, &[("op", op), ("result", "ok")], ok[i] as f64);
+        e.sample(name, &[("op", op), ("result", "error")], failed[i] as f64);
+    }
 }
 
 /// The standard process metrics, from /proc/self.
