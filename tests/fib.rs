@@ -116,7 +116,14 @@ fn routes_survive_kill_9_and_a_restart_adopts_them_without_a_change() {
             })
     });
     let installed = routes(&lab);
-    assert_eq!(nexthops(&lab).len(), 2, "{:?}", nexthops(&lab));
+    // The object of 10.50.0.0/16, the group of 10.51.0.0/16 and its two members, the IPv6
+    // object.
+    assert_eq!(nexthops(&lab).len(), 5, "{:?}", nexthops(&lab));
+    assert!(
+        nexthops(&lab).iter().any(|l| l.contains(" group ")),
+        "{:?}",
+        nexthops(&lab)
+    );
 
     // A crash: the kernel keeps forwarding on the routes.
     lab.kill9("first");
@@ -192,7 +199,7 @@ fn on_shutdown_keep_leaves_the_routes_forwarding() {
     let objects = nexthops(&lab);
     assert_eq!(
         objects.len(),
-        2,
+        5,
         "the objects stay with their routes: {objects:?}"
     );
     // And the next start takes them over as they are.
