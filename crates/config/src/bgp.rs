@@ -178,6 +178,75 @@ pub struct Neighbor {
     /// GTSM (RFC 5082): sent with TTL 255, and only segments that arrive with TTL 255 (one
     /// hop at most) are taken.
     pub ttl_security: bool,
+    /// BFD (RFC 5880, 5881) with the neighbor: its session going down takes the BGP session
+    /// down (RFC 5882) and moves the routes through the neighbor to their backups at once.
+    pub bfd: Option<Bfd>,
+}
+
+/// A neighbor's BFD session: `bfd = true` (AWS Direct Connect's 300 ms x 3) or
+/// `bfd = { interval = "300ms", multiplier = 3 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bfd {
+    /// Desired transmit and required receive interval once up.
+    pub interval: std::time::Duration,
+    pub multiplier: u8,
+}
+
+impl Default for Bfd {
+    fn default() -> Bfd {
+        Bfd {
+            interval: std::time::Duration::from_millis(300),
+            multiplier: 3,
+        }
+    }
+}
+
+/// `bfd = true | false | { interval, multiplier }`, read by hand: serde's untagged enums
+/// lose toml's spans and say only that nothing matched. Problems are placed at `bfd`.
+pub(crate) enum RawBfd {
+    On(bool),
+    Tuned(RawBfdTable),
+}
+
+#[derive(Default)]
+pub(crate) struct RawBfdTable {
+    interval: Option<String>,
+    multiplier: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawBfd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawBfd, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawBfd;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or { interval = \"300ms\", multiplier = 3 }")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawBfd, E> {
+                Ok(RawBfd::On(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawBfd, A::Error> {
+                let mut t = RawBfdTable::default();
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "interval" => t.interval = Some(m.next_value()?),
+                        "multiplier" => t.multiplier = Some(m.next_value()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["interval", "multiplier"],
+                            ))
+                        }
+                    }
+                }
+                Ok(RawBfd::Tuned(t))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An address family a session carries (unicast).
@@ -258,6 +327,7 @@ pub(crate) struct RawNeighbor {
     local_address: Option<Spanned<String>>,
     #[serde(default)]
     ttl_security: bool,
+    bfd: Option<Spanned<RawBfd>>,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +411,49 @@ impl Checker<'_, '_> {
                 }
             })
             .collect()
+    }
+
+    /// A neighbor's `bfd`: Some(None) when off, None when it is wrong (said).
+    fn bfd(&mut self, raw: Option<&Spanned<RawBfd>>) -> Option<Option<Bfd>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let t = match raw.get_ref() {
+            RawBfd::On(false) => return Some(None),
+            RawBfd::On(true) => return Some(Some(Bfd::default())),
+            RawBfd::Tuned(t) => t,
+        };
+        let mut bfd = Bfd::default();
+        let mut ok = true;
+        if let Some(i) = &t.interval {
+            match crate::parse_duration(i) {
+                // RFC 5880 counts in microseconds in 32 bits; under 10 ms is beyond what a
+                // control plane (ours, or the peer's) keeps to.
+                Ok(d) if d >= std::time::Duration::from_millis(10)
+                    && d <= std::time::Duration::from_secs(60) =>
+                {
+                    bfd.interval = d
+                }
+                Ok(_) => {
+                    self.hint(raw.span(), "bfd interval out of range", "10ms to 60s");
+                    ok = false;
+                }
+                Err(e) => {
+                    self.hint(raw.span(), format!("bfd interval: {e}"), "\"300ms\"");
+                    ok = false;
+                }
+            }
+        }
+        if let Some(m) = t.multiplier {
+            match u8::try_from(m) {
+                Ok(m) if m > 0 => bfd.multiplier = m,
+                _ => {
+                    self.hint(raw.span(), format!("bfd multiplier {m}"), "1 to 255 (3)");
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(Some(bfd))
     }
 
     pub(crate) fn neighbors(
@@ -563,6 +676,7 @@ impl Checker<'_, '_> {
                     }
                 },
             };
+            let bfd = self.bfd(n.bfd.as_ref());
             if let (
                 Some(address),
                 Some(remote_asn),
@@ -571,6 +685,7 @@ impl Checker<'_, '_> {
                 Some(families),
                 Some(link),
                 Some(local_address),
+                Some(bfd),
             ) = (
                 address,
                 remote_asn,
@@ -579,6 +694,7 @@ impl Checker<'_, '_> {
                 families,
                 link,
                 local_address,
+                bfd,
             ) {
                 out.push(Neighbor {
                     link,
@@ -594,6 +710,7 @@ impl Checker<'_, '_> {
                     port,
                     local_address,
                     ttl_security: n.ttl_security,
+                    bfd,
                 });
             }
         }

@@ -1112,3 +1112,45 @@ fn local_address_and_ttl_security() {
         .unwrap_err();
     assert!(e[0].contains("\"here\" is not an IP address"), "{e:?}");
 }
+
+#[test]
+fn bfd_on_a_neighbor() {
+    use interlink_config::Bfd;
+    use std::time::Duration;
+    let d = keys("bfd");
+    let base = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 65002\n";
+    assert_eq!(d.parse(base).unwrap().neighbors[0].bfd, None);
+    let on = d.parse(&format!("{base}bfd = true\n")).unwrap();
+    assert_eq!(on.neighbors[0].bfd, Some(Bfd::default()));
+    assert_eq!(
+        Bfd::default(),
+        Bfd {
+            interval: Duration::from_millis(300),
+            multiplier: 3
+        },
+        "AWS Direct Connect's"
+    );
+    let off = d.parse(&format!("{base}bfd = false\n")).unwrap();
+    assert_eq!(off.neighbors[0].bfd, None);
+    let tuned = d
+        .parse(&format!(
+            "{base}bfd = {{ interval = \"50ms\", multiplier = 5 }}\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        tuned.neighbors[0].bfd,
+        Some(Bfd {
+            interval: Duration::from_millis(50),
+            multiplier: 5
+        })
+    );
+    for (bad, says) in [
+        ("bfd = { interval = \"1ms\" }", "bfd interval out of range"),
+        ("bfd = { multiplier = 0 }", "multiplier"),
+        ("bfd = { interval = \"soon\" }", "bfd"),
+        ("bfd = { detect = 3 }", "detect"),
+    ] {
+        let e = d.parse(&format!("{base}{bad}\n")).unwrap_err();
+        assert!(e[0].contains(says), "{bad}: {e:?}");
+    }
+}
