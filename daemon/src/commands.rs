@@ -30,6 +30,7 @@ fn ask(speaker: &tokio::sync::mpsc::Sender<SpeakerCmd>, cmd: SpeakerCmd) -> Resu
 use crate::ctl::Ctl;
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
+                         | show bfd \
                          | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey";
 
 /// Answers one command line.
@@ -39,6 +40,7 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
         ["status"] => ok(status(ctl)),
         ["show", "links"] => ok(links(ctl)),
         ["show", "fib"] => ok(fib(ctl)),
+        ["show", "bfd"] => ok(bfd(ctl)),
         ["show", "neighbors"] => neighbors(ctl).await,
         ["show", "routes"] => routes(ctl, None).await,
         ["show", "routes", prefix] => match parse_prefix(prefix) {
@@ -127,6 +129,41 @@ fn links(ctl: &Ctl<'_>) -> Value {
         })
         .collect();
     Value::Array(list)
+}
+
+/// The BFD sessions: state, the peer's, the last diagnostic, timers, counters.
+fn bfd(ctl: &Ctl<'_>) -> Value {
+    let Some(service) = ctl.bfd else {
+        return json!({ "sessions": [], "dropped": {} });
+    };
+    let (views, dropped) = service.views();
+    let sessions: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            json!({
+                "peer": v.peer.to_string(),
+                "state": v.state.name(),
+                "remote_state": v.remote_state.name(),
+                "diagnostic": v.diag.to_string(),
+                "local_discriminator": v.local_discr,
+                "remote_discriminator": v.remote_discr,
+                "interval_ms": v.interval.as_secs_f64() * 1e3,
+                "multiplier": v.multiplier,
+                "tx_interval_ms": v.tx_interval.as_secs_f64() * 1e3,
+                "detection_time_ms": v.detection_time.as_secs_f64() * 1e3,
+                "up_for_s": v.up_since.map(|t| t.elapsed().as_secs()),
+                "ups": v.ups,
+                "downs": v.downs,
+                "received": v.received,
+                "sent": v.sent,
+                "discarded": v.discarded,
+            })
+        })
+        .collect();
+    json!({
+        "sessions": sessions,
+        "dropped": { "malformed": dropped.malformed, "ttl": dropped.ttl, "unknown": dropped.unknown },
+    })
 }
 
 fn fib(ctl: &Ctl<'_>) -> Value {

@@ -16,6 +16,7 @@ pub(crate) struct Ctl<'a> {
     pub handle: &'a rtnetlink::Handle,
     pub links: &'a mut Vec<LinkRun>,
     pub fib: &'a FibService,
+    pub bfd: Option<&'a interlink_bfd::BfdService>,
     pub target: Target,
     pub config: &'a mut Config,
     pub speaker: Option<&'a mpsc::Sender<SpeakerCmd>>,

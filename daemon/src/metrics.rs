@@ -167,6 +167,8 @@ pub struct Snapshot<'a> {
     pub fib_table: u32,
     /// BGP neighbors as the speaker reports them.
     pub neighbors: Vec<interlink_bgp::speaker::NeighborView>,
+    /// BFD sessions, and the packets dropped before any session saw them.
+    pub bfd: (Vec<interlink_bfd::View>, interlink_bfd::Dropped),
 }
 
 pub struct LinkView<'a> {
@@ -540,9 +542,59 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         &st.nexthop_ok,
         &st.nexthop_failed,
     );
+    bfd(&mut e, &s.bfd);
     listeners(&mut e);
     process(&mut e);
     e.finish()
+}
+
+/// BFD: each session up or not, how often it went up and down, what was dropped unseen.
+fn bfd(e: &mut Exposition, (views, dropped): &(Vec<interlink_bfd::View>, interlink_bfd::Dropped)) {
+    e.family(
+        "interlink_bfd_session_up",
+        "gauge",
+        "1 while the BFD session with the peer is up.",
+    );
+    for v in views {
+        let peer = v.peer.to_string();
+        let up = v.state == interlink_bfd::State::Up;
+        e.sample(
+            "interlink_bfd_session_up",
+            &[("peer", &peer)],
+            f64::from(u8::from(up)),
+        );
+    }
+    e.family(
+        "interlink_bfd_session_changes_total",
+        "counter",
+        "BFD session state changes, to up and to down.",
+    );
+    for v in views {
+        let peer = v.peer.to_string();
+        for (to, n) in [("up", v.ups), ("down", v.downs)] {
+            e.sample(
+                "interlink_bfd_session_changes_total",
+                &[("peer", &peer), ("to", to)],
+                n as f64,
+            );
+        }
+    }
+    e.family(
+        "interlink_bfd_packets_dropped_total",
+        "counter",
+        "BFD packets dropped before a session saw them: malformed, not sent with TTL 255 (from beyond one hop), or for no session of ours.",
+    );
+    for (reason, n) in [
+        ("malformed", dropped.malformed),
+        ("ttl", dropped.ttl),
+        ("unknown", dropped.unknown),
+    ] {
+        e.sample(
+            "interlink_bfd_packets_dropped_total",
+            &[("reason", reason)],
+            n as f64,
+        );
+    }
 }
 
 /// Samples of counter `name` per operation, done and refused.

@@ -141,6 +141,17 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
             .push("[router] added or removed; BGP starts or stops at the next restart".to_owned()),
         _ => {}
     }
+    // BFD: sessions of neighbors added, changed or removed start and stop; the thread itself
+    // starts with the daemon.
+    let peers = crate::translate::bfd_peers(&new);
+    match ctl.bfd {
+        Some(b) => b.set(peers),
+        None if !peers.is_empty() => notes.push(
+            "bfd on a neighbor while none had it at start; BFD starts at the next restart"
+                .to_owned(),
+        ),
+        None => {}
+    }
     // [fib]: the slot of interlink's routes (table, metric, protocol) cannot move under
     // them; how long a restart waits and what shutdown does are read when they happen.
     if (

@@ -124,6 +124,8 @@ struct Sources {
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     bgp: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
+    /// BFD sessions' state changes, from their thread.
+    bfd: tokio::sync::mpsc::UnboundedReceiver<interlink_bfd::Event>,
     ctl: tokio::sync::mpsc::Receiver<crate::control::Request>,
     scrapes: tokio::sync::mpsc::Receiver<crate::metrics::ScrapeReply>,
     watchdog: tokio::time::Interval,
@@ -144,6 +146,8 @@ struct Daemon<'p> {
     fib: FibService,
     target: Target,
     bgp: Option<Bgp>,
+    /// The BFD sessions of the neighbors that have one.
+    bfd: Option<interlink_bfd::BfdService>,
     /// The routes of a previous run have been swept (the sources converged, or the
     /// graceful-restart time ran out).
     swept: bool,
@@ -248,6 +252,23 @@ impl<'p> Daemon<'p> {
         if swept {
             fib.sweep();
         }
+        // BFD, on a thread of its own, for the neighbors that ask for it.
+        let (bfd_tx, bfd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let bfd = match crate::translate::bfd_peers(&config) {
+            peers if peers.is_empty() => None,
+            peers => match interlink_bfd::BfdService::start(move |e| {
+                let _ = bfd_tx.send(e);
+            }) {
+                Ok(service) => {
+                    service.set(peers);
+                    Some(service)
+                }
+                Err(e) => {
+                    warn!("bfd: cannot open its sockets (UDP 3784): {e}; no BFD sessions");
+                    None
+                }
+            },
+        };
         log!(
             "running with {} link(s), {} static route(s) and {} BGP neighbor(s)",
             links.len(),
@@ -297,6 +318,7 @@ impl<'p> Daemon<'p> {
             fib,
             target,
             bgp,
+            bfd,
             reach: Reachability::default(),
             unreachable_sent: Vec::new(),
             registry: crate::metrics::Metrics::new(),
@@ -311,6 +333,7 @@ impl<'p> Daemon<'p> {
             int,
             hup,
             bgp: bgp_rx,
+            bfd: bfd_rx,
             ctl: ctl_rx,
             scrapes: scrape_rx,
             // Fed from the main loop: if it stops turning, systemd restarts the daemon.
@@ -339,6 +362,7 @@ impl<'p> Daemon<'p> {
             handle: &self.handle,
             links: &mut self.links,
             fib: &self.fib,
+            bfd: self.bfd.as_ref(),
             target: self.target,
             config: &mut self.config,
             speaker: self.bgp.as_ref().map(|b| &b.cmds),
@@ -402,6 +426,34 @@ impl<'p> Daemon<'p> {
                     self.sweep();
                 }
             }
+        }
+    }
+
+    /// A BFD session changed state. Down from Up (RFC 5882): the routes through the neighbor
+    /// move to their backups at once, and its BGP session goes down (Cease, BFD Down).
+    async fn on_bfd(&mut self, e: interlink_bfd::Event) {
+        use interlink_bfd::State;
+        let t = e.transition;
+        match (t.from, t.to) {
+            (_, State::Up) => log!("bfd: {} up", e.peer),
+            (State::Up, _) => {
+                warn!("bfd: {} {}: {}", e.peer, t.to, t.diag);
+                self.fib.fail_over(e.peer);
+                if let Some(b) = &self.bgp {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    // State, not a question: never dropped (the speaker never waits on
+                    // this loop, so room comes).
+                    let _ = b
+                        .cmds
+                        .send(SpeakerCmd::Neighbor {
+                            address: e.peer,
+                            op: interlink_bgp::speaker::NeighborOp::BfdDown,
+                            reply,
+                        })
+                        .await;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -472,6 +524,7 @@ impl<'p> Daemon<'p> {
             fib: &snap,
             fib_table: self.target.table,
             neighbors,
+            bfd: self.bfd.as_ref().map(|b| b.views()).unwrap_or_default(),
         });
         let _ = reply.send(self.registry.encode(families));
     }
@@ -575,6 +628,7 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             _ = s.term.recv() => break,
             _ = s.int.recv() => break,
             Some(e) = s.bgp.recv() => d.on_speaker(e),
+            Some(e) = s.bfd.recv() => d.on_bfd(e).await,
             _ = s.sync_check.tick(), if d.swept && !d.synced_logged => d.on_sync_check(),
             _ = tokio::time::sleep_until(d.sweep_at), if !d.swept => d.on_sweep_due(),
             _ = s.watchdog.tick() => d.notifier.notify("WATCHDOG=1"),

@@ -191,3 +191,21 @@ pub(crate) fn static_route(r: &StaticRoute) -> Result<Route, String> {
         }
     })
 }
+
+/// The BFD sessions the configuration asks for: one per neighbor with `bfd`.
+pub(crate) fn bfd_peers(config: &Config) -> Vec<interlink_bfd::Peer> {
+    config
+        .neighbors
+        .iter()
+        .filter_map(|n| {
+            n.bfd.map(|b| interlink_bfd::Peer {
+                peer: n.address,
+                config: interlink_bfd::SessionConfig {
+                    interval: b.interval,
+                    detect_mult: b.multiplier,
+                    passive: false,
+                },
+            })
+        })
+        .collect()
+}

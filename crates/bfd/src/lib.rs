@@ -1,13 +1,15 @@
 //! Bidirectional Forwarding Detection (RFC 5880) in asynchronous mode, for single-hop
 //! sessions over IPv4 and IPv6 (RFC 5881), sans IO: [`packet`] reads and writes control
 //! packets, [`session`] is one session's state machine, fed the packets that arrive and the
-//! time, answering with packets to send and state changes. Sockets (UDP 3784, TTL 255 sent
-//! and checked) and clocks live in the daemon.
+//! time, answering with packets to send and state changes. [`service`] runs the sessions on a
+//! thread of their own against UDP sockets (port 3784, TTL 255 sent and checked).
 
 pub mod packet;
+pub mod service;
 pub mod session;
 
 pub use packet::{ControlPacket, Diag, PacketError, State};
+pub use service::{BfdService, Dropped, Event, Peer, View};
 pub use session::{Session, SessionConfig, Transition};
 
 /// UDP port of single-hop control packets (RFC 5881 §4).

@@ -104,6 +104,9 @@ pub const SHOW_ROUTES_MAX: usize = 10_000;
 pub enum NeighborOp {
     /// Cease/Administrative Reset, then up again.
     Reset,
+    /// The neighbor's BFD session went down (RFC 5882): Cease/BFD Down (RFC 9384), then up
+    /// again when it can.
+    BfdDown,
     /// Cease/Administrative Shutdown with this communication; stays down until enabled.
     Shutdown(String),
     Enable,
@@ -440,6 +443,10 @@ impl Speaker {
         match op {
             NeighborOp::Reset => {
                 let n = Notification::new(code::CEASE, code::CEASE_ADMIN_RESET, &[]);
+                out.peer(id, PeerCmd::Reset(n));
+            }
+            NeighborOp::BfdDown => {
+                let n = Notification::new(code::CEASE, code::CEASE_BFD_DOWN, &[]);
                 out.peer(id, PeerCmd::Reset(n));
             }
             NeighborOp::Shutdown(text) => {

@@ -48,6 +48,8 @@ pub mod code {
     pub const CEASE_ADMIN_RESET: u8 = 4;
     pub const CEASE_CONFIG_CHANGE: u8 = 6;
     pub const CEASE_COLLISION: u8 = 7;
+    /// RFC 9384.
+    pub const CEASE_BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION: sent before closing, or received as the reason the peer closed.
@@ -127,6 +129,7 @@ impl std::fmt::Display for Notification {
             (code::CEASE, code::CEASE_MAX_PREFIXES) => "cease: maximum number of prefixes reached",
             (code::CEASE, code::CEASE_ADMIN_SHUTDOWN) => "cease: administrative shutdown",
             (code::CEASE, code::CEASE_ADMIN_RESET) => "cease: administrative reset",
+            (code::CEASE, code::CEASE_BFD_DOWN) => "cease: BFD down",
             (code::CEASE, code::CEASE_COLLISION) => "cease: connection collision resolution",
             (code::CEASE, _) => "cease",
             (code::ROUTE_REFRESH, _) => "ROUTE-REFRESH message error",

@@ -429,8 +429,9 @@ impl Checker<'_, '_> {
             match crate::parse_duration(i) {
                 // RFC 5880 counts in microseconds in 32 bits; under 10 ms is beyond what a
                 // control plane (ours, or the peer's) keeps to.
-                Ok(d) if d >= std::time::Duration::from_millis(10)
-                    && d <= std::time::Duration::from_secs(60) =>
+                Ok(d)
+                    if d >= std::time::Duration::from_millis(10)
+                        && d <= std::time::Duration::from_secs(60) =>
                 {
                     bfd.interval = d
                 }

@@ -21,6 +21,7 @@ commands:
   show neighbors                          BGP neighbors: state, uptime, prefixes
   show routes [PREFIX]                    best BGP routes, or every route to PREFIX
   show fib                                what interlinkd holds in the kernel's table
+  show bfd                                BFD sessions: state, timers, last diagnostic
   reload                                  read the configuration again, apply what changed
   neighbor ADDRESS reset|shutdown|enable  bounce, stop or start a BGP session
   link NAME rekey                         a new SAK now (MKA, when this side is key server)
@@ -90,7 +91,7 @@ fn check(w: &[String]) -> Result<(), String> {
     let w: Vec<&str> = w.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["status"] | ["reload"] => Ok(()),
-        ["show", "links" | "neighbors" | "fib"] => Ok(()),
+        ["show", "links" | "neighbors" | "fib" | "bfd"] => Ok(()),
         ["show", "routes"] | ["show", "routes", _] => Ok(()),
         ["neighbor", _, "reset" | "shutdown" | "enable"] => Ok(()),
         ["link", _, "rekey"] => Ok(()),
@@ -297,6 +298,31 @@ fn render(words: &[String], data: &Value) -> String {
                 ));
             }
             out
+        }
+        ["show", "bfd"] => {
+            let sessions = data["sessions"].as_array().cloned().unwrap_or_default();
+            if sessions.is_empty() {
+                return "no BFD sessions (a neighbor has one with bfd = true)\n".into();
+            }
+            let ms = |v: &Value| v.as_f64().map_or("-".into(), |m| format!("{m:.0}ms"));
+            table(
+                &["PEER", "STATE", "REMOTE", "INTERVAL", "DETECT", "UP FOR", "DOWNS", "LAST DIAGNOSTIC"],
+                sessions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            cell(&v["peer"]),
+                            cell(&v["state"]),
+                            cell(&v["remote_state"]),
+                            format!("{} x{}", ms(&v["tx_interval_ms"]), cell(&v["multiplier"])),
+                            ms(&v["detection_time_ms"]),
+                            v["up_for_s"].as_u64().map_or("-".into(), |s| format!("{s}s")),
+                            cell(&v["downs"]),
+                            cell(&v["diagnostic"]),
+                        ]
+                    })
+                    .collect(),
+            )
         }
         ["show", "fib"] => {
             let ops = &data["operations"];
