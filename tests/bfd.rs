@@ -131,3 +131,62 @@ fn bfd_with_bird_takes_bgp_down_within_the_detection_time() {
         lab.log("gw").matches("established").count() >= 2
     });
 }
+
+/// With FRR's bfdd (a configured peer, no BGP on its side): the session comes up, and goes
+/// down within the detection time plus 100 ms when bfdd is frozen.
+#[test]
+fn bfd_with_frr_bfdd() {
+    if !netns::require_root() || !Path::new("/usr/lib/frr/bfdd").exists() {
+        return;
+    }
+    let mut lab = Lab::new("bfd-frr");
+    lab.add_ns("gw");
+    lab.add_ns("frr");
+    lab.veth("gw", "eth0", "frr", "eth0");
+    lab.addr("gw", "eth0", "10.0.0.1/24");
+    lab.addr("frr", "eth0", "10.0.0.2/24");
+    // Its control socket in the lab (bfdd runs as the frr user, in a directory it may write).
+    let ctl_sock = lab.dir.join("bfdd").join("bfdd.sock");
+    let vty = lab.spawn_frr_daemon(
+        "bfdd",
+        "frr",
+        "bfdd",
+        &[
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+            "--bfdctl",
+            ctl_sock.to_str().unwrap(),
+        ],
+        "bfd\n peer 10.0.0.1 local-address 10.0.0.2\n  receive-interval 300\n  \
+         transmit-interval 300\n  detect-multiplier 3\n !\n!\n",
+    );
+    let cfg = lab.file("interlink.toml", INTERLINK);
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+    lab.wait_for("BFD up with bfdd", Duration::from_secs(30), || {
+        bfd_state(&lab) == "up"
+    });
+    let peers = lab.vtysh("frr", &vty, &["show bfd peers"]);
+    assert!(
+        peers.contains("10.0.0.1") && peers.contains("Status: up"),
+        "{peers}"
+    );
+    let cut = Instant::now();
+    lab.signal("bfdd", "STOP");
+    lab.wait_for("BFD down", Duration::from_secs(5), || {
+        lab.log("gw")
+            .contains("bfd: 10.0.0.2 down: control detection time expired")
+    });
+    let down = cut.elapsed();
+    eprintln!("BFD down {down:?} after bfdd was frozen");
+    assert!(
+        down <= Duration::from_millis(1050),
+        "BFD down after {down:?}"
+    );
+    lab.signal("bfdd", "CONT");
+    lab.wait_for("BFD up again", Duration::from_secs(30), || {
+        bfd_state(&lab) == "up"
+    });
+}

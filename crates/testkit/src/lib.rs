@@ -229,28 +229,40 @@ impl Lab {
     /// `conf` (no zebra: `-Z`, no kernel routes: `-n`, no listening port of its own: `-P 0`
     /// for the VTY); returns the VTY directory for [`Lab::vtysh`].
     pub fn spawn_frr(&mut self, name: &str, ns: &str, conf: &str) -> PathBuf {
+        self.spawn_frr_daemon(name, ns, "bgpd", &["-Z", "-n", "-S"], conf)
+    }
+
+    /// Starts FRR's `daemon` (bgpd, bfdd...) from /usr/lib/frr, known as `name`, inside
+    /// namespace `ns`, with `flags` and the configuration `conf`, its VTY in a directory of
+    /// its own (no TCP port); returns that directory for [`Lab::vtysh`].
+    pub fn spawn_frr_daemon(
+        &mut self,
+        name: &str,
+        ns: &str,
+        daemon: &str,
+        flags: &[&str],
+        conf: &str,
+    ) -> PathBuf {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = self.file(&format!("{name}/bgpd.conf"), conf);
-        let pid = dir.join("bgpd.pid");
-        self.spawn_in(
-            name,
-            ns,
-            Path::new("/usr/lib/frr/bgpd"),
-            &[
-                "-Z",
-                "-n",
-                "-S",
-                "-P",
-                "0",
-                "-f",
-                cfg.to_str().unwrap(),
-                "-i",
-                pid.to_str().unwrap(),
-                "--vty_socket",
-                dir.to_str().unwrap(),
-            ],
-        );
+        // Daemons that drop to the frr user write their pid file and sockets here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let cfg = self.file(&format!("{name}/{daemon}.conf"), conf);
+        let pid = dir.join(format!("{daemon}.pid"));
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend_from_slice(&[
+            "-P",
+            "0",
+            "-f",
+            cfg.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+            "--vty_socket",
+            dir.to_str().unwrap(),
+        ]);
+        let bin = Path::new("/usr/lib/frr").join(daemon);
+        self.spawn_in(name, ns, &bin, &args);
         dir
     }
 
