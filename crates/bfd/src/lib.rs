@@ -4,6 +4,7 @@
 //! time, answering with packets to send and state changes. [`service`] runs the sessions on a
 //! thread of their own against UDP sockets (port 3784, TTL 255 sent and checked).
 
+pub mod fuzzing;
 pub mod packet;
 pub mod service;
 pub mod session;
