@@ -190,3 +190,55 @@ fn bfd_with_frr_bfdd() {
         bfd_state(&lab) == "up"
     });
 }
+
+/// Keyed SHA1 (meticulous) with BIRD: up with the same key; with another, BIRD's packets are
+/// refused and counted, and the session stays down.
+#[test]
+fn bfd_keyed_sha1_with_bird() {
+    if !netns::require_root() || !netns::have("bird") {
+        return;
+    }
+    for (bird_key, comes_up) in [("s3cret", true), ("wrong", false)] {
+        let mut lab = Lab::new("bfd-sha1");
+        lab.add_ns("gw");
+        lab.add_ns("bird");
+        lab.veth("gw", "eth0", "bird", "eth0");
+        lab.addr("gw", "eth0", "10.0.0.1/24");
+        lab.addr("bird", "eth0", "10.0.0.2/24");
+        let bird = BIRD.replace(
+            "interface \"eth0\" { interval 300 ms; multiplier 3; };",
+            &format!(
+                "interface \"eth0\" {{ interval 300 ms; multiplier 3; \
+                 authentication meticulous keyed sha1; password \"{bird_key}\" {{ id 4; }}; }};"
+            ),
+        );
+        assert_ne!(bird, BIRD);
+        lab.spawn_bird("bird", "bird", &bird);
+        let key = lab.file("bfd.key", "s3cret\n");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = INTERLINK.replace(
+            "bfd = true",
+            "bfd = { key_file = \"bfd.key\", key_id = 4, meticulous = true }",
+        );
+        let cfg = lab.file("interlink.toml", &config);
+        let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+        lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
+        let json = || -> serde_json::Value {
+            serde_json::from_str(&ctl(&lab, &["--json", "show", "bfd"])).unwrap_or_default()
+        };
+        if comes_up {
+            lab.wait_for("BFD up with keyed SHA1", Duration::from_secs(30), || {
+                bfd_state(&lab) == "up"
+            });
+            let v = json();
+            assert_eq!(v["sessions"][0]["authentication"], "keyed-sha1");
+            assert_eq!(v["sessions"][0]["auth_failed"], 0);
+        } else {
+            lab.wait_for("BIRD's packets refused", Duration::from_secs(30), || {
+                json()["sessions"][0]["auth_failed"].as_u64() >= Some(3)
+            });
+            assert_eq!(bfd_state(&lab), "down");
+        }
+    }
+}

@@ -157,6 +157,8 @@ fn bfd(ctl: &Ctl<'_>) -> Value {
                 "received": v.received,
                 "sent": v.sent,
                 "discarded": v.discarded,
+                "authentication": if v.authenticated { "keyed-sha1" } else { "none" },
+                "auth_failed": v.auth_failed,
             })
         })
         .collect();

@@ -198,12 +198,16 @@ pub(crate) fn bfd_peers(config: &Config) -> Vec<interlink_bfd::Peer> {
         .neighbors
         .iter()
         .filter_map(|n| {
-            n.bfd.map(|b| interlink_bfd::Peer {
+            n.bfd.as_ref().map(|b| interlink_bfd::Peer {
                 peer: n.address,
                 config: interlink_bfd::SessionConfig {
                     interval: b.interval,
                     detect_mult: b.multiplier,
                     passive: false,
+                    // The config checked the key's length.
+                    auth: b.auth.as_ref().and_then(|a| {
+                        interlink_bfd::AuthKey::new(a.key_id, a.key.as_bytes(), a.meticulous)
+                    }),
                 },
             })
         })

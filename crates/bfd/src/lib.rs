@@ -11,7 +11,7 @@ pub mod session;
 
 pub use packet::{ControlPacket, Diag, PacketError, State};
 pub use service::{BfdService, Dropped, Event, Peer, View};
-pub use session::{Session, SessionConfig, Transition};
+pub use session::{AuthKey, Session, SessionConfig, Transition};
 
 /// UDP port of single-hop control packets (RFC 5881 §4).
 pub const PORT: u16 = 3784;

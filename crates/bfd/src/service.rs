@@ -45,6 +45,10 @@ pub struct View {
     pub received: u64,
     pub sent: u64,
     pub discarded: u64,
+    /// Refused by authentication.
+    pub auth_failed: u64,
+    /// Keyed SHA1 in use.
+    pub authenticated: bool,
     /// Times it went up and down.
     pub ups: u64,
     pub downs: u64,
@@ -177,13 +181,12 @@ impl Io {
         Ok(Io { rx, tx4, tx6 })
     }
 
-    fn send(&self, p: &ControlPacket, to: IpAddr) -> io::Result<()> {
+    fn send(&self, datagram: &[u8], to: IpAddr) -> io::Result<()> {
         let sock = match to {
             IpAddr::V4(_) => &self.tx4,
             IpAddr::V6(_) => self.tx6.as_ref().ok_or(io::ErrorKind::Unsupported)?,
         };
-        sock.send_to(&p.encode(), SocketAddr::new(to, PORT))
-            .map(drop)
+        sock.send_to(datagram, SocketAddr::new(to, PORT)).map(drop)
     }
 }
 
@@ -338,7 +341,7 @@ fn run(
                     for (peer, r) in sessions.iter_mut() {
                         r.session.set_admin_down(true, now);
                         if let Some(p) = r.session.poll_transmit(now) {
-                            let _ = io.send(&p, *peer);
+                            let _ = io.send(&r.session.encode(&p), *peer);
                         }
                     }
                     return;
@@ -367,7 +370,9 @@ fn run(
                 };
                 match target {
                     Some((peer, r)) if *peer == from => {
-                        r.session.on_packet(&p, Instant::now());
+                        if r.session.authentic(&buf[..n], &p) {
+                            r.session.on_packet(&p, Instant::now());
+                        }
                     }
                     _ => dropped.unknown += 1,
                 }
@@ -379,7 +384,7 @@ fn run(
             r.session.on_timer(now);
             while let Some(p) = r.session.poll_transmit(now) {
                 // A send that fails (no route yet) is the peer's loss to detect.
-                let _ = io.send(&p, *peer);
+                let _ = io.send(&r.session.encode(&p), *peer);
             }
             for t in r.session.take_transitions() {
                 if t.to == State::Up {
@@ -414,6 +419,8 @@ fn run(
                         received: s.received,
                         sent: s.sent,
                         discarded: s.discarded,
+                        auth_failed: s.auth_failed,
+                        authenticated: s.config().auth.is_some(),
                         ups: r.ups,
                         downs: r.downs,
                         up_since: r.up_since,

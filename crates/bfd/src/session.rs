@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::packet::{ControlPacket, Diag, State};
+use crate::packet::{sha1_digest, Auth, ControlPacket, Diag, State, AUTH_LEN};
 
 /// How a session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,50 @@ pub struct SessionConfig {
     pub detect_mult: u8,
     /// Send nothing until the peer has (§6.1, the passive role).
     pub passive: bool,
+    /// Keyed SHA1 authentication (§6.7.4), if configured: every packet carries it, and a
+    /// packet without it, or that does not verify, is discarded.
+    pub auth: Option<AuthKey>,
+}
+
+/// A SHA1 key: its id, its 1 to 20 octets, and whether the sequence numbers are meticulous.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AuthKey {
+    pub key_id: u8,
+    pub meticulous: bool,
+    key: [u8; 20],
+    len: u8,
+}
+
+impl AuthKey {
+    /// None if `key` is empty or longer than 20 octets (§4.4).
+    pub fn new(key_id: u8, key: &[u8], meticulous: bool) -> Option<AuthKey> {
+        if key.is_empty() || key.len() > 20 {
+            return None;
+        }
+        let mut k = [0u8; 20];
+        k[..key.len()].copy_from_slice(key);
+        Some(AuthKey {
+            key_id,
+            meticulous,
+            key: k,
+            len: key.len() as u8,
+        })
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..usize::from(self.len)]
+    }
+}
+
+/// The key itself never shows.
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthKey")
+            .field("key_id", &self.key_id)
+            .field("meticulous", &self.meticulous)
+            .field("key", &"(redacted)")
+            .finish()
+    }
 }
 
 impl Default for SessionConfig {
@@ -32,6 +76,7 @@ impl Default for SessionConfig {
             interval: Duration::from_millis(300),
             detect_mult: 3,
             passive: false,
+            auth: None,
         }
     }
 }
@@ -74,6 +119,12 @@ pub struct Session {
     /// xorshift state for the jitter: any sequence serves, this is about spreading packets.
     rng: u64,
     transitions: Vec<Transition>,
+    /// Authentication: the next sequence number to send, the last one received (once one
+    /// has been: bfd.AuthSeqKnown).
+    xmit_seq: u32,
+    rcv_seq: Option<u32>,
+    /// Packets refused by authentication.
+    pub auth_failed: u64,
     /// Packets received and taken, sent, and discarded by the session's own checks.
     pub received: u64,
     pub sent: u64,
@@ -107,6 +158,9 @@ impl Session {
             detect_at: None,
             rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(local_discr),
             transitions: Vec::new(),
+            xmit_seq: local_discr.rotate_left(16) ^ 0x5a5a_5a5a,
+            rcv_seq: None,
+            auth_failed: 0,
             received: 0,
             sent: 0,
             discarded: 0,
@@ -272,10 +326,56 @@ impl Session {
         true
     }
 
+    /// What `p` (from `poll_transmit`) is on the wire: with its digest if authenticated.
+    pub fn encode(&self, p: &ControlPacket) -> Vec<u8> {
+        match &self.cfg.auth {
+            Some(k) => p.encode_with(k.key()),
+            None => p.encode().to_vec(),
+        }
+    }
+
+    /// Whether `p`, read from datagram `raw`, passes this session's authentication
+    /// (§6.7.4): present exactly when configured, of the configured kind and key, its digest
+    /// right, its sequence number within 3 x Detect Mult of the last one (past it, for the
+    /// meticulous kind). Call before `on_packet`; a failure is counted.
+    pub fn authentic(&mut self, raw: &[u8], p: &ControlPacket) -> bool {
+        let ok = match (&self.cfg.auth, &p.auth) {
+            (None, None) => true,
+            (Some(k), Some(a)) => {
+                let window = 3 * u32::from(p.detect_mult);
+                let in_window = match self.rcv_seq {
+                    None => true,
+                    Some(last) => {
+                        let ahead = a.seq.wrapping_sub(last);
+                        if k.meticulous {
+                            (1..=window).contains(&ahead)
+                        } else {
+                            ahead <= window
+                        }
+                    }
+                };
+                let digest_ok = raw
+                    .get(..AUTH_LEN)
+                    .and_then(|b| <&[u8; AUTH_LEN]>::try_from(b).ok())
+                    .is_some_and(|b| sha1_digest(b, k.key()) == a.digest);
+                a.key_id == k.key_id && a.meticulous == k.meticulous && digest_ok && in_window
+            }
+            _ => false,
+        };
+        match (ok, &p.auth) {
+            (true, Some(a)) => self.rcv_seq = Some(a.seq),
+            (false, _) => self.auth_failed += 1,
+            _ => {}
+        }
+        ok
+    }
+
     /// Timers due at `now`: the detection time running out.
     pub fn on_timer(&mut self, now: Instant) {
         if let Some(at) = self.detect_at {
             if now >= at && matches!(self.state, State::Init | State::Up) {
+                // A peer that stopped may come back with any sequence number.
+                self.rcv_seq = None;
                 self.remote_discr = 0;
                 self.remote_state = State::Down;
                 self.go(State::Down, Diag::TimeExpired, now);
@@ -312,7 +412,16 @@ impl Session {
             desired_min_tx: self.desired_min_tx,
             required_min_rx: self.required_min_rx,
             required_min_echo_rx: 0,
+            auth: self.cfg.auth.map(|k| Auth {
+                meticulous: k.meticulous,
+                key_id: k.key_id,
+                seq: self.xmit_seq,
+                digest: [0; 20],
+            }),
         };
+        // Every packet gets the next number (the meticulous kind requires it; the other
+        // allows it).
+        self.xmit_seq = self.xmit_seq.wrapping_add(1);
         self.send_now = false;
         self.sent += 1;
         self.schedule(now);
@@ -323,6 +432,14 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A datagram read, authenticated and taken, as the service does.
+    fn deliver(raw: &[u8], to: &mut Session, now: Instant) {
+        let p = ControlPacket::parse(raw).unwrap();
+        if to.authentic(raw, &p) {
+            to.on_packet(&p, now);
+        }
+    }
 
     /// Two sessions and a wire between them, on a simulated clock: what each sends goes to
     /// the other (unless the wire is cut), in steps of 1 ms.
@@ -355,14 +472,12 @@ mod tests {
                 while let Some(p) = self.a.poll_transmit(self.now) {
                     self.a_sent.push((self.now, p));
                     if !self.cut {
-                        self.b
-                            .on_packet(&ControlPacket::parse(&p.encode()).unwrap(), self.now);
+                        deliver(&self.a.encode(&p), &mut self.b, self.now);
                     }
                 }
                 while let Some(p) = self.b.poll_transmit(self.now) {
                     if !self.cut {
-                        self.a
-                            .on_packet(&ControlPacket::parse(&p.encode()).unwrap(), self.now);
+                        deliver(&self.b.encode(&p), &mut self.a, self.now);
                     }
                 }
                 self.now += Duration::from_millis(1);
@@ -481,6 +596,7 @@ mod tests {
             desired_min_tx: 300_000,
             required_min_rx: 300_000,
             required_min_echo_rx: 0,
+            auth: None,
         };
         // Up, naming no session: discarded (§6.8.6).
         assert!(!s.on_packet(&p, now));
@@ -499,5 +615,68 @@ mod tests {
         let r = s.poll_transmit(now).unwrap();
         assert!(r.fin && !r.poll);
         assert_eq!((r.state, r.your_discr), (State::Init, 9));
+    }
+
+    fn keyed(key: &[u8], meticulous: bool) -> SessionConfig {
+        SessionConfig {
+            auth: AuthKey::new(1, key, meticulous),
+            ..SessionConfig::default()
+        }
+    }
+
+    /// Keyed SHA1 both ways: up with the same key (either kind), never with another key,
+    /// with another kind, or with authentication on one side only.
+    #[test]
+    fn sha1_authenticated_sessions_come_up_only_with_the_same_key() {
+        for meticulous in [false, true] {
+            let k = keyed(b"s3cret", meticulous);
+            let mut w = Pair::new(k, k);
+            w.run(Duration::from_secs(3));
+            assert_eq!((w.a.state(), w.b.state()), (State::Up, State::Up));
+            assert_eq!((w.a.auth_failed, w.b.auth_failed), (0, 0));
+        }
+        for (a, b) in [
+            (keyed(b"s3cret", false), keyed(b"other", false)),
+            (keyed(b"s3cret", false), keyed(b"s3cret", true)),
+            (keyed(b"s3cret", false), SessionConfig::default()),
+        ] {
+            let mut w = Pair::new(a, b);
+            w.run(Duration::from_secs(3));
+            assert_eq!((w.a.state(), w.b.state()), (State::Down, State::Down));
+            assert!(w.a.auth_failed > 0 && w.b.auth_failed > 0);
+        }
+        assert!(AuthKey::new(1, b"", false).is_none());
+        assert!(AuthKey::new(1, &[7; 21], false).is_none());
+        assert!(!format!("{:?}", AuthKey::new(1, b"s3cret", false)).contains("s3cret"));
+    }
+
+    /// A packet replayed, out of the sequence window, or tampered with is refused.
+    #[test]
+    fn replayed_or_tampered_packets_are_refused() {
+        let k = keyed(b"s3cret", true);
+        let now = Instant::now();
+        let mut tx = Session::new(k, 1, now);
+        let mut rx = Session::new(k, 2, now);
+        let p0 = tx.poll_transmit(now).unwrap();
+        let first = tx.encode(&p0);
+        let p = ControlPacket::parse(&first).unwrap();
+        assert!(rx.authentic(&first, &p));
+        // Meticulous: the same number again is a replay.
+        assert!(!rx.authentic(&first, &p));
+        let mut later = now;
+        let mut next = Vec::new();
+        for _ in 0..20 {
+            later += Duration::from_secs(1);
+            let pn = tx.poll_transmit(later).unwrap();
+            next = tx.encode(&pn);
+        }
+        // Twenty ahead: beyond 3 x 3.
+        let q = ControlPacket::parse(&next).unwrap();
+        assert!(!rx.authentic(&next, &q));
+        let mut flipped = next.clone();
+        flipped[16] ^= 0x80;
+        let f = ControlPacket::parse(&flipped).unwrap();
+        assert!(!rx.authentic(&flipped, &f));
+        assert_eq!(rx.auth_failed, 3);
     }
 }

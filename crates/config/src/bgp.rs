@@ -184,12 +184,23 @@ pub struct Neighbor {
 }
 
 /// A neighbor's BFD session: `bfd = true` (AWS Direct Connect's 300 ms x 3) or
-/// `bfd = { interval = "300ms", multiplier = 3 }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `bfd = { interval = "300ms", multiplier = 3 }`, with keyed SHA1 authentication if
+/// `key_file` is set (`key_id`, `meticulous`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bfd {
     /// Desired transmit and required receive interval once up.
     pub interval: std::time::Duration,
     pub multiplier: u8,
+    pub auth: Option<BfdAuth>,
+}
+
+/// Keyed SHA1 (RFC 5880 §6.7.4): the key (1 to 20 octets, from `key_file`), its id, and
+/// whether sequence numbers are meticulous (type 5) or not (type 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdAuth {
+    pub key_id: u8,
+    pub key: Secret,
+    pub meticulous: bool,
 }
 
 impl Default for Bfd {
@@ -197,6 +208,7 @@ impl Default for Bfd {
         Bfd {
             interval: std::time::Duration::from_millis(300),
             multiplier: 3,
+            auth: None,
         }
     }
 }
@@ -212,6 +224,9 @@ pub(crate) enum RawBfd {
 pub(crate) struct RawBfdTable {
     interval: Option<String>,
     multiplier: Option<i64>,
+    key_file: Option<String>,
+    key_id: Option<i64>,
+    meticulous: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for RawBfd {
@@ -234,10 +249,13 @@ impl<'de> Deserialize<'de> for RawBfd {
                     match k.as_str() {
                         "interval" => t.interval = Some(m.next_value()?),
                         "multiplier" => t.multiplier = Some(m.next_value()?),
+                        "key_file" => t.key_file = Some(m.next_value()?),
+                        "key_id" => t.key_id = Some(m.next_value()?),
+                        "meticulous" => t.meticulous = Some(m.next_value()?),
                         other => {
                             return Err(serde::de::Error::unknown_field(
                                 other,
-                                &["interval", "multiplier"],
+                                &["interval", "multiplier", "key_file", "key_id", "meticulous"],
                             ))
                         }
                     }
@@ -453,6 +471,57 @@ impl Checker<'_, '_> {
                     ok = false;
                 }
             }
+        }
+        let key_id = match t.key_id.map(u8::try_from) {
+            None => 1,
+            Some(Ok(id)) => id,
+            Some(Err(_)) => {
+                self.hint(raw.span(), "bfd key_id out of range", "0 to 255");
+                ok = false;
+                1
+            }
+        };
+        match &t.key_file {
+            Some(f) => {
+                let path = self.dir.join(f);
+                match crate::text::read_secret(&path) {
+                    Ok(bytes) => {
+                        let b = bytes.as_bytes();
+                        let key = Secret::new(b.strip_suffix(b"\n").unwrap_or(b).to_vec());
+                        if key.is_empty() || key.len() > 20 {
+                            self.hint(
+                                raw.span(),
+                                "the BFD key must be 1 to 20 octets",
+                                "RFC 5880 SHA1 keys are at most 20 octets",
+                            );
+                            ok = false;
+                        } else {
+                            bfd.auth = Some(BfdAuth {
+                                key_id,
+                                key,
+                                meticulous: t.meticulous.unwrap_or(false),
+                            });
+                        }
+                    }
+                    Err((message, hint)) => {
+                        self.diag.error(
+                            raw.span(),
+                            format!("bfd key_file {}: {message}", path.display()),
+                            hint,
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            None if t.key_id.is_some() || t.meticulous.is_some() => {
+                self.hint(
+                    raw.span(),
+                    "bfd key_id and meticulous need a key_file",
+                    "key_file = \"keys/bfd.key\" (1 to 20 octets, chmod 600)",
+                );
+                ok = false;
+            }
+            None => {}
         }
         ok.then_some(Some(bfd))
     }

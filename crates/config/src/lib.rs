@@ -24,7 +24,7 @@ pub use interlink_secret::Secret;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use bgp::{Afi, Bfd, Bgp, Export, Import, Neighbor, PrefixMatch, Router};
+pub use bgp::{Afi, Bfd, BfdAuth, Bgp, Export, Import, Neighbor, PrefixMatch, Router};
 use error::Diagnostics;
 pub use error::{Error, Errors};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};

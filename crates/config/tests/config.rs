@@ -1118,6 +1118,9 @@ fn bfd_on_a_neighbor() {
     use interlink_config::Bfd;
     use std::time::Duration;
     let d = keys("bfd");
+    d.key("bfd.key", "s3cret\n", 0o600)
+        .key("open.key", "s3cret", 0o644)
+        .key("long.key", "twenty-one-octets-key", 0o600);
     let base = "[router]\nasn = 65001\nrouter_id = \"10.0.0.1\"\n\n[[neighbor]]\naddress = \"10.0.0.2\"\nremote_asn = 65002\n";
     assert_eq!(d.parse(base).unwrap().neighbors[0].bfd, None);
     let on = d.parse(&format!("{base}bfd = true\n")).unwrap();
@@ -1126,7 +1129,8 @@ fn bfd_on_a_neighbor() {
         Bfd::default(),
         Bfd {
             interval: Duration::from_millis(300),
-            multiplier: 3
+            multiplier: 3,
+            auth: None,
         },
         "AWS Direct Connect's"
     );
@@ -1141,7 +1145,8 @@ fn bfd_on_a_neighbor() {
         tuned.neighbors[0].bfd,
         Some(Bfd {
             interval: Duration::from_millis(50),
-            multiplier: 5
+            multiplier: 5,
+            auth: None,
         })
     );
     for (bad, says) in [
@@ -1149,8 +1154,27 @@ fn bfd_on_a_neighbor() {
         ("bfd = { multiplier = 0 }", "multiplier"),
         ("bfd = { interval = \"soon\" }", "bfd"),
         ("bfd = { detect = 3 }", "detect"),
+        ("bfd = { key_id = 2 }", "need a key_file"),
+        (
+            "bfd = { key_file = \"open.key\" }",
+            "readable by group or others",
+        ),
+        ("bfd = { key_file = \"long.key\" }", "1 to 20 octets"),
+        (
+            "bfd = { key_file = \"bfd.key\", key_id = 300 }",
+            "key_id out of range",
+        ),
     ] {
         let e = d.parse(&format!("{base}{bad}\n")).unwrap_err();
         assert!(e[0].contains(says), "{bad}: {e:?}");
     }
+    // Keyed SHA1: the key from its file (a trailing newline is not part of it).
+    let c = d
+        .parse(&format!(
+            "{base}bfd = {{ key_file = \"bfd.key\", key_id = 4, meticulous = true }}\n"
+        ))
+        .unwrap();
+    let auth = c.neighbors[0].bfd.as_ref().unwrap().auth.as_ref().unwrap();
+    assert_eq!((auth.key_id, auth.meticulous), (4, true));
+    assert_eq!(auth.key.as_bytes(), b"s3cret");
 }
