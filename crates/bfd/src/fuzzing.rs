@@ -7,28 +7,44 @@
 use std::time::{Duration, Instant};
 
 use crate::packet::{ControlPacket, State};
-use crate::session::{Session, SessionConfig};
+use crate::session::{AuthKey, Session, SessionConfig};
 
 pub fn control(data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
-    let cfg = SessionConfig::default();
+    // Odd first octets: both sessions with meticulous keyed SHA1.
+    let cfg = SessionConfig {
+        auth: data
+            .first()
+            .is_some_and(|b| b & 1 == 1)
+            .then(|| AuthKey::new(9, b"fuzz", true))
+            .flatten(),
+        ..SessionConfig::default()
+    };
     let mut a = Session::new(cfg, 0x0a0a_0001, now);
     let mut b = Session::new(cfg, 0x0b0b_0002, now);
     let mut admin = false;
     let mut i = 0;
+    // A datagram as the service takes it: read, authenticated, then the session's.
+    fn take(raw: &[u8], to: &mut Session, now: Instant) {
+        if let Ok(p) = ControlPacket::parse(raw) {
+            if to.authentic(raw, &p) {
+                to.on_packet(&p, now);
+            }
+        }
+    }
     // Exchanges what is due, over a wire that may drop it.
     let exchange = |a: &mut Session, b: &mut Session, now: Instant, drop: bool| {
         a.on_timer(now);
         b.on_timer(now);
         while let Some(p) = a.poll_transmit(now) {
             if !drop {
-                b.on_packet(&ControlPacket::parse(&p.encode()).expect("ours reads"), now);
+                take(&a.encode(&p), b, now);
             }
         }
         while let Some(p) = b.poll_transmit(now) {
             if !drop {
-                a.on_packet(&ControlPacket::parse(&p.encode()).expect("ours reads"), now);
+                take(&b.encode(&p), a, now);
             }
         }
     };
@@ -45,12 +61,11 @@ pub fn control(data: &[u8]) {
                 }
             }
             1 | 2 => {
-                // A datagram from anyone, to one of them.
-                let end = (i + 24).min(data.len());
-                if let Ok(p) = ControlPacket::parse(&data[i..end]) {
-                    let to = if op % 5 == 1 { &mut a } else { &mut b };
-                    to.on_packet(&p, now);
-                }
+                // A datagram from anyone (with an authentication section, or not), to one
+                // of them.
+                let end = (i + 52).min(data.len());
+                let to = if op % 5 == 1 { &mut a } else { &mut b };
+                take(&data[i..end], to, now);
                 i = end;
             }
             3 => {
@@ -69,9 +84,10 @@ pub fn control(data: &[u8]) {
         }
     }
     a.set_admin_down(false, now);
-    // An honest wire: both up within a few detection times (a session the noise left
-    // waiting for a peer that went goes down first, then comes up).
-    for _ in 0..6000 {
+    // An honest wire: both up within ten seconds (a session the noise left waiting for a
+    // peer that went goes down first; a sequence number the peer has passed is forgotten
+    // after 6 s; then they come up).
+    for _ in 0..10_000 {
         now += Duration::from_millis(1);
         exchange(&mut a, &mut b, now, false);
     }

@@ -123,6 +123,9 @@ pub struct Session {
     /// has been: bfd.AuthSeqKnown).
     xmit_seq: u32,
     rcv_seq: Option<u32>,
+    /// When the last packet was taken: the sequence number is forgotten after twice the
+    /// detection time without one (§6.8.1, bfd.AuthSeqKnown).
+    last_rx: Option<Instant>,
     /// Packets refused by authentication.
     pub auth_failed: u64,
     /// Packets received and taken, sent, and discarded by the session's own checks.
@@ -160,6 +163,7 @@ impl Session {
             transitions: Vec::new(),
             xmit_seq: local_discr.rotate_left(16) ^ 0x5a5a_5a5a,
             rcv_seq: None,
+            last_rx: None,
             auth_failed: 0,
             received: 0,
             sent: 0,
@@ -263,6 +267,19 @@ impl Session {
         self.transitions.push(Transition { from, to, diag });
     }
 
+    /// What the peer last said, forgotten (it is gone, or we were not listening): its
+    /// discriminator, state and timers back to their initial values (§6.8.1), so that a
+    /// stale "send me nothing" (RequiredMinRx 0), or "every hour", cannot keep the session
+    /// quiet (found by the fuzzer).
+    fn forget_peer(&mut self, now: Instant) {
+        self.remote_discr = 0;
+        self.remote_state = State::Down;
+        self.remote_min_rx = 1;
+        self.remote_min_tx = 0;
+        self.remote_detect_mult = 0;
+        self.next_tx = self.next_tx.min(now + self.tx_interval());
+    }
+
     /// Takes the session administratively down (`true`), telling the peer, or lets it come
     /// up again.
     pub fn set_admin_down(&mut self, down: bool, now: Instant) {
@@ -273,7 +290,7 @@ impl Session {
                 self.go(State::AdminDown, Diag::AdminDown, now);
             }
             (false, State::AdminDown) => {
-                self.remote_discr = 0;
+                self.forget_peer(now);
                 self.go(State::Down, Diag::AdminDown, now);
             }
         }
@@ -282,6 +299,8 @@ impl Session {
     /// A packet for this session (the caller found it by our discriminator, or by the
     /// peer's address when it names none). False if the session's checks discard it.
     pub fn on_packet(&mut self, p: &ControlPacket, now: Instant) -> bool {
+        // Heard from (authenticated, if we authenticate), whatever happens to it next.
+        self.last_rx = Some(now);
         // §6.8.6: a packet naming no session must be from a peer that is Down.
         if p.your_discr == 0 && !matches!(p.state, State::Down | State::AdminDown) {
             self.discarded += 1;
@@ -301,6 +320,12 @@ impl Session {
         self.remote_min_rx = p.required_min_rx;
         self.remote_min_tx = p.desired_min_tx;
         self.remote_detect_mult = p.detect_mult;
+        // A shorter interval asked for now: the next packet comes by it, not by the longer
+        // one it was scheduled with (found by the fuzzer: a session that had been told to
+        // send every hour kept to it after its peer said 300 ms).
+        if self.next_tx > now + self.tx_interval() {
+            self.schedule(now);
+        }
         if p.fin {
             self.polling = false;
         }
@@ -370,14 +395,32 @@ impl Session {
         ok
     }
 
-    /// Timers due at `now`: the detection time running out.
+    /// Timers due at `now`: the detection time running out; a peer's sequence number
+    /// forgotten after twice the detection time (at least 6 s) without a packet (found by
+    /// the fuzzer: a session left down with a number its peer had long passed refused that
+    /// peer for ever).
     pub fn on_timer(&mut self, now: Instant) {
+        if let Some(t) = self.last_rx {
+            // Down, the detection time is the peer's word from before, whatever it said.
+            let quiet = match self.state {
+                State::Down | State::AdminDown => Duration::from_secs(6),
+                _ => (2 * self.detection_time()).max(Duration::from_secs(6)),
+            };
+            if now.saturating_duration_since(t) >= quiet {
+                self.rcv_seq = None;
+                // Down, what the peer said long ago is stale too: its "send me nothing"
+                // must not keep us quiet while it waits to hear from us.
+                if self.state == State::Down {
+                    self.forget_peer(now);
+                }
+                self.last_rx = None;
+            }
+        }
         if let Some(at) = self.detect_at {
             if now >= at && matches!(self.state, State::Init | State::Up) {
                 // A peer that stopped may come back with any sequence number.
                 self.rcv_seq = None;
-                self.remote_discr = 0;
-                self.remote_state = State::Down;
+                self.forget_peer(now);
                 self.go(State::Down, Diag::TimeExpired, now);
             }
         }
@@ -678,5 +721,69 @@ mod tests {
         let f = ControlPacket::parse(&flipped).unwrap();
         assert!(!rx.authentic(&flipped, &f));
         assert_eq!(rx.auth_failed, 3);
+    }
+
+    /// A peer's sequence number is forgotten after a quiet spell, so that a peer that sent
+    /// on while we did not listen is taken again (the fuzzer found a session refusing its
+    /// peer for ever after an admin down).
+    #[test]
+    fn a_sequence_number_is_forgotten_after_a_quiet_spell() {
+        let k = keyed(b"s3cret", true);
+        let now = Instant::now();
+        let mut tx = Session::new(k, 1, now);
+        let mut rx = Session::new(k, 2, now);
+        let p0 = tx.poll_transmit(now).unwrap();
+        deliver(&tx.encode(&p0), &mut rx, now);
+        let mut t = now;
+        let mut last = Vec::new();
+        for _ in 0..30 {
+            t += Duration::from_millis(100);
+            if let Some(p) = tx.poll_transmit(t) {
+                last = tx.encode(&p);
+            }
+            tx.send_now = true;
+        }
+        let p = ControlPacket::parse(&last).unwrap();
+        assert!(!rx.authentic(&last, &p), "far past the window");
+        rx.on_timer(now + Duration::from_secs(7));
+        assert!(rx.authentic(&last, &p), "forgotten after the quiet spell");
+    }
+
+    /// Told to send every hour, then every 300 ms: the next packet comes by the new interval
+    /// (found by the fuzzer); and a Down session forgets a stale "send me nothing".
+    #[test]
+    fn a_shorter_interval_reschedules_and_stale_silence_is_forgotten() {
+        let now = Instant::now();
+        let mut s = Session::new(SessionConfig::default(), 1, now);
+        let peer = |rx: u32| ControlPacket {
+            diag: Diag::None,
+            state: State::Down,
+            poll: false,
+            fin: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_discr: 9,
+            your_discr: 0,
+            desired_min_tx: 1_000_000,
+            required_min_rx: rx,
+            required_min_echo_rx: 0,
+            auth: None,
+        };
+        s.on_packet(&peer(3_600_000_000), now);
+        s.poll_transmit(now);
+        assert!(s.next_tx > now + Duration::from_secs(600));
+        s.on_packet(&peer(300_000), now);
+        assert!(s.next_tx <= now + Duration::from_secs(1));
+        // "Send nothing", then silence: after 6 s the session speaks again.
+        let mut s = Session::new(SessionConfig::default(), 2, now);
+        s.on_packet(&peer(0), now);
+        let later = now + Duration::from_secs(3);
+        assert!(s.poll_transmit(later).is_none());
+        let much_later = now + Duration::from_secs(7);
+        s.on_timer(much_later);
+        assert!(s
+            .poll_transmit(much_later + Duration::from_secs(1))
+            .is_some());
     }
 }
