@@ -431,6 +431,35 @@ impl Checker<'_, '_> {
             .collect()
     }
 
+    /// A password or key read from `path` (owner-only), a trailing newline not part of it,
+    /// 1 to `max` octets; None when it cannot be had (said, at `span`, as `key`'s `what`).
+    fn password(
+        &mut self,
+        path: &std::path::Path,
+        span: Range<usize>,
+        key: &str,
+        max: usize,
+        what: &str,
+        why: &str,
+    ) -> Option<Secret> {
+        match crate::text::read_secret(path) {
+            Ok(bytes) => {
+                let b = bytes.as_bytes();
+                let secret = Secret::new(b.strip_suffix(b"\n").unwrap_or(b).to_vec());
+                if secret.is_empty() || secret.len() > max {
+                    self.hint(span, format!("the {what} must be 1 to {max} octets"), why);
+                    return None;
+                }
+                Some(secret)
+            }
+            Err((message, hint)) => {
+                self.diag
+                    .error(span, format!("{key} {}: {message}", path.display()), hint);
+                None
+            }
+        }
+    }
+
     /// A neighbor's `bfd`: Some(None) when off, None when it is wrong (said).
     fn bfd(&mut self, raw: Option<&Spanned<RawBfd>>) -> Option<Option<Bfd>> {
         let Some(raw) = raw else {
@@ -484,33 +513,23 @@ impl Checker<'_, '_> {
         match &t.key_file {
             Some(f) => {
                 let path = self.dir.join(f);
-                match crate::text::read_secret(&path) {
-                    Ok(bytes) => {
-                        let b = bytes.as_bytes();
-                        let key = Secret::new(b.strip_suffix(b"\n").unwrap_or(b).to_vec());
-                        if key.is_empty() || key.len() > 20 {
-                            self.hint(
-                                raw.span(),
-                                "the BFD key must be 1 to 20 octets",
-                                "RFC 5880 SHA1 keys are at most 20 octets",
-                            );
-                            ok = false;
-                        } else {
-                            bfd.auth = Some(BfdAuth {
-                                key_id,
-                                key,
-                                meticulous: t.meticulous.unwrap_or(false),
-                            });
-                        }
+                let key = self.password(
+                    &path,
+                    raw.span(),
+                    "bfd key_file",
+                    20,
+                    "BFD key",
+                    "RFC 5880 SHA1 keys are at most 20 octets",
+                );
+                match key {
+                    Some(key) => {
+                        bfd.auth = Some(BfdAuth {
+                            key_id,
+                            key,
+                            meticulous: t.meticulous.unwrap_or(false),
+                        })
                     }
-                    Err((message, hint)) => {
-                        self.diag.error(
-                            raw.span(),
-                            format!("bfd key_file {}: {message}", path.display()),
-                            hint,
-                        );
-                        ok = false;
-                    }
+                    None => ok = false,
                 }
             }
             None if t.key_id.is_some() || t.meticulous.is_some() => {
@@ -591,29 +610,17 @@ impl Checker<'_, '_> {
                 None => (None, None),
                 Some(f) => {
                     let path = self.dir.join(f.get_ref());
-                    match crate::text::read_secret(&path) {
-                        Ok(bytes) => {
-                            let b = bytes.as_bytes();
-                            let key = Secret::new(b.strip_suffix(b"\n").unwrap_or(b).to_vec());
-                            if key.is_empty() || key.len() > 80 {
-                                self.hint(
-                                    f.span(),
-                                    "the TCP-MD5 password must be 1 to 80 octets",
-                                    "RFC 2385 keys are at most 80 octets",
-                                );
-                                (None, None)
-                            } else {
-                                (Some(path), Some(key))
-                            }
-                        }
-                        Err((message, hint)) => {
-                            self.diag.error(
-                                f.span(),
-                                format!("password_file {}: {message}", path.display()),
-                                hint,
-                            );
-                            (None, None)
-                        }
+                    let key = self.password(
+                        &path,
+                        f.span(),
+                        "password_file",
+                        80,
+                        "TCP-MD5 password",
+                        "RFC 2385 keys are at most 80 octets",
+                    );
+                    match key {
+                        Some(k) => (Some(path), Some(k)),
+                        None => (None, None),
                     }
                 }
             };
