@@ -206,6 +206,11 @@ impl Connections {
                         if n.code == code::CEASE && n.subcode == code::CEASE_COLLISION);
                     if collision && self.other.is_some() {
                         self.switch(&mut out);
+                        // What the closed connection's session did in this read (up, in
+                        // the read that also closed it) is not the session's any more:
+                        // carried, it reported the other connection up before it was, and
+                        // up again when it was.
+                        acts.clear();
                         break;
                     }
                     acts.extend(self.session.handle(now, ev));

@@ -266,3 +266,20 @@ fn an_attempt_still_opening_when_the_peers_connection_comes_up_is_given_up() {
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.primary(), Some(2));
 }
+
+/// The peer's OPEN and KEEPALIVE on our connection, then in the same read its Cease for a
+/// collision on it: the session is not up on the other connection until that one is (it was
+/// reported up twice, the first time too early; seen as "established" logged twice).
+#[test]
+fn a_connection_up_and_ceased_in_one_read_reports_nothing() {
+    let (mut c, now) = ours_then_theirs(LOW);
+    let out = c.handle(
+        now,
+        In::Read(1, vec![open(HIGH), keepalive(), cease_collision()]),
+    );
+    assert_eq!(up_on(&out), None, "{out:?}");
+    assert!(closed(&out, 1));
+    assert_eq!(c.primary(), Some(2));
+    let out = c.handle(now, In::Read(2, vec![open(HIGH), keepalive()]));
+    assert_eq!(up_on(&out), Some(2));
+}
