@@ -595,6 +595,13 @@ fn bfd(e: &mut Exposition, (views, dropped): &(Vec<interlink_bfd::View>, interli
             n as f64,
         );
     }
+    e.family(
+        "interlink_bfd_events_dropped_total",
+        "counter",
+        "BFD state changes dropped on the main loop's full queue (a session flapping faster than it is handled); the loop catches up from the sessions' state.",
+    );
+    let n = crate::run::BFD_EVENTS_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+    e.sample("interlink_bfd_events_dropped_total", &[], n as f64);
 }
 
 /// Samples of counter `name` per operation, done and refused.

@@ -111,6 +111,12 @@ fn log_fib_event(e: &FibEvent, target: &Target) {
     }
 }
 
+/// BFD state changes waiting for the main loop, at most.
+const BFD_EVENTS: usize = 256;
+/// BFD state changes dropped on a full queue (see `interlink_bfd_events_dropped_total`).
+pub(crate) static BFD_EVENTS_DROPPED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// The speaker's task and how to reach it.
 struct Bgp {
     task: tokio::task::JoinHandle<()>,
@@ -125,7 +131,7 @@ struct Sources {
     hup: tokio::signal::unix::Signal,
     bgp: tokio::sync::mpsc::UnboundedReceiver<SpeakerEvent>,
     /// BFD sessions' state changes, from their thread.
-    bfd: tokio::sync::mpsc::UnboundedReceiver<interlink_bfd::Event>,
+    bfd: tokio::sync::mpsc::Receiver<interlink_bfd::Event>,
     ctl: tokio::sync::mpsc::Receiver<crate::control::Request>,
     scrapes: tokio::sync::mpsc::Receiver<crate::metrics::ScrapeReply>,
     watchdog: tokio::time::Interval,
@@ -146,8 +152,9 @@ struct Daemon<'p> {
     fib: FibService,
     target: Target,
     bgp: Option<Bgp>,
-    /// The BFD sessions of the neighbors that have one.
+    /// The BFD sessions of the neighbors that have one, and those the loop knows up.
     bfd: Option<interlink_bfd::BfdService>,
+    bfd_up: std::collections::HashSet<std::net::IpAddr>,
     /// The routes of a previous run have been swept (the sources converged, or the
     /// graceful-restart time ran out).
     swept: bool,
@@ -252,12 +259,16 @@ impl<'p> Daemon<'p> {
         if swept {
             fib.sweep();
         }
-        // BFD, on a thread of its own, for the neighbors that ask for it.
-        let (bfd_tx, bfd_rx) = tokio::sync::mpsc::unbounded_channel();
+        // BFD, on a thread of its own, for the neighbors that ask for it. A peer that flaps
+        // its session as fast as it sends packets fills the queue: what does not fit is
+        // dropped and counted, and the loop's tick catches up from the sessions' views.
+        let (bfd_tx, bfd_rx) = tokio::sync::mpsc::channel(BFD_EVENTS);
         let bfd = match crate::translate::bfd_peers(&config) {
             peers if peers.is_empty() => None,
             peers => match interlink_bfd::BfdService::start(move |e| {
-                let _ = bfd_tx.send(e);
+                if bfd_tx.try_send(e).is_err() {
+                    BFD_EVENTS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }) {
                 Ok(service) => {
                     service.set(peers);
@@ -319,6 +330,7 @@ impl<'p> Daemon<'p> {
             target,
             bgp,
             bfd,
+            bfd_up: std::collections::HashSet::new(),
             reach: Reachability::default(),
             unreachable_sent: Vec::new(),
             registry: crate::metrics::Metrics::new(),
@@ -432,13 +444,25 @@ impl<'p> Daemon<'p> {
     /// A BFD session changed state. Down from Up (RFC 5882): the routes through the neighbor
     /// move to their backups at once, and its BGP session goes down (Cease, BFD Down).
     async fn on_bfd(&mut self, e: interlink_bfd::Event) {
-        use interlink_bfd::State;
         let t = e.transition;
-        match (t.from, t.to) {
-            (_, State::Up) => log!("bfd: {} up", e.peer),
-            (State::Up, _) => {
-                warn!("bfd: {} {}: {}", e.peer, t.to, t.diag);
-                self.fib.fail_over(e.peer);
+        self.bfd_changed(e.peer, t.to, t.diag).await;
+    }
+
+    /// What the loop does when it learns a BFD session's state (an event, or the tick's look
+    /// at the sessions after events were dropped): acts on a session it knew up going down.
+    async fn bfd_changed(
+        &mut self,
+        peer: std::net::IpAddr,
+        to: interlink_bfd::State,
+        diag: interlink_bfd::Diag,
+    ) {
+        use interlink_bfd::State;
+        match to {
+            State::Up if self.bfd_up.insert(peer) => log!("bfd: {peer} up"),
+            State::Up => {}
+            _ if self.bfd_up.remove(&peer) => {
+                warn!("bfd: {peer} {to}: {diag}");
+                self.fib.fail_over(peer);
                 if let Some(b) = &self.bgp {
                     let (reply, _) = tokio::sync::oneshot::channel();
                     // State, not a question: never dropped (the speaker never waits on
@@ -446,7 +470,7 @@ impl<'p> Daemon<'p> {
                     let _ = b
                         .cmds
                         .send(SpeakerCmd::Neighbor {
-                            address: e.peer,
+                            address: peer,
                             op: interlink_bgp::speaker::NeighborOp::BfdDown,
                             reply,
                         })
@@ -565,6 +589,14 @@ impl<'p> Daemon<'p> {
         }
         for run in self.links.iter_mut() {
             run.tick();
+        }
+        // BFD events dropped on a full queue: the sessions' own state says what was missed.
+        if let Some(views) = self.bfd.as_ref().map(|b| b.views().0) {
+            for v in views {
+                if (v.state == interlink_bfd::State::Up) != self.bfd_up.contains(&v.peer) {
+                    self.bfd_changed(v.peer, v.state, v.diag).await;
+                }
+            }
         }
         // Next hops that cannot be reached: across links whose peer stopped answering, and
         // on interfaces the kernel has down. BGP is told when that changes (RFC 4271

@@ -419,7 +419,7 @@ pub enum FibEvent {
 }
 
 /// The prefix of one address.
-fn host(a: IpAddr) -> Prefix {
+pub(crate) fn host(a: IpAddr) -> Prefix {
     let len = if a.is_ipv4() { 32 } else { 128 };
     Prefix::new(a, len).expect("a host prefix")
 }

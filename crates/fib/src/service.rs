@@ -134,10 +134,7 @@ impl FibService {
     /// The next hop through `gateway` failed: routes through it that have a backup move to
     /// it at once (see [`crate::Fib::fail_over`]).
     pub fn fail_over(&self, gateway: std::net::IpAddr) {
-        let len = if gateway.is_ipv4() { 32 } else { 128 };
-        if let Ok(p) = Prefix::new(gateway, len) {
-            self.send(Command::Switch(p, true));
-        }
+        self.send(Command::Switch(crate::fib::host(gateway), true));
     }
 
     /// Every next hop in `net` failed (a link whose peer stopped answering), or (`failed`
