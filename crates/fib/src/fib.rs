@@ -1489,7 +1489,13 @@ impl Fib {
                 self.tidy(&kr.prefix);
             }
             KernelEvent::NewRoute(_) | KernelEvent::DelRoute(_) => {}
-            KernelEvent::Link { ifindex, name, up } => {
+            KernelEvent::Link {
+                ifindex,
+                name,
+                up,
+                tun,
+            } => {
+                self.objects.set_tun(*ifindex, *tun);
                 let was = self.links.insert(*ifindex, (name.clone(), *up));
                 let was_up = was.map(|(_, u)| u);
                 if was_up == Some(*up) {
@@ -1514,6 +1520,7 @@ impl Fib {
                 }
             }
             KernelEvent::LinkGone { ifindex } => {
+                self.objects.set_tun(*ifindex, false);
                 self.interface_down(*ifindex);
                 if let Some((name, true)) = self.links.remove(ifindex) {
                     self.events.push(FibEvent::LinkDown {
@@ -1947,6 +1954,7 @@ mod tests {
             ifindex: 3,
             name: "ic0".into(),
             up: true,
+            tun: false,
         });
         fib.set(p("10.1.0.0/16"), Some(&via("192.0.2.1")));
         fib.set(p("10.2.0.0/16"), Some(&via("192.0.2.1")));
@@ -1972,11 +1980,13 @@ mod tests {
             ifindex: 3,
             name: "ic0".into(),
             up: false,
+            tun: false,
         });
         fib.observe(&KernelEvent::Link {
             ifindex: 3,
             name: "ic0".into(),
             up: true,
+            tun: false,
         });
         let ev: Vec<FibEvent> = fib.drain_events().collect();
         assert_eq!(
@@ -2218,6 +2228,7 @@ mod tests {
             ifindex: 3,
             name: "v0".into(),
             up: true,
+            tun: false,
         });
         fib.set(nth(1), Some(&via("192.0.2.1")));
         let work = run(&mut fib);
@@ -2300,11 +2311,13 @@ mod tests {
             ifindex: 3,
             name: "v0".into(),
             up: true,
+            tun: false,
         });
         fib.observe(&KernelEvent::Link {
             ifindex: 3,
             name: "v0".into(),
             up: false,
+            tun: false,
         });
         assert!(fib.take_nexthop_check());
         assert!(!fib.take_nexthop_check());
@@ -2603,11 +2616,13 @@ mod tests {
             ifindex: 4,
             name: "v1".into(),
             up: true,
+            tun: false,
         });
         fib.observe(&KernelEvent::Link {
             ifindex: 4,
             name: "v1".into(),
             up: false,
+            tun: false,
         });
         assert!(fib.take_nexthop_check());
         fib.begin_nexthop_check();
@@ -2655,6 +2670,7 @@ mod tests {
             ifindex: 4,
             name: "v1".into(),
             up: true,
+            tun: false,
         });
         let work = run(&mut fib);
         let objs = object_ops(&work);

@@ -15,6 +15,13 @@
 //! it, as it does for a route's `RTA_GATEWAY`). Routes name a gateway alone, so the FIB finds
 //! its interface among the connected networks the kernel reported; a gateway in none of them
 //! (a recursive next hop) keeps today's per-route next hop, which the kernel resolves.
+//!
+//! Next hops on TUN interfaces stay per route too. A TUN loses its carrier whenever the
+//! process behind it closes its queues, a restart of that process included (interlinkd's own
+//! links, kept across a restart, are TUNs), and the kernel then deletes every object on the
+//! interface with every route through them (`nh_netdev_event`, on NETDEV_CHANGE without
+//! IFF_LOWER_UP); a route with its own next hop stays, marked linkdown, and forwards again
+//! once the queues are back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -208,6 +215,8 @@ pub(crate) struct Objects {
     pub check_due: bool,
     /// Connected networks and their interfaces, from the kernel's address events.
     connected: Vec<(Prefix, u32)>,
+    /// TUN interfaces, whose next hops stay per route (see the module documentation).
+    tuns: HashSet<u32>,
 }
 
 impl Objects {
@@ -466,6 +475,14 @@ impl Objects {
         self.queue.push_front(o);
     }
 
+    pub fn set_tun(&mut self, ifindex: u32, tun: bool) {
+        if tun {
+            self.tuns.insert(ifindex);
+        } else {
+            self.tuns.remove(&ifindex);
+        }
+    }
+
     pub fn connected(&mut self, ifindex: u32, prefix: Prefix, added: bool) {
         self.connected.retain(|&(p, i)| (p, i) != (prefix, ifindex));
         if added {
@@ -506,6 +523,9 @@ impl Objects {
             Some(i) => i,
             None => self.interface_of(gw)?,
         };
+        if self.tuns.contains(&ifindex) {
+            return None;
+        }
         Some(NextHop {
             gateway: Some(gw),
             ifindex: Some(ifindex),
@@ -585,6 +605,37 @@ mod tests {
             panic!("protected");
         };
         assert_eq!(b, None);
+    }
+
+    #[test]
+    fn next_hops_on_a_tun_stay_per_route() {
+        // A TUN's carrier goes with the process behind it, and the kernel flushes the
+        // objects on it then: its next hops are never placed in one.
+        let mut o = Objects::default();
+        o.connected(3, "192.0.2.0/24".parse().unwrap(), true);
+        o.connected(7, "169.254.0.0/30".parse().unwrap(), true);
+        o.set_tun(7, true);
+        let gw = |g: &str| NextHop::via(g.parse().unwrap());
+        let via = |g: &str| Route::unicast(vec![gw(g)]).unwrap();
+        assert_eq!(o.resolve(&via("169.254.0.2")), None);
+        assert_eq!(hop_of(&o, &via("192.0.2.1")).ifindex, Some(3));
+        let both = Route::unicast(vec![gw("192.0.2.1"), gw("169.254.0.2")]).unwrap();
+        assert_eq!(o.resolve(&both), None, "a group with a member on a TUN");
+        // A backup across the TUN is left out; a primary across it keeps the route off
+        // objects.
+        let Some(Resolved::Hop(_, b)) =
+            o.resolve(&Route::protected(gw("192.0.2.1"), gw("169.254.0.2")))
+        else {
+            panic!("protected");
+        };
+        assert_eq!(b, None);
+        assert_eq!(
+            o.resolve(&Route::protected(gw("169.254.0.2"), gw("192.0.2.1"))),
+            None
+        );
+        // The interface gone (or no longer a TUN), objects again.
+        o.set_tun(7, false);
+        assert_eq!(hop_of(&o, &via("169.254.0.2")).ifindex, Some(7));
     }
 
     #[test]

@@ -501,12 +501,13 @@ pub struct KernelRoute {
 pub enum KernelEvent {
     NewRoute(KernelRoute),
     DelRoute(KernelRoute),
-    /// A link appeared or changed: its index, name and whether it can forward (up and
-    /// running).
+    /// A link appeared or changed: its index, name, whether it can forward (up and
+    /// running), and whether it is a TUN interface (`IFLA_INFO_KIND` "tun").
     Link {
         ifindex: u32,
         name: String,
         up: bool,
+        tun: bool,
     },
     LinkGone {
         ifindex: u32,
@@ -582,11 +583,17 @@ fn parse_link(m: &Message<'_>) -> Option<KernelEvent> {
             String::from_utf8_lossy(v).into_owned()
         })
         .unwrap_or_default();
+    // IFLA_LINKINFO holding IFLA_INFO_KIND "tun" (NUL-terminated).
+    let tun = attributes(&body[16..])
+        .filter(|(kind, _)| *kind == 18)
+        .flat_map(|(_, info)| attributes(info))
+        .any(|(kind, v)| kind == 1 && v.split(|&c| c == 0).next() == Some(b"tun"));
     let up = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
     Some(KernelEvent::Link {
         ifindex,
         name,
         up: flags & up == up,
+        tun,
     })
 }
 
@@ -1022,9 +1029,25 @@ mod tests {
             Some(KernelEvent::Link {
                 ifindex: 9,
                 name: "ic-aws".into(),
-                up: true
+                up: true,
+                tun: false,
             })
         );
+        // A TUN says so in IFLA_LINKINFO (IFLA_INFO_KIND "tun").
+        let mut info = Vec::new();
+        put_attr(&mut info, 1, b"tun\0");
+        let at = b.len();
+        put_attr(&mut b, 18, &info);
+        let len = b.len() as u32;
+        b[..4].copy_from_slice(&len.to_ne_bytes());
+        let m = messages(&b).next().unwrap();
+        assert!(matches!(
+            parse_event(&m),
+            Some(KernelEvent::Link { tun: true, .. })
+        ));
+        b.truncate(at);
+        let len = b.len() as u32;
+        b[..4].copy_from_slice(&len.to_ne_bytes());
         // Up but not running (no carrier) cannot forward.
         b[24..28].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
         let m = messages(&b).next().unwrap();
