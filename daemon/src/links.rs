@@ -4,27 +4,63 @@
 use std::path::Path;
 
 use interlink_config::{Keying, Link as LinkConfig};
-use interlink_dataplane::{netlink, Link};
+use interlink_dataplane::{netlink, Link, LinkError, LinkSpec};
 use interlink_macsec::Backend;
 
 use crate::mka::MkaRun;
 use crate::translate::{pn_state_file, spec};
 
+/// Starts the data plane and configures its interface. An interface of the link's name that
+/// a previous run left (a TUN with our alias) is attached to, its addresses and the routes
+/// through it kept; any other interface of that name is refused. The bool says whether it
+/// was attached to.
 async fn bring_up(
     handle: &rtnetlink::Handle,
     link: &LinkConfig,
     state_dir: &Path,
-) -> Result<Link, String> {
-    let running = Link::start(spec(link, state_dir)).map_err(|e| e.to_string())?;
+) -> Result<(Link, bool), String> {
+    let alias = netlink::alias(&link.name);
+    let found = netlink::existing(handle, &link.interface)
+        .await
+        .map_err(|e| format!("look for interface {}: {e}", link.interface))?;
+    let reattach = match &found {
+        None => false,
+        Some(e) if e.tun && e.alias.as_deref() == Some(alias.as_str()) => true,
+        Some(_) => {
+            return Err(format!(
+                "interface {} exists and is not one interlinkd left for this link (alias {alias:?}); remove it or name another interface",
+                link.interface
+            ))
+        }
+    };
+    let start = |reattach| {
+        Link::start(LinkSpec {
+            reattach,
+            ..spec(link, state_dir)
+        })
+    };
+    let (running, reattached) = match (start(reattach), &found) {
+        (Ok(l), _) => (l, reattach),
+        (Err(e @ LinkError::Reattach { .. }), Some(old)) => {
+            // Of another shape (one queue against several): replaced, and the routes
+            // through it go with it.
+            warn!("link {}: {e}; replacing it", link.name);
+            netlink::delete(handle, old.ifindex)
+                .await
+                .map_err(|e| format!("delete {}: {e}", link.interface))?;
+            (start(false).map_err(|e| e.to_string())?, false)
+        }
+        (Err(e), _) => return Err(e.to_string()),
+    };
     let addresses: Vec<_> = link
         .addresses
         .iter()
         .map(|a| (a.addr, a.prefix_len))
         .collect();
-    netlink::configure(handle, running.ifindex(), running.mtu(), &addresses)
+    netlink::configure(handle, running.ifindex(), running.mtu(), &alias, &addresses)
         .await
         .map_err(|e| format!("configure {}: {e}", link.interface))?;
-    Ok(running)
+    Ok((running, reattached))
 }
 
 /// A running link, its MKA and what was last logged of it.
@@ -47,7 +83,7 @@ impl LinkRun {
         l: &LinkConfig,
         state_dir: &Path,
     ) -> Result<LinkRun, String> {
-        let mut link = bring_up(handle, l, state_dir).await?;
+        let (mut link, reattached) = bring_up(handle, l, state_dir).await?;
         let mka = crate::mka::start(&mut link, l)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
@@ -59,9 +95,14 @@ impl LinkRun {
             _ => String::new(),
         };
         log!(
-            "link {}: {} up, mtu {}, {} ({}), SCI {} to {}{resume}",
+            "link {}: {} up{}, mtu {}, {} ({}), SCI {} to {}{resume}",
             link.name(),
             link.ifname(),
+            if reattached {
+                " (the interface a previous run left, with its routes)"
+            } else {
+                ""
+            },
             link.mtu(),
             l.macsec.cipher_suite,
             Backend::default(),
@@ -109,11 +150,13 @@ impl LinkRun {
         self.ever_up && !self.link.liveness().up
     }
 
-    /// Stops the workers and removes the interface, with a line of what it carried.
-    pub(crate) fn stop(self) {
+    /// Stops the workers, with a line of what the link carried. The interface goes, unless
+    /// `keep_interface` (a stop with `on_shutdown = "keep"`): then it stays with its
+    /// addresses and the routes through it, for the next run to attach to.
+    pub(crate) fn stop(self, keep_interface: bool) {
         let name = self.link.name().to_owned();
         let c = self.link.counters();
-        self.link.stop();
+        self.link.stop(keep_interface);
         let secy: Vec<String> = c
             .secy_tx
             .entries()
@@ -122,7 +165,12 @@ impl LinkRun {
             .map(|(name, n)| format!("{name}={n}"))
             .collect();
         log!(
-            "link {name}: stopped; sent {} packets, received {}, dropped {}; {}",
+            "link {name}: stopped{}; sent {} packets, received {}, dropped {}; {}",
+            if keep_interface {
+                ", its interface kept"
+            } else {
+                ""
+            },
             c.link.underlay_tx_packets,
             c.secy_rx.in_pkts_ok,
             c.secy_rx.dropped(),

@@ -49,12 +49,12 @@ async fn reload_links(
     for mut run in std::mem::take(links) {
         let Some(l) = new.links.iter().find(|l| l.name == run.cfg.name) else {
             log!("reload: link {}: removed", run.cfg.name);
-            run.stop();
+            run.stop(false);
             continue;
         };
         let Some(change) = in_place_changes(&run.cfg, l) else {
             log!("reload: link {}: changed; restarting it", run.cfg.name);
-            run.stop();
+            run.stop(false);
             continue;
         };
         if change.busy_poll {

@@ -571,7 +571,7 @@ impl<'p> Daemon<'p> {
                 "link {}: its interface {} was deleted from outside; the link is down, restarting it",
                 cfg.name, cfg.interface
             );
-            run.stop();
+            run.stop(false);
             match LinkRun::start(&self.handle, &cfg, &self.config.state_dir).await {
                 Ok(run) => {
                     self.links.insert(i, run);
@@ -620,16 +620,25 @@ impl<'p> Daemon<'p> {
         }
     }
 
-    /// SIGTERM or SIGINT: BGP says goodbye, the FIB withdraws or keeps the routes, the links
-    /// go.
+    /// SIGTERM or SIGINT. With `on_shutdown = "withdraw"`: BGP says goodbye (Cease), the FIB
+    /// withdraws the routes, the links and their interfaces go. With "keep", a stop is a
+    /// restart (RFC 4724 as the restarting speaker): the BGP sessions end without a
+    /// NOTIFICATION, as they would in a crash, so that peers doing graceful restart keep our
+    /// routes while we are away; the routes stay in the kernel, and the links' interfaces with
+    /// them, for the next run to take over.
     async fn stop(self) {
         log!("stopping");
         self.notifier.notify("STOPPING=1");
-        if let Some(b) = self.bgp {
-            let _ = b.stop.send(Some("interlinkd is stopping".into()));
-            let _ = tokio::time::timeout(Duration::from_secs(5), b.task).await;
-        }
         let withdraw = self.config.fib.on_shutdown == OnShutdown::Withdraw;
+        if let Some(b) = self.bgp {
+            if withdraw {
+                let _ = b.stop.send(Some("interlinkd is stopping".into()));
+                let _ = tokio::time::timeout(Duration::from_secs(5), b.task).await;
+            } else {
+                // The sockets close with the process: FIN, no NOTIFICATION.
+                b.task.abort();
+            }
+        }
         match self.fib.stop(withdraw, Duration::from_secs(30)) {
             Ok(s) => log!(
                 "fib: stopped; {} route(s) {}",
@@ -643,7 +652,7 @@ impl<'p> Daemon<'p> {
             Err(e) => warn!("fib: {e}"),
         }
         for run in self.links {
-            run.stop();
+            run.stop(!withdraw);
         }
     }
 }

@@ -71,6 +71,7 @@ pub(crate) fn spec(link: &LinkConfig, state_dir: &Path) -> LinkSpec {
         queues: link.queues,
         bandwidth: link.bandwidth,
         busy_poll: link.busy_poll,
+        reattach: false,
         keys,
     }
 }

@@ -1397,7 +1397,9 @@ fn fsm_config(cfg: &SpeakerConfig, n: &Neighbor) -> fsm::Config {
             graceful_restart: Some(GracefulRestart {
                 restarting: cfg.restarting,
                 restart_time: cfg.restart_time,
-                families: families.into_iter().map(|f| (f, true)).collect(),
+                // F (RFC 4724 §3): forwarding was kept across the restart, so the peer keeps
+                // our routes until End-of-RIB; on a fresh start it drops what it kept.
+                families: families.into_iter().map(|f| (f, cfg.restarting)).collect(),
             }),
             extended_message: true,
             unknown: vec![],

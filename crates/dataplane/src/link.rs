@@ -135,6 +135,10 @@ pub struct LinkSpec {
     /// How long a worker that has just had work polls for more before it sleeps, while the
     /// gaps between pieces of work are that short (see `link/idle.rs`); zero never polls.
     pub busy_poll: Duration,
+    /// The interface exists, left by a previous run of ours (the caller checked that it is
+    /// ours): its queues are attached to, and its addresses and the routes through it stay.
+    /// Otherwise it is created, and an interface of that name already there is refused.
+    pub reattach: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +161,14 @@ pub enum LinkError {
     SameSci(Sci),
     #[error("the link has stopped")]
     Stopped,
+    /// The interface a previous run left cannot be attached to as it is (EINVAL: one queue
+    /// against several); it can be replaced.
+    #[error("cannot attach to the TUN interface {ifname}: {source}")]
+    Reattach {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LinkError {
@@ -305,6 +317,10 @@ pub struct Link {
     control_rx: Option<Receiver<Vec<u8>>>,
     /// Static keys: the thread that writes PN reservations, stopped after the workers.
     persister: Option<JoinHandle<()>>,
+    /// The first TUN queue: the interface is persistent, and stays after the process unless
+    /// [`Link::stop`] is told otherwise.
+    tun: Arc<OwnedFd>,
+    keep_interface: bool,
 }
 
 enum Control {
@@ -390,12 +406,25 @@ impl Link {
         let mut uso = true;
         let tuns = (0..queues)
             .map(|q| {
-                let (fd, has_uso) = sys::open_tun_queue(&spec.ifname, queues > 1, q == 0)
-                    .map_err(io_err(format!("create TUN interface {}", spec.ifname)))?;
+                let (fd, has_uso) =
+                    sys::open_tun_queue(&spec.ifname, queues > 1, q == 0 && !spec.reattach)
+                        .map_err(|source| match source.raw_os_error() {
+                            Some(libc::EINVAL) if spec.reattach => LinkError::Reattach {
+                                ifname: spec.ifname.clone(),
+                                source,
+                            },
+                            _ => io_err(format!("create TUN interface {}", spec.ifname))(source),
+                        })?;
                 uso &= has_uso;
                 Ok(Arc::new(fd))
             })
             .collect::<Result<Vec<_>, LinkError>>()?;
+        // The interface, its addresses and the routes through it outlive this process: a
+        // restart (or a crash) leaves forwarding in place, and the next run attaches to it.
+        // While no queue is attached the kernel drops what is routed to it (the carrier is
+        // off) and keeps the routes (linkdown).
+        sys::set_persist(tuns[0].as_raw_fd(), true)
+            .map_err(io_err(format!("make {} persistent", spec.ifname)))?;
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
         let sock = Arc::new(wire.fd);
@@ -515,6 +544,8 @@ impl Link {
             None => None,
         };
         Ok(Link {
+            tun: tuns[0].clone(),
+            keep_interface: false,
             persister,
             control,
             control_rx: Some(control_rx),
@@ -718,8 +749,11 @@ impl Link {
         Ok(())
     }
 
-    /// Stops the workers and closes the TUN interface, which removes it.
-    pub fn stop(mut self) {
+    /// Stops the workers and closes the TUN queues. With `keep_interface` the interface
+    /// stays, with its addresses and the routes through it, for the next run to attach to
+    /// (see [`LinkSpec::reattach`]); otherwise it goes, as it does when a `Link` is dropped.
+    pub fn stop(mut self, keep_interface: bool) {
+        self.keep_interface = keep_interface;
         self.shutdown();
     }
 
@@ -736,6 +770,10 @@ impl Link {
         if let (Some(t), Some(r)) = (self.persister.take(), &self.shared.reserve) {
             r.stop(self.shared.rx_next_pn.load(Ordering::Acquire));
             let _ = t.join();
+        }
+        if !self.keep_interface {
+            // The interface goes with the last queue, closed as the `Link` goes.
+            let _ = sys::set_persist(self.tun.as_raw_fd(), false);
         }
     }
 

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `_IOW('T', 202, int)` from linux/if_tun.h; libc does not export it.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 203, int)`: the interface outlives its queues (or, with 0, goes with them).
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 /// `_IOW('T', 208, unsigned int)`: which offloads userspace accepts from TUN.
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
@@ -24,7 +26,11 @@ pub use interlink_sys::{if_index, poll_readable};
 /// information header, non-blocking. Every packet read or written starts with a
 /// `virtio_net_hdr`, and the interface offloads checksums and TCP segmentation (TSO) to us:
 /// reads may be partial-checksum packets or TCP super-packets (see `offload`). The device
-/// disappears when its last queue is closed.
+/// disappears when its last queue is closed, unless made persistent ([`set_persist`]).
+///
+/// `exclusive` creates the interface, refusing one that exists (EBUSY); without it an
+/// existing persistent one is attached to (EINVAL if its flags differ: one queue against
+/// several).
 ///
 /// UDP segmentation offload is asked for too: where the kernel has it (6.2+), reads may be
 /// UDP GSO packets and writes may be, and the second value is true; an older kernel refuses
@@ -71,6 +77,13 @@ pub fn open_tun_queue(
         cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads) })?;
     }
     Ok((fd, uso))
+}
+
+/// Makes the TUN interface behind `fd` outlive its queues (a restart of the process, a
+/// crash), or, with false, go with the last of them.
+pub fn set_persist(fd: RawFd, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its flag by value.
+    cvt(unsafe { libc::ioctl(fd, TUNSETPERSIST as _, libc::c_ulong::from(persist)) }).map(|_| ())
 }
 
 /// Gives the CPU to another runnable thread, if there is one.

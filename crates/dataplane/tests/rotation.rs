@@ -58,6 +58,7 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         queues: 1,
         bandwidth: None,
         busy_poll: Duration::from_micros(100),
+        reattach: false,
     };
     let addr: std::net::IpAddr = tun_addr.parse().unwrap();
     std::thread::spawn(move || {
@@ -224,8 +225,8 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
             c.secy_rx
         );
     }
-    a.stop();
-    b.stop();
+    a.stop(false);
+    b.stop(false);
 }
 
 #[test]

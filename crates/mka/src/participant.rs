@@ -172,6 +172,9 @@ struct Peer {
     tx_latest: Option<Ki>,
     /// The lowest PN it accepts under its latest key: how far that key has been used.
     latest_lowest_pn: u64,
+    /// The ANs its SAK Use says it has keys on (a bit per AN): a key server that restarted
+    /// knows no AN of the keys the CA still uses, and must not distribute on one of them.
+    ans_in_use: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -516,6 +519,7 @@ impl Participant {
             rx_latest: None,
             tx_latest: None,
             latest_lowest_pn: 0,
+            ans_in_use: 0,
         });
         peer.mn = b.mn;
         peer.last_seen = now;
@@ -550,6 +554,15 @@ impl Participant {
             peer.tx_latest = keys.filter(|_| u.latest_tx).map(|k| k.latest);
             let high = m.xpn.map_or(0, |(latest, _)| u64::from(latest) << 32);
             peer.latest_lowest_pn = keys.map_or(0, |k| high | u64::from(k.latest_lowest_pn));
+            peer.ans_in_use = 0;
+            if keys.is_some() {
+                if u.latest_rx || u.latest_tx {
+                    peer.ans_in_use |= 1 << (u.latest_an & 3);
+                }
+                if u.old_rx || u.old_tx {
+                    peer.ans_in_use |= 1 << (u.old_an & 3);
+                }
+            }
         }
         if became_live {
             // A peer joined: a new SAK for the CA (§9.8).
@@ -657,7 +670,19 @@ impl Participant {
 
     fn distribute(&mut self, now: Instant, out: &mut Vec<Action>) -> Result<(), KeyError> {
         let sak = random_sak(self.cfg.sak_len)?;
-        let an = self.last_an.map_or(0, |a| (a + 1) % 4);
+        // The next AN after the last one, passing over those a live peer still has a key
+        // on (§9.8: a new SAK never takes the AN of one in use): after a restart of ours the
+        // peers keep transmitting under the CA's old key until the new one is in.
+        let in_use = self
+            .peers
+            .values()
+            .filter(|p| p.live)
+            .fold(0u8, |m, p| m | p.ans_in_use);
+        let first = self.last_an.map_or(0, |a| (a + 1) % 4);
+        let an = (0..4)
+            .map(|i| (first + i) % 4)
+            .find(|a| in_use & (1 << a) == 0)
+            .unwrap_or(first);
         let ki = Ki {
             mi: self.mi,
             kn: self.next_kn,

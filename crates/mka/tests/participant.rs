@@ -413,6 +413,24 @@ fn a_restarted_peer_replaces_its_old_self_at_once() {
 }
 
 #[test]
+fn a_restarted_key_server_distributes_on_an_an_the_ca_does_not_use() {
+    // The key server restarts (interlinkd restarting with its links kept): it remembers no
+    // AN, and the peer transmits on the old key's AN until the new key is in. A SAK on that
+    // AN could not be installed for transmit there (the SA in use), and the CA would stay
+    // without a key.
+    let mut net = Net::new(vec![cfg(1, 16, 0x11), cfg(2, 16, 0x11)]);
+    net.run(Duration::from_secs(3));
+    let (old, old_an, tx) = net.members[1].latest().unwrap();
+    assert!(tx);
+    net.members[0] = Participant::new(cfg(1, 16, 0x11), net.now).unwrap();
+    net.run(Duration::from_secs(1));
+    let (new, an, tx) = net.members[1].latest().unwrap();
+    assert!(new != old && tx, "a new key in use within a second");
+    assert_ne!(an, old_an);
+    assert_eq!(net.members[0].latest().unwrap().1, an);
+}
+
+#[test]
 fn a_pn_reading_of_another_key_is_not_credited_to_the_latest() {
     // The data plane's reading of an AN taken before a new key was installed on it (or of
     // the old transmit key) says nothing of the new key: no rekey follows from it. With
