@@ -73,9 +73,15 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         rt.block_on(async {
             let (conn, handle, _) = rtnetlink::new_connection().unwrap();
             tokio::spawn(conn);
-            netlink::configure(&handle, link.ifindex(), link.mtu(), &[(addr, 30)])
-                .await
-                .unwrap();
+            netlink::configure(
+                &handle,
+                link.ifindex(),
+                link.mtu(),
+                &netlink::alias("rot"),
+                &[(addr, 30)],
+            )
+            .await
+            .unwrap();
         });
         link
     })
