@@ -9,6 +9,7 @@ macro_rules! warn {
     ($($arg:tt)*) => { $crate::logging::emit($crate::logging::WARNING, &format!($($arg)*)) };
 }
 
+mod cleanup;
 mod commands;
 mod control;
 mod ctl;
@@ -32,16 +33,26 @@ use interlink_macsec::Backend;
 use selftest::SelfTest;
 
 const USAGE: &str = "\
-usage: interlinkd [--config FILE] [--check]
+usage: interlinkd [--config FILE] [--check | --cleanup | --cleanup=after-stop]
        interlinkd self-test [--backend aws-lc-rs|ring|rustcrypto] [--size OCTETS] [--quick]
        interlinkd --version | --help
 
   --config FILE   The configuration (default /etc/interlink/interlink.toml).
   --check         Check the configuration, print every problem as FILE:LINE:COL, and exit.
 
-Without --check, interlinkd brings up every [[link]] of the configuration (a TUN interface
-protected with IEEE 802.1AE over UDP) and runs until SIGTERM or SIGINT, when it removes its
-interfaces.
+  --cleanup       Remove what a run left (after a crash, a kill, or a stop with
+                  [fib] on_shutdown = \"keep\"): the links' interfaces and interlink's routes
+                  and nexthop objects in its table. Refused while interlinkd runs.
+  --cleanup=after-stop
+                  The same as the unit's ExecStopPost: only after a real stop of a daemon
+                  with on_shutdown = \"withdraw\" ($SERVICE_RESULT success or timeout), never
+                  after a crash, whose restart takes the kept forwarding over.
+
+Otherwise interlinkd brings up every [[link]] of the configuration (a TUN interface protected
+with IEEE 802.1AE) and runs until SIGTERM or SIGINT. A restart keeps forwarding: the
+interfaces outlive the process (a crash or kill -9 too) and the next run attaches to them,
+with the routes through them. On SIGTERM, on_shutdown = \"withdraw\" (the default) removes
+the interfaces and withdraws the routes; \"keep\" leaves both for the next run.
 
 self-test       Runs the IEEE 802.1AE Annex C known-answer test (33 frames, all four cipher
                 suites) through the SecY on each AES-GCM backend, then measures protect and
@@ -55,6 +66,7 @@ not be reached, or a known-answer test failed; 2 a bad command line or configura
 
 enum Command {
     Run { config: PathBuf, check: bool },
+    Cleanup { config: PathBuf, after_stop: bool },
     SelfTest(SelfTest),
     Print(String),
 }
@@ -77,6 +89,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     }
     let mut config = PathBuf::from(interlink_config::DEFAULT_PATH);
     let mut check = false;
+    let mut cleanup = None;
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--config" | "-c" => {
@@ -86,10 +99,16 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                     .ok_or("--config needs a file")?;
             }
             "--check" => check = true,
+            "--cleanup" => cleanup = Some(false),
+            "--cleanup=after-stop" => cleanup = Some(true),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Command::Run { config, check })
+    match cleanup {
+        Some(_) if check => Err("--check and --cleanup do not go together".into()),
+        Some(after_stop) => Ok(Command::Cleanup { config, after_stop }),
+        None => Ok(Command::Run { config, check }),
+    }
 }
 
 fn parse_self_test<'a>(mut it: impl Iterator<Item = &'a String>) -> Result<Command, String> {
@@ -131,6 +150,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
         Ok(Command::Run { config, check }) => run::main(&config, check),
+        Ok(Command::Cleanup { config, after_stop }) => cleanup::main(&config, after_stop),
         Ok(Command::SelfTest(cmd)) => selftest::self_test(&cmd),
         Ok(Command::Print(text)) => {
             println!("{text}");
@@ -167,6 +187,26 @@ mod tests {
         assert!(err("self-test --size lots").contains("from 2 to 65000"));
         assert!(err("self-test --backend openssl").contains("unknown AES-GCM backend"));
         assert_eq!(err("self-test --fast"), "unknown option \"--fast\"");
+        assert!(err("--check --cleanup").contains("do not go together"));
+        assert!(err("--cleanup=always").contains("unknown argument"));
+    }
+
+    #[test]
+    fn cleanup_parses() {
+        match parse_args(&args("--cleanup --config /tmp/x.toml")).unwrap() {
+            Command::Cleanup { config, after_stop } => {
+                assert_eq!(config, PathBuf::from("/tmp/x.toml"));
+                assert!(!after_stop);
+            }
+            _ => panic!("not cleanup"),
+        }
+        assert!(matches!(
+            parse_args(&args("--cleanup=after-stop")).unwrap(),
+            Command::Cleanup {
+                after_stop: true,
+                ..
+            }
+        ));
     }
 
     #[test]
