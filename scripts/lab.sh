@@ -7,8 +7,13 @@
 # interlinkd runs on both gateways with the configs written below: the link keyed by MKA from
 # a fresh random CAK/CKN pair (GCM-AES-XPN-256), eBGP across it, metrics on 127.0.0.1:9477.
 # As root on a fresh Debian machine:
-#   ./scripts/lab.sh          build, bring the lab up, show it working
-#   ./scripts/lab.sh down     tear it all down
+#   ./scripts/lab.sh              build, bring the lab up, show it working
+#   ./scripts/lab.sh --redundant  the same with two links over two underlays (a second pair
+#                                 of wan2 interfaces, 198.51.100.0/24, and il1 across it),
+#                                 BGP over each, ECMP across both; cut one underlay with
+#                                 `ip -n il-lab-gw-a link set wan2 down` and traffic moves
+#                                 to the other link within 3 probe intervals (600 ms)
+#   ./scripts/lab.sh down         tear it all down
 # The test of the lab (tests/lab.rs) sets IL_LAB_PREFIX and IL_LAB_RUN (namespace prefix and
 # run directory of its own) and IL_LAB_BIN (the interlinkd it built: no release build then).
 set -euo pipefail
@@ -34,6 +39,12 @@ if [ "${1:-up}" = down ]; then
     echo "lab removed"
     exit 0
 fi
+REDUNDANT=
+case "${1:-up}" in
+    up) ;;
+    --redundant) REDUNDANT=1 ;;
+    *) echo "usage: $0 [--redundant | down]" >&2; exit 2 ;;
+esac
 
 . scripts/bootstrap.sh
 bootstrap iproute2 iputils-ping
@@ -59,6 +70,11 @@ veth() { # ns-a if-a ns-b if-b
 veth host-a eth0 gw-a lan
 veth gw-a wan gw-b wan
 veth gw-b lan host-b eth0
+if [ -n "$REDUNDANT" ]; then
+    veth gw-a wan2 gw-b wan2
+    ip -n $P-gw-a addr add 198.51.100.1/24 dev wan2
+    ip -n $P-gw-b addr add 198.51.100.2/24 dev wan2
+fi
 ip -n $P-host-a addr add 10.10.0.2/24 dev eth0
 ip -n $P-gw-a addr add 10.10.0.1/24 dev lan
 ip -n $P-gw-a addr add 192.0.2.1/24 dev wan
@@ -75,7 +91,44 @@ umask 077
 # One CAK/CKN pair shared by both sites, as a cloud provider hands it out; MKA derives the rest.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/link.cak"
 ckn=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# Redundant: a second link over the second underlay and BGP across it too, probes every
+# 200 ms (a dead link is left within 600 ms), ECMP over both.
+PROBE=500ms
+[ -n "$REDUNDANT" ] && PROBE=200ms
+second() { # side peer-side me peer tunaddr
+    [ -n "$REDUNDANT" ] || return 0
+    cat <<TOML
+
+[[link]]
+name = "to-site-$2-2"
+interface = "il1"
+addresses = ["$5"]
+transport = "udp"
+local = "$3:4789"
+remote = "$4:4789"
+probe_interval = "$PROBE"
+
+[link.macsec]
+cipher_suite = "gcm-aes-xpn-256"
+keying = "mka"
+ckn = "$ckn"
+cak_file = "link.cak"
+rekey_interval = "10m"
+TOML
+}
+second_neighbor() { # peer-tunnel-address peer-asn
+    [ -n "$REDUNDANT" ] || return 0
+    cat <<TOML
+
+[[neighbor]]
+address = "$1"
+remote_asn = $2
+import = { prefixes = ["10.0.0.0/8 le 24"] }
+export = { networks = true }
+TOML
+}
 config() { # side me peer tunaddr (unused x4) own-site peer-tunnel-address asn peer-asn
+           # [me2 peer2 tunaddr2 peer-tunnel-address2]
     cat > "$RUN/gw-$1.toml" <<TOML
 # interlinkd on gw-$1 of the lab
 [[link]]
@@ -85,7 +138,7 @@ addresses = ["$5"]
 transport = "udp"
 local = "$3:4789"
 remote = "$4:4789"
-probe_interval = "500ms"
+probe_interval = "$PROBE"
 
 [link.macsec]
 cipher_suite = "gcm-aes-xpn-256"
@@ -93,6 +146,7 @@ keying = "mka"
 ckn = "$ckn"
 cak_file = "link.cak"
 rekey_interval = "10m"
+$(second "$1" "$2" "${14:-}" "${15:-}" "${16:-}")
 
 # BGP across the encrypted link, with the other gateway's end of it: each site announces its
 # prefix, and what it learns goes into the kernel with interlink's route protocol (77).
@@ -105,9 +159,11 @@ address = "${11}"
 remote_asn = ${13}
 import = { prefixes = ["10.0.0.0/8 le 24"] }
 export = { networks = true }
+$(second_neighbor "${17:-}" "${13}")
 
 [bgp]
 networks = ["${10}"]
+multipath = $([ -n "$REDUNDANT" ] && echo true || echo false)
 
 [metrics]
 listen = "127.0.0.1:9477"
@@ -117,8 +173,10 @@ listen = "127.0.0.1:9477"
 socket = "gw-$1.sock"
 TOML
 }
-config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.10.0.0/24 169.254.0.2 65010 65020
-config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1 10.20.0.0/24 169.254.0.1 65020 65010
+config a b 192.0.2.1 192.0.2.2 169.254.0.1/30 a.sak b.sak 1 2 10.10.0.0/24 169.254.0.2 65010 65020 \
+    198.51.100.1 198.51.100.2 169.254.0.5/30 169.254.0.6
+config b a 192.0.2.2 192.0.2.1 169.254.0.2/30 b.sak a.sak 2 1 10.20.0.0/24 169.254.0.1 65020 65010 \
+    198.51.100.2 198.51.100.1 169.254.0.6/30 169.254.0.5
 for side in a b; do
     ip netns exec "$P-gw-$side" "$BIN" --config "$RUN/gw-$side.toml" > "$RUN/gw-$side.log" 2>&1 &
     echo $! > "$RUN/gw-$side.pid"
@@ -131,14 +189,22 @@ for side in a b; do
 done
 for side in a b; do
     for _ in $(seq 150); do
-        [ -n "$(ip -n "$P-gw-$side" route show proto 77)" ] && break
+        r=$(ip -n "$P-gw-$side" route show proto 77)
+        if [ -n "$REDUNDANT" ]; then
+            # ECMP: both links' next hops.
+            [ "$(grep -c 'nexthop via' <<< "$r")" -ge 2 ] && break
+        else
+            [ -n "$r" ] && break
+        fi
         sleep 0.1
     done
 done
 
+LINKS=1
+[ -n "$REDUNDANT" ] && LINKS=2
 for side in a b; do
     for _ in $(seq 100); do
-        grep -q "mka: link .*: sending with key" "$RUN/gw-$side.log" && break
+        [ "$(grep -c "mka: link .*: sending with key" "$RUN/gw-$side.log")" -ge $LINKS ] && break
         sleep 0.1
     done
 done
@@ -149,6 +215,10 @@ echo
 echo "== the other site in each gateway's kernel table, learnt over BGP across the link (proto 77)"
 echo "gw-a: $(ip -n $P-gw-a route show proto 77)"
 echo "gw-b: $(ip -n $P-gw-b route show proto 77)"
+if [ -n "$REDUNDANT" ]; then
+    echo "(ECMP over il0 and il1: each flow keeps to one link; a dead link is left within 600 ms)"
+fi
+
 echo
 echo "== ping from host-a (10.10.0.2) to host-b (10.20.0.2), across the encrypted link"
 ip netns exec $P-host-a ping -c 3 -i 0.2 10.20.0.2

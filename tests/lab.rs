@@ -209,3 +209,165 @@ fn the_lab_works_end_to_end() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// The replies' times of a `ping -D` log, in seconds.
+fn reply_times(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect()
+}
+
+/// `./scripts/lab.sh --redundant`: two links over two underlays, BGP over each, ECMP across
+/// both. An iperf3 TCP stream and a ping every 10 ms go from host A to host B while the
+/// underlay of the link they use is cut (its veth down): they move to the other link within
+/// a second, nothing stays routed through the dead one on either gateway, and both links
+/// carry routes again once the underlay is back.
+#[test]
+fn redundant_links_carry_traffic_through_a_cut() {
+    if !netns::require_root() || !netns::have("iperf3") {
+        return;
+    }
+    let lab = LabSh {
+        prefix: format!("il-red-{}", std::process::id()),
+        run: std::env::temp_dir().join(format!("il-red-run-{}", std::process::id())),
+    };
+    let out = lab.cmd(&["--redundant"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let routes = |ns: &str| {
+        let r = lab.exec(ns, &["ip", "route", "show", "proto", "77"]);
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    for ns in ["gw-a", "gw-b"] {
+        let r = routes(ns);
+        assert!(r.contains("dev il0") && r.contains("dev il1"), "{ns}: {r}");
+    }
+    // The link host A's traffic takes (the kernel hashes a flow onto one next hop).
+    let get = lab.exec(
+        "gw-a",
+        &[
+            "ip",
+            "route",
+            "get",
+            "10.20.0.2",
+            "from",
+            "10.10.0.2",
+            "iif",
+            "lan",
+        ],
+    );
+    let get = String::from_utf8_lossy(&get.stdout).into_owned();
+    let (used, other, underlay) = if get.contains("dev il1") {
+        ("il1", "il0", "wan2")
+    } else {
+        ("il0", "il1", "wan")
+    };
+    let spawn = |ns: &str, args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns(ns)])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = spawn("host-b", &["iperf3", "-s", "-1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let iperf = spawn(
+        "host-a",
+        &[
+            "iperf3",
+            "-c",
+            "10.20.0.2",
+            "-t",
+            "7",
+            "-i",
+            "0.2",
+            "--json",
+        ],
+    );
+    let ping = spawn(
+        "host-a",
+        &[
+            "ping",
+            "-D",
+            "-n",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "-c",
+            "700",
+            "10.20.0.2",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    lab.exec("gw-a", &["ip", "link", "set", underlay, "down"]);
+    let cut = Instant::now();
+    // Nothing left through the dead link, on either side.
+    let mut gone = None;
+    while cut.elapsed() < Duration::from_secs(5) {
+        if !routes("gw-a").contains(used) && !routes("gw-b").contains(used) {
+            gone = Some(cut.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gone = gone.unwrap_or_else(|| panic!("still through {used}: {}", routes("gw-a")));
+    assert!(routes("gw-a").contains(other), "{}", routes("gw-a"));
+    std::thread::sleep(Duration::from_millis(2000));
+    lab.exec("gw-a", &["ip", "link", "set", underlay, "up"]);
+    let back = Instant::now();
+    while back.elapsed() < Duration::from_secs(15) {
+        if routes("gw-a").contains(used) && routes("gw-b").contains(used) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        routes("gw-a").contains(used) && routes("gw-b").contains(used),
+        "{used} not back: {}",
+        routes("gw-a")
+    );
+    let back = back.elapsed();
+
+    let ping = ping.wait_with_output().unwrap();
+    let times = reply_times(&String::from_utf8_lossy(&ping.stdout));
+    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    let iperf = iperf.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let report: serde_json::Value = serde_json::from_slice(&iperf.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&iperf.stdout)));
+    // The longest run of 200 ms intervals that carried nothing.
+    let (mut run, mut longest) = (0u32, 0u32);
+    for i in report["intervals"].as_array().unwrap() {
+        if i["sum"]["bytes"].as_f64().unwrap_or(0.0) == 0.0 {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let sent = report["end"]["sum_received"]["bytes"].as_f64().unwrap();
+    let retransmits = report["end"]["sum_sent"]["retransmits"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "cut {underlay} ({used}): routes through it gone after {gone:?}, back {back:?} after it returned; \
+         ping: {} of 700 answered, longest gap {:.0} ms; iperf3: {:.1} MB, longest silence {} ms, \
+         {retransmits} retransmits",
+        times.len(),
+        gap * 1000.0,
+        sent / 1e6,
+        longest * 200
+    );
+    assert!(gap < 1.0, "no reply for {gap} s");
+    assert!(longest <= 5, "TCP carried nothing for {} ms", longest * 200);
+    assert!(sent > 1e6, "{sent} octets");
+}

@@ -136,6 +136,7 @@ struct Sources {
     scrapes: tokio::sync::mpsc::Receiver<crate::metrics::ScrapeReply>,
     watchdog: tokio::time::Interval,
     tick: tokio::time::Interval,
+    reach: tokio::time::Interval,
     sync_check: tokio::time::Interval,
     /// Removes the control socket when the daemon ends.
     _ctl_cleanup: Option<crate::control::Cleanup>,
@@ -353,6 +354,11 @@ impl<'p> Daemon<'p> {
                 crate::notify::Notifier::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
             ),
             tick: tokio::time::interval(Duration::from_millis(500)),
+            reach: {
+                let mut i = tokio::time::interval(Duration::from_millis(50));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                i
+            },
             sync_check: tokio::time::interval(Duration::from_millis(20)),
             _ctl_cleanup: ctl_cleanup,
         };
@@ -583,10 +589,6 @@ impl<'p> Daemon<'p> {
                 ),
             }
         }
-        for e in self.fib.events() {
-            log_fib_event(&e, &self.target);
-            self.reach.track(&e);
-        }
         for run in self.links.iter_mut() {
             run.tick();
         }
@@ -598,9 +600,18 @@ impl<'p> Daemon<'p> {
                 }
             }
         }
-        // Next hops that cannot be reached: across links whose peer stopped answering, and
-        // on interfaces the kernel has down. BGP is told when that changes (RFC 4271
-        // §9.1.2.1).
+    }
+
+    /// Every 50 ms: what the FIB saw (links and addresses going down or up), and whether next
+    /// hops became unreachable: across links whose peer stopped answering, and on interfaces
+    /// the kernel has down. Often, so that traffic leaves a dead link (of two redundant
+    /// ones) within its detection time, 3 probe intervals, and not a tick later.
+    async fn on_reach_tick(&mut self) {
+        for e in self.fib.events() {
+            log_fib_event(&e, &self.target);
+            self.reach.track(&e);
+        }
+        // BGP is told when that changes (RFC 4271 §9.1.2.1).
         if let Some(b) = &self.bgp {
             let nets = unreachable_nets(&self.links, &self.reach);
             if nets != self.unreachable_sent {
@@ -681,6 +692,7 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             _ = s.hup.recv() => d.on_reload().await,
             Some(reply) = s.scrapes.recv() => d.on_scrape(reply).await,
             _ = s.tick.tick() => d.on_tick().await,
+            _ = s.reach.tick() => d.on_reach_tick().await,
         }
     }
     d.stop().await;

@@ -318,13 +318,19 @@ impl Rib {
         if nets == self.down {
             return vec![];
         }
-        self.down = nets;
+        // Each prefix's best as it was, under the old set (with multipath, the set of next
+        // hops it had, which the new one may shrink without changing the best route), then
+        // decided again under the new one.
+        let mut other = nets;
         let prefixes = self.table.prefixes_where(|_| true);
         let mut out = Vec::new();
         for p in prefixes {
             let old = self.table.get(&p).and_then(|e| self.best_of(e));
+            std::mem::swap(&mut self.down, &mut other);
             self.decide(p, old, &mut out);
+            std::mem::swap(&mut self.down, &mut other);
         }
+        self.down = other;
         out
     }
 

@@ -432,6 +432,40 @@ fn multipath_can_be_turned_on_and_off() {
     assert_eq!(rib.best(&p).unwrap().next_hops.len(), 1);
 }
 
+#[test]
+fn an_unreachable_ecmp_member_leaves_the_set() {
+    // Two links to the other site, ECMP over both: the link that is not the best route's
+    // dies. The best route stays, its set of next hops shrinks; with the set computed after
+    // the change for both sides of the comparison, no change was seen and traffic stayed
+    // on the dead link.
+    let mut rib = rib(true);
+    let p = nlri("10.1.0.0/16");
+    announce(&mut rib, BASE, &["10.1.0.0/16"]);
+    announce(
+        &mut rib,
+        R {
+            peer: 2,
+            path: &[64502],
+            ..BASE
+        },
+        &["10.1.0.0/16"],
+    );
+    assert_eq!(rib.best(&p).unwrap().next_hops.len(), 2);
+    let first = rib.best(&p).unwrap().peer;
+    let other = if first == 1 { 2 } else { 1 };
+    let ch = rib.set_unreachable(vec![nlri(&format!("192.0.2.{other}/32"))]);
+    assert_eq!(ch.len(), 1);
+    let best = ch[0].best.as_ref().unwrap();
+    assert_eq!(
+        best.next_hops,
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, first as u8))]
+    );
+    // Back: both again.
+    let ch = rib.set_unreachable(vec![]);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].best.as_ref().unwrap().next_hops.len(), 2);
+}
+
 /// The backup of a best route (BGP PIC edge) is the best of the other usable routes through
 /// another next hop: it follows announcements, withdrawals and reachability, and a change of
 /// it alone is marked as such (the peers are not sent it).
