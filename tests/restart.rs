@@ -1,6 +1,7 @@
 //! A restart of interlinkd keeps forwarding (RFC 4724 as the restarting speaker): a ping
 //! every 10 ms from host A to host B goes on while gateway A's interlinkd stops (SIGTERM with
-//! `on_shutdown = "keep"`, then kill -9) and starts again, losing less than a second, and the
+//! `on_shutdown = "keep"`, kill -9, and SIGABRT as systemd's watchdog sends it) and starts
+//! again, losing less than a second, and the
 //! peers never withdraw gateway A's routes, nor gateway A theirs. Across interlinkd's own
 //! encrypted link (MKA, GCM-AES-XPN-256), whose interface the next run attaches to, against
 //! interlinkd; and over plain Ethernet against BIRD and FRR as graceful restart helpers.
@@ -141,6 +142,8 @@ enum Stop {
     Term,
     /// SIGKILL, as a crash.
     Kill,
+    /// SIGABRT, what systemd sends when the watchdog is not fed (then it restarts the unit).
+    Watchdog,
 }
 
 /// Stops the interlinkd known as `old` in namespace `ns` as `how` says, and starts it again
@@ -156,6 +159,12 @@ fn restart(lab: &mut Lab, old: &str, new: &str, ns: &str, cfg: &str, how: Stop) 
         Stop::Kill => {
             lab.kill9(old);
             lab.log(old)
+        }
+        Stop::Watchdog => {
+            lab.signal(old, "ABRT");
+            let (status, log) = lab.wait_exit(old, Duration::from_secs(10));
+            assert_eq!(status, None, "killed by the signal: {log}");
+            log
         }
     };
     spawn(lab, new, ns, cfg);
@@ -194,7 +203,10 @@ fn a_restart_keeps_forwarding_across_the_link() {
     monitor_routes(&mut lab, "mon-b", "gb");
 
     let mut name = "ga".to_owned();
-    for (round, how) in [Stop::Term, Stop::Kill].into_iter().enumerate() {
+    for (round, how) in [Stop::Term, Stop::Kill, Stop::Watchdog]
+        .into_iter()
+        .enumerate()
+    {
         let ping = format!("ping{round}");
         start_ping(&mut lab, &ping, "ha", "10.2.0.2", 400);
         std::thread::sleep(Duration::from_secs(1));
