@@ -95,17 +95,15 @@ ckn=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 # 200 ms (a dead link is left within 600 ms), ECMP over both.
 PROBE=500ms
 [ -n "$REDUNDANT" ] && PROBE=200ms
-second() { # side peer-side me peer tunaddr
-    [ -n "$REDUNDANT" ] || return 0
+link_toml() { # name interface address local remote
     cat <<TOML
-
 [[link]]
-name = "to-site-$2-2"
-interface = "il1"
-addresses = ["$5"]
+name = "$1"
+interface = "$2"
+addresses = ["$3"]
 transport = "udp"
-local = "$3:4789"
-remote = "$4:4789"
+local = "$4:4789"
+remote = "$5:4789"
 probe_interval = "$PROBE"
 
 [link.macsec]
@@ -116,10 +114,8 @@ cak_file = "link.cak"
 rekey_interval = "10m"
 TOML
 }
-second_neighbor() { # peer-tunnel-address peer-asn
-    [ -n "$REDUNDANT" ] || return 0
+neighbor_toml() { # peer-tunnel-address peer-asn
     cat <<TOML
-
 [[neighbor]]
 address = "$1"
 remote_asn = $2
@@ -131,35 +127,16 @@ config() { # side me peer tunaddr (unused x4) own-site peer-tunnel-address asn p
            # [me2 peer2 tunaddr2 peer-tunnel-address2]
     cat > "$RUN/gw-$1.toml" <<TOML
 # interlinkd on gw-$1 of the lab
-[[link]]
-name = "to-site-$2"
-interface = "il0"
-addresses = ["$5"]
-transport = "udp"
-local = "$3:4789"
-remote = "$4:4789"
-probe_interval = "$PROBE"
-
-[link.macsec]
-cipher_suite = "gcm-aes-xpn-256"
-keying = "mka"
-ckn = "$ckn"
-cak_file = "link.cak"
-rekey_interval = "10m"
-$(second "$1" "$2" "${14:-}" "${15:-}" "${16:-}")
-
+$(link_toml "to-site-$2" il0 "$5" "$3" "$4")
+$([ -n "$REDUNDANT" ] && printf '\n' && link_toml "to-site-$2-2" il1 "${16}" "${14}" "${15}")
 # BGP across the encrypted link, with the other gateway's end of it: each site announces its
 # prefix, and what it learns goes into the kernel with interlink's route protocol (77).
 [router]
 asn = ${12}
 router_id = "$3"
 
-[[neighbor]]
-address = "${11}"
-remote_asn = ${13}
-import = { prefixes = ["10.0.0.0/8 le 24"] }
-export = { networks = true }
-$(second_neighbor "${17:-}" "${13}")
+$(neighbor_toml "${11}" "${13}")
+$([ -n "$REDUNDANT" ] && printf '\n' && neighbor_toml "${17}" "${13}")
 
 [bgp]
 networks = ["${10}"]
