@@ -5,11 +5,13 @@
 //! not only the first, as `FILE:LINE:COL: what is wrong (hint)`.
 //!
 //! Sections parsed so far: `[[link]]` with its `[link.macsec]`, `[fib]`, `[[route]]` (static
-//! routes), `[router]`, `[[neighbor]]`, `[bgp]`, `[metrics]`, `[control]` and `[daemon]`.
+//! routes), `[router]`, `[[neighbor]]`, `[bgp]`, `[flows]`, `[metrics]`, `[control]` and
+//! `[daemon]`.
 
 mod bgp;
 mod error;
 mod fib;
+mod flows;
 mod recover;
 mod text;
 
@@ -28,6 +30,7 @@ pub use bgp::{Afi, Bfd, BfdAuth, Bgp, Export, Import, Neighbor, PrefixMatch, Rou
 use error::Diagnostics;
 pub use error::{Error, Errors};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
+pub use flows::Flows;
 pub use text::{parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
 
 /// The default place of the configuration file.
@@ -51,6 +54,8 @@ pub struct Config {
     pub router: Option<Router>,
     pub neighbors: Vec<Neighbor>,
     pub bgp: Bgp,
+    /// Flow logs (`[flows]`), when configured.
+    pub flows: Option<Flows>,
     /// Where Prometheus metrics are served (`[metrics] listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// The control socket interlinkctl talks to (`[control] socket`).
@@ -177,6 +182,7 @@ struct RawConfig {
     #[serde(default)]
     neighbor: Vec<Spanned<bgp::RawNeighbor>>,
     bgp: Option<bgp::RawBgp>,
+    flows: Option<flows::RawFlows>,
     metrics: Option<RawMetrics>,
     control: Option<RawControl>,
     daemon: Option<RawDaemon>,
@@ -289,6 +295,7 @@ impl Config {
         let router_span = raw.router.as_ref().map(Spanned::span);
         let neighbors = checker.neighbors(&raw.neighbor, router.as_ref(), router_span, &links);
         let bgp = checker.bgp(raw.bgp.as_ref());
+        let flows = checker.flows(raw.flows.as_ref());
         let metrics_listen =
             raw.metrics
                 .as_ref()
@@ -337,6 +344,7 @@ impl Config {
                 router,
                 neighbors,
                 bgp,
+                flows,
                 metrics_listen,
             })
         } else {

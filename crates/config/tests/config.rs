@@ -1178,3 +1178,71 @@ fn bfd_on_a_neighbor() {
     assert_eq!((auth.key_id, auth.meticulous), (4, true));
     assert_eq!(auth.key.as_bytes(), b"s3cret");
 }
+
+#[test]
+fn flows_defaults_and_settings() {
+    use interlink_config::Flows;
+    let d = keys("flows");
+    assert_eq!(
+        d.parse(UDP_LINK).unwrap().flows,
+        None,
+        "off unless configured"
+    );
+    let c = d.parse("[flows]\n").unwrap();
+    assert_eq!(c.flows, Some(Flows::default()));
+    let f = Flows::default();
+    assert_eq!(
+        (
+            f.sampling,
+            f.active_timeout.as_secs(),
+            f.idle_timeout.as_secs()
+        ),
+        (1, 60, 15)
+    );
+    let c = d
+        .parse(
+            "[flows]\ncollectors = [\"192.0.2.50:4739\", \"[2001:db8::50]:4739\"]\nsampling = 100\n\
+             active_timeout = \"30s\"\nidle_timeout = \"5s\"\nmax_flows = 1000\nobservation_domain = 7\n",
+        )
+        .unwrap();
+    let f = c.flows.unwrap();
+    assert_eq!(f.collectors.len(), 2);
+    assert_eq!(
+        (f.sampling, f.max_flows, f.observation_domain),
+        (100, 1000, 7)
+    );
+    assert_eq!(f.active_timeout.as_secs(), 30);
+    let e = d
+        .parse(
+            "[flows]\ncollectors = [\"nowhere\", \"0.0.0.0:4739\", \"192.0.2.1:4739\", \"192.0.2.1:4739\"]\n\
+             sampling = 0\nidle_timeout = \"10ms\"\nmax_flows = 0\ncolour = 1\n",
+        )
+        .unwrap_err();
+    assert!(
+        e.iter().any(|e| e.contains("unknown field `colour`")),
+        "{e:?}"
+    );
+    let e = d
+        .parse(
+            "[flows]\ncollectors = [\"nowhere\", \"0.0.0.0:4739\", \"192.0.2.1:4739\", \"192.0.2.1:4739\"]\n\
+             sampling = 0\nidle_timeout = \"10ms\"\nmax_flows = 0\n",
+        )
+        .unwrap_err();
+    assert_eq!(e.len(), 6, "{e:?}");
+    assert!(
+        e[0].contains("collector \"nowhere\" is not an address and port"),
+        "{e:?}"
+    );
+    assert!(e[1].contains("\"0.0.0.0:4739\""), "{e:?}");
+    assert!(e[2].contains("listed twice"), "{e:?}");
+    assert!(e[3].contains("sampling 0 is out of range"), "{e:?}");
+    assert!(
+        e.iter().any(|e| e.contains("max_flows 0 is out of range")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("idle_timeout \"10ms\" is out of range")),
+        "{e:?}"
+    );
+}
