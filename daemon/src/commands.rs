@@ -30,7 +30,7 @@ fn ask(speaker: &tokio::sync::mpsc::Sender<SpeakerCmd>, cmd: SpeakerCmd) -> Resu
 use crate::ctl::Ctl;
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
-                         | show bfd \
+                         | show bfd | show flows [N] \
                          | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey";
 
 /// Answers one command line.
@@ -41,6 +41,11 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
         ["show", "links"] => ok(links(ctl)),
         ["show", "fib"] => ok(fib(ctl)),
         ["show", "bfd"] => ok(bfd(ctl)),
+        ["show", "flows"] => ok(flows(ctl, 20)),
+        ["show", "flows", n] => match n.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => ok(flows(ctl, n)),
+            _ => error(format!("{n:?} is not a number of flows from 1 to 1000")),
+        },
         ["show", "neighbors"] => neighbors(ctl).await,
         ["show", "routes"] => routes(ctl, None).await,
         ["show", "routes", prefix] => match parse_prefix(prefix) {
@@ -165,6 +170,76 @@ fn bfd(ctl: &Ctl<'_>) -> Value {
     json!({
         "sessions": sessions,
         "dropped": { "malformed": dropped.malformed, "ttl": dropped.ttl, "unknown": dropped.unknown },
+    })
+}
+
+/// Flow logs: each link's tables (flows now, evicted), the exporter's counts, and the `top`
+/// largest flows now across every link and direction.
+fn flows(ctl: &Ctl<'_>, top: usize) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(cfg) = &ctl.config.flows else {
+        return json!({ "enabled": false });
+    };
+    let mut tables = Vec::new();
+    let mut largest = Vec::new();
+    for run in ctl.links.iter() {
+        for (direction, views) in crate::links::flow_views_by_direction(&run.link) {
+            let sum = |f: fn(&interlink_dataplane::FlowView) -> u64| -> u64 {
+                views.iter().map(|v| f(v)).sum()
+            };
+            tables.push(json!({
+                "link": run.link.name(),
+                "direction": direction.name(),
+                "active": sum(|v| v.active.load(Relaxed)),
+                "ended": sum(|v| v.ended.load(Relaxed)),
+                "evicted": sum(|v| v.evicted.load(Relaxed)),
+            }));
+            for v in &views {
+                if let Ok(t) = v.top.lock() {
+                    largest.extend(
+                        t.iter()
+                            .map(|r| (run.link.name().to_owned(), direction, *r)),
+                    );
+                }
+            }
+        }
+    }
+    largest.sort_by_key(|(_, _, r)| std::cmp::Reverse(r.counts.octets));
+    largest.truncate(top);
+    let exporter = ctl.exporter.map(|e| {
+        let s = e.stats();
+        json!({
+            "records": s.records.load(Relaxed),
+            "messages": s.messages.load(Relaxed),
+            "dropped": s.dropped.load(Relaxed),
+            "errors": s.errors.load(Relaxed),
+        })
+    });
+    json!({
+        "enabled": true,
+        "collectors": cfg.collectors.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "sampling": cfg.sampling,
+        "tables": tables,
+        "exporter": exporter,
+        "top": largest
+            .iter()
+            .map(|(link, direction, r)| {
+                let k = &r.key;
+                json!({
+                    "link": link,
+                    "direction": direction.name(),
+                    "protocol": k.proto,
+                    "source": k.src_ip().to_string(),
+                    "destination": k.dst_ip().to_string(),
+                    "source_port": k.sport,
+                    "destination_port": k.dport,
+                    "packets": r.counts.packets,
+                    "octets": r.counts.octets,
+                    "duration_s": r.counts.last_ms.saturating_sub(r.counts.first_ms) as f64 / 1e3,
+                    "tcp_flags": r.counts.tcp_flags,
+                })
+            })
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Ctl<'a> {
     pub links: &'a mut Vec<LinkRun>,
     pub fib: &'a FibService,
     pub bfd: Option<&'a interlink_bfd::BfdService>,
+    /// The IPFIX exporter, with flow logs on.
+    pub exporter: Option<&'a interlink_flow::Exporter>,
     pub target: Target,
     pub config: &'a mut Config,
     pub speaker: Option<&'a mpsc::Sender<SpeakerCmd>>,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use interlink_config::{Keying, Link as LinkConfig};
-use interlink_dataplane::{netlink, Link, LinkError, LinkSpec};
+use interlink_dataplane::{netlink, FlowSpec, Link, LinkError, LinkSpec};
 use interlink_macsec::Backend;
 
 use crate::mka::MkaRun;
@@ -18,6 +18,7 @@ async fn bring_up(
     handle: &rtnetlink::Handle,
     link: &LinkConfig,
     state_dir: &Path,
+    flows: Option<&FlowSpec>,
 ) -> Result<(Link, bool), String> {
     let alias = netlink::alias(&link.name);
     let found = netlink::existing(handle, &link.interface)
@@ -36,6 +37,7 @@ async fn bring_up(
     let start = |reattach| {
         Link::start(LinkSpec {
             reattach,
+            flows: flows.cloned(),
             ..spec(link, state_dir)
         })
     };
@@ -82,8 +84,9 @@ impl LinkRun {
         handle: &rtnetlink::Handle,
         l: &LinkConfig,
         state_dir: &Path,
+        flows: Option<&FlowSpec>,
     ) -> Result<LinkRun, String> {
-        let (mut link, reattached) = bring_up(handle, l, state_dir).await?;
+        let (mut link, reattached) = bring_up(handle, l, state_dir, flows).await?;
         let mka = crate::mka::start(&mut link, l)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
@@ -191,4 +194,41 @@ pub(crate) fn mka_turns(links: &mut [LinkRun]) {
     if more {
         crate::mka::WAKE.notify_one();
     }
+}
+
+/// What the links' workers need for flow logs, from `[flows]` and the running exporter.
+pub(crate) fn flow_spec(
+    flows: Option<&interlink_config::Flows>,
+    exporter: Option<&interlink_flow::Exporter>,
+) -> Option<FlowSpec> {
+    let (f, e) = (flows?, exporter?);
+    Some(FlowSpec {
+        sink: e.sink(),
+        table: interlink_flow::TableConfig {
+            max_flows: f.max_flows,
+            active_ms: f.active_timeout.as_millis() as u64,
+            idle_ms: f.idle_timeout.as_millis() as u64,
+            sampling: f.sampling,
+        },
+    })
+}
+
+/// A link's flow tables by direction (out: its transmit workers', in: its receive worker's).
+pub(crate) fn flow_views_by_direction(
+    link: &Link,
+) -> Vec<(
+    interlink_flow::Direction,
+    Vec<std::sync::Arc<interlink_dataplane::FlowView>>,
+)> {
+    let mut out: Vec<(interlink_flow::Direction, Vec<_>)> = Vec::new();
+    for v in link.flow_views() {
+        let Some(d) = v.direction.lock().ok().and_then(|d| *d) else {
+            continue;
+        };
+        match out.iter_mut().find(|(od, _)| *od == d) {
+            Some((_, list)) => list.push(v.clone()),
+            None => out.push((d, vec![v.clone()])),
+        }
+    }
+    out
 }

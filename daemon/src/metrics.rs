@@ -169,6 +169,18 @@ pub struct Snapshot<'a> {
     pub neighbors: Vec<interlink_bgp::speaker::NeighborView>,
     /// BFD sessions, and the packets dropped before any session saw them.
     pub bfd: (Vec<interlink_bfd::View>, interlink_bfd::Dropped),
+    /// Flow logs, when on.
+    pub flows: Option<FlowMetrics>,
+}
+
+/// Flow logs for the metrics: per link and direction, and the exporter's counts.
+pub struct FlowMetrics {
+    /// (link, direction, flows now, ended, evicted)
+    pub tables: Vec<(String, &'static str, u64, u64, u64)>,
+    pub records: u64,
+    pub messages: u64,
+    pub dropped: u64,
+    pub errors: u64,
 }
 
 pub struct LinkView<'a> {
@@ -543,9 +555,68 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         &st.nexthop_failed,
     );
     bfd(&mut e, &s.bfd);
+    if let Some(f) = &s.flows {
+        flows(&mut e, f);
+    }
     listeners(&mut e);
     process(&mut e);
     e.finish()
+}
+
+/// Flow logs: flows in the tables, ended and evicted, and what the exporter did.
+fn flows(e: &mut Exposition, f: &FlowMetrics) {
+    type Pick = fn(&(String, &'static str, u64, u64, u64)) -> u64;
+    let per: [(&str, &str, &str, Pick); 3] = [
+        (
+            "interlink_flows_active",
+            "gauge",
+            "Flows in a link's tables now, by direction.",
+            |t| t.2,
+        ),
+        (
+            "interlink_flows_ended_total",
+            "counter",
+            "Flows ended (timeouts, FIN/RST, eviction, stop) and handed to the exporter.",
+            |t| t.3,
+        ),
+        (
+            "interlink_flows_evicted_total",
+            "counter",
+            "Flows ended early because the link's table was full (max_flows).",
+            |t| t.4,
+        ),
+    ];
+    for (name, kind, help, pick) in per {
+        e.family(name, kind, help);
+        for t in &f.tables {
+            e.sample(name, &[("link", &t.0), ("direction", t.1)], pick(t) as f64);
+        }
+    }
+    for (name, help, v) in [
+        (
+            "interlink_flow_records_exported_total",
+            "IPFIX data records sent to the collectors.",
+            f.records,
+        ),
+        (
+            "interlink_flow_messages_exported_total",
+            "IPFIX messages sent (templates included).",
+            f.messages,
+        ),
+        (
+            "interlink_flow_records_dropped_total",
+            "Flow records dropped because the exporter's queue was full.",
+            f.dropped,
+        ),
+        (
+            "interlink_flow_export_errors_total",
+            "IPFIX messages a collector could not be sent.",
+            f.errors,
+        ),
+    ] {
+        e.family(name, "counter", help);
+        e.sample(name, &[], v as f64);
+    }
 }
 
 /// BFD: each session up or not, how often it went up and down, what was dropped unseen.

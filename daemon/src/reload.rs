@@ -44,6 +44,7 @@ async fn reload_links(
     links: &mut Vec<LinkRun>,
     new: &Config,
     state_dir: &Path,
+    flows: Option<&interlink_dataplane::FlowSpec>,
 ) {
     let mut kept = Vec::new();
     for mut run in std::mem::take(links) {
@@ -85,7 +86,7 @@ async fn reload_links(
             links.push(kept.swap_remove(i));
             continue;
         }
-        match LinkRun::start(handle, l, state_dir).await {
+        match LinkRun::start(handle, l, state_dir, flows).await {
             Ok(run) => links.push(run),
             Err(e) => warn!("reload: link {}: {e}", l.name),
         }
@@ -125,7 +126,8 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
         Ok(new) => new,
     };
     let old = &*ctl.config;
-    reload_links(ctl.handle, ctl.links, &new, &old.state_dir).await;
+    let flows = crate::links::flow_spec(old.flows.as_ref(), ctl.exporter);
+    reload_links(ctl.handle, ctl.links, &new, &old.state_dir, flows.as_ref()).await;
     reload_routes(ctl.fib, old, &new);
     let mut notes = Vec::new();
     // BGP: the speaker takes the difference itself.

@@ -13,6 +13,13 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::links::{mka_turns, LinkRun};
 
+/// IPFIX templates go again this often (RFC 7011 §8.4: over UDP a collector that started
+/// late, or lost them, learns them again).
+const FLOW_TEMPLATE_REFRESH: Duration = Duration::from_secs(30);
+/// Batches of ended flows waiting for the exporter, at most; past it they are dropped and
+/// counted (a worker never waits on it).
+const FLOW_QUEUE: usize = 1024;
+
 /// Commands waiting for the BGP speaker: more than the control socket's clients (32) and the
 /// scrapers (16) can have outstanding at once.
 const SPEAKER_CMDS: usize = 64;
@@ -156,6 +163,8 @@ struct Daemon<'p> {
     /// The BFD sessions of the neighbors that have one, and those the loop knows up.
     bfd: Option<interlink_bfd::BfdService>,
     bfd_up: std::collections::HashSet<std::net::IpAddr>,
+    /// Flow logs' exporting process, when `[flows]` is there.
+    exporter: Option<interlink_flow::Exporter>,
     /// The routes of a previous run have been swept (the sources converged, or the
     /// graceful-restart time ran out).
     swept: bool,
@@ -193,9 +202,36 @@ impl<'p> Daemon<'p> {
                 return Err(ExitCode::from(1));
             }
         };
+        // Flow logs: the exporter first, for the links' workers to hand their records to.
+        let exporter = match &config.flows {
+            None => None,
+            Some(f) => match interlink_flow::Exporter::start(interlink_flow::ExporterConfig {
+                collectors: f.collectors.clone(),
+                domain: f.observation_domain,
+                template_refresh: FLOW_TEMPLATE_REFRESH,
+                queue: FLOW_QUEUE,
+            }) {
+                Ok(e) => {
+                    log!(
+                        "flows: on, {} collector(s), sampling 1:{}, timeouts {:?} active and {:?} idle, at most {} flows a link",
+                        f.collectors.len(),
+                        f.sampling,
+                        f.active_timeout,
+                        f.idle_timeout,
+                        f.max_flows
+                    );
+                    Some(e)
+                }
+                Err(e) => {
+                    warn!("flows: cannot start the IPFIX exporter: {e}");
+                    return Err(ExitCode::from(1));
+                }
+            },
+        };
+        let flows = crate::links::flow_spec(config.flows.as_ref(), exporter.as_ref());
         let mut links: Vec<LinkRun> = Vec::new();
         for l in &config.links {
-            match LinkRun::start(&handle, l, &config.state_dir).await {
+            match LinkRun::start(&handle, l, &config.state_dir, flows.as_ref()).await {
                 Ok(run) => links.push(run),
                 Err(e) => {
                     warn!("link {}: {e}", l.name);
@@ -331,6 +367,7 @@ impl<'p> Daemon<'p> {
             target,
             bgp,
             bfd,
+            exporter,
             bfd_up: std::collections::HashSet::new(),
             reach: Reachability::default(),
             unreachable_sent: Vec::new(),
@@ -381,6 +418,7 @@ impl<'p> Daemon<'p> {
             links: &mut self.links,
             fib: &self.fib,
             bfd: self.bfd.as_ref(),
+            exporter: self.exporter.as_ref(),
             target: self.target,
             config: &mut self.config,
             speaker: self.bgp.as_ref().map(|b| &b.cmds),
@@ -516,6 +554,33 @@ impl<'p> Daemon<'p> {
         self.say_ready();
     }
 
+    fn flow_metrics(&self, e: &interlink_flow::Exporter) -> crate::metrics::FlowMetrics {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut tables = Vec::new();
+        for run in &self.links {
+            for (d, views) in crate::links::flow_views_by_direction(&run.link) {
+                let sum = |f: fn(&interlink_dataplane::FlowView) -> u64| -> u64 {
+                    views.iter().map(|v| f(v)).sum()
+                };
+                tables.push((
+                    run.link.name().to_owned(),
+                    d.name(),
+                    sum(|v| v.active.load(Relaxed)),
+                    sum(|v| v.ended.load(Relaxed)),
+                    sum(|v| v.evicted.load(Relaxed)),
+                ));
+            }
+        }
+        let s = e.stats();
+        crate::metrics::FlowMetrics {
+            tables,
+            records: s.records.load(Relaxed),
+            messages: s.messages.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            errors: s.errors.load(Relaxed),
+        }
+    }
+
     async fn on_scrape(&mut self, reply: crate::metrics::ScrapeReply) {
         let snap = self.fib.snapshot();
         // The speaker answers from its own task; counts are kept as they change.
@@ -555,6 +620,7 @@ impl<'p> Daemon<'p> {
             fib_table: self.target.table,
             neighbors,
             bfd: self.bfd.as_ref().map(|b| b.views()).unwrap_or_default(),
+            flows: self.exporter.as_ref().map(|e| self.flow_metrics(e)),
         });
         let _ = reply.send(self.registry.encode(families));
     }
@@ -578,7 +644,8 @@ impl<'p> Daemon<'p> {
                 cfg.name, cfg.interface
             );
             run.stop(false);
-            match LinkRun::start(&self.handle, &cfg, &self.config.state_dir).await {
+            let flows = crate::links::flow_spec(self.config.flows.as_ref(), self.exporter.as_ref());
+            match LinkRun::start(&self.handle, &cfg, &self.config.state_dir, flows.as_ref()).await {
                 Ok(run) => {
                     self.links.insert(i, run);
                     i += 1;
@@ -664,6 +731,11 @@ impl<'p> Daemon<'p> {
         }
         for run in self.links {
             run.stop(!withdraw);
+        }
+        // The links' workers have handed their last flows over: they go out, then the
+        // exporter stops.
+        if let Some(e) = self.exporter {
+            e.stop(Duration::from_secs(2));
         }
     }
 }

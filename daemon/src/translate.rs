@@ -72,6 +72,7 @@ pub(crate) fn spec(link: &LinkConfig, state_dir: &Path) -> LinkSpec {
         bandwidth: link.bandwidth,
         busy_poll: link.busy_poll,
         reattach: false,
+        flows: None,
         keys,
     }
 }

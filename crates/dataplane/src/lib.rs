@@ -6,6 +6,7 @@
 //! per packet. See [`link`] for the wire format.
 
 pub mod counters;
+pub mod flows;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod link;
@@ -16,6 +17,7 @@ pub mod probe;
 mod sys;
 
 pub use counters::{Counters, LinkCounters, Liveness, RTT_BUCKETS};
+pub use flows::{FlowSpec, FlowView};
 pub use link::{
     udp_mac, Link, LinkError, LinkSpec, SaKeys, StaticSas, Underlay, BATCH, EAPOL_GROUP,
     ETHERTYPE_EAPOL, OVERHEAD,

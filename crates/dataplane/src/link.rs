@@ -139,6 +139,8 @@ pub struct LinkSpec {
     /// ours): its queues are attached to, and its addresses and the routes through it stay.
     /// Otherwise it is created, and an interface of that name already there is refused.
     pub reattach: bool,
+    /// Flow logs: every worker counts the IP packets it carries (see [`crate::flows`]).
+    pub flows: Option<crate::flows::FlowSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +323,8 @@ pub struct Link {
     /// [`Link::stop`] is told otherwise.
     tun: Arc<OwnedFd>,
     keep_interface: bool,
+    /// Each worker's flow table as it shows it, the transmit workers' first.
+    flow_views: Vec<Arc<crate::flows::FlowView>>,
 }
 
 enum Control {
@@ -468,12 +472,27 @@ impl Link {
         };
         let short = &spec.name[..spec.name.len().min(8)];
         let mut threads = Vec::new();
+        let mut flow_views = Vec::new();
         let mut tx_cmds = Vec::new();
         let mut tx_wakes = Vec::new();
         for (q, tun) in tuns.iter().enumerate() {
             let (cmds, cmd_rx) = mpsc::channel();
             let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+            let view = Arc::new(crate::flows::FlowView::default());
+            let flows = spec.flows.as_ref().map(|f| {
+                crate::flows::Flows::new(
+                    f,
+                    queues + 1,
+                    ifindex,
+                    interlink_flow::Direction::Egress,
+                    view.clone(),
+                )
+            });
+            if flows.is_some() {
+                flow_views.push(view);
+            }
             let worker = TxWorker {
+                flows,
                 queue: q,
                 tun: tun.clone(),
                 sock: sock.clone(),
@@ -499,7 +518,21 @@ impl Link {
             tx_cmds.push(cmds);
             tx_wakes.push(wake);
         }
+        let rx_view = Arc::new(crate::flows::FlowView::default());
+        let rx_flows = spec.flows.as_ref().map(|f| {
+            crate::flows::Flows::new(
+                f,
+                queues + 1,
+                ifindex,
+                interlink_flow::Direction::Ingress,
+                rx_view.clone(),
+            )
+        });
+        if rx_flows.is_some() {
+            flow_views.push(rx_view);
+        }
         let rx = RxWorker {
+            flows: rx_flows,
             tun: tuns[0].clone(),
             sock,
             secy: rx_secy,
@@ -544,6 +577,7 @@ impl Link {
             None => None,
         };
         Ok(Link {
+            flow_views,
             tun: tuns[0].clone(),
             keep_interface: false,
             persister,
@@ -567,6 +601,10 @@ impl Link {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// The workers' flow tables as they last showed them (none without flow logs).
+    pub fn flow_views(&self) -> &[Arc<crate::flows::FlowView>] {
+        &self.flow_views
     }
     pub fn ifname(&self) -> &str {
         &self.ifname

@@ -59,6 +59,7 @@ fn start_in(ns: &str, underlay: Underlay, tun_addr: &str, keys: StaticSas) -> Li
         bandwidth: None,
         busy_poll: Duration::from_micros(100),
         reattach: false,
+        flows: None,
     };
     let addr: std::net::IpAddr = tun_addr.parse().unwrap();
     std::thread::spawn(move || {

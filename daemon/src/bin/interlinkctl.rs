@@ -22,6 +22,7 @@ commands:
   show routes [PREFIX]                    best BGP routes, or every route to PREFIX
   show fib                                what interlinkd holds in the kernel's table
   show bfd                                BFD sessions: state, timers, last diagnostic
+  show flows [--top N]                    flow logs: the N largest flows now (20), tables, export
   reload                                  read the configuration again, apply what changed
   neighbor ADDRESS reset|shutdown|enable  bounce, stop or start a BGP session
   link NAME rekey                         a new SAK now (MKA, when this side is key server)
@@ -36,9 +37,14 @@ fn main() -> ExitCode {
     let mut socket = DEFAULT_SOCKET.to_owned();
     let mut json = false;
     let mut words = Vec::new();
+    let mut top = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--top" => match args.next() {
+                Some(n) => top = Some(n),
+                None => return usage("--top needs a number"),
+            },
             "--socket" => match args.next() {
                 Some(p) => socket = p,
                 None => return usage("--socket needs a path"),
@@ -50,6 +56,15 @@ fn main() -> ExitCode {
             s if s.starts_with('-') => return usage(&format!("unknown option {s}")),
             s => words.push(s.to_owned()),
         }
+    }
+    if let Some(n) = top {
+        if words != ["show", "flows"] {
+            return usage("--top goes with show flows");
+        }
+        if !n.parse::<usize>().is_ok_and(|n| (1..=1000).contains(&n)) {
+            return usage(&format!("--top {n}: a number of flows from 1 to 1000"));
+        }
+        words.push(n);
     }
     if let Err(e) = check(&words) {
         return usage(&e);
@@ -91,7 +106,8 @@ fn check(w: &[String]) -> Result<(), String> {
     let w: Vec<&str> = w.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["status"] | ["reload"] => Ok(()),
-        ["show", "links" | "neighbors" | "fib" | "bfd"] => Ok(()),
+        ["show", "links" | "neighbors" | "fib" | "bfd" | "flows"] => Ok(()),
+        ["show", "flows", _] => Ok(()),
         ["show", "routes"] | ["show", "routes", _] => Ok(()),
         ["neighbor", _, "reset" | "shutdown" | "enable"] => Ok(()),
         ["link", _, "rekey"] => Ok(()),
@@ -297,6 +313,68 @@ fn render(words: &[String], data: &Value) -> String {
                     cell(&m["fib_routes"])
                 ));
             }
+            out
+        }
+        ["show", "flows", ..] => {
+            if data["enabled"] != Value::Bool(true) {
+                return "flow logs are off (a [flows] section turns them on)\n".into();
+            }
+            let e = &data["exporter"];
+            let mut out = format!(
+                "collectors {}, sampling 1:{}; exported {} records in {} messages, {} dropped, {} send errors\n",
+                data["collectors"]
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .map_or("none".into(), |a| a.iter().map(cell).collect::<Vec<_>>().join(",")),
+                cell(&data["sampling"]),
+                cell(&e["records"]),
+                cell(&e["messages"]),
+                cell(&e["dropped"]),
+                cell(&e["errors"]),
+            );
+            let tables = data["tables"].as_array().cloned().unwrap_or_default();
+            out.push_str(&table(
+                &["LINK", "DIR", "FLOWS", "ENDED", "EVICTED"],
+                tables
+                    .iter()
+                    .map(|t| {
+                        ["link", "direction", "active", "ended", "evicted"]
+                            .iter()
+                            .map(|k| cell(&t[*k]))
+                            .collect()
+                    })
+                    .collect(),
+            ));
+            out.push('\n');
+            let top = data["top"].as_array().cloned().unwrap_or_default();
+            let proto = |p: &Value| match p.as_u64() {
+                Some(1) => "icmp".to_owned(),
+                Some(6) => "tcp".to_owned(),
+                Some(17) => "udp".to_owned(),
+                Some(58) => "icmpv6".to_owned(),
+                _ => cell(p),
+            };
+            let end = |a: &Value, port: &Value| match a.as_str() {
+                Some(a) if a.contains(':') => format!("[{a}]:{}", cell(port)),
+                _ => format!("{}:{}", cell(a), cell(port)),
+            };
+            out.push_str(&table(
+                &["LINK", "DIR", "PROTO", "SOURCE", "DESTINATION", "PACKETS", "OCTETS", "SECONDS"],
+                top.iter()
+                    .map(|f| {
+                        vec![
+                            cell(&f["link"]),
+                            cell(&f["direction"]),
+                            proto(&f["protocol"]),
+                            end(&f["source"], &f["source_port"]),
+                            end(&f["destination"], &f["destination_port"]),
+                            cell(&f["packets"]),
+                            cell(&f["octets"]),
+                            f["duration_s"].as_f64().map_or("-".into(), |s| format!("{s:.1}")),
+                        ]
+                    })
+                    .collect(),
+            ));
             out
         }
         ["show", "bfd"] => {

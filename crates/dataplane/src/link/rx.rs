@@ -85,6 +85,8 @@ pub(super) struct RxWorker {
     pub(super) control: super::ControlTx,
     /// Static keys: the receive SA's limit, reserved in the PN state file.
     pub(super) reserve: Option<RxReserve>,
+    /// Flow logs: the IP packets that validated, before they are joined for TUN.
+    pub(super) flows: Option<crate::flows::Flows>,
 }
 
 /// How far the static receive SA may accept, kept just ahead of the traffic: a margin of
@@ -224,6 +226,9 @@ impl RxWorker {
             if woken {
                 self.wake.drain();
             }
+            if let Some(f) = &mut self.flows {
+                f.tick();
+            }
             if !readable {
                 if let Some(r) = &mut self.reserve {
                     r.tick(&mut self.secy, peer);
@@ -270,6 +275,9 @@ impl RxWorker {
             self.shared
                 .rx_next_pn
                 .store(r.next_pn(&self.secy, peer), Ordering::Release);
+        }
+        if let Some(f) = &mut self.flows {
+            f.stop();
         }
     }
 
@@ -329,6 +337,9 @@ impl RxWorker {
         let ethertype = u16::from_be_bytes([frame[r.user.start], frame[ip - 1]]);
         match ethertype {
             ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+                if let Some(f) = &mut self.flows {
+                    f.account(&frame[ip..r.user.end]);
+                }
                 if gro.push(&frame[ip..r.user.end], tun, counters) {
                     return;
                 }

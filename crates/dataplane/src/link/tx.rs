@@ -44,6 +44,8 @@ pub(super) struct TxWorker {
     pub(super) probe_interval: Option<Duration>,
     /// Egress shaping, when the link has a bandwidth.
     pub(super) shaper: Option<Shaper>,
+    /// Flow logs: the IP packets this worker protects.
+    pub(super) flows: Option<crate::flows::Flows>,
 }
 
 /// Egress shaping: a token bucket filled at the link's rate (this worker's share of it) and
@@ -136,6 +138,9 @@ impl TxWorker {
             if woken {
                 self.wake.drain();
             }
+            if let Some(f) = &mut self.flows {
+                f.tick();
+            }
             if !readable {
                 self.shared.tx[self.queue].publish(&counters);
                 continue;
@@ -210,16 +215,22 @@ impl TxWorker {
             self.shared.tx[self.queue].publish(&counters);
         }
         self.shared.tx[self.queue].publish(&counters);
+        if let Some(f) = &mut self.flows {
+            f.stop();
+        }
     }
 
     /// Frames the IP packet at `hdr + 2` of `slot` and protects it; the frame length, or 0 if
     /// the packet is not IP or the SecY refused it (and counted why).
-    fn protect(&self, slot: &mut [u8], len: usize, counters: &mut Counters) -> usize {
+    fn protect(&mut self, slot: &mut [u8], len: usize, counters: &mut Counters) -> usize {
         let hdr = self.secy.header_len();
         let Some(ethertype) = ip_ethertype(&slot[hdr + 2..hdr + 2 + len]) else {
             counters.link.not_ip += 1;
             return 0;
         };
+        if let Some(f) = &mut self.flows {
+            f.account(&slot[hdr + 2..hdr + 2 + len]);
+        }
         slot[..ADDRS_LEN].copy_from_slice(&self.addrs);
         slot[hdr..hdr + 2].copy_from_slice(&ethertype.to_be_bytes());
         match self.secy.protect(&mut counters.secy_tx, slot, len + 2) {
