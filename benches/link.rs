@@ -2,11 +2,13 @@
 //! TCP one stream, TCP four streams and delivered 64-octet UDP packets per second (iperf3),
 //! for three paths between host A and host B:
 //! - the plain routed veth path, the ceiling;
-//! - interlink over UDP with GCM-AES-XPN-256;
+//! - interlink over UDP with GCM-AES-XPN-256 (one transmit queue and two; and one with flow
+//!   logs on, unsampled, exported as IPFIX to a port nobody reads, on both gateways);
 //! - wireguard-go (the Debian package, configured with `wg`), the reference.
 //!
 //! The paths take turns for `INTERLINK_BENCH_ROUNDS` rounds (3 by default); the table gives
-//! each figure's median with its lowest and highest.
+//! each figure's median with its lowest and highest. `INTERLINK_LINK_BENCH_ONLY=flows` runs
+//! interlink with flow logs off and on alone.
 //!
 //! Needs root, iperf3, wireguard-go, wireguard-tools and a release interlinkd:
 //! `./scripts/bench-link.sh` installs and builds them, then runs
@@ -110,7 +112,7 @@ fn plain(lab: &mut Lab) -> Figures {
     f
 }
 
-fn interlink(lab: &mut Lab, queues: usize) -> Figures {
+fn interlink(lab: &mut Lab, queues: usize, flows: bool) -> Figures {
     let key = |seed: u8| -> String { (0..32).map(|i| format!("{:02x}", i ^ seed)).collect() };
     lab.secret("a.sak", &key(0xa0));
     lab.secret("b.sak", &key(0xb0));
@@ -143,11 +145,16 @@ fn interlink(lab: &mut Lab, queues: usize) -> Figures {
                  queues = {queues}\n\
                  [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"static\"\n\
                  tx_sak_file = \"{tx}\"\nrx_sak_file = \"{rx}\"\ntx_ssci = {}\nrx_ssci = {}\n\
-                 salt = \"000102030405060708090a0b\"\nreplay_window = {}\n",
+                 salt = \"000102030405060708090a0b\"\nreplay_window = {}\n{}",
                 lab.daemon_section(&format!("state-{side}")),
                 ssci.0,
                 ssci.1,
-                if queues > 1 { 256 } else { 0 }
+                if queues > 1 { 256 } else { 0 },
+                if flows {
+                    "[flows]\ncollectors = [\"127.0.0.1:4739\"]\n"
+                } else {
+                    ""
+                }
             ),
         );
         let cfg = cfg.to_str().unwrap().to_owned();
@@ -160,7 +167,13 @@ fn interlink(lab: &mut Lab, queues: usize) -> Figures {
     );
     lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
     lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
-    let f = measure(lab, &format!("interlink{queues}"));
+    let f = measure(
+        lab,
+        &format!("interlink{queues}{}", if flows { "f" } else { "" }),
+    );
+    if flows {
+        assert!(lab.log("ga").contains("flows: on"), "{}", lab.log("ga"));
+    }
     lab.stop("ga");
     lab.stop("gb");
     f
@@ -279,16 +292,23 @@ fn main() {
     lab.two_sites();
     // The paths take turns, round after round, so that a slow spell of this shared machine
     // falls on all of them; each figure is the median of its rounds.
-    let mut runs: [Vec<Figures>; 4] = Default::default();
+    let only_flows = std::env::var("INTERLINK_LINK_BENCH_ONLY").is_ok_and(|v| v == "flows");
+    let mut runs: [Vec<Figures>; 5] = Default::default();
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
-        runs[0].push(plain(&mut lab));
-        runs[1].push(interlink(&mut lab, 1));
-        runs[2].push(interlink(&mut lab, 2));
-        runs[3].push(wireguard_go(&mut lab));
+        if !only_flows {
+            runs[0].push(plain(&mut lab));
+        }
+        runs[1].push(interlink(&mut lab, 1, false));
+        if !only_flows {
+            runs[2].push(interlink(&mut lab, 2, false));
+        }
+        runs[3].push(interlink(&mut lab, 1, true));
+        if !only_flows {
+            runs[4].push(wireguard_go(&mut lab));
+        }
     }
-    let [veth, il, _, wg] = runs.each_ref().map(|r| Figures::median(r));
-
+    let [veth, il, _, flows, wg] = runs.each_ref().map(|r| Figures::median(r));
     println!(
         "\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, \
          median of {rounds} rounds [lowest-highest]:"
@@ -301,9 +321,13 @@ fn main() {
         "plain routed veth (ceiling)",
         "interlink, UDP, GCM-AES-XPN-256",
         "  the same with 2 transmit queues",
+        "  the same with flow logs (1:1)",
         "wireguard-go (reference)",
     ];
     for (name, r) in names.iter().zip(&runs) {
+        if r.is_empty() {
+            continue;
+        }
         let m = Figures::median(r);
         let cell = |median: f64, get: fn(&Figures) -> f64| {
             let lo = r.iter().map(get).fold(f64::INFINITY, f64::min);
@@ -317,6 +341,15 @@ fn main() {
             cell(m.tcp4_gbps, |f| f.tcp4_gbps),
             cell(m.udp64_kpps, |f| f.udp64_kpps),
         );
+    }
+    println!(
+        "  flow logs on / off:                {:>23.2}x {:>23.2}x {:>23.2}x",
+        flows.tcp1_gbps / il.tcp1_gbps,
+        flows.tcp4_gbps / il.tcp4_gbps,
+        flows.udp64_kpps / il.udp64_kpps
+    );
+    if only_flows {
+        return;
     }
     println!(
         "  interlink / wireguard-go:          {:>23.2}x {:>23.2}x {:>23.2}x",

@@ -200,6 +200,9 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
     if old.state_dir != new.state_dir {
         notes.push("[daemon] state_dir changed; that takes effect at the next restart".into());
     }
+    if old.flows != new.flows {
+        notes.push("[flows] changed; that takes effect at the next restart".into());
+    }
     for n in &notes {
         log!("reload: {n}");
     }
@@ -212,6 +215,7 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
     applied.fib.protocol = old.fib.protocol;
     applied.control_socket = old.control_socket.clone();
     applied.state_dir = old.state_dir.clone();
+    applied.flows = old.flows.clone();
     if applied.router.is_some() != ctl.speaker.is_some() {
         applied.router = old.router.clone();
         applied.neighbors = old.neighbors.clone();

@@ -99,6 +99,7 @@ impl Flows {
 
     /// Between batches: the clock, the timeouts once a second, the records handed over.
     pub(crate) fn tick(&mut self) {
+        self.table.commit(&mut self.out);
         self.now_ms = now_ms();
         if self.now_ms >= self.next_expiry_ms {
             self.next_expiry_ms = self.now_ms + 1000;

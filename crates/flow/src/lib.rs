@@ -13,6 +13,8 @@
 //!   IPFIX over UDP to every collector, templates first and again every refresh interval.
 
 pub mod exporter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ipfix;
 pub mod key;
 pub mod table;

@@ -125,6 +125,9 @@ impl BuildHasher for KeyHasher {
 pub struct Table {
     cfg: TableConfig,
     flows: HashMap<Key, Counts, KeyHasher>,
+    /// Consecutive packets of one flow (the segments of a TSO packet, a train of a bulk
+    /// transfer), added up before they go into the map: one lookup a run, not a packet.
+    pending: Option<(Key, Counts)>,
     /// Packets seen, for sampling.
     seen: u64,
     /// Flows evicted from a full table, in all.
@@ -148,6 +151,7 @@ impl Table {
                 KeyHasher::random(),
             ),
             cfg,
+            pending: None,
             seen: 0,
             evicted: 0,
             unparsed: 0,
@@ -158,12 +162,25 @@ impl Table {
         self.cfg
     }
 
+    /// Flows in the table, the run being added up included.
     pub fn len(&self) -> usize {
         self.flows.len()
+            + usize::from(
+                self.pending
+                    .as_ref()
+                    .is_some_and(|(k, _)| !self.flows.contains_key(k)),
+            )
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len() == 0
+    }
+
+    /// Octets the table's slots take: a key and its counts (80) and the hash table's control
+    /// octet per slot. The table holds at most 7/8 of its slots and doubles as it grows, so a
+    /// flow costs 93 to 186 octets.
+    pub fn memory(&self) -> usize {
+        self.flows.capacity() * (std::mem::size_of::<(Key, Counts)>() + 1)
     }
 
     /// Counts the IP packet `ip` seen at `now_ms` (1 in `sampling` of them). A flow evicted
@@ -178,27 +195,17 @@ impl Table {
             self.unparsed += 1;
             return;
         };
-        if let Some(c) = self.flows.get_mut(&p.key) {
-            c.octets += u64::from(p.octets);
-            c.packets += 1;
-            c.last_ms = now_ms;
-            c.tcp_flags |= p.tcp_flags;
-            return;
-        }
-        if self.flows.len() >= self.cfg.max_flows {
-            // Any flow goes (the first the map yields: where the hash put it), exported
-            // early; a scan for the oldest would cost the packet path the table's size.
-            if let Some((&key, &counts)) = self.flows.iter().next() {
-                self.flows.remove(&key);
-                self.evicted += 1;
-                out.push(Record {
-                    key,
-                    counts,
-                    reason: EndReason::LackOfResources,
-                });
+        if let Some((key, c)) = &mut self.pending {
+            if *key == p.key {
+                c.octets += u64::from(p.octets);
+                c.packets += 1;
+                c.last_ms = now_ms;
+                c.tcp_flags |= p.tcp_flags;
+                return;
             }
         }
-        self.flows.insert(
+        self.commit(out);
+        self.pending = Some((
             p.key,
             Counts {
                 octets: u64::from(p.octets),
@@ -207,11 +214,41 @@ impl Table {
                 last_ms: now_ms,
                 tcp_flags: p.tcp_flags,
             },
-        );
+        ));
+    }
+
+    /// Puts the run being added up into the table (at the end of each batch, and before the
+    /// table is read). A flow evicted to make room goes to `out`.
+    pub fn commit(&mut self, out: &mut Vec<Record>) {
+        let Some((key, run)) = self.pending.take() else {
+            return;
+        };
+        if let Some(c) = self.flows.get_mut(&key) {
+            c.octets += run.octets;
+            c.packets += run.packets;
+            c.last_ms = c.last_ms.max(run.last_ms);
+            c.tcp_flags |= run.tcp_flags;
+            return;
+        }
+        if self.flows.len() >= self.cfg.max_flows {
+            // Any flow goes (the first the map yields: where the hash put it), exported
+            // early; a scan for the oldest would cost the packet path the table's size.
+            if let Some((&old, &counts)) = self.flows.iter().next() {
+                self.flows.remove(&old);
+                self.evicted += 1;
+                out.push(Record {
+                    key: old,
+                    counts,
+                    reason: EndReason::LackOfResources,
+                });
+            }
+        }
+        self.flows.insert(key, run);
     }
 
     /// Ends the flows whose time has come (idle, active, FIN or RST and quiet) into `out`.
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Record>) {
+        self.commit(out);
         let cfg = self.cfg;
         self.flows.retain(|key, c| {
             let quiet = now_ms.saturating_sub(c.last_ms);
@@ -235,6 +272,7 @@ impl Table {
 
     /// Ends every flow (the link stops) into `out`.
     pub fn drain(&mut self, out: &mut Vec<Record>) {
+        self.commit(out);
         out.extend(self.flows.drain().map(|(key, counts)| Record {
             key,
             counts,
@@ -253,6 +291,20 @@ impl Table {
                 reason: EndReason::Forced,
             })
             .collect();
+        if let Some((key, run)) = &self.pending {
+            match all.iter_mut().find(|r| r.key == *key) {
+                Some(r) => {
+                    r.counts.octets += run.octets;
+                    r.counts.packets += run.packets;
+                    r.counts.last_ms = r.counts.last_ms.max(run.last_ms);
+                }
+                None => all.push(Record {
+                    key: *key,
+                    counts: *run,
+                    reason: EndReason::Forced,
+                }),
+            }
+        }
         if all.len() > n {
             all.select_nth_unstable_by(n, |a, b| b.counts.octets.cmp(&a.counts.octets));
             all.truncate(n);
@@ -379,6 +431,7 @@ mod tests {
         for sport in 0..25 {
             t.account(&udp(2, sport, 100), 0, &mut out);
         }
+        t.commit(&mut out);
         assert_eq!(t.len(), 10);
         assert_eq!(t.evicted, 15);
         assert_eq!(out.len(), 15);
@@ -387,6 +440,43 @@ mod tests {
         let counted: u64 = out.iter().map(|r| r.counts.packets).sum::<u64>()
             + t.top(100).iter().map(|r| r.counts.packets).sum::<u64>();
         assert_eq!(counted, 25);
+    }
+
+    #[test]
+    fn memory_per_flow() {
+        assert_eq!(std::mem::size_of::<(Key, Counts)>(), 80);
+        let mut t = Table::new(TableConfig {
+            max_flows: 1 << 16,
+            ..cfg()
+        });
+        let mut out = Vec::new();
+        for i in 0..(1u32 << 16) {
+            let mut p = udp(2, (i & 0xffff) as u16, 100);
+            p[14] = (i >> 16) as u8;
+            t.account(&p, 0, &mut out);
+        }
+        assert_eq!(t.len(), 1 << 16);
+        let per = t.memory() as f64 / t.len() as f64;
+        assert!((93.0..=186.0).contains(&per), "{per} octets a flow");
+    }
+
+    #[test]
+    fn runs_of_one_flow_are_added_up_before_the_map() {
+        let mut t = Table::new(cfg());
+        let mut out = Vec::new();
+        for i in 0..5 {
+            t.account(&udp(2, 1, 100), 10 + i, &mut out);
+        }
+        // Seen before it is in the map.
+        assert_eq!((t.len(), t.flows.len()), (1, 0));
+        assert_eq!(t.top(1)[0].counts.packets, 5);
+        t.account(&udp(3, 1, 100), 20, &mut out);
+        t.account(&udp(2, 1, 100), 21, &mut out);
+        t.commit(&mut out);
+        let top = t.top(2);
+        assert_eq!((top[0].counts.packets, top[0].counts.last_ms), (6, 21));
+        assert_eq!(top[0].counts.first_ms, 10);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
