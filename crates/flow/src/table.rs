@@ -231,19 +231,37 @@ impl Table {
             return;
         }
         if self.flows.len() >= self.cfg.max_flows {
-            // Any flow goes (the first the map yields: where the hash put it), exported
-            // early; a scan for the oldest would cost the packet path the table's size.
-            if let Some((&old, &counts)) = self.flows.iter().next() {
-                self.flows.remove(&old);
-                self.evicted += 1;
-                out.push(Record {
-                    key: old,
-                    counts,
-                    reason: EndReason::LackOfResources,
-                });
-            }
+            self.evict(run.last_ms, out);
         }
         self.flows.insert(key, run);
+    }
+
+    /// Makes room in a full table: an eighth of it goes at once, exported early, the flows
+    /// not seen in the last second first (as far as one pass finds them), then any. Two
+    /// passes over the table for every eighth of it: a flood of new flows costs each about
+    /// 16 slots visited. (Removing one at a time, the first the map yields, emptied the front
+    /// of the table and made each search longer: 225 ns a packet.)
+    fn evict(&mut self, now_ms: u64, out: &mut Vec<Record>) {
+        let batch = (self.cfg.max_flows / 8).max(1);
+        let mut room = batch;
+        for quiet_only in [true, false] {
+            if room == 0 {
+                break;
+            }
+            self.flows.retain(|key, c| {
+                if room == 0 || (quiet_only && c.last_ms + 1000 > now_ms) {
+                    return true;
+                }
+                room -= 1;
+                out.push(Record {
+                    key: *key,
+                    counts: *c,
+                    reason: EndReason::LackOfResources,
+                });
+                false
+            });
+        }
+        self.evicted += (batch - room) as u64;
     }
 
     /// Ends the flows whose time has come (idle, active, FIN or RST and quiet) into `out`.

@@ -31,6 +31,7 @@ pub mod selftest;
 mod stats;
 mod suite;
 mod tx;
+pub mod window;
 
 pub use crypto::{Aead, Backend, CryptoError, KeyError, UnknownBackend, IV_LEN};
 pub use rx::{Accepted, Received, RxConfig, RxSc, RxSecY, UnknownValidateFrames, ValidateFrames};
