@@ -5,6 +5,8 @@ use core::fmt;
 use core::ops::Range;
 use core::str::FromStr;
 
+use std::sync::Arc;
+
 use crate::sa::{RxSa, SaCrypto, SaKey};
 use crate::sectag::{SecTag, SecTagRepr, MIN_NON_SHORT_LEN};
 use crate::stats::RxStats;
@@ -114,10 +116,11 @@ pub struct Received {
 }
 
 /// A receive SC: the SAs of one peer SecY (§10.7.10).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RxSc {
     sci: Sci,
-    sas: [Option<RxSa>; 4],
+    /// Shared by the copies of the SecY (one per receive worker): each SA's PN state is one.
+    sas: [Option<Arc<RxSa>>; 4],
 }
 
 impl RxSc {
@@ -126,13 +129,15 @@ impl RxSc {
     }
 
     pub fn sa(&self, an: An) -> Option<&RxSa> {
-        self.sas[an.index()].as_ref()
+        self.sas[an.index()].as_deref()
     }
 }
 
 /// The receive half of a SecY. It is owned by one receive worker at a time: the replay state
 /// changes with every frame.
-#[derive(Debug)]
+/// A copy (`clone`) shares the SAs: receive workers validating frames of one SA on several
+/// threads each hold one, and every PN is accepted once among them.
+#[derive(Clone, Debug)]
 pub struct RxSecY {
     suite: CipherSuite,
     backend: Backend,
@@ -194,10 +199,10 @@ impl RxSecY {
         self.scs.iter().position(|sc| sc.sci == sci)
     }
 
-    fn sa_mut(&mut self, sci: Sci, an: An) -> Result<&mut RxSa, SaError> {
+    fn sa_ref(&self, sci: Sci, an: An) -> Result<&RxSa, SaError> {
         let i = self.sc_index(sci).ok_or(SaError::NoSuchSc(sci))?;
         self.scs[i].sas[an.index()]
-            .as_mut()
+            .as_deref()
             .ok_or(SaError::NoSuchSa(an))
     }
 
@@ -213,7 +218,7 @@ impl RxSecY {
         let i = self.sc_index(sci).ok_or(SaError::NoSuchSc(sci))?;
         let c = SaCrypto::new(self.suite, self.backend, sci, an, key, lowest_pn)?;
         let sa = RxSa::new(c, self.suite.is_xpn(), lowest_pn, self.cfg.replay_window);
-        self.scs[i].sas[an.index()] = Some(sa);
+        self.scs[i].sas[an.index()] = Some(Arc::new(sa));
         Ok(())
     }
 
@@ -227,7 +232,7 @@ impl RxSecY {
 
     /// Raises the lowest acceptable PN of an SA (802.1AE updtRxSA), as MKA does.
     pub fn raise_lowest_pn(&mut self, sci: Sci, an: An, pn: u64) -> Result<(), SaError> {
-        self.sa_mut(sci, an)?.raise_lowest_pn(pn);
+        self.sa_ref(sci, an)?.raise_lowest_pn(pn);
         Ok(())
     }
 
@@ -291,7 +296,7 @@ impl RxSecY {
     /// Sets the highest PN the SA `an` of `sci` accepts before it asks for more (see
     /// [`RxSecY::validate_reserving`]); SAs start without a limit.
     pub fn set_pn_limit(&mut self, sci: Sci, an: An, pn: u64) -> Result<(), SaError> {
-        self.sa_mut(sci, an)?.set_limit(pn);
+        self.sa_ref(sci, an)?.set_limit(pn);
         Ok(())
     }
 
@@ -359,7 +364,7 @@ impl RxSecY {
             });
         };
         let an = tag.an;
-        let Some(sa) = sc.sas[an.index()].as_mut() else {
+        let Some(sa) = sc.sas[an.index()].as_deref() else {
             if tag.c || strict {
                 stats.in_pkts_not_using_sa += 1;
                 return Err(RxError::NotUsingSa { sci, an });
@@ -438,15 +443,20 @@ impl RxSecY {
                     return Err(RxError::Unreserved { sci, an, pn });
                 }
             }
-            let accepted = if pn < sa.lowest_pn() {
+            let delayed = pn < sa.lowest_pn();
+            // The PN is claimed: with replay protection, one that another worker's copy of
+            // the SecY claimed in the meantime (the same frame twice) is late after all.
+            if !sa.accept(pn) && replay_protect {
+                stats.in_pkts_late += 1;
+                return Err(RxError::Late { sci, an, pn });
+            }
+            if delayed {
                 stats.in_pkts_delayed += 1;
                 Accepted::Delayed { sci, an, pn }
             } else {
                 stats.in_pkts_ok += 1;
                 Accepted::Ok { sci, an, pn }
-            };
-            sa.accept(pn, self.cfg.replay_window);
-            accepted
+            }
         };
         Ok(Received { user, accepted })
     }

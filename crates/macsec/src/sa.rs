@@ -4,6 +4,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::crypto::{Aead, Backend, IV_LEN};
+use crate::window::SharedWindow;
 use crate::{An, CipherSuite, SaError, Sci};
 
 /// Short Secure Channel Identifier: stands in for the SCI in the XPN IV (§10.7.13, 802.1AEbw).
@@ -244,79 +245,17 @@ impl fmt::Debug for TxSa {
     }
 }
 
-/// Remembers which PNs of the last few thousand were accepted, so that a replayed frame whose
-/// PN is still inside the replay window is dropped too. 802.1AE itself only checks against the
-/// lowest acceptable PN (§10.6.2) and would accept such a frame; this is stricter and costs one
-/// bit per PN of window, allocated when the SA is installed.
-struct SeenPns {
-    words: Box<[u64]>,
-    /// The highest PN marked so far.
-    top: u64,
-}
-
-/// Duplicates are tracked over at most this many PNs below the highest one seen.
-const MAX_TRACKED_PNS: u64 = 1 << 16;
-
-impl SeenPns {
-    fn new(window: u32, next_pn: u64) -> SeenPns {
-        let tracked = u64::from(window).min(MAX_TRACKED_PNS);
-        // One spare word: the word holding `top` is only partly in use (RFC 6479 §2).
-        let words = tracked.div_ceil(64) as usize + 1;
-        SeenPns {
-            words: vec![0; words].into_boxed_slice(),
-            top: next_pn.saturating_sub(1),
-        }
-    }
-
-    /// The PNs below `top` whose bits are still meaningful.
-    fn span(&self) -> u64 {
-        (self.words.len() as u64 - 1) * 64
-    }
-
-    fn bit(&self, pn: u64) -> (usize, u64) {
-        let n = self.words.len() as u64;
-        (((pn / 64) % n) as usize, 1 << (pn % 64))
-    }
-
-    fn seen(&self, pn: u64) -> bool {
-        if pn > self.top || self.top - pn >= self.span() {
-            return false;
-        }
-        let (w, b) = self.bit(pn);
-        self.words[w] & b != 0
-    }
-
-    fn mark(&mut self, pn: u64) {
-        if pn > self.top {
-            let n = self.words.len() as u64;
-            let (old, new) = (self.top / 64, pn / 64);
-            if new - old >= n {
-                self.words.fill(0);
-            } else {
-                for w in old + 1..=new {
-                    self.words[(w % n) as usize] = 0;
-                }
-            }
-            self.top = pn;
-        } else if self.top - pn >= self.span() {
-            return;
-        }
-        let (w, b) = self.bit(pn);
-        self.words[w] |= b;
-    }
-}
-
-/// A receive SA: key, next and lowest acceptable PN (§10.7.14), and the duplicate filter.
+/// A receive SA: key, next and lowest acceptable PN (§10.7.14) and the duplicate filter, in
+/// a [`SharedWindow`]; all of it behind `&self`, so that the SA can be shared by receive
+/// workers (an `Arc` in each worker's copy of the SecY), each claiming the PNs it validates.
 pub struct RxSa {
     c: SaCrypto,
     xpn: bool,
-    next_pn: u64,
-    lowest_pn: u64,
     /// The highest PN this SA may accept before more is reserved: frames above it are only
     /// accepted once the reservation is durable, so that a restart resumes above every PN
     /// accepted before it (static keys); `u64::MAX` otherwise.
-    limit: u64,
-    seen: SeenPns,
+    limit: AtomicU64,
+    window: SharedWindow,
 }
 
 impl RxSa {
@@ -326,10 +265,8 @@ impl RxSa {
         RxSa {
             c,
             xpn,
-            next_pn: lowest_pn,
-            lowest_pn,
-            limit: u64::MAX,
-            seen: SeenPns::new(window, lowest_pn),
+            limit: AtomicU64::new(u64::MAX),
+            window: SharedWindow::new(window, lowest_pn),
         }
     }
 
@@ -339,28 +276,27 @@ impl RxSa {
 
     /// One above the highest PN received and validated.
     pub fn next_pn(&self) -> u64 {
-        self.next_pn
+        self.window.next_pn()
     }
 
     /// The lowest PN that replay protection still accepts.
     pub fn lowest_pn(&self) -> u64 {
-        self.lowest_pn
+        self.window.lowest_pn()
     }
 
     /// The highest PN the SA accepts before its limit is raised.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_limit(&mut self, pn: u64) {
-        self.limit = pn;
+    pub(crate) fn set_limit(&self, pn: u64) {
+        self.limit.store(pn, Ordering::Release);
     }
 
     /// Raises the lowest acceptable PN, as the KaY does from a peer's "lowest acceptable PN"
     /// (802.1X §9.10.1). It never lowers it.
-    pub(crate) fn raise_lowest_pn(&mut self, pn: u64) {
-        self.lowest_pn = self.lowest_pn.max(pn);
-        self.next_pn = self.next_pn.max(self.lowest_pn);
+    pub(crate) fn raise_lowest_pn(&self, pn: u64) {
+        self.window.raise_lowest(pn);
     }
 
     /// The full PN of a frame from the PN field. With XPN only the low 32 bits are sent; the
@@ -371,9 +307,10 @@ impl RxSa {
         if !self.xpn {
             return Some(u64::from(pn_field));
         }
-        let high = self.lowest_pn & 0xffff_ffff_0000_0000;
+        let lowest = self.lowest_pn();
+        let high = lowest & 0xffff_ffff_0000_0000;
         let candidate = high | u64::from(pn_field);
-        if pn_field < self.lowest_pn as u32 {
+        if pn_field < lowest as u32 {
             candidate.checked_add(1 << 32)
         } else {
             Some(candidate)
@@ -384,19 +321,15 @@ impl RxSa {
     /// acceptable PN, or already accepted inside the window.
     #[inline]
     pub(crate) fn is_late(&self, pn: u64) -> bool {
-        pn < self.lowest_pn || self.seen.seen(pn)
+        self.window.is_late(pn)
     }
 
-    /// Records a validated frame (§10.6.5): advances the next PN and the window.
+    /// Records a validated frame (§10.6.5): claims its PN, advancing the next PN and the
+    /// window. False if another frame claimed it first (a duplicate that a receive worker on
+    /// another thread validated at the same time) or it fell out of the window meanwhile.
     #[inline]
-    pub(crate) fn accept(&mut self, pn: u64, window: u32) {
-        if pn >= self.next_pn {
-            self.next_pn = pn.saturating_add(1);
-        }
-        self.lowest_pn = self
-            .lowest_pn
-            .max(self.next_pn.saturating_sub(u64::from(window)));
-        self.seen.mark(pn);
+    pub(crate) fn accept(&self, pn: u64) -> bool {
+        self.window.accept(pn)
     }
 
     /// The key and the IV of a PN under it.
@@ -410,8 +343,8 @@ impl fmt::Debug for RxSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RxSa")
             .field("an", &self.c.an)
-            .field("next_pn", &self.next_pn)
-            .field("lowest_pn", &self.lowest_pn)
+            .field("next_pn", &self.next_pn())
+            .field("lowest_pn", &self.lowest_pn())
             .finish_non_exhaustive()
     }
 }
@@ -419,43 +352,6 @@ impl fmt::Debug for RxSa {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seen_pns_in_order_and_out_of_order() {
-        let mut s = SeenPns::new(128, 1);
-        assert!(!s.seen(1));
-        s.mark(1);
-        assert!(s.seen(1));
-        s.mark(5);
-        assert!(s.seen(5) && !s.seen(3) && !s.seen(4));
-        s.mark(3);
-        assert!(s.seen(3));
-        // Jump far ahead: everything old is forgotten, the new PN is remembered.
-        s.mark(10_000);
-        assert!(s.seen(10_000));
-        assert!(!s.seen(9_999));
-        assert!(!s.seen(5), "beyond the tracked span");
-    }
-
-    #[test]
-    fn seen_pns_across_word_boundaries() {
-        let mut s = SeenPns::new(256, 1);
-        for pn in (1..1000).step_by(3) {
-            s.mark(pn);
-        }
-        for pn in 1000 - 256..1000 {
-            assert_eq!(s.seen(pn), pn % 3 == 1, "pn {pn}");
-        }
-    }
-
-    #[test]
-    fn seen_pns_window_zero_tracks_nothing() {
-        // With no window the lowest acceptable PN already rejects every PN seen before.
-        let mut s = SeenPns::new(0, 7);
-        s.mark(7);
-        assert!(!s.seen(7));
-        assert_eq!(s.span(), 0);
-    }
 
     #[test]
     fn xpn_iv_matches_the_annex_c_construction() {

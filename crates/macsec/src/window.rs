@@ -28,7 +28,8 @@ pub struct SharedWindow {
     words: Box<[AtomicU64]>,
     /// One above the highest PN accepted.
     next: AtomicU64,
-    /// The lowest acceptable PN: raised by the window as PNs are accepted, and by the KaY.
+    /// The lowest acceptable PN as the KaY (or the SA's start) set it; the window raises it
+    /// further to `next - window`, computed when read (one atomic write a frame fewer).
     lowest: AtomicU64,
     window: u64,
 }
@@ -62,7 +63,10 @@ impl SharedWindow {
     }
 
     pub fn lowest_pn(&self) -> u64 {
-        self.lowest.load(Ordering::Acquire)
+        let next = self.next.load(Ordering::Acquire);
+        self.lowest
+            .load(Ordering::Acquire)
+            .max(next.saturating_sub(self.window))
     }
 
     /// Raises the lowest acceptable PN (never lowers it), as the KaY does.
@@ -113,9 +117,9 @@ impl SharedWindow {
             }
         }
         let next = pn.saturating_add(1);
-        self.next.fetch_max(next, Ordering::AcqRel);
-        self.lowest
-            .fetch_max(next.saturating_sub(self.window), Ordering::AcqRel);
+        if next > self.next.load(Ordering::Acquire) {
+            self.next.fetch_max(next, Ordering::AcqRel);
+        }
         true
     }
 }
@@ -143,6 +147,31 @@ mod tests {
         w.raise_lowest(90);
         assert!(!w.accept(85));
         assert!(w.accept(95));
+    }
+
+    #[test]
+    fn across_word_boundaries() {
+        let w = SharedWindow::new(256, 1);
+        for pn in (1..1000).step_by(3) {
+            assert!(w.accept(pn));
+        }
+        for pn in 1000 - 256..1000 {
+            assert_eq!(w.is_late(pn), pn % 3 == 1, "pn {pn}");
+        }
+        // Far ahead: everything old is late.
+        assert!(w.accept(100_000));
+        assert!(w.is_late(99_000) && !w.is_late(99_999));
+    }
+
+    #[test]
+    fn window_zero_demands_rising_pns() {
+        let w = SharedWindow::new(0, 7);
+        assert!(w.accept(7));
+        assert!(!w.accept(7));
+        assert!(!w.accept(6));
+        assert!(w.accept(9));
+        assert!(!w.accept(8), "below the next PN");
+        assert_eq!((w.next_pn(), w.lowest_pn()), (10, 10));
     }
 
     #[test]
