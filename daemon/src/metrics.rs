@@ -171,6 +171,10 @@ pub struct Snapshot<'a> {
     pub bfd: (Vec<interlink_bfd::View>, interlink_bfd::Dropped),
     /// Flow logs, when on.
     pub flows: Option<FlowMetrics>,
+    /// The kernel holds what every source wants (nothing queued or in flight).
+    pub fib_in_sync: bool,
+    /// Each neighbor's max_prefixes, where it has one.
+    pub prefix_limits: Vec<(std::net::IpAddr, u32)>,
 }
 
 /// Flow logs for the metrics: per link and direction, and the exporter's counts.
@@ -198,6 +202,8 @@ pub struct LinkView<'a> {
     pub tun_tx_dropped: u64,
     /// For MKA links: whether a peer is live.
     pub mka_live: Option<bool>,
+    /// How much of the transmit SA's PN space is used (next PN over the suite's last).
+    pub tx_pn_used: Option<f64>,
     pub mka: Option<MkaView>,
 }
 
@@ -241,6 +247,16 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             &[("link", l.name)],
             f64::from(u8::from(l.liveness.up)),
         );
+    }
+    e.family(
+        "interlink_macsec_tx_pn_used_ratio",
+        "gauge",
+        "The share of the transmit SA's packet numbers used: MKA rekeys before it nears 1 (static keys must be replaced).",
+    );
+    for l in &s.links {
+        if let Some(r) = l.tx_pn_used {
+            e.sample("interlink_macsec_tx_pn_used_ratio", &[("link", l.name)], r);
+        }
     }
     e.family(
         "interlink_link_info",
@@ -474,6 +490,18 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
         }
     }
     e.family(
+        "interlink_bgp_prefixes_limit",
+        "gauge",
+        "A neighbor's max_prefixes (per family), where it has one: compare with interlink_bgp_prefixes{stage=\"accepted\"}.",
+    );
+    for (addr, limit) in &s.prefix_limits {
+        e.sample(
+            "interlink_bgp_prefixes_limit",
+            &[("neighbor", &addr.to_string())],
+            f64::from(*limit),
+        );
+    }
+    e.family(
         "interlink_bgp_prefixes_refused_total",
         "counter",
         "Announcements per neighbor and family that import policy refused since the session came up (counted, not stored).",
@@ -519,6 +547,16 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             n as f64,
         );
     }
+    e.family(
+        "interlink_fib_in_sync",
+        "gauge",
+        "1 while the kernel holds every route the sources want (nothing queued or in flight).",
+    );
+    e.sample(
+        "interlink_fib_in_sync",
+        &[("table", &table)],
+        f64::from(u8::from(s.fib_in_sync)),
+    );
     e.family(
         "interlink_fib_operations_total",
         "counter",

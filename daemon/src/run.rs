@@ -613,6 +613,10 @@ impl<'p> Daemon<'p> {
                         .map_or(0, |m| m.tx_switches.saturating_sub(1)),
                     tun_tx_dropped: l.link.tun_tx_dropped(),
                     mka_live: l.mka.as_ref().map(|m| m.live),
+                    tx_pn_used: l
+                        .link
+                        .tx_pn()
+                        .map(|(_, pn)| pn as f64 / l.cfg.macsec.cipher_suite.max_pn() as f64),
                     mka: l.mka.as_ref().map(|m| m.metrics(&l.link)),
                 })
                 .collect(),
@@ -621,6 +625,13 @@ impl<'p> Daemon<'p> {
             neighbors,
             bfd: self.bfd.as_ref().map(|b| b.views()).unwrap_or_default(),
             flows: self.exporter.as_ref().map(|e| self.flow_metrics(e)),
+            fib_in_sync: self.fib.in_sync(),
+            prefix_limits: self
+                .config
+                .neighbors
+                .iter()
+                .filter_map(|n| n.import.as_ref()?.max_prefixes.map(|m| (n.address, m)))
+                .collect(),
         });
         let _ = reply.send(self.registry.encode(families));
     }
