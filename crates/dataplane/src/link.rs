@@ -472,27 +472,28 @@ impl Link {
         };
         let short = &spec.name[..spec.name.len().min(8)];
         let mut threads = Vec::new();
+        // Flow logs: a table for each worker (the transmit workers' out, the receive
+        // worker's in), sharing the link's bound, and the view of it the control plane reads.
         let mut flow_views = Vec::new();
+        let flow_table = |direction, views: &mut Vec<Arc<crate::flows::FlowView>>| {
+            let f = spec.flows.as_ref()?;
+            let view = Arc::new(crate::flows::FlowView::default());
+            views.push(view.clone());
+            Some(crate::flows::Flows::new(
+                f,
+                queues + 1,
+                ifindex,
+                direction,
+                view,
+            ))
+        };
         let mut tx_cmds = Vec::new();
         let mut tx_wakes = Vec::new();
         for (q, tun) in tuns.iter().enumerate() {
             let (cmds, cmd_rx) = mpsc::channel();
             let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
-            let view = Arc::new(crate::flows::FlowView::default());
-            let flows = spec.flows.as_ref().map(|f| {
-                crate::flows::Flows::new(
-                    f,
-                    queues + 1,
-                    ifindex,
-                    interlink_flow::Direction::Egress,
-                    view.clone(),
-                )
-            });
-            if flows.is_some() {
-                flow_views.push(view);
-            }
             let worker = TxWorker {
-                flows,
+                flows: flow_table(interlink_flow::Direction::Egress, &mut flow_views),
                 queue: q,
                 tun: tun.clone(),
                 sock: sock.clone(),
@@ -518,21 +519,8 @@ impl Link {
             tx_cmds.push(cmds);
             tx_wakes.push(wake);
         }
-        let rx_view = Arc::new(crate::flows::FlowView::default());
-        let rx_flows = spec.flows.as_ref().map(|f| {
-            crate::flows::Flows::new(
-                f,
-                queues + 1,
-                ifindex,
-                interlink_flow::Direction::Ingress,
-                rx_view.clone(),
-            )
-        });
-        if rx_flows.is_some() {
-            flow_views.push(rx_view);
-        }
         let rx = RxWorker {
-            flows: rx_flows,
+            flows: flow_table(interlink_flow::Direction::Ingress, &mut flow_views),
             tun: tuns[0].clone(),
             sock,
             secy: rx_secy,
