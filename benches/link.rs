@@ -2,8 +2,9 @@
 //! TCP one stream, TCP four streams and delivered 64-octet UDP packets per second (iperf3),
 //! for three paths between host A and host B:
 //! - the plain routed veth path, the ceiling;
-//! - interlink over UDP with GCM-AES-XPN-256 (one transmit queue and two; and one with flow
-//!   logs on, unsampled, exported as IPFIX to a port nobody reads, on both gateways);
+//! - interlink over UDP with GCM-AES-XPN-256 keyed by MKA (one queue and lane, and two; and
+//!   one with flow logs on, unsampled, exported as IPFIX to a port nobody reads, on both
+//!   gateways);
 //! - wireguard-go (the Debian package, configured with `wg`), the reference.
 //!
 //! The paths take turns for `INTERLINK_BENCH_ROUNDS` rounds (3 by default); the table gives
@@ -113,43 +114,25 @@ fn plain(lab: &mut Lab) -> Figures {
 }
 
 fn interlink(lab: &mut Lab, queues: usize, flows: bool) -> Figures {
-    let key = |seed: u8| -> String { (0..32).map(|i| format!("{:02x}", i ^ seed)).collect() };
-    lab.secret("a.sak", &key(0xa0));
-    lab.secret("b.sak", &key(0xb0));
+    // MKA from one CAK, as the lab: over UDP with MKA, `queues` also opens as many lanes.
+    lab.secret(
+        "link.cak",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    );
     let bin = interlinkd();
-    for (side, me, peer, tun, tx, rx, ssci) in [
-        (
-            "a",
-            "192.0.2.1",
-            "192.0.2.2",
-            "169.254.0.1/30",
-            "a.sak",
-            "b.sak",
-            (1, 2),
-        ),
-        (
-            "b",
-            "192.0.2.2",
-            "192.0.2.1",
-            "169.254.0.2/30",
-            "b.sak",
-            "a.sak",
-            (2, 1),
-        ),
+    for (side, me, peer, tun) in [
+        ("a", "192.0.2.1", "192.0.2.2", "169.254.0.1/30"),
+        ("b", "192.0.2.2", "192.0.2.1", "169.254.0.2/30"),
     ] {
         let cfg = lab.file(
             &format!("{side}.toml"),
             &format!(
-                "{}[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
+                "[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
                  transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"\n\
                  queues = {queues}\n\
-                 [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"static\"\n\
-                 tx_sak_file = \"{tx}\"\nrx_sak_file = \"{rx}\"\ntx_ssci = {}\nrx_ssci = {}\n\
-                 salt = \"000102030405060708090a0b\"\nreplay_window = {}\n{}",
-                lab.daemon_section(&format!("state-{side}")),
-                ssci.0,
-                ssci.1,
-                if queues > 1 { 256 } else { 0 },
+                 [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"mka\"\n\
+                 ckn = \"62656e6368\"\ncak_file = \"link.cak\"\nreplay_window = {}\n{}",
+                if queues > 1 { 1024 } else { 0 },
                 if flows {
                     "[flows]\ncollectors = [\"127.0.0.1:4739\"]\n"
                 } else {
@@ -161,10 +144,12 @@ fn interlink(lab: &mut Lab, queues: usize, flows: bool) -> Figures {
         lab.spawn(&format!("g{side}"), &bin, &["--config", &cfg]);
     }
     lab.wait_for(
-        "interlinkd up on both gateways",
-        Duration::from_secs(10),
-        || lab.log("ga").contains("running") && lab.log("gb").contains("running"),
+        "both gateways sending under a SAK",
+        Duration::from_secs(20),
+        || lab.log("ga").contains("sending with key") && lab.log("gb").contains("sending with key"),
     );
+    // The probes have told each side the other's lanes.
+    std::thread::sleep(Duration::from_millis(1500));
     lab.route("ga", &["10.2.0.0/24", "dev", "il0"]);
     lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
     let f = measure(
@@ -320,7 +305,7 @@ fn main() {
     let names = [
         "plain routed veth (ceiling)",
         "interlink, UDP, GCM-AES-XPN-256",
-        "  the same with 2 transmit queues",
+        "  the same with 2 queues and lanes",
         "  the same with flow logs (1:1)",
         "wireguard-go (reference)",
     ];

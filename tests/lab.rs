@@ -179,7 +179,16 @@ fn the_lab_works_end_to_end() {
         "route across the link withdrawn {:?} after the underlay went down",
         start.elapsed()
     );
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    // The routes go at the 50 ms reachability check; the line is logged at the half-second
+    // tick.
+    let start = Instant::now();
+    let mut log = std::fs::read_to_string(&log_path).unwrap();
+    while !log.contains("link to-site-b: peer unreachable")
+        && start.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(&log_path).unwrap();
+    }
     assert!(log.contains("link to-site-b: peer unreachable"), "{log}");
     assert_eq!(downs(), downs_before, "the session went down: {log}");
     lab.exec("gw-b", &["ip", "link", "set", "wan", "up"]);

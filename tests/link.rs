@@ -1640,3 +1640,75 @@ fn a_tun_deleted_under_the_daemon_takes_the_link_down_and_back() {
     assert_eq!(status, Some(1), "{log}");
     assert!(log.contains("il0"), "{log}");
 }
+
+/// MKA over UDP with `queues` on each side: gateway A's transmit queues go out on lanes
+/// (UDP ports 4789, 4790, ...) as far as gateway B says in its probes it receives on them,
+/// each read there by a receive worker of its own, all validating under one SA (its PN state
+/// shared): a TCP transfer of eight streams crosses with nothing dropped.
+fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u16> {
+    let mut lab = Lab::new(test);
+    lab.two_sites();
+    lab.secret("a.cak", CAK);
+    lab.secret("b.cak", CAK);
+    for (side, q) in [("a", queues.0), ("b", queues.1)] {
+        let keys = format!("ckn = \"696e7465726c696e6b\"\ncak_file = \"{side}.cak\"\n");
+        let cfg = mka_config(
+            &lab,
+            side,
+            Wire::Udp,
+            "gcm-aes-xpn-256",
+            &keys,
+            "replay_window = 1024\n",
+        );
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "probe_interval = \"200ms\"\n",
+            &format!("probe_interval = \"200ms\"\nqueues = {q}\n"),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        spawn_gateway(&mut lab, side, &cfg);
+    }
+    route_across(&lab);
+    ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
+    // Probes have gone both ways: each side knows the other's lanes.
+    std::thread::sleep(Duration::from_millis(500));
+    lab.capture("cap-lanes", "ga", "wan", "udp and src host 192.0.2.1");
+    lab.iperf3_server("iperf-lanes", "hb", "5201");
+    let out = lab.try_exec(
+        "ha",
+        &["iperf3", "-c", "10.2.0.2", "-t", "2", "-P", "8", "-J"],
+    );
+    let _ = lab.stop("iperf-lanes");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 1_000_000, "{received} octets");
+    let frames = lab.stop_capture("cap-lanes");
+    let ports: std::collections::BTreeSet<u16> = frames
+        .iter()
+        .filter(|f| f.len() > 38 && f[12..14] == [0x08, 0x00] && f[23] == 17)
+        .map(|f| u16::from_be_bytes([f[34], f[35]]))
+        .collect();
+    let (_, out, _) = ctl(&lab, "b", &["--json", "show", "links"]);
+    let l: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(l[0]["rx_dropped"], 0, "{l}");
+    eprintln!("{test}: queues {queues:?}, {received} octets, source ports seen {ports:?}");
+    ports
+}
+
+#[test]
+fn udp_mka_spreads_over_lanes() {
+    if !netns::require_root() {
+        return;
+    }
+    let ports = mka_lanes("lanes2", (2, 2));
+    assert_eq!(ports, [4789, 4790].into_iter().collect());
+}
+
+#[test]
+fn udp_mka_uses_only_the_lanes_the_peer_has() {
+    if !netns::require_root() {
+        return;
+    }
+    // Gateway B receives on one lane: A's two queues both send on it.
+    let ports = mka_lanes("lanes21", (2, 1));
+    assert_eq!(ports, [4789].into_iter().collect());
+}

@@ -190,23 +190,20 @@ enum TxCmd {
 }
 
 enum RxCmd {
-    InstallSa {
-        an: An,
-        keys: SaKeys,
-        lowest_pn: u64,
-        done: Sender<Result<(), SaError>>,
-    },
-    RemoveSa {
-        an: An,
-        done: Sender<Result<(), SaError>>,
-    },
+    /// A new copy of the receive SecY (an SA installed or removed on the link's master
+    /// copy); its SAs are shared with every other worker's copy.
+    SecY { secy: RxSecY, done: Sender<()> },
 }
 
 struct Shared {
     stop: AtomicBool,
     /// One per transmit worker.
     tx: Vec<Published>,
-    rx: Published,
+    /// One per receive worker.
+    rx: Vec<Published>,
+    /// Lanes the peer receives on, from its probes: transmit queue q sends on lane
+    /// q mod min(ours, its).
+    peer_lanes: std::sync::atomic::AtomicUsize,
     /// The lowest acceptable PN of the receive SA on each AN (0: none), published by the
     /// receive worker once per batch: MKA reports it and watches it for PN exhaustion.
     rx_lowest_pn: [AtomicU64; 4],
@@ -309,9 +306,12 @@ pub struct Link {
     shared: Arc<Shared>,
     /// One per transmit worker.
     tx_cmds: Vec<Sender<TxCmd>>,
-    rx_cmds: Sender<RxCmd>,
+    /// One per receive worker (lane).
+    rx_cmds: Vec<Sender<RxCmd>>,
+    /// The receive SecY the SAs are installed on; each worker gets a copy (SAs shared).
+    rx_master: Mutex<RxSecY>,
     tx_wakes: Vec<Arc<Waker>>,
-    rx_wake: Arc<Waker>,
+    rx_wakes: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
     /// Where MKPDUs go out: the UDP socket, or the EAPOL packet socket and its interface.
     control: Control,
@@ -431,7 +431,14 @@ impl Link {
             .map_err(io_err(format!("make {} persistent", spec.ifname)))?;
         let ifindex =
             sys::if_index(&spec.ifname).map_err(io_err(format!("find {}", spec.ifname)))?;
-        let sock = Arc::new(wire.fd);
+        // Underlay lanes: over UDP with MKA, one socket pair per queue (see `Wire::udp`),
+        // each read by a receive worker of its own; one otherwise.
+        let socks: Vec<Arc<OwnedFd>> = std::iter::once(wire.fd)
+            .chain(wire.lanes)
+            .map(Arc::new)
+            .collect();
+        let lanes = socks.len();
+        let sock = socks[0].clone();
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let control = match wire.eapol {
             Some((fd, index)) => Control::Ethernet(Arc::new(fd), index),
@@ -440,7 +447,8 @@ impl Link {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             tx: (0..queues).map(|_| Published::default()).collect(),
-            rx: Published::default(),
+            rx: (0..lanes).map(|_| Published::default()).collect(),
+            peer_lanes: std::sync::atomic::AtomicUsize::new(1),
             rx_lowest_pn: Default::default(),
             liveness: Mutex::new((Liveness::default(), None)),
             dead_interval: spec.probe_interval * 3,
@@ -458,8 +466,6 @@ impl Link {
             tx: control_tx,
             shared: shared.clone(),
         };
-        let (rx_cmds, rx_cmd_rx) = mpsc::channel();
-        let rx_wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
 
         // DA and SA as each direction's AAD has them (see the module documentation): on
         // Ethernet the real addresses, over UDP the SCIs' MAC parts, written in on receive.
@@ -481,7 +487,7 @@ impl Link {
             views.push(view.clone());
             Some(crate::flows::Flows::new(
                 f,
-                queues + 1,
+                queues + lanes,
                 ifindex,
                 direction,
                 view,
@@ -496,7 +502,7 @@ impl Link {
                 flows: flow_table(interlink_flow::Direction::Egress, &mut flow_views),
                 queue: q,
                 tun: tun.clone(),
-                sock: sock.clone(),
+                socks: socks.clone(),
                 secy: tx_secy.clone(),
                 cmds: cmd_rx,
                 wake: wake.clone(),
@@ -519,32 +525,46 @@ impl Link {
             tx_cmds.push(cmds);
             tx_wakes.push(wake);
         }
-        let rx = RxWorker {
-            flows: flow_table(interlink_flow::Direction::Ingress, &mut flow_views),
-            tun: tuns[0].clone(),
-            sock,
-            secy: rx_secy,
-            cmds: rx_cmd_rx,
-            wake: rx_wake.clone(),
-            shared: shared.clone(),
-            addrs: rx_addrs,
-            wire: wire.framing,
-            uso,
-            tx_cmds: tx_cmds[0].clone(),
-            tx_wake: tx_wakes[0].clone(),
-            control: control_tx.clone(),
-            reserve: spec
-                .keys
-                .as_ref()
-                .zip(shared.reserve.clone())
-                .map(|(k, r)| rx::RxReserve::new(r, k.rx_an)),
-        };
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("il-rx-{short}"))
-                .spawn(move || rx.run())
-                .map_err(io_err("spawn the receive worker"))?,
-        );
+        // The receive workers: one per lane, each with a copy of the SecY (the SAs shared);
+        // the link keeps a master copy to install SAs on.
+        let rx_master = Mutex::new(rx_secy.clone());
+        let mut rx_cmds = Vec::new();
+        let mut rx_wakes = Vec::new();
+        for (lane, lane_sock) in socks.iter().enumerate() {
+            let (cmds, cmd_rx) = mpsc::channel();
+            let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+            let rx = RxWorker {
+                lane,
+                flows: flow_table(interlink_flow::Direction::Ingress, &mut flow_views),
+                tun: tuns[lane % tuns.len()].clone(),
+                sock: lane_sock.clone(),
+                secy: rx_secy.clone(),
+                cmds: cmd_rx,
+                wake: wake.clone(),
+                shared: shared.clone(),
+                addrs: rx_addrs,
+                wire: wire.framing,
+                uso,
+                tx_cmds: tx_cmds[0].clone(),
+                tx_wake: tx_wakes[0].clone(),
+                control: control_tx.clone(),
+                // Static keys have one lane: their reservation assumes one receive worker.
+                reserve: spec
+                    .keys
+                    .as_ref()
+                    .zip(shared.reserve.clone())
+                    .filter(|_| lane == 0)
+                    .map(|(k, r)| rx::RxReserve::new(r, k.rx_an)),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("il-rx{lane}-{short}"))
+                    .spawn(move || rx.run())
+                    .map_err(io_err("spawn a receive worker"))?,
+            );
+            rx_cmds.push(cmds);
+            rx_wakes.push(wake);
+        }
         // On Ethernet, MKPDUs come on their own socket, read by a thread of their own.
         if let Control::Ethernet(fd, _) = &control {
             let (fd, shared, tx) = (fd.clone(), shared.clone(), control_tx);
@@ -581,8 +601,9 @@ impl Link {
             shared,
             tx_cmds,
             rx_cmds,
+            rx_master,
             tx_wakes,
-            rx_wake,
+            rx_wakes,
             threads,
         })
     }
@@ -613,7 +634,10 @@ impl Link {
 
     /// The counters of both workers, summed.
     pub fn counters(&self) -> Counters {
-        let mut c = self.shared.rx.read();
+        let mut c = Counters::default();
+        for rx in &self.shared.rx {
+            c.merge(&rx.read());
+        }
         for tx in &self.shared.tx {
             c.merge(&tx.read());
         }
@@ -636,34 +660,41 @@ impl Link {
     /// are accepted from `lowest_pn` on. Install the receive SA before the peer starts sending
     /// with it (802.1X §9.10.1), then the transmit SA.
     pub fn install_rx_sa(&self, an: An, keys: SaKeys, lowest_pn: u64) -> Result<(), LinkError> {
-        let (done, result) = mpsc::channel();
-        self.rx_cmds
-            .send(RxCmd::InstallSa {
-                an,
-                keys,
-                lowest_pn,
-                done,
-            })
-            .map_err(|_| LinkError::Stopped)?;
-        self.rx_wake.wake();
-        result
-            .recv()
-            .map_err(|_| LinkError::Stopped)?
-            .map_err(LinkError::from)
+        self.change_rx(|secy, peer| secy.install_sa(peer, an, &keys.as_key(), lowest_pn))
     }
 
     /// Removes the receive SA `an`: frames under it are refused from now on (its key is no
     /// longer trusted, such as a CAK taken out of the keychain).
     pub fn remove_rx_sa(&self, an: An) -> Result<(), LinkError> {
-        let (done, result) = mpsc::channel();
-        self.rx_cmds
-            .send(RxCmd::RemoveSa { an, done })
+        self.change_rx(|secy, peer| secy.remove_sa(peer, an))
+    }
+
+    /// Changes the master receive SecY and hands every receive worker a copy, waiting until
+    /// each has taken it.
+    fn change_rx(
+        &self,
+        change: impl FnOnce(&mut RxSecY, Sci) -> Result<(), SaError>,
+    ) -> Result<(), LinkError> {
+        let copy = {
+            let mut master = self.rx_master.lock().map_err(|_| LinkError::Stopped)?;
+            change(&mut master, self.peer_sci)?;
+            master.clone()
+        };
+        let mut waits = Vec::new();
+        for (cmds, wake) in self.rx_cmds.iter().zip(&self.rx_wakes) {
+            let (done, wait) = mpsc::channel();
+            cmds.send(RxCmd::SecY {
+                secy: copy.clone(),
+                done,
+            })
             .map_err(|_| LinkError::Stopped)?;
-        self.rx_wake.wake();
-        result
-            .recv()
-            .map_err(|_| LinkError::Stopped)?
-            .map_err(LinkError::from)
+            wake.wake();
+            waits.push(wait);
+        }
+        for w in waits {
+            w.recv().map_err(|_| LinkError::Stopped)?;
+        }
+        Ok(())
     }
 
     /// Installs a transmit SA on an AN not in use, starting at `next_pn`.
@@ -788,7 +819,9 @@ impl Link {
         for wake in &self.tx_wakes {
             wake.wake();
         }
-        self.rx_wake.wake();
+        for wake in &self.rx_wakes {
+            wake.wake();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -859,12 +892,38 @@ struct Wire {
     path: String,
     /// Ethernet: a packet socket for EAPOL (MKPDUs) on the underlay, and its index.
     eapol: Option<(OwnedFd, u32)>,
+    /// UDP: the sockets of lanes 1 and up (lane 0 is `fd`).
+    lanes: Vec<OwnedFd>,
 }
 
 impl Wire {
     fn open(spec: &LinkSpec) -> Result<Wire, LinkError> {
         match &spec.underlay {
-            Underlay::Udp { local, remote } => Wire::udp(*local, *remote),
+            Underlay::Udp { local, remote } => {
+                // Static keys keep one lane: their receive PN reservation assumes one worker.
+                let lanes = if spec.keys.is_some() {
+                    1
+                } else {
+                    spec.queues.max(1)
+                };
+                let mut wire = Wire::udp(*local, *remote)?;
+                for i in 1..lanes {
+                    let port = |a: &SocketAddr| {
+                        a.port()
+                            .checked_add(i as u16)
+                            .map(|p| SocketAddr::new(a.ip(), p))
+                            .ok_or_else(|| LinkError::Io {
+                                what: format!("lane {i} of {local}"),
+                                source: io::Error::new(
+                                    io::ErrorKind::InvalidInput,
+                                    "the port plus the lane is past 65535",
+                                ),
+                            })
+                    };
+                    wire.lanes.push(Wire::udp(port(local)?, port(remote)?)?.fd);
+                }
+                Ok(wire)
+            }
             Underlay::Ethernet { ifname, peer_mac } => {
                 let ifindex = sys::if_index(ifname).map_err(io_err(format!("find {ifname}")))?;
                 let (local_mac, if_mtu) =
@@ -882,6 +941,7 @@ impl Wire {
                     peer_mac: *peer_mac,
                     path: format!("{ifname} (mtu {if_mtu})"),
                     eapol: Some((eapol, ifindex)),
+                    lanes: Vec::new(),
                 })
             }
         }
@@ -926,6 +986,7 @@ impl Wire {
             peer_mac: udp_mac(&remote),
             path: format!("the path to {remote} (mtu {path_mtu})"),
             eapol: None,
+            lanes: Vec::new(),
         })
     }
 }

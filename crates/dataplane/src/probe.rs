@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! EtherType 0x88B5 (IEEE 802 local experimental 1)
-//! kind(1): 1 request, 2 reply | reserved(3) | sequence(4) | sender's timestamp in ns(8)
+//! kind(1): 1 request, 2 reply | lanes(1) | reserved(2) | sequence(4) | sender's timestamp in ns(8)
 //! ```
+//! `lanes` is how many underlay lanes (UDP socket pairs, see `link`) the sender receives on;
+//! 0 from a version that did not say, which means one.
 //! A reply echoes the request's sequence and timestamp, so the RTT is measured on the clock of
 //! the side that asked.
 
@@ -34,6 +36,18 @@ impl Probe {
         buf[1..4].fill(0);
         buf[4..8].copy_from_slice(&seq.to_be_bytes());
         buf[8..16].copy_from_slice(&sent_ns.to_be_bytes());
+    }
+
+    /// Writes the sender's lane count into an emitted body.
+    pub fn set_lanes(buf: &mut [u8], lanes: u8) {
+        if let Some(b) = buf.get_mut(1) {
+            *b = lanes;
+        }
+    }
+
+    /// The lane count a body carries (1 for 0: a sender that did not say).
+    pub fn lanes(buf: &[u8]) -> u8 {
+        buf.get(1).copied().unwrap_or(0).max(1)
     }
 
     /// Parses a body; `None` if it is not a probe this version knows.
@@ -71,6 +85,19 @@ mod tests {
             p.emit(&mut buf);
             assert_eq!(Probe::parse(&buf), Some(p));
         }
+        let mut buf = [0; PROBE_LEN];
+        Probe::Request { seq: 1, sent_ns: 2 }.emit(&mut buf);
+        assert_eq!(
+            Probe::lanes(&buf),
+            1,
+            "an older sender says nothing: one lane"
+        );
+        Probe::set_lanes(&mut buf, 4);
+        assert_eq!(Probe::lanes(&buf), 4);
+        assert_eq!(
+            Probe::parse(&buf),
+            Some(Probe::Request { seq: 1, sent_ns: 2 })
+        );
         assert_eq!(Probe::parse(&[1; 15]), None);
         assert_eq!(Probe::parse(&[9; 16]), None);
     }

@@ -68,6 +68,8 @@ fn write_tun(tun: RawFd, packet: &[u8], segments: usize, counters: &mut Counters
 }
 
 pub(super) struct RxWorker {
+    /// The underlay lane this worker reads.
+    pub(super) lane: usize,
     pub(super) tun: Arc<OwnedFd>,
     pub(super) sock: Arc<OwnedFd>,
     pub(super) secy: RxSecY,
@@ -201,20 +203,10 @@ impl RxWorker {
         while self.shared.running() {
             while let Ok(cmd) = self.cmds.try_recv() {
                 match cmd {
-                    RxCmd::InstallSa {
-                        an,
-                        keys,
-                        lowest_pn,
-                        done,
-                    } => {
-                        let r = self.secy.install_sa(peer, an, &keys.as_key(), lowest_pn);
+                    RxCmd::SecY { secy, done } => {
+                        self.secy = secy;
                         self.publish_pns(peer);
-                        let _ = done.send(r);
-                    }
-                    RxCmd::RemoveSa { an, done } => {
-                        let r = self.secy.remove_sa(peer, an);
-                        self.publish_pns(peer);
-                        let _ = done.send(r);
+                        let _ = done.send(());
                     }
                 }
             }
@@ -267,10 +259,10 @@ impl RxWorker {
             if let Some(r) = &mut self.reserve {
                 r.tick(&mut self.secy, peer);
             }
-            self.shared.rx.publish(&counters);
+            self.shared.rx[self.lane].publish(&counters);
             self.publish_pns(peer);
         }
-        self.shared.rx.publish(&counters);
+        self.shared.rx[self.lane].publish(&counters);
         if let Some(r) = &self.reserve {
             self.shared
                 .rx_next_pn
@@ -351,7 +343,11 @@ impl RxWorker {
             }
             // Only an authenticated, in-order probe says anything about the link.
             ETHERTYPE_PROBE if matches!(r.accepted, Accepted::Ok { .. }) => {
-                self.probe(Probe::parse(&frame[ip..r.user.end]), counters)
+                let body = &frame[ip..r.user.end];
+                self.shared
+                    .peer_lanes
+                    .store(usize::from(Probe::lanes(body)), Ordering::Relaxed);
+                self.probe(Probe::parse(body), counters)
             }
             _ => counters.link.not_ip += 1,
         }

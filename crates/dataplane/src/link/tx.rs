@@ -32,7 +32,8 @@ pub(super) struct TxWorker {
     /// Which TUN queue this worker reads, and whose counters it publishes.
     pub(super) queue: usize,
     pub(super) tun: Arc<OwnedFd>,
-    pub(super) sock: Arc<OwnedFd>,
+    /// The underlay's lanes (one but over UDP with MKA and several queues).
+    pub(super) socks: Vec<Arc<OwnedFd>>,
     pub(super) secy: TxSecY,
     pub(super) cmds: Receiver<TxCmd>,
     pub(super) wake: Arc<Waker>,
@@ -306,7 +307,7 @@ impl TxWorker {
                 std::thread::sleep(wait);
             }
         }
-        let sock = self.sock.as_raw_fd();
+        let sock = self.lane();
         if self.wire == Framing::Ethernet {
             send_all(mmsg, sock, packets, counters);
             return;
@@ -325,7 +326,19 @@ impl TxWorker {
         }
     }
 
-    /// Protects and sends one probe; false if it could not go out.
+    /// The socket of this worker's lane: queue q on lane q mod the lanes both ends have (the
+    /// peer says how many in its probes; one until it has). A flow keeps its queue (the
+    /// kernel picks it by flow hash) and so its lane: its packets stay in order.
+    fn lane(&self) -> std::os::fd::RawFd {
+        let usable = self
+            .socks
+            .len()
+            .min(self.shared.peer_lanes.load(Ordering::Relaxed))
+            .max(1);
+        self.socks[self.queue % usable].as_raw_fd()
+    }
+
+    /// Protects and sends one probe (on lane 0); false if it could not go out.
     fn send_probe(&self, buf: &mut [u8], probe: Probe, counters: &mut Counters) -> bool {
         let hdr = self.secy.header_len();
         let user_len = 2 + PROBE_LEN;
@@ -335,6 +348,7 @@ impl TxWorker {
         buf[..ADDRS_LEN].copy_from_slice(&self.addrs);
         buf[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_PROBE.to_be_bytes());
         probe.emit(&mut buf[hdr + 2..hdr + user_len]);
+        Probe::set_lanes(&mut buf[hdr + 2..hdr + user_len], self.socks.len() as u8);
         let Ok(p) = self.secy.protect(&mut counters.secy_tx, buf, user_len) else {
             return false;
         };
@@ -342,7 +356,7 @@ impl TxWorker {
         let before = counters.link.underlay_tx_packets;
         send_all(
             &mut mmsg,
-            self.sock.as_raw_fd(),
+            self.socks[0].as_raw_fd(),
             &[&buf[self.wire.offset()..p.len]],
             counters,
         );
