@@ -8,7 +8,9 @@
 //! - wireguard-go (the Debian package, configured with `wg`), the reference.
 //!
 //! The paths take turns for `INTERLINK_BENCH_ROUNDS` rounds (3 by default); the table gives
-//! each figure's median with its lowest and highest. `INTERLINK_LINK_BENCH_ONLY=flows` runs
+//! each figure's median with its lowest and highest, and the TCP senders' retransmissions.
+//! interlink runs with 1, 2, 4 and 8 queues as far as the machine has cores for
+//! (`INTERLINK_LINK_BENCH_QUEUES=1,2,4,8` to choose). `INTERLINK_LINK_BENCH_ONLY=flows` runs
 //! interlink with flow logs off and on alone.
 //!
 //! Needs root, iperf3, wireguard-go, wireguard-tools and a release interlinkd:
@@ -29,6 +31,10 @@ struct Figures {
     tcp1_gbps: f64,
     tcp4_gbps: f64,
     udp64_kpps: f64,
+    /// TCP retransmissions the senders counted (1 stream, 4 streams): reordering a path
+    /// brings into a flow shows here, beside the veth path's.
+    tcp1_retrans: f64,
+    tcp4_retrans: f64,
 }
 
 impl Figures {
@@ -43,6 +49,8 @@ impl Figures {
             tcp1_gbps: med(|f| f.tcp1_gbps),
             tcp4_gbps: med(|f| f.tcp4_gbps),
             udp64_kpps: med(|f| f.udp64_kpps),
+            tcp1_retrans: med(|f| f.tcp1_retrans),
+            tcp4_retrans: med(|f| f.tcp4_retrans),
         }
     }
 }
@@ -84,10 +92,14 @@ fn measure(lab: &mut Lab, path: &str) -> Figures {
     let sent = sum["packets"].as_f64().unwrap_or(0.0);
     let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
     let secs = sum["seconds"].as_f64().unwrap_or(1.0);
+    let retrans =
+        |v: &serde_json::Value| v["end"]["sum_sent"]["retransmits"].as_f64().unwrap_or(0.0);
     Figures {
         tcp1_gbps: gbps(&tcp1),
         tcp4_gbps: gbps(&tcp4),
         udp64_kpps: (sent - lost) / secs / 1e3,
+        tcp1_retrans: retrans(&tcp1),
+        tcp4_retrans: retrans(&tcp4),
     }
 }
 
@@ -275,44 +287,99 @@ fn main() {
         .unwrap_or(3);
     let mut lab = Lab::new("bench");
     lab.two_sites();
-    // The paths take turns, round after round, so that a slow spell of this shared machine
-    // falls on all of them; each figure is the median of its rounds.
+    // interlink with 1, 2, 4 and 8 queues (and lanes), as far as the machine has cores for
+    // two gateways' workers: at most half of them, at least 2 (INTERLINK_LINK_BENCH_QUEUES
+    // = "1,2,4" to choose).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let queues: Vec<usize> = match std::env::var("INTERLINK_LINK_BENCH_QUEUES") {
+        Ok(v) => v.split(',').filter_map(|q| q.trim().parse().ok()).collect(),
+        Err(_) => [1, 2, 4, 8]
+            .into_iter()
+            .filter(|&q| q <= (cores / 2).max(2))
+            .collect(),
+    };
     let only_flows = std::env::var("INTERLINK_LINK_BENCH_ONLY").is_ok_and(|v| v == "flows");
-    let mut runs: [Vec<Figures>; 5] = Default::default();
-    for round in 1..=rounds {
-        eprintln!("round {round} of {rounds}");
-        if !only_flows {
-            runs[0].push(plain(&mut lab));
-        }
-        runs[1].push(interlink(&mut lab, 1, false));
-        if !only_flows {
-            runs[2].push(interlink(&mut lab, 2, false));
-        }
-        runs[3].push(interlink(&mut lab, 1, true));
-        if !only_flows {
-            runs[4].push(wireguard_go(&mut lab));
+    #[derive(Clone, Copy, PartialEq)]
+    enum Path {
+        Veth,
+        Interlink { queues: usize, flows: bool },
+        WireguardGo,
+    }
+    let mut paths = Vec::new();
+    if !only_flows {
+        paths.push(Path::Veth);
+    }
+    for &q in &queues {
+        if !only_flows || q == 1 {
+            paths.push(Path::Interlink {
+                queues: q,
+                flows: false,
+            });
         }
     }
-    let [veth, il, _, flows, wg] = runs.each_ref().map(|r| Figures::median(r));
+    paths.push(Path::Interlink {
+        queues: 1,
+        flows: true,
+    });
+    if !only_flows {
+        paths.push(Path::WireguardGo);
+    }
+    // The paths take turns, round after round, so that a slow spell of this shared machine
+    // falls on all of them; each figure is the median of its rounds.
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); paths.len()];
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        for (path, r) in paths.iter().zip(runs.iter_mut()) {
+            r.push(match *path {
+                Path::Veth => plain(&mut lab),
+                Path::Interlink { queues, flows } => interlink(&mut lab, queues, flows),
+                Path::WireguardGo => wireguard_go(&mut lab),
+            });
+        }
+    }
+    let median = |want: Path| {
+        paths
+            .iter()
+            .position(|p| *p == want)
+            .map(|i| Figures::median(&runs[i]))
+    };
+    let il = median(Path::Interlink {
+        queues: 1,
+        flows: false,
+    })
+    .unwrap_or_default();
+    let flows = median(Path::Interlink {
+        queues: 1,
+        flows: true,
+    })
+    .unwrap_or_default();
+
     println!(
         "\nLink throughput, host A to host B, iperf3 {SECONDS} s per figure, \
-         median of {rounds} rounds [lowest-highest]:"
+         median of {rounds} rounds [lowest-highest], {cores} cores:"
     );
     println!(
-        "  {:<34} {:>24} {:>24} {:>24}",
-        "path", "TCP 1 stream, Gb/s", "TCP 4 streams, Gb/s", "UDP 64 B deliv., kpps"
+        "  {:<34} {:>24} {:>24} {:>24} {:>16}",
+        "path",
+        "TCP 1 stream, Gb/s",
+        "TCP 4 streams, Gb/s",
+        "UDP 64 B deliv., kpps",
+        "TCP retransmits"
     );
-    let names = [
-        "plain routed veth (ceiling)",
-        "interlink, UDP, GCM-AES-XPN-256",
-        "  the same with 2 queues and lanes",
-        "  the same with flow logs (1:1)",
-        "wireguard-go (reference)",
-    ];
-    for (name, r) in names.iter().zip(&runs) {
-        if r.is_empty() {
-            continue;
-        }
+    for (path, r) in paths.iter().zip(&runs) {
+        let name = match *path {
+            Path::Veth => "plain routed veth (ceiling)".to_owned(),
+            Path::Interlink {
+                queues: 1,
+                flows: false,
+            } => "interlink, UDP, GCM-AES-XPN-256".to_owned(),
+            Path::Interlink {
+                queues,
+                flows: false,
+            } => format!("  the same with {queues} queues and lanes"),
+            Path::Interlink { flows: true, .. } => "  the same with flow logs (1:1)".to_owned(),
+            Path::WireguardGo => "wireguard-go (reference)".to_owned(),
+        };
         let m = Figures::median(r);
         let cell = |median: f64, get: fn(&Figures) -> f64| {
             let lo = r.iter().map(get).fold(f64::INFINITY, f64::min);
@@ -320,11 +387,12 @@ fn main() {
             format!("{median:.2} [{lo:.2}-{hi:.2}]")
         };
         println!(
-            "  {:<34} {:>24} {:>24} {:>24}",
+            "  {:<34} {:>24} {:>24} {:>24} {:>16}",
             name,
             cell(m.tcp1_gbps, |f| f.tcp1_gbps),
             cell(m.tcp4_gbps, |f| f.tcp4_gbps),
             cell(m.udp64_kpps, |f| f.udp64_kpps),
+            format!("{:.0} / {:.0}", m.tcp1_retrans, m.tcp4_retrans),
         );
     }
     println!(
@@ -335,6 +403,21 @@ fn main() {
     );
     if only_flows {
         return;
+    }
+    let veth = median(Path::Veth).unwrap_or_default();
+    let wg = median(Path::WireguardGo).unwrap_or_default();
+    for &q in queues.iter().filter(|&&q| q > 1) {
+        if let Some(m) = median(Path::Interlink {
+            queues: q,
+            flows: false,
+        }) {
+            println!(
+                "  {q} queues / 1:                     {:>23.2}x {:>23.2}x {:>23.2}x",
+                m.tcp1_gbps / il.tcp1_gbps,
+                m.tcp4_gbps / il.tcp4_gbps,
+                m.udp64_kpps / il.udp64_kpps
+            );
+        }
     }
     println!(
         "  interlink / wireguard-go:          {:>23.2}x {:>23.2}x {:>23.2}x",

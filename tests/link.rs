@@ -1690,6 +1690,19 @@ fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u
     let (_, out, _) = ctl(&lab, "b", &["--json", "show", "links"]);
     let l: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(l[0]["rx_dropped"], 0, "{l}");
+    // Several lanes widen the replay window (1024 configured): a lagging receive worker's
+    // frames are not late.
+    for (side, q) in [("ga", queues.0), ("gb", queues.1)] {
+        let log = lab.log(side);
+        if q > 1 {
+            assert!(
+                log.contains(&format!("{q} lanes (replay window 65536)")),
+                "{log}"
+            );
+        } else {
+            assert!(!log.contains(" lanes (replay window"), "{log}");
+        }
+    }
     eprintln!("{test}: queues {queues:?}, {received} octets, source ports seen {ports:?}");
     ports
 }

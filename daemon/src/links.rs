@@ -90,6 +90,10 @@ impl LinkRun {
         let mka = crate::mka::start(&mut link, l)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
+        let lanes = match link.lanes() {
+            (1, _) => String::new(),
+            (n, window) => format!(", {n} lanes (replay window {window})"),
+        };
         let resume = match (&l.macsec.keying, link.tx_pn()) {
             (Keying::Static(_), Some((_, pn))) => format!(
                 ", sending from PN {pn} ({})",
@@ -98,7 +102,7 @@ impl LinkRun {
             _ => String::new(),
         };
         log!(
-            "link {}: {} up{}, mtu {}, {} ({}), SCI {} to {}{resume}",
+            "link {}: {} up{}, mtu {}, {} ({}), SCI {} to {}{lanes}{resume}",
             link.name(),
             link.ifname(),
             if reattached {

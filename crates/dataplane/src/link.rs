@@ -184,6 +184,10 @@ pub fn udp_mac(addr: &SocketAddr) -> [u8; 6] {
     Sci::udp_mac(&addr.ip())
 }
 
+/// The least replay window of a link with several lanes (see `Link::start`): the most PNs the
+/// receive SA tracks one by one.
+pub const LANES_WINDOW: u32 = 1 << 16;
+
 enum TxCmd {
     SecY(TxSecY),
     ProbeReply { seq: u32, sent_ns: u64 },
@@ -310,6 +314,7 @@ pub struct Link {
     rx_cmds: Vec<Sender<RxCmd>>,
     /// The receive SecY the SAs are installed on; each worker gets a copy (SAs shared).
     rx_master: Mutex<RxSecY>,
+    rx_window: u32,
     tx_wakes: Vec<Arc<Waker>>,
     rx_wakes: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
@@ -359,7 +364,15 @@ impl Link {
             ..TxConfig::new(sci)
         };
         let mut tx_secy = TxSecY::new(spec.suite, spec.backend, tx_cfg)?;
-        let mut rx_secy = RxSecY::new(spec.suite, spec.backend, spec.rx);
+        // Over several lanes the frames of one SA arrive out of order by as much as one
+        // receive worker lags another (a stall of a few milliseconds on a busy machine is
+        // thousands of PNs): the replay window is then at least LANES_WINDOW, all of it
+        // tracked exactly (no PN is accepted twice inside it).
+        let mut rx_cfg = spec.rx;
+        if !wire.lanes.is_empty() {
+            rx_cfg.replay_window = rx_cfg.replay_window.max(LANES_WINDOW);
+        }
+        let mut rx_secy = RxSecY::new(spec.suite, spec.backend, rx_cfg);
         rx_secy.add_sc(peer_sci)?;
         // Static keys resume above every PN used or accepted before (see `pnstate`): the
         // first block of transmit PNs is reserved, durably, before the link starts.
@@ -602,6 +615,7 @@ impl Link {
             tx_cmds,
             rx_cmds,
             rx_master,
+            rx_window: rx_cfg.replay_window,
             tx_wakes,
             rx_wakes,
             threads,
@@ -611,6 +625,12 @@ impl Link {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The underlay lanes this link receives on (one but over UDP with MKA and several
+    /// queues), and the replay window its receive SA has.
+    pub fn lanes(&self) -> (usize, u32) {
+        (self.shared.rx.len(), self.rx_window)
+    }
+
     /// The workers' flow tables as they last showed them (none without flow logs).
     pub fn flow_views(&self) -> &[Arc<crate::flows::FlowView>] {
         &self.flow_views
