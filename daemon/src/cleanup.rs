@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use interlink_config::{Config, OnShutdown};
 use interlink_dataplane::netlink;
-use interlink_fib::{FibService, Target};
 
 /// When `--cleanup` has something to do. As the unit's `ExecStopPost=` (`after_stop`), only
 /// after a real stop: systemd runs it after a crash too, before the restart that is to take
@@ -116,17 +115,8 @@ async fn clean(config: &Config) -> ExitCode {
             }
         }
     }
-    let target = Target {
-        table: config.fib.table,
-        metric: config.fib.metric,
-        protocol: config.fib.protocol,
-    };
-    let opts = interlink_fib::driver::Options {
-        nexthop_objects: config.fib.nexthop_objects,
-        ..Default::default()
-    };
     // The FIB adopts what is ours in the table and withdraws all of it.
-    let fib = match FibService::start(target, 4096, opts) {
+    let (fib, target) = match crate::translate::start_fib(config) {
         Ok(f) => f,
         Err(e) => {
             warn!("cleanup: cannot reach the kernel's routing tables: {e}");

@@ -183,25 +183,19 @@ fn flows(ctl: &Ctl<'_>, top: usize) -> Value {
     let mut tables = Vec::new();
     let mut largest = Vec::new();
     for run in ctl.links.iter() {
-        for (direction, views) in crate::links::flow_views_by_direction(&run.link) {
-            let sum = |f: fn(&interlink_dataplane::FlowView) -> u64| -> u64 {
-                views.iter().map(|v| f(v)).sum()
-            };
+        for t in crate::links::flow_tables(&run.link) {
             tables.push(json!({
                 "link": run.link.name(),
-                "direction": direction.name(),
-                "active": sum(|v| v.active.load(Relaxed)),
-                "ended": sum(|v| v.ended.load(Relaxed)),
-                "evicted": sum(|v| v.evicted.load(Relaxed)),
+                "direction": t.direction.name(),
+                "active": t.active,
+                "ended": t.ended,
+                "evicted": t.evicted,
             }));
-            for v in &views {
-                if let Ok(t) = v.top.lock() {
-                    largest.extend(
-                        t.iter()
-                            .map(|r| (run.link.name().to_owned(), direction, *r)),
-                    );
-                }
-            }
+            largest.extend(
+                t.top
+                    .into_iter()
+                    .map(|r| (run.link.name().to_owned(), t.direction, r)),
+            );
         }
     }
     largest.sort_by_key(|(_, _, r)| std::cmp::Reverse(r.counts.octets));

@@ -217,21 +217,42 @@ pub(crate) fn flow_spec(
     })
 }
 
-/// A link's flow tables by direction (out: its transmit workers', in: its receive worker's).
-pub(crate) fn flow_views_by_direction(
-    link: &Link,
-) -> Vec<(
-    interlink_flow::Direction,
-    Vec<std::sync::Arc<interlink_dataplane::FlowView>>,
-)> {
-    let mut out: Vec<(interlink_flow::Direction, Vec<_>)> = Vec::new();
+/// A link's flow tables in one direction (out: its transmit workers', in: its receive
+/// workers'), summed as they last showed themselves, with their largest flows.
+pub(crate) struct FlowTables {
+    pub direction: interlink_flow::Direction,
+    pub active: u64,
+    pub ended: u64,
+    pub evicted: u64,
+    pub top: Vec<interlink_flow::Record>,
+}
+
+pub(crate) fn flow_tables(link: &Link) -> Vec<FlowTables> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out: Vec<FlowTables> = Vec::new();
     for v in link.flow_views() {
-        let Some(d) = v.direction.lock().ok().and_then(|d| *d) else {
+        let Some(direction) = v.direction.lock().ok().and_then(|d| *d) else {
             continue;
         };
-        match out.iter_mut().find(|(od, _)| *od == d) {
-            Some((_, list)) => list.push(v.clone()),
-            None => out.push((d, vec![v.clone()])),
+        let i = match out.iter().position(|t| t.direction == direction) {
+            Some(i) => i,
+            None => {
+                out.push(FlowTables {
+                    direction,
+                    active: 0,
+                    ended: 0,
+                    evicted: 0,
+                    top: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let t = &mut out[i];
+        t.active += v.active.load(Relaxed);
+        t.ended += v.ended.load(Relaxed);
+        t.evicted += v.evicted.load(Relaxed);
+        if let Ok(top) = v.top.lock() {
+            t.top.extend(top.iter().copied());
         }
     }
     out

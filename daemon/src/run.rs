@@ -240,16 +240,7 @@ impl<'p> Daemon<'p> {
                 }
             }
         }
-        let target = Target {
-            table: config.fib.table,
-            metric: config.fib.metric,
-            protocol: config.fib.protocol,
-        };
-        let opts = interlink_fib::driver::Options {
-            nexthop_objects: config.fib.nexthop_objects,
-            ..Default::default()
-        };
-        let fib = FibService::start(target, 4096, opts).map_err(|e| {
+        let (fib, target) = crate::translate::start_fib(&config).map_err(|e| {
             warn!("fib: cannot reach the kernel's routing tables: {e}");
             ExitCode::from(1)
         })?;
@@ -558,16 +549,13 @@ impl<'p> Daemon<'p> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut tables = Vec::new();
         for run in &self.links {
-            for (d, views) in crate::links::flow_views_by_direction(&run.link) {
-                let sum = |f: fn(&interlink_dataplane::FlowView) -> u64| -> u64 {
-                    views.iter().map(|v| f(v)).sum()
-                };
+            for t in crate::links::flow_tables(&run.link) {
                 tables.push((
                     run.link.name().to_owned(),
-                    d.name(),
-                    sum(|v| v.active.load(Relaxed)),
-                    sum(|v| v.ended.load(Relaxed)),
-                    sum(|v| v.evicted.load(Relaxed)),
+                    t.direction.name(),
+                    t.active,
+                    t.ended,
+                    t.evicted,
                 ));
             }
         }

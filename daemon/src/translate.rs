@@ -8,12 +8,29 @@ use interlink_bgp::policy::{Match, Set};
 use interlink_bgp::speaker;
 use interlink_config::{Config, Keying, Link as LinkConfig, StaticRoute, StaticTarget, Transport};
 use interlink_dataplane::{LinkSpec, SaKeys, StaticSas, Underlay};
-use interlink_fib::{NextHop, Route};
+use interlink_fib::{FibService, NextHop, Route, Target};
 use interlink_macsec::{Backend, RxConfig};
 
 /// Where a static-keyed link keeps its PNs across restarts.
 pub(crate) fn pn_state_file(state_dir: &Path, link: &str) -> std::path::PathBuf {
     state_dir.join(format!("{link}.pn"))
+}
+
+/// Starts the FIB on `[fib]`'s table, metric and protocol (adopting what is ours there),
+/// with or without nexthop objects as it says.
+pub(crate) fn start_fib(
+    config: &Config,
+) -> Result<(FibService, Target), interlink_fib::DriverError> {
+    let target = Target {
+        table: config.fib.table,
+        metric: config.fib.metric,
+        protocol: config.fib.protocol,
+    };
+    let opts = interlink_fib::driver::Options {
+        nexthop_objects: config.fib.nexthop_objects,
+        ..Default::default()
+    };
+    Ok((FibService::start(target, 4096, opts)?, target))
 }
 
 /// What the data plane needs from a `[[link]]`.

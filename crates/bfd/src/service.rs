@@ -2,15 +2,15 @@
 //! receives on port 3784 and reports each datagram's TTL (hop limit), which must be 255;
 //! one per family sends, from a fixed port in 49152-65535, with TTL 255. The thread keeps its
 //! own time, so that a busy control plane elsewhere in the daemon never delays a packet or a
-//! detection. Commands come in through a channel and an eventfd; state changes go out
-//! through a callback; `views` is what `interlinkctl show bfd` and the metrics read.
+//! detection. What is wanted comes in through a shared slot and an eventfd; state changes go
+//! out through a callback; `views` is what `interlinkctl show bfd` and the metrics read.
 
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,9 +65,12 @@ pub struct Dropped {
     pub unknown: u64,
 }
 
-enum Command {
-    Set(Vec<Peer>),
-    Stop,
+/// What the daemon wants of the thread: state, not a queue. A newer set of sessions replaces
+/// one the thread has not taken yet, so that reloads, however many, hold one list at most.
+#[derive(Default)]
+struct Wanted {
+    peers: Mutex<Option<Vec<Peer>>>,
+    stop: AtomicBool,
 }
 
 /// What happened to a session, for the daemon.
@@ -78,7 +81,7 @@ pub struct Event {
 }
 
 pub struct BfdService {
-    cmds: Sender<Command>,
+    wanted: Arc<Wanted>,
     wake: Arc<EventFd>,
     views: Arc<Mutex<(Vec<View>, Dropped)>>,
     thread: Option<JoinHandle<()>>,
@@ -90,16 +93,16 @@ impl BfdService {
     pub fn start(events: impl Fn(Event) + Send + 'static) -> io::Result<BfdService> {
         let io = Io::open()?;
         let wake = Arc::new(EventFd::new()?);
-        let (tx, rx) = mpsc::channel();
+        let wanted = Arc::new(Wanted::default());
         let views = Arc::new(Mutex::new((Vec::new(), Dropped::default())));
         let thread = {
-            let (wake, views) = (wake.clone(), views.clone());
+            let (wanted, wake, views) = (wanted.clone(), wake.clone(), views.clone());
             std::thread::Builder::new()
                 .name("il-bfd".into())
-                .spawn(move || run(io, rx, &wake, &views, events))?
+                .spawn(move || run(io, &wanted, &wake, &views, events))?
         };
         Ok(BfdService {
-            cmds: tx,
+            wanted,
             wake,
             views,
             thread: Some(thread),
@@ -108,9 +111,10 @@ impl BfdService {
 
     /// The sessions wanted: new ones start, gone ones stop, changed ones start again.
     pub fn set(&self, peers: Vec<Peer>) {
-        if self.cmds.send(Command::Set(peers)).is_ok() {
-            self.wake.wake();
+        if let Ok(mut w) = self.wanted.peers.lock() {
+            *w = Some(peers);
         }
+        self.wake.wake();
     }
 
     pub fn views(&self) -> (Vec<View>, Dropped) {
@@ -120,7 +124,7 @@ impl BfdService {
 
 impl Drop for BfdService {
     fn drop(&mut self) {
-        let _ = self.cmds.send(Command::Stop);
+        self.wanted.stop.store(true, Ordering::Release);
         self.wake.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -303,7 +307,7 @@ struct Running {
 
 fn run(
     io: Io,
-    cmds: Receiver<Command>,
+    wanted: &Wanted,
     wake: &EventFd,
     views: &Mutex<(Vec<View>, Dropped)>,
     events: impl Fn(Event),
@@ -313,40 +317,36 @@ fn run(
     let mut dropped = Dropped::default();
     let mut buf = [0u8; 512];
     loop {
-        loop {
-            match cmds.try_recv() {
-                Ok(Command::Set(peers)) => {
-                    let now = Instant::now();
-                    sessions.retain(|a, r| {
-                        peers
-                            .iter()
-                            .any(|p| p.peer == *a && p.config == r.session.config())
-                    });
-                    for p in peers {
-                        sessions.entry(p.peer).or_insert_with(|| {
-                            next_discr = next_discr.wrapping_add(1).max(1);
-                            Running {
-                                session: Session::new(p.config, next_discr, now),
-                                ups: 0,
-                                downs: 0,
-                                up_since: None,
-                            }
-                        });
-                    }
+        if wanted.stop.load(Ordering::Acquire) {
+            // Tell the peers the sessions go down on purpose (AdminDown), so that they do not
+            // take it for a failure.
+            let now = Instant::now();
+            for (peer, r) in sessions.iter_mut() {
+                r.session.set_admin_down(true, now);
+                if let Some(p) = r.session.poll_transmit(now) {
+                    let _ = io.send(&r.session.encode(&p), *peer);
                 }
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
-                    // Tell the peers the sessions go down on purpose (AdminDown), so that
-                    // they do not take it for a failure.
-                    let now = Instant::now();
-                    for (peer, r) in sessions.iter_mut() {
-                        r.session.set_admin_down(true, now);
-                        if let Some(p) = r.session.poll_transmit(now) {
-                            let _ = io.send(&r.session.encode(&p), *peer);
-                        }
+            }
+            return;
+        }
+        let peers = wanted.peers.lock().ok().and_then(|mut w| w.take());
+        if let Some(peers) = peers {
+            let now = Instant::now();
+            sessions.retain(|a, r| {
+                peers
+                    .iter()
+                    .any(|p| p.peer == *a && p.config == r.session.config())
+            });
+            for p in peers {
+                sessions.entry(p.peer).or_insert_with(|| {
+                    next_discr = next_discr.wrapping_add(1).max(1);
+                    Running {
+                        session: Session::new(p.config, next_discr, now),
+                        ups: 0,
+                        downs: 0,
+                        up_since: None,
                     }
-                    return;
-                }
-                Err(TryRecvError::Empty) => break,
+                });
             }
         }
         // What arrived.

@@ -196,7 +196,10 @@ enum TxCmd {
 enum RxCmd {
     /// A new copy of the receive SecY (an SA installed or removed on the link's master
     /// copy); its SAs are shared with every other worker's copy.
-    SecY { secy: RxSecY, done: Sender<()> },
+    SecY {
+        secy: RxSecY,
+        done: mpsc::SyncSender<()>,
+    },
 }
 
 struct Shared {
@@ -311,7 +314,8 @@ pub struct Link {
     /// One per transmit worker.
     tx_cmds: Vec<Sender<TxCmd>>,
     /// One per receive worker (lane).
-    rx_cmds: Vec<Sender<RxCmd>>,
+    /// Room for one each: `change_rx` waits for each copy to be taken before the next.
+    rx_cmds: Vec<mpsc::SyncSender<RxCmd>>,
     /// The receive SecY the SAs are installed on; each worker gets a copy (SAs shared).
     rx_master: Mutex<RxSecY>,
     rx_window: u32,
@@ -544,7 +548,7 @@ impl Link {
         let mut rx_cmds = Vec::new();
         let mut rx_wakes = Vec::new();
         for (lane, lane_sock) in socks.iter().enumerate() {
-            let (cmds, cmd_rx) = mpsc::channel();
+            let (cmds, cmd_rx) = mpsc::sync_channel(1);
             let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
             let rx = RxWorker {
                 lane,
@@ -702,7 +706,7 @@ impl Link {
         };
         let mut waits = Vec::new();
         for (cmds, wake) in self.rx_cmds.iter().zip(&self.rx_wakes) {
-            let (done, wait) = mpsc::channel();
+            let (done, wait) = mpsc::sync_channel(1);
             cmds.send(RxCmd::SecY {
                 secy: copy.clone(),
                 done,

@@ -107,7 +107,6 @@ impl Exporter {
     /// Sends what is queued and stops, once every worker's sink is gone (the links stopped),
     /// or after `timeout`.
     pub fn stop(mut self, timeout: Duration) {
-        let stats = self.sink.stats.clone();
         drop(self.sink);
         if let Some(t) = self.thread.take() {
             let end = Instant::now() + timeout;
@@ -118,7 +117,6 @@ impl Exporter {
                 let _ = t.join();
             }
         }
-        let _ = stats;
     }
 }
 

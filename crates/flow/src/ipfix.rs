@@ -109,12 +109,12 @@ impl Encoder {
 
     fn start(&self, out: &mut Vec<u8>, export_secs: u32) {
         out.clear();
-        out.reserve(HEADER);
         out.extend_from_slice(&VERSION.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&export_secs.to_be_bytes());
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.domain.to_be_bytes());
+        debug_assert_eq!(out.len(), HEADER);
     }
 
     fn finish(out: &mut [u8]) {
