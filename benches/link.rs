@@ -2,15 +2,16 @@
 //! TCP one stream, TCP four streams and delivered 64-octet UDP packets per second (iperf3),
 //! for three paths between host A and host B:
 //! - the plain routed veth path, the ceiling;
-//! - interlink over UDP with GCM-AES-XPN-256 keyed by MKA (one queue and lane, and two; and
+//! - interlink over UDP with GCM-AES-XPN-256 keyed by MKA (one queue and lane, and more; and
 //!   one with flow logs on, unsampled, exported as IPFIX to a port nobody reads, on both
-//!   gateways);
+//!   gateways), and the same over the Ethernet underlay (802.1AE frames on the veth);
 //! - wireguard-go (the Debian package, configured with `wg`), the reference.
 //!
 //! The paths take turns for `INTERLINK_BENCH_ROUNDS` rounds (3 by default); the table gives
 //! each figure's median with its lowest and highest, and the TCP senders' retransmissions.
 //! interlink runs with 1, 2, 4 and 8 queues as far as the machine has cores for
-//! (`INTERLINK_LINK_BENCH_QUEUES=1,2,4,8` to choose). `INTERLINK_LINK_BENCH_ONLY=flows` runs
+//! (`INTERLINK_LINK_BENCH_QUEUES=1,2,4,8` to choose), over UDP and over the Ethernet
+//! underlay (`INTERLINK_LINK_BENCH_ETHERNET=0` leaves Ethernet out). `INTERLINK_LINK_BENCH_ONLY=flows` runs
 //! interlink with flow logs off and on alone.
 //!
 //! Needs root, iperf3, wireguard-go, wireguard-tools and a release interlinkd:
@@ -125,23 +126,40 @@ fn plain(lab: &mut Lab) -> Figures {
     f
 }
 
-fn interlink(lab: &mut Lab, queues: usize, flows: bool) -> Figures {
-    // MKA from one CAK, as the lab: over UDP with MKA, `queues` also opens as many lanes.
+fn interlink(lab: &mut Lab, queues: usize, flows: bool, ethernet: bool) -> Figures {
+    // MKA from one CAK, as the lab: over UDP with MKA, `queues` also opens as many lanes;
+    // on Ethernet as many validation helpers.
     lab.secret(
         "link.cak",
         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
     );
     let bin = interlinkd();
-    for (side, me, peer, tun) in [
-        ("a", "192.0.2.1", "192.0.2.2", "169.254.0.1/30"),
-        ("b", "192.0.2.2", "192.0.2.1", "169.254.0.2/30"),
+    for (side, me, peer, peer_mac, tun) in [
+        (
+            "a",
+            "192.0.2.1",
+            "192.0.2.2",
+            netns::MAC_B,
+            "169.254.0.1/30",
+        ),
+        (
+            "b",
+            "192.0.2.2",
+            "192.0.2.1",
+            netns::MAC_A,
+            "169.254.0.2/30",
+        ),
     ] {
+        let transport = if ethernet {
+            format!("transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{peer_mac}\"")
+        } else {
+            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+        };
         let cfg = lab.file(
             &format!("{side}.toml"),
             &format!(
                 "[[link]]\nname = \"bench\"\ninterface = \"il0\"\naddresses = [\"{tun}\"]\n\
-                 transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"\n\
-                 queues = {queues}\n\
+                 {transport}\nqueues = {queues}\n\
                  [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"mka\"\n\
                  ckn = \"62656e6368\"\ncak_file = \"link.cak\"\nreplay_window = {}\n{}",
                 if queues > 1 { 1024 } else { 0 },
@@ -166,7 +184,11 @@ fn interlink(lab: &mut Lab, queues: usize, flows: bool) -> Figures {
     lab.route("gb", &["10.1.0.0/24", "dev", "il0"]);
     let f = measure(
         lab,
-        &format!("interlink{queues}{}", if flows { "f" } else { "" }),
+        &format!(
+            "interlink{}{queues}{}",
+            if ethernet { "e" } else { "" },
+            if flows { "f" } else { "" }
+        ),
     );
     if flows {
         assert!(lab.log("ga").contains("flows: on"), "{}", lab.log("ga"));
@@ -299,10 +321,15 @@ fn main() {
             .collect(),
     };
     let only_flows = std::env::var("INTERLINK_LINK_BENCH_ONLY").is_ok_and(|v| v == "flows");
+    let no_ethernet = std::env::var("INTERLINK_LINK_BENCH_ETHERNET").is_ok_and(|v| v == "0");
     #[derive(Clone, Copy, PartialEq)]
     enum Path {
         Veth,
-        Interlink { queues: usize, flows: bool },
+        Interlink {
+            queues: usize,
+            flows: bool,
+            ethernet: bool,
+        },
         WireguardGo,
     }
     let mut paths = Vec::new();
@@ -314,13 +341,25 @@ fn main() {
             paths.push(Path::Interlink {
                 queues: q,
                 flows: false,
+                ethernet: false,
             });
         }
     }
     paths.push(Path::Interlink {
         queues: 1,
         flows: true,
+        ethernet: false,
     });
+    // The Ethernet transport, whose receive side spreads validation over helpers.
+    if !only_flows && !no_ethernet {
+        for &q in &queues {
+            paths.push(Path::Interlink {
+                queues: q,
+                flows: false,
+                ethernet: true,
+            });
+        }
+    }
     if !only_flows {
         paths.push(Path::WireguardGo);
     }
@@ -332,7 +371,11 @@ fn main() {
         for (path, r) in paths.iter().zip(runs.iter_mut()) {
             r.push(match *path {
                 Path::Veth => plain(&mut lab),
-                Path::Interlink { queues, flows } => interlink(&mut lab, queues, flows),
+                Path::Interlink {
+                    queues,
+                    flows,
+                    ethernet,
+                } => interlink(&mut lab, queues, flows, ethernet),
                 Path::WireguardGo => wireguard_go(&mut lab),
             });
         }
@@ -346,11 +389,13 @@ fn main() {
     let il = median(Path::Interlink {
         queues: 1,
         flows: false,
+        ethernet: false,
     })
     .unwrap_or_default();
     let flows = median(Path::Interlink {
         queues: 1,
         flows: true,
+        ethernet: false,
     })
     .unwrap_or_default();
 
@@ -372,11 +417,23 @@ fn main() {
             Path::Interlink {
                 queues: 1,
                 flows: false,
+                ethernet: false,
             } => "interlink, UDP, GCM-AES-XPN-256".to_owned(),
             Path::Interlink {
                 queues,
                 flows: false,
+                ethernet: false,
             } => format!("  the same with {queues} queues and lanes"),
+            Path::Interlink {
+                queues: 1,
+                ethernet: true,
+                ..
+            } => "interlink, Ethernet, XPN-256".to_owned(),
+            Path::Interlink {
+                queues,
+                ethernet: true,
+                ..
+            } => format!("  the same with {queues} queues, helpers"),
             Path::Interlink { flows: true, .. } => "  the same with flow logs (1:1)".to_owned(),
             Path::WireguardGo => "wireguard-go (reference)".to_owned(),
         };
@@ -406,17 +463,31 @@ fn main() {
     }
     let veth = median(Path::Veth).unwrap_or_default();
     let wg = median(Path::WireguardGo).unwrap_or_default();
-    for &q in queues.iter().filter(|&&q| q > 1) {
-        if let Some(m) = median(Path::Interlink {
-            queues: q,
+    for ethernet in [false, true] {
+        let Some(one) = median(Path::Interlink {
+            queues: 1,
             flows: false,
-        }) {
-            println!(
-                "  {q} queues / 1:                     {:>23.2}x {:>23.2}x {:>23.2}x",
-                m.tcp1_gbps / il.tcp1_gbps,
-                m.tcp4_gbps / il.tcp4_gbps,
-                m.udp64_kpps / il.udp64_kpps
-            );
+            ethernet,
+        }) else {
+            continue;
+        };
+        for &q in queues.iter().filter(|&&q| q > 1) {
+            if let Some(m) = median(Path::Interlink {
+                queues: q,
+                flows: false,
+                ethernet,
+            }) {
+                println!(
+                    "  {:<35}{:>23.2}x {:>23.2}x {:>23.2}x",
+                    format!(
+                        "{} {q} queues / 1:",
+                        if ethernet { "Ethernet" } else { "UDP" }
+                    ),
+                    m.tcp1_gbps / one.tcp1_gbps,
+                    m.tcp4_gbps / one.tcp4_gbps,
+                    m.udp64_kpps / one.udp64_kpps
+                );
+            }
         }
     }
     println!(

@@ -90,9 +90,22 @@ impl LinkRun {
         let mka = crate::mka::start(&mut link, l)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
-        let lanes = match link.lanes() {
-            (1, _) => String::new(),
-            (n, window) => format!(", {n} lanes (replay window {window})"),
+        let lanes = {
+            let (lanes, window) = link.lanes();
+            let mut s = String::new();
+            if link.queues() > 1 {
+                s += &format!(", {} queues", link.queues());
+            }
+            if lanes > 1 {
+                s += &format!(", {lanes} lanes");
+            }
+            if link.validators() > 0 {
+                s += &format!(", {} validation helpers", link.validators());
+            }
+            if window > 0 {
+                s += &format!(", replay window {window}");
+            }
+            s
         };
         let resume = match (&l.macsec.keying, link.tx_pn()) {
             (Keying::Static(_), Some((_, pn))) => format!(

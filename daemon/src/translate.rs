@@ -85,7 +85,7 @@ pub(crate) fn spec(link: &LinkConfig, state_dir: &Path) -> LinkSpec {
         },
         mtu: link.mtu,
         probe_interval: link.probe_interval,
-        queues: link.queues,
+        queues: link.queues_for(std::thread::available_parallelism().map_or(1, |n| n.get())),
         bandwidth: link.bandwidth,
         busy_poll: link.busy_poll,
         reattach: false,

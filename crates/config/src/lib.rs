@@ -81,14 +81,40 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// How often a liveness probe goes through the secure channel.
     pub probe_interval: Duration,
-    /// TUN queues, each with its own transmit worker (thread).
-    pub queues: usize,
+    /// TUN queues, each with its own transmit worker (thread), and over UDP with MKA as many
+    /// underlay lanes; `None`: chosen from the machine's cores at start (see
+    /// [`Link::queues_for`]).
+    pub queues: Option<usize>,
     /// Egress shaping, in bits a second, if any.
     pub bandwidth: Option<u64>,
     /// How long a worker that has just had work polls for more before it sleeps, while the
     /// traffic's gaps are that short; zero never polls.
     pub busy_poll: Duration,
     pub macsec: Macsec,
+}
+
+impl Link {
+    /// The queues the link runs with on a machine with `cores` cores: as configured, or a
+    /// quarter of the cores (1 to 8; each queue is a transmit thread, and over UDP with MKA
+    /// a receive thread too, beside the kernel's own work for the packets) where the peer
+    /// takes packet numbers out of order: over UDP with MKA (the peer is interlink, whose
+    /// receive window then always takes them) or where `replay_window` is set (both ends
+    /// are configured alike). Otherwise 1: an Ethernet peer such as a provider's router may
+    /// refuse every frame that is not in order.
+    pub fn queues_for(&self, cores: usize) -> usize {
+        if let Some(q) = self.queues {
+            return q;
+        }
+        let reorder_ok = matches!(
+            (&self.transport, &self.macsec.keying),
+            (Transport::Udp { .. }, Keying::Mka(_))
+        ) || self.macsec.replay_window > 0;
+        if reorder_ok {
+            (cores / 4).clamp(1, 8)
+        } else {
+            1
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,14 +551,21 @@ impl Checker<'_, '_> {
         let queues = self
             .ranged(&l.queues, "queues", 1, 64)
             .flatten()
-            .unwrap_or(1) as usize;
-        // Several transmitters put PNs on the wire out of order.
-        if let (Some(q), true) = (&l.queues, queues > 1) {
+            .map(|q| q as usize);
+        // Several transmitters put PNs on the wire out of order. Over UDP with MKA the peer
+        // is interlink, whose receive window takes that (see `Link::queues_for`).
+        let mka_udp = matches!(transport, Some(Transport::Udp { .. }))
+            && macsec
+                .as_ref()
+                .is_some_and(|m| matches!(m.keying, Keying::Mka(_)));
+        if let (Some(q), Some(n)) = (&l.queues, queues.filter(|&n| n > 1 && !mka_udp)) {
             if macsec.as_ref().is_some_and(|m| m.replay_window == 0) {
                 self.hint(
                     q.span(),
-                    format!("queues = {queues} sends packet numbers out of order, and replay_window is 0"),
-                    format!("set replay_window to at least {} on both sides", 64 * queues),
+                    format!(
+                        "queues = {n} sends packet numbers out of order, and replay_window is 0"
+                    ),
+                    format!("set replay_window to at least {} on both sides", 64 * n),
                 );
             }
         }

@@ -403,7 +403,9 @@ fn queues_need_a_replay_window() {
         )
     };
     let c = d.parse(UDP_LINK).unwrap();
-    assert_eq!(c.links[0].queues, 1);
+    assert_eq!(c.links[0].queues, None);
+    // Static keys without a window: one queue whatever the cores.
+    assert_eq!(c.links[0].queues_for(16), 1);
     let e = d.parse(&with("queues = 2")).unwrap_err();
     assert!(
         e[0].contains("queues = 2 sends packet numbers out of order, and replay_window is 0 (set replay_window to at least 128 on both sides)"),
@@ -413,7 +415,19 @@ fn queues_need_a_replay_window() {
         "keying = \"static\"",
         "keying = \"static\"\nreplay_window = 128",
     );
-    assert_eq!(d.parse(&ok).unwrap().links[0].queues, 2);
+    assert_eq!(d.parse(&ok).unwrap().links[0].queues_for(1), 2);
+    // A window set: a quarter of the cores, 1 to 8.
+    let windowed = d
+        .parse(&UDP_LINK.replace(
+            "keying = \"static\"",
+            "keying = \"static\"\nreplay_window = 128",
+        ))
+        .unwrap();
+    let l = &windowed.links[0];
+    assert_eq!(
+        [2, 4, 8, 16, 64, 128].map(|c| l.queues_for(c)),
+        [1, 1, 2, 4, 8, 8]
+    );
     let e = d.parse(&with("queues = 0")).unwrap_err();
     assert!(e[0].contains("queues 0 is out of range (1 to 64)"), "{e:?}");
 }
@@ -749,6 +763,16 @@ fn mka_keying() {
     assert_eq!(m.rekey_pn, None);
     assert_eq!(m.key_server_priority, 16);
     assert_eq!(m.rekey_interval, Some(std::time::Duration::from_secs(3600)));
+    // Over UDP with MKA the peer's window takes PNs out of order: queues by the cores, and
+    // several queues need no replay_window.
+    assert_eq!(c.links[0].queues_for(16), 4);
+    let q = d
+        .parse(
+            &link("ckn = \"61\"\ncak_file = \"link.cak\"\n")
+                .replace("transport = \"udp\"", "transport = \"udp\"\nqueues = 3"),
+        )
+        .unwrap();
+    assert_eq!(q.links[0].queues_for(16), 3);
     let e = d
         .parse(&link(
             "ckn = \"zz\"\ncak_file = \"open.cak\"\nkey_server_priority = 300\n",

@@ -319,6 +319,7 @@ pub struct Link {
     /// The receive SecY the SAs are installed on; each worker gets a copy (SAs shared).
     rx_master: Mutex<RxSecY>,
     rx_window: u32,
+    validators: usize,
     tx_wakes: Vec<Arc<Waker>>,
     rx_wakes: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
@@ -372,8 +373,18 @@ impl Link {
         // receive worker lags another (a stall of a few milliseconds on a busy machine is
         // thousands of PNs): the replay window is then at least LANES_WINDOW, all of it
         // tracked exactly (no PN is accepted twice inside it).
+        // Over UDP with MKA the window is that wide whatever our lanes: the peer's queues
+        // may be more than its lanes towards us, and its queues send out of order. On
+        // Ethernet with several queues, helpers validate batches side by side (see
+        // `rx::Helpers`): frames are validated out of order by as many batches as are in
+        // flight.
         let mut rx_cfg = spec.rx;
-        if !wire.lanes.is_empty() {
+        let validators = match wire.framing {
+            Framing::Ethernet if spec.keys.is_none() && spec.queues > 1 => spec.queues,
+            _ => 0,
+        };
+        let mka_udp = wire.framing == Framing::Udp && spec.keys.is_none();
+        if mka_udp || validators > 0 {
             rx_cfg.replay_window = rx_cfg.replay_window.max(LANES_WINDOW);
         }
         let mut rx_secy = RxSecY::new(spec.suite, spec.backend, rx_cfg);
@@ -550,7 +561,18 @@ impl Link {
         for (lane, lane_sock) in socks.iter().enumerate() {
             let (cmds, cmd_rx) = mpsc::sync_channel(1);
             let wake = Arc::new(Waker::new().map_err(io_err("eventfd"))?);
+            let helpers = match validators {
+                0 => None,
+                n => {
+                    let (h, t) =
+                        rx::Helpers::start(n, &rx_secy, rx_addrs, wire.framing, &wake, short)
+                            .map_err(io_err("spawn a validation helper"))?;
+                    threads.extend(t);
+                    Some(h)
+                }
+            };
             let rx = RxWorker {
+                helpers,
                 lane,
                 flows: flow_table(interlink_flow::Direction::Ingress, &mut flow_views),
                 tun: tuns[lane % tuns.len()].clone(),
@@ -620,6 +642,7 @@ impl Link {
             rx_cmds,
             rx_master,
             rx_window: rx_cfg.replay_window,
+            validators,
             tx_wakes,
             rx_wakes,
             threads,
@@ -633,6 +656,16 @@ impl Link {
     /// queues), and the replay window its receive SA has.
     pub fn lanes(&self) -> (usize, u32) {
         (self.shared.rx.len(), self.rx_window)
+    }
+
+    /// The TUN queues, each with a transmit worker.
+    pub fn queues(&self) -> usize {
+        self.shared.tx.len()
+    }
+
+    /// The threads that validate for the receive worker (Ethernet with several queues).
+    pub fn validators(&self) -> usize {
+        self.validators
     }
 
     /// The workers' flow tables as they last showed them (none without flow logs).
@@ -952,8 +985,13 @@ impl Wire {
                 let ifindex = sys::if_index(ifname).map_err(io_err(format!("find {ifname}")))?;
                 let (local_mac, if_mtu) =
                     sys::if_mac_mtu(ifname).map_err(io_err(format!("read {ifname}")))?;
-                let fd = sys::open_packet_socket(ifindex, ETHERTYPE_MACSEC)
-                    .map_err(io_err(format!("open a packet socket on {ifname}")))?;
+                // Under the shipped unit this needs its Ethernet drop-in (CAP_NET_RAW and
+                // AF_PACKET), which the error names.
+                let fd =
+                    sys::open_packet_socket(ifindex, ETHERTYPE_MACSEC).map_err(io_err(format!(
+                        "open a packet socket on {ifname} (the Ethernet transport needs \
+                         CAP_NET_RAW and AF_PACKET: see interlinkd.service)"
+                    )))?;
                 set_buffers(fd.as_raw_fd());
                 let eapol = sys::open_packet_socket(ifindex, ETHERTYPE_EAPOL)
                     .map_err(io_err(format!("open an EAPOL socket on {ifname}")))?;
