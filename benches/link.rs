@@ -153,7 +153,7 @@ fn interlink(lab: &mut Lab, queues: usize, flows: bool, ethernet: bool) -> Figur
         let transport = if ethernet {
             format!("transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{peer_mac}\"")
         } else {
-            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+            format!("transport = \"udp\"\nlocal = \"{me}:61440\"\nremote = \"{peer}:61440\"")
         };
         let cfg = lab.file(
             &format!("{side}.toml"),

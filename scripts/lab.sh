@@ -102,8 +102,8 @@ name = "$1"
 interface = "$2"
 addresses = ["$3"]
 transport = "udp"
-local = "$4:4789"
-remote = "$5:4789"
+local = "$4:61440"
+remote = "$5:61440"
 probe_interval = "$PROBE"
 
 [link.macsec]
@@ -209,7 +209,7 @@ cat <<TXT
 
 The lab is up. Things to try:
   ip netns exec $P-host-a ping 10.20.0.2                      # site to site
-  ip netns exec $P-gw-a tcpdump -ni wan -X udp port 4789         # only ciphertext on the underlay
+  ip netns exec $P-gw-a tcpdump -ni wan -X udp port 61440         # only ciphertext on the underlay
   ip -n $P-gw-a -s link show il0                               # the TUN interface and its counters
   ip -n $P-gw-a route show proto 77                            # interlinkd's routes
   ip netns exec $P-gw-a curl -s 127.0.0.1:9477/metrics         # Prometheus metrics of gw-a

@@ -31,8 +31,8 @@ name = "to-peer"
 interface = "il0"
 addresses = ["{tun}"]
 transport = "udp"
-local = "{me}:4789"
-remote = "{peer}:4789"
+local = "{me}:61440"
+remote = "{peer}:61440"
 
 [link.macsec]
 cipher_suite = "gcm-aes-256"

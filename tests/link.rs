@@ -23,7 +23,7 @@ enum Wire {
 fn transport(side: &str, wire: Wire, me: &str, peer: &str) -> String {
     match wire {
         Wire::Udp => {
-            format!("transport = \"udp\"\nlocal = \"{me}:4789\"\nremote = \"{peer}:4789\"")
+            format!("transport = \"udp\"\nlocal = \"{me}:61440\"\nremote = \"{peer}:61440\"")
         }
         Wire::Ethernet => format!(
             "transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"{}\"",
@@ -420,6 +420,80 @@ fn dissects_as_macsec(pcap: &Path, an: u8) {
     );
 }
 
+/// `contrib/wireshark/interlink.lua` makes tshark decode a capture of the UDP underlay: the
+/// protected frames as MACsec (SecTAG fields, nothing malformed), the MKPDUs as EAPOL and
+/// MKA; without it nothing on interlink's default port is taken for VXLAN (as 4789 was).
+fn dissects_with_the_lua_plugin(pcap: &Path) {
+    let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wireshark/interlink.lua");
+    let tshark = |lua: Option<&Path>, filter: &str, fields: &[&str]| {
+        let mut c = std::process::Command::new("tshark");
+        c.args(["-n", "-r"]).arg(pcap);
+        if let Some(l) = lua {
+            c.arg("-X").arg(format!("lua_script:{}", l.display()));
+        }
+        c.args(["-Y", filter, "-T", "fields", "-E", "separator=,"]);
+        for f in fields {
+            c.args(["-e", f]);
+        }
+        let out = c.output().expect("tshark");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(!err.contains("Lua: Error"), "{err}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let protected = tshark(
+        Some(&lua),
+        "udp.srcport == 61440 && macsec",
+        &[
+            "ilsec.kind",
+            "macsec.SCI.port_identifier",
+            "macsec.AN",
+            "macsec.PN",
+            "macsec.TCI.E",
+            "_ws.malformed",
+        ],
+    );
+    let mut frames = 0;
+    for line in protected.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 6, "{line}");
+        assert_eq!(f[0], "1", "{line}");
+        assert_eq!(f[1], "1", "SCI port in {line}");
+        assert!(f[3].parse::<u64>().is_ok_and(|pn| pn > 0), "PN in {line}");
+        assert!(matches!(f[4], "1" | "True"), "E in {line}");
+        assert_eq!(f[5], "", "malformed: {line}");
+        frames += 1;
+    }
+    assert!(frames >= 4, "only {frames} MACsec frames:\n{protected}");
+    let mkpdus = tshark(
+        Some(&lua),
+        "udp.port == 61440 && mka",
+        &["ilsec.kind", "mka.version_id", "_ws.malformed"],
+    );
+    assert!(
+        mkpdus.lines().count() >= 2
+            && mkpdus
+                .lines()
+                .all(|l| l.starts_with("2,3,") && l.ends_with(',')),
+        "MKPDUs:\n{mkpdus}"
+    );
+    let malformed = tshark(
+        Some(&lua),
+        "_ws.malformed || _ws.expert.severity == error",
+        &["frame.number"],
+    );
+    assert_eq!(malformed, "", "malformed frames");
+    assert_eq!(
+        tshark(None, "vxlan", &["frame.number"]),
+        "",
+        "taken for VXLAN"
+    );
+    eprintln!(
+        "lua dissector: {frames} MACsec frames and {} MKPDUs decoded",
+        mkpdus.lines().count()
+    );
+}
+
 /// A one-second iperf3 TCP transfer from host A to `server` on host B; the octets received.
 fn tcp_transfer(lab: &mut Lab, tag: &str, server: &str) -> u64 {
     let name = format!("iperf-{tag}");
@@ -529,7 +603,7 @@ fn forged_frames_are_dropped_and_counted(wire: Wire, test: &str) {
     start_gateways(&mut lab, suite, wire, (0, 0), 1);
     let filter = match wire {
         Wire::Ethernet => "ether src 02:00:00:00:00:0a and ether proto 0x88e5",
-        Wire::Udp => "src host 192.0.2.1 and udp port 4789",
+        Wire::Udp => "src host 192.0.2.1 and udp port 61440",
     };
     lab.capture("cap-wan", "ga", "wan", filter);
     ping(&lab, "ha", "10.2.0.2");
@@ -652,6 +726,11 @@ fn mka_keys_the_link(wire: Wire, suite: &str, test: &str) {
     }
     let mut lab = Lab::new(test);
     lab.two_sites();
+    // The underlay from the start, MKPDUs and pings, for the Wireshark dissector.
+    let udp = matches!(wire, Wire::Udp);
+    if udp {
+        lab.capture("cap-udp", "ga", "wan", "udp");
+    }
     let started = std::time::Instant::now();
     start_mka_suite(&mut lab, wire, suite, CAK, "");
     // Nothing passes until MKA has agreed on a SAK; then traffic flows.
@@ -666,6 +745,10 @@ fn mka_keys_the_link(wire: Wire, suite: &str, test: &str) {
     );
     ping(&lab, "ha", "10.2.0.2");
     ping(&lab, "hb", "fd01::2");
+    if udp {
+        lab.stop_capture("cap-udp");
+        dissects_with_the_lua_plugin(&lab.dir.join("cap-udp.pcap"));
+    }
     let received = tcp_transfer(&mut lab, "mka", "10.2.0.2");
     assert!(received > 1_000_000, "only {received} octets");
     // interlinkctl: the link with its MKA state; a rekey asked of the key server's side.
@@ -1213,7 +1296,7 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
     lab.two_sites();
     keys(&lab, suite);
     start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 1);
-    lab.capture("cap-wan", "ga", "wan", "udp port 4789");
+    lab.capture("cap-wan", "ga", "wan", "udp port 61440");
     ping(&lab, "ha", "10.2.0.2");
 
     let (status, log) = lab.stop("ga");
@@ -1365,8 +1448,8 @@ fn equal_scis_are_refused_by_check() {
     };
     // Explicit, and derived from one address on both ends.
     let (code, err) = check(&link(
-        "192.0.2.1:4789",
-        "192.0.2.2:4789",
+        "192.0.2.1:61440",
+        "192.0.2.2:61440",
         "sci = \"0200c00002010001\"\npeer_sci = \"0200c00002010001\"\n",
     ));
     assert_eq!(code, Some(2), "{err}");
@@ -1378,7 +1461,7 @@ fn equal_scis_are_refused_by_check() {
         "{err}"
     );
     // IPv6 addresses that differ only above their last five octets get SCIs of their own.
-    let (code, err) = check(&link("[fd00:a::1]:4789", "[fd00:b::1]:4789", ""));
+    let (code, err) = check(&link("[fd00:a::1]:61440", "[fd00:b::1]:61440", ""));
     assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1397,8 +1480,8 @@ fn udp_frame_to_b(payload: &[u8]) -> Vec<u8> {
     f.extend([
         0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
     ]);
-    f.extend(4789u16.to_be_bytes());
-    f.extend(4789u16.to_be_bytes());
+    f.extend(61440u16.to_be_bytes());
+    f.extend(61440u16.to_be_bytes());
     f.extend([0, 0, 0, 0]);
     f.extend_from_slice(payload);
     fix_udp(&mut f);
@@ -1642,7 +1725,7 @@ fn a_tun_deleted_under_the_daemon_takes_the_link_down_and_back() {
 }
 
 /// MKA over UDP with `queues` on each side: gateway A's transmit queues go out on lanes
-/// (UDP ports 4789, 4790, ...) as far as gateway B says in its probes it receives on them,
+/// (UDP ports 61440, 61441, ...) as far as gateway B says in its probes it receives on them,
 /// each read there by a receive worker of its own, all validating under one SA (its PN state
 /// shared): a TCP transfer of eight streams crosses with nothing dropped.
 fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u16> {
@@ -1714,7 +1797,7 @@ fn udp_mka_spreads_over_lanes() {
         return;
     }
     let ports = mka_lanes("lanes2", (2, 2));
-    assert_eq!(ports, [4789, 4790].into_iter().collect());
+    assert_eq!(ports, [61440, 61441].into_iter().collect());
 }
 
 #[test]
@@ -1724,7 +1807,7 @@ fn udp_mka_uses_only_the_lanes_the_peer_has() {
     }
     // Gateway B receives on one lane: A's two queues both send on it.
     let ports = mka_lanes("lanes21", (2, 1));
-    assert_eq!(ports, [4789].into_iter().collect());
+    assert_eq!(ports, [61440].into_iter().collect());
 }
 
 /// Ethernet with MKA and three queues on each side: frames carry nothing the kernel could

@@ -93,8 +93,8 @@ name = "to-peer"
 interface = "il0"
 addresses = ["{tun}/30"]
 transport = "udp"
-local = "{me}:4789"
-remote = "{peer}:4789"
+local = "{me}:61440"
+remote = "{peer}:61440"
 probe_interval = "500ms"
 
 [link.macsec]

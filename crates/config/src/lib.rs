@@ -17,7 +17,7 @@ mod text;
 
 use core::ops::Range;
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +35,22 @@ pub use text::{parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
 
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";
+
+/// The UDP port of an underlay address given without one. No protocol has registered it, and
+/// none can: IANA never assigns the dynamic range, 49152 to 65535 (RFC 6335 §6); and it lies
+/// above Linux's ephemeral ports (32768 to 60999), so no outgoing connection takes it, nor
+/// the ports of a link's lanes after it (61440 + i). 4789, used before, is VXLAN's: capture
+/// tools and NICs with VXLAN offload took interlink's datagrams for VXLAN.
+pub const DEFAULT_UDP_PORT: u16 = 61440;
+
+/// An address without a port: "192.0.2.1", "2001:db8::1" or "[2001:db8::1]".
+fn bare_ip(s: &str) -> Option<IpAddr> {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
 
 /// The longest interface name Linux accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
@@ -640,17 +656,20 @@ impl Checker<'_, '_> {
                         c.hint(
                             span.clone(),
                             format!("a udp link needs {name}"),
-                            format!("{name} = \"ADDRESS:PORT\""),
+                            format!("{name} = \"ADDRESS:PORT\" (or ADDRESS alone for port {DEFAULT_UDP_PORT})"),
                         );
                         None
                     }
                     Some(v) => match v.get_ref().parse::<SocketAddr>() {
                         Ok(a) if a.port() != 0 => Some(a),
+                        Err(_) if bare_ip(v.get_ref()).is_some() => {
+                            bare_ip(v.get_ref()).map(|ip| SocketAddr::new(ip, DEFAULT_UDP_PORT))
+                        }
                         _ => {
                             c.hint(
                                 v.span(),
                                 format!("{name} {:?} is not an address and port", v.get_ref()),
-                                "\"198.51.100.2:4789\" or \"[2001:db8::2]:4789\"",
+                                "\"198.51.100.2:61440\" or \"[2001:db8::2]:61440\"",
                             );
                             None
                         }

@@ -48,8 +48,8 @@ name = "site-b"
 interface = "il-b"
 addresses = ["169.254.10.1/30", "fd00:10::1/125"]
 transport = "udp"
-local = "192.0.2.1:4789"
-remote = "192.0.2.2:4789"
+local = "192.0.2.1:61440"
+remote = "192.0.2.2:61440"
 
 [link.macsec]
 cipher_suite = "gcm-aes-128"
@@ -76,8 +76,8 @@ fn a_udp_link_parses_with_defaults() {
     assert_eq!(
         l.transport,
         Transport::Udp {
-            local: "192.0.2.1:4789".parse().unwrap(),
-            remote: "192.0.2.2:4789".parse().unwrap()
+            local: "192.0.2.1:61440".parse().unwrap(),
+            remote: "192.0.2.2:61440".parse().unwrap()
         }
     );
     assert_eq!(l.mtu, None);
@@ -96,6 +96,26 @@ fn a_udp_link_parses_with_defaults() {
     );
     // Keys never reach a debug print.
     assert!(!format!("{c:?}").contains("0f"));
+    // An address without a port takes the default one, unregistered (not VXLAN's 4789).
+    let c = d
+        .parse(
+            &UDP_LINK
+                .replace("\"192.0.2.1:61440\"", "\"192.0.2.1\"")
+                .replace("\"192.0.2.2:61440\"", "\"[2001:db8::2]\""),
+        )
+        .unwrap_err();
+    assert!(c[0].contains("different address families"), "{c:?}");
+    let c = d
+        .parse(&UDP_LINK.replace("\"192.0.2.1:61440\"", "\"192.0.2.1\""))
+        .unwrap();
+    assert_eq!(
+        c.links[0].transport,
+        Transport::Udp {
+            local: "192.0.2.1:61440".parse().unwrap(),
+            remote: "192.0.2.2:61440".parse().unwrap()
+        }
+    );
+    assert_eq!(interlink_config::DEFAULT_UDP_PORT, 61440);
 }
 
 #[test]
@@ -190,7 +210,7 @@ fn every_problem_is_reported_in_file_order() {
     d.key("tx.sak", K128_A, 0o644).key("rx.sak", "0011", 0o600);
     let text = UDP_LINK
         .replace("il-b", "an-interface-name-too-long")
-        .replace("192.0.2.2:4789", "[2001:db8::2]:4789")
+        .replace("192.0.2.2:61440", "[2001:db8::2]:61440")
         .replace("fd00:10::1/125", "fd00:10::1/130");
     let e = d.parse(&text).unwrap_err();
     assert_eq!(e.len(), 5, "{e:#?}");
@@ -237,10 +257,12 @@ fn transport_fields_must_match_the_transport() {
         "{e:?}"
     );
     let e = d
-        .parse(&UDP_LINK.replace("remote = \"192.0.2.2:4789\"\n", ""))
+        .parse(&UDP_LINK.replace("remote = \"192.0.2.2:61440\"\n", ""))
         .unwrap_err();
     assert!(
-        e[0].contains("a udp link needs remote (remote = \"ADDRESS:PORT\")"),
+        e[0].contains(
+            "a udp link needs remote (remote = \"ADDRESS:PORT\" (or ADDRESS alone for port 61440))"
+        ),
         "{e:?}"
     );
     let e = d
@@ -342,7 +364,7 @@ fn two_links_never_send_with_one_static_key() {
     let second = UDP_LINK
         .replace("\"site-b\"", "\"site-c\"")
         .replace("\"il-b\"", "\"il-c\"")
-        .replace("192.0.2.2:4789", "192.0.2.3:4789");
+        .replace("192.0.2.2:61440", "192.0.2.3:61440");
     let e = d.parse(&format!("{UDP_LINK}{second}")).unwrap_err();
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
@@ -741,7 +763,7 @@ fn mka_keying() {
     let link = |extra: &str| {
         format!(
             "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
-             local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+             local = \"192.0.2.1:61440\"\nremote = \"192.0.2.2:61440\"\n[link.macsec]\n\
              cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\n{extra}"
         )
     };
@@ -817,7 +839,7 @@ fn mka_keychain() {
     let link = |extra: &str| {
         format!(
             "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
-             local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+             local = \"192.0.2.1:61440\"\nremote = \"192.0.2.2:61440\"\n[link.macsec]\n\
              cipher_suite = \"gcm-aes-256\"\nkeying = \"mka\"\n{extra}"
         )
     };
@@ -873,7 +895,7 @@ fn neighbors_are_checked_against_links_and_families() {
     d.key("b.sak", &"22".repeat(16), 0o600);
     let link = "[[link]]\nname = \"aws\"\ninterface = \"il0\"\n\
                 addresses = [\"169.254.10.2/30\", \"fd00:10::2/125\"]\ntransport = \"udp\"\n\
-                local = \"192.0.2.1:4789\"\nremote = \"192.0.2.2:4789\"\n[link.macsec]\n\
+                local = \"192.0.2.1:61440\"\nremote = \"192.0.2.2:61440\"\n[link.macsec]\n\
                 cipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\ntx_sak_file = \"a.sak\"\n\
                 rx_sak_file = \"b.sak\"\n\n[router]\nasn = 65010\nrouter_id = \"192.0.2.1\"\n";
     let c = d
@@ -1024,8 +1046,8 @@ fn every_problem_in_a_file_is_reported_at_once() {
     let d = keys("every-problem");
     d.key("tx.sak", K128_A, 0o600).key("rx.sak", K128_B, 0o600);
     let text = UDP_LINK.replace(
-        "remote = \"192.0.2.2:4789\"",
-        "remote = \"192.0.2.2\"\ncolour = \"blue\"\nmtu = \"big\"",
+        "remote = \"192.0.2.2:61440\"",
+        "remote = \"192.0.2.2:x\"\ncolour = \"blue\"\nmtu = \"big\"",
     ) + r#"
 [router]
 asn = 65001
@@ -1045,7 +1067,7 @@ export = { networks = true, local_pref = 200 }
             .clone()
     };
     assert!(
-        at("remote \"192.0.2.2\"").starts_with("interlink.toml:8:"),
+        at("remote \"192.0.2.2:x\"").starts_with("interlink.toml:8:"),
         "{e:#?}"
     );
     assert!(

@@ -101,8 +101,8 @@ fn rotation_during_tcp_transfers_drops_nothing(test: &str, ethernet_underlay: bo
         (ethernet(netns::MAC_B), ethernet(netns::MAC_A))
     } else {
         (
-            udp("192.0.2.1:4789", "192.0.2.2:4789"),
-            udp("192.0.2.2:4789", "192.0.2.1:4789"),
+            udp("192.0.2.1:61440", "192.0.2.2:61440"),
+            udp("192.0.2.2:61440", "192.0.2.1:61440"),
         )
     };
     let mut a = start_in(
