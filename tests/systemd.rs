@@ -32,28 +32,63 @@ fn the_unit_verifies_cleanly() {
         unit.replace("/usr/sbin/interlinkd", env!("CARGO_BIN_EXE_interlinkd")),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let security = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let verify = || {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        assert!(err.trim().is_empty(), "warnings:\n{err}");
+        let security = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&security.stdout).into_owned()
+    };
+    let bare = verify();
+    // The Ethernet drop-in, where systemd-analyze finds drop-ins of a unit it is given (its
+    // directory): it verifies too, and opens packet sockets, which the unit alone does not.
+    let dropin = dir.join("interlinkd.service.d");
+    std::fs::create_dir_all(&dropin).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/interlinkd-ethernet.conf"),
+        dropin.join("ethernet.conf"),
+    )
+    .unwrap();
+    let ethernet = verify();
     let _ = std::fs::remove_dir_all(&dir);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.trim().is_empty(), "warnings:\n{err}");
-    let text = String::from_utf8_lossy(&security.stdout);
-    if let Some(line) = text.lines().find(|l| l.contains("Overall exposure level")) {
-        eprintln!("{}", line.trim());
+    let packet = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("RestrictAddressFamilies=~AF_PACKET"))
+            .map(|l| l.trim().to_owned())
+    };
+    let (a, b) = (packet(&bare), packet(&ethernet));
+    assert!(a.as_deref().is_some_and(|l| l.starts_with('✓')), "{a:?}");
+    assert!(b.as_deref().is_some_and(|l| l.starts_with('✗')), "{b:?}");
+    for (what, text) in [("unit", &bare), ("with the Ethernet drop-in", &ethernet)] {
+        if let Some(line) = text.lines().find(|l| l.contains("Overall exposure level")) {
+            eprintln!("{what}: {}", line.trim());
+        }
     }
 }
 
-/// interlinkd started with the unit's capability set (CAP_NET_ADMIN, CAP_NET_RAW,
-/// CAP_NET_BIND_SERVICE, no CAP_CHOWN) by setpriv, in a namespace of its own: with the unit's
+/// The capabilities a unit file (or drop-in) grants: its AmbientCapabilities, as setpriv
+/// takes them ("+net_admin,+net_bind_service").
+fn ambient_caps(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .flat_map(|l| l.split_whitespace())
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect()
+}
+
+/// interlinkd started with the unit's capability set (as its AmbientCapabilities say:
+/// CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, no CAP_CHOWN) by setpriv, in a namespace of its own:
+/// with the unit's
 /// `SupplementaryGroups=interlink` the control socket is root:interlink 0660 and interlinkctl
 /// reaches it; without the group the socket is still there, root's alone, and the log says
 /// why. Needs root; creates the group `interlink` for the test if the machine has none.
@@ -101,7 +136,13 @@ fn the_control_socket_under_the_units_capabilities() {
     .trim()
     .parse()
     .unwrap();
-    let caps = "-all,+net_admin,+net_raw,+net_bind_service";
+    // The unit's own capabilities, read from it: no CAP_CHOWN, and no CAP_NET_RAW.
+    let unit_caps = ambient_caps("../systemd/interlinkd.service");
+    assert!(
+        unit_caps.contains(&"+net_admin".to_owned()) && !unit_caps.contains(&"+net_raw".to_owned()),
+        "{unit_caps:?}"
+    );
+    let caps = format!("-all,{}", unit_caps.join(","));
     for (with_group, name) in [(true, "member"), (false, "not-member")] {
         let mut lab = netns::Lab::new(&format!("unit-{name}"));
         lab.add_ns("gw");
@@ -156,5 +197,76 @@ fn the_control_socket_under_the_units_capabilities() {
         assert_eq!(code, 0, "{out}{err}\n{log}");
         let (status, log) = lab.stop("gw");
         assert_eq!(status, Some(0), "{log}");
+    }
+}
+
+/// A link with transport = "ethernet" under the unit's capabilities alone does not start, and
+/// the log says what it lacks; with those of the Ethernet drop-in added it comes up.
+#[test]
+fn an_ethernet_link_needs_the_drop_in() {
+    use interlink_testkit as netns;
+    if !netns::require_root() || !netns::have("setpriv") {
+        return;
+    }
+    let mut lab = netns::Lab::new("unit-eth");
+    lab.add_ns("gw");
+    lab.exec(
+        "gw",
+        &[
+            "ip", "link", "add", "wan", "type", "veth", "peer", "name", "wan-peer",
+        ],
+    );
+    lab.exec("gw", &["ip", "link", "set", "wan", "up"]);
+    let state = lab.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    lab.secret("tx.sak", "000102030405060708090a0b0c0d0e0f\n");
+    lab.secret("rx.sak", "0f0e0d0c0b0a09080706050403020100\n");
+    let cfg = lab.file(
+        "interlink.toml",
+        &format!(
+            "[daemon]\nstate_dir = \"{}\"\n\n[[link]]\nname = \"eth\"\ninterface = \"il0\"\n\
+             transport = \"ethernet\"\nunderlay = \"wan\"\npeer_mac = \"02:00:00:00:00:0b\"\n\
+             [link.macsec]\ncipher_suite = \"gcm-aes-128\"\nkeying = \"static\"\n\
+             tx_sak_file = \"tx.sak\"\nrx_sak_file = \"rx.sak\"\nan = 0\n\
+             [control]\nsocket = \"ctl.sock\"\n",
+            state.display()
+        ),
+    );
+    let unit = ambient_caps("../systemd/interlinkd.service");
+    let dropin = ambient_caps("../systemd/interlinkd-ethernet.conf");
+    assert_eq!(dropin, ["+net_raw"]);
+    for (name, caps) in [("unit", unit.clone()), ("dropin", [unit, dropin].concat())] {
+        let caps = format!("-all,{}", caps.join(","));
+        lab.spawn_in(
+            name,
+            "gw",
+            Path::new("setpriv"),
+            &[
+                &format!("--bounding-set={caps}"),
+                &format!("--inh-caps={caps}"),
+                &format!("--ambient-caps={caps}"),
+                "--clear-groups",
+                "--no-new-privs",
+                "--",
+                env!("CARGO_BIN_EXE_interlinkd"),
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+        );
+        if name == "unit" {
+            lab.wait_for("the refusal", std::time::Duration::from_secs(10), || {
+                lab.log(name).contains("packet socket on wan")
+            });
+            let log = lab.log(name);
+            assert!(
+                log.contains("the Ethernet transport needs CAP_NET_RAW and AF_PACKET"),
+                "{log}"
+            );
+        } else {
+            lab.wait_for("the link up", std::time::Duration::from_secs(10), || {
+                lab.log(name).contains("link eth: il0 up")
+            });
+        }
+        let _ = lab.stop(name);
     }
 }
