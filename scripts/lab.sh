@@ -13,6 +13,8 @@
 #                                 BGP over each, ECMP across both; cut one underlay with
 #                                 `ip -n il-lab-gw-a link set wan2 down` and traffic moves
 #                                 to the other link within 3 probe intervals (600 ms)
+#   ./scripts/lab.sh --bfd        the same with BFD on the BGP sessions (300 ms x 3): a cut
+#                                 underlay ends the session within a second
 #   ./scripts/lab.sh down         tear it all down
 # The test of the lab (tests/lab.rs) sets IL_LAB_PREFIX and IL_LAB_RUN (namespace prefix and
 # run directory of its own) and IL_LAB_BIN (the interlinkd it built: no release build then).
@@ -40,10 +42,12 @@ if [ "${1:-up}" = down ]; then
     exit 0
 fi
 REDUNDANT=
+BFD=false
 case "${1:-up}" in
     up) ;;
     --redundant) REDUNDANT=1 ;;
-    *) echo "usage: $0 [--redundant | down]" >&2; exit 2 ;;
+    --bfd) BFD=true ;;
+    *) echo "usage: $0 [--redundant | --bfd | down]" >&2; exit 2 ;;
 esac
 
 . scripts/bootstrap.sh
@@ -119,7 +123,8 @@ neighbor_toml() { # peer-tunnel-address peer-asn
 [[neighbor]]
 address = "$1"
 remote_asn = $2
-import = { prefixes = ["10.0.0.0/8 le 24"] }
+bfd = $BFD
+import = { prefixes = ["10.0.0.0/8 le 24"], max_prefixes = 100 }
 export = { networks = true }
 TOML
 }
@@ -141,6 +146,9 @@ $([ -n "$REDUNDANT" ] && printf '\n' && neighbor_toml "${17}" "${13}")
 [bgp]
 networks = ["${10}"]
 multipath = $([ -n "$REDUNDANT" ] && echo true || echo false)
+
+# Flow logs kept for interlinkctl show flows and the metrics (add collectors for IPFIX).
+[flows]
 
 [metrics]
 listen = "127.0.0.1:9477"
