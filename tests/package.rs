@@ -21,6 +21,7 @@ const FILES: &[&str] = &[
     "/usr/share/bash-completion/completions/interlinkctl",
     "/usr/share/doc/interlink/README.md.gz",
     "/usr/share/doc/interlink/changelog.gz",
+    "/usr/share/doc/interlink/contrib/grafana/interlink.json",
     "/usr/share/doc/interlink/contrib/prometheus/interlink-alerts.test.yml",
     "/usr/share/doc/interlink/contrib/prometheus/interlink-alerts.yml",
     "/usr/share/doc/interlink/contrib/wireshark/interlink.lua",

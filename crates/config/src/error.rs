@@ -52,28 +52,44 @@ impl fmt::Display for Errors {
 
 impl std::error::Error for Errors {}
 
-/// Collects errors against one file's text, turning byte spans into lines and columns.
+/// Collects errors against a configuration's text, turning byte spans into files, lines and
+/// columns: the text may be several files one after the other (the main file, then those of
+/// `interlink.d`), each from its offset on.
 pub(crate) struct Diagnostics<'a> {
-    file: &'a Path,
+    files: Vec<(usize, PathBuf)>,
     text: &'a str,
     errors: Vec<(usize, Error)>,
 }
 
 impl<'a> Diagnostics<'a> {
-    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(file: &Path, text: &'a str) -> Self {
+        Diagnostics::of_files(vec![(0, file.to_path_buf())], text)
+    }
+
+    /// `files`: where each file starts in `text`, in order; the first at 0.
+    pub(crate) fn of_files(files: Vec<(usize, PathBuf)>, text: &'a str) -> Self {
         Diagnostics {
-            file,
+            files,
             text,
             errors: Vec::new(),
         }
     }
 
-    fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..self.text.floor_char_boundary_compat(offset)];
+    fn position(&self, offset: usize) -> (&Path, usize, usize) {
+        let offset = self
+            .text
+            .floor_char_boundary_compat(offset.min(self.text.len()));
+        let (start, file) = self
+            .files
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= offset)
+            .map_or((0, Path::new("")), |(s, f)| (*s, f.as_path()));
+        let before = &self.text[start..offset];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
+        (file, line, col)
     }
 
     /// Records a problem at `span`, with an optional hint.
@@ -83,11 +99,12 @@ impl<'a> Diagnostics<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
-        let (line, col) = self.position(span.start);
+        let (file, line, col) = self.position(span.start);
+        let file = file.to_path_buf();
         self.errors.push((
             span.start,
             Error {
-                file: self.file.to_path_buf(),
+                file,
                 line,
                 col,
                 message: message.into(),
@@ -140,6 +157,23 @@ mod tests {
                 "f.toml:2:4: second (hint)",
                 "f.toml:3:3: third"
             ]
+        );
+    }
+
+    #[test]
+    fn positions_in_later_files_count_from_their_start() {
+        let text = "a = 1\n\n[[link]]\nb = 2\n";
+        let second = text.find("[[link]]").unwrap();
+        let mut d = Diagnostics::of_files(
+            vec![(0, "main.toml".into()), (second, "d/x.toml".into())],
+            text,
+        );
+        d.error(text.find("b =").unwrap()..0, "in the second", None);
+        d.error(0..1, "in the first", None);
+        let lines: Vec<String> = d.finish().0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            ["main.toml:1:1: in the first", "d/x.toml:2:1: in the second"]
         );
     }
 }

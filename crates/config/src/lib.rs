@@ -36,6 +36,9 @@ pub use text::{parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";
 
+/// The directory beside the main configuration file whose `*.toml` files follow it.
+pub const DROPIN_DIR: &str = "interlink.d";
+
 /// The UDP port of an underlay address given without one. No protocol has registered it, and
 /// none can: IANA never assigns the dynamic range, 49152 to 65535 (RFC 6335 §6); and it lies
 /// above Linux's ephemeral ports (32768 to 60999), so no outgoing connection takes it, nor
@@ -107,6 +110,9 @@ pub struct Link {
     /// traffic's gaps are that short; zero never polls.
     pub busy_poll: Duration,
     pub macsec: Macsec,
+    /// A link offered with `interlinkctl link offer`: Unix seconds after which it is given
+    /// up if the other site has not come (see the daemon's offers).
+    pub offer_expires: Option<u64>,
 }
 
 impl Link {
@@ -268,6 +274,7 @@ struct RawLink {
     queues: Option<Spanned<i64>>,
     bandwidth: Option<Spanned<String>>,
     busy_poll: Option<Spanned<String>>,
+    offer_expires: Option<Spanned<i64>>,
     macsec: Spanned<RawMacsec>,
 }
 
@@ -304,25 +311,69 @@ struct RawMacsec {
 }
 
 impl Config {
-    /// Reads and checks the configuration at `path`. Relative key file paths are taken from
-    /// the configuration file's directory.
+    /// Reads and checks the configuration at `path`, then the files of `interlink.d/` beside
+    /// it (`*.toml`, in name order: `interlinkctl link offer` and `link accept` write theirs
+    /// there), as if they followed it. Relative key file paths are taken from the main file's
+    /// directory.
     pub fn load(path: &Path) -> Result<Config, Errors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let unreadable = |file: &Path, e: std::io::Error| {
             Errors(vec![Error {
-                file: path.to_path_buf(),
+                file: file.to_path_buf(),
                 line: 0,
                 col: 0,
                 message: format!("cannot read the configuration: {e}"),
                 hint: None,
             }])
-        })?;
+        };
+        let mut text = std::fs::read_to_string(path).map_err(|e| unreadable(path, e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Config::parse(path, &text, dir)
+        let mut files = vec![(0, path.to_path_buf())];
+        let mut dropins: Vec<PathBuf> = match std::fs::read_dir(dir.join(DROPIN_DIR)) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        dropins.sort();
+        let mut errors = Vec::new();
+        for f in dropins {
+            let t = std::fs::read_to_string(&f).map_err(|e| unreadable(&f, e))?;
+            // Appended to the main file, a key before the first table would land in the
+            // last table of the file before.
+            if let Some((line, _)) = t
+                .lines()
+                .enumerate()
+                .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .filter(|(_, l)| !l.trim_start().starts_with('['))
+            {
+                errors.push(Error {
+                    file: f.clone(),
+                    line: line + 1,
+                    col: 1,
+                    message: "a file of interlink.d must begin with a table".into(),
+                    hint: Some("[[link]], [[neighbor]] or [[route]]".into()),
+                });
+                continue;
+            }
+            text.push('\n');
+            files.push((text.len(), f));
+            text.push_str(&t);
+        }
+        if !errors.is_empty() {
+            return Err(Errors(errors));
+        }
+        Config::parse_files(files, &text, dir)
     }
 
     /// Checks configuration `text`, reported as `file`, with key files relative to `dir`.
     pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<Config, Errors> {
-        let mut diag = Diagnostics::new(file, text);
+        Config::parse_files(vec![(0, file.to_path_buf())], text, dir)
+    }
+
+    /// Checks `text`, made of the `files` from their offsets on.
+    fn parse_files(files: Vec<(usize, PathBuf)>, text: &str, dir: &Path) -> Result<Config, Errors> {
+        let mut diag = Diagnostics::of_files(files, text);
         let Some(raw) = recover::read::<RawConfig>(&mut diag, text) else {
             return Err(diag.finish());
         };
@@ -599,6 +650,9 @@ impl Checker<'_, '_> {
             bandwidth: bandwidth?,
             busy_poll,
             macsec: macsec?,
+            offer_expires: self
+                .ranged(&l.offer_expires, "offer_expires", 1, i64::MAX)?
+                .map(|v| v as u64),
         })
     }
 

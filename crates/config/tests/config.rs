@@ -1292,3 +1292,46 @@ fn flows_defaults_and_settings() {
         "{e:?}"
     );
 }
+
+/// `interlink.d/*.toml` beside the main file follow it, in name order: links and neighbors
+/// from there count as the main file's, key files relative to the main file's directory,
+/// and a problem in one is reported at its own file, line and column.
+#[test]
+fn the_files_of_interlink_d_follow_the_main_file() {
+    let d = keys("dropins");
+    d.key("b.cak", "00112233445566778899aabbccddeeff\n", 0o600);
+    let main = d.0.join("interlink.toml");
+    std::fs::write(&main, UDP_LINK).unwrap();
+    let dropins = d.0.join(interlink_config::DROPIN_DIR);
+    std::fs::create_dir_all(&dropins).unwrap();
+    let second = "# offered\n[[link]]\nname = \"paired\"\ninterface = \"il-p\"\ntransport = \"udp\"\n\
+                  local = \"192.0.2.1:61450\"\nremote = \"192.0.2.3\"\noffer_expires = 1800000000\n\n\
+                  [link.macsec]\ncipher_suite = \"gcm-aes-xpn-256\"\nkeying = \"mka\"\nckn = \"61\"\n\
+                  cak_file = \"b.cak\"\n";
+    std::fs::write(dropins.join("paired.toml"), second).unwrap();
+    // Not .toml: ignored.
+    std::fs::write(dropins.join("notes.txt"), "anything").unwrap();
+    let c = Config::load(&main).unwrap();
+    assert_eq!(c.links.len(), 2);
+    assert_eq!(c.links[1].name, "paired");
+    assert_eq!(c.links[1].offer_expires, Some(1_800_000_000));
+    assert_eq!(c.links[0].offer_expires, None);
+    // A mistake there is reported there.
+    std::fs::write(
+        dropins.join("paired.toml"),
+        second.replace("keying = \"mka\"", "keying = \"mkb\""),
+    )
+    .unwrap();
+    let e = Config::load(&main).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("{}:12:10:", dropins.join("paired.toml").display())),
+        "{e}"
+    );
+    // A file that does not begin with a table would graft its keys onto the file before.
+    std::fs::write(dropins.join("0-bad.toml"), "# x\nname = \"x\"\n[[link]]\n").unwrap();
+    let e = Config::load(&main).unwrap_err().to_string();
+    assert!(
+        e.contains("0-bad.toml:2:1: a file of interlink.d must begin with a table"),
+        "{e}"
+    );
+}
