@@ -87,7 +87,7 @@ fn status(ctl: &Ctl<'_>) -> Value {
 }
 
 fn links(ctl: &Ctl<'_>) -> Value {
-    let list: Vec<Value> = ctl
+    let mut list: Vec<Value> = ctl
         .links
         .iter()
         .map(|run| {
@@ -130,9 +130,33 @@ fn links(ctl: &Ctl<'_>) -> Value {
                 "tx_sa": l.tx_pn().map(|(an, pn)| json!({ "an": an.index(), "next_pn": pn })),
                 "mka": mka,
                 "pn_state": pn_state,
+                "pairing": run.offer.as_ref().map(|o| json!({
+                    "status": o.status(),
+                    "expires": o.expires,
+                })),
             })
         })
         .collect();
+    // Offers given up: in the configuration, not running.
+    for l in &ctl.config.links {
+        if ctl.links.iter().any(|r| r.cfg.name == l.name) {
+            continue;
+        }
+        if let Some(o) = crate::offers::Offer::of(l, &ctl.config.state_dir) {
+            list.push(json!({
+                "name": l.name,
+                "interface": l.interface,
+                "transport": match &l.transport {
+                    Transport::Udp { remote, .. } => format!("udp {remote}"),
+                    Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
+                },
+                "cipher_suite": l.macsec.cipher_suite.to_string(),
+                "keying": "mka",
+                "up": false,
+                "pairing": { "status": o.status(), "expires": o.expires },
+            }));
+        }
+    }
     Value::Array(list)
 }
 

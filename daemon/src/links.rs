@@ -77,6 +77,8 @@ pub(crate) struct LinkRun {
     ever_up: bool,
     /// Failed writes of the PN state already logged.
     state_errors: u64,
+    /// A link offered with `interlinkctl link offer`: pending or available.
+    pub offer: Option<crate::offers::Offer>,
 }
 
 impl LinkRun {
@@ -129,6 +131,14 @@ impl LinkRun {
             link.sci(),
             link.peer_sci()
         );
+        let offer = crate::offers::Offer::of(l, state_dir);
+        if let Some(o) = offer.as_ref().filter(|o| !o.available) {
+            log!(
+                "link {}: offered, pending until the other site accepts the key (expires at Unix time {})",
+                l.name,
+                o.expires
+            );
+        }
         Ok(LinkRun {
             cfg: l.clone(),
             link,
@@ -136,12 +146,31 @@ impl LinkRun {
             was_up: false,
             ever_up: false,
             state_errors: 0,
+            offer,
         })
     }
 
     /// Every half second: a line when the peer starts or stops answering, or when the PN
-    /// state could not be written.
-    pub(crate) fn tick(&mut self) {
+    /// state could not be written; an offered link turns available once the other site's
+    /// MKA peer is live. False once an offer has expired with nobody come: the link is to
+    /// be given up.
+    pub(crate) fn tick(&mut self) -> bool {
+        if let Some(o) = &mut self.offer {
+            if !o.available && self.mka.as_ref().is_some_and(|m| m.live()) {
+                match o.accepted() {
+                    Ok(()) => log!(
+                        "link {}: available: the other site accepted the offer (its MKA peer is live)",
+                        self.cfg.name
+                    ),
+                    Err(e) => warn!(
+                        "link {}: available, but cannot record it in the state directory: {e}",
+                        self.cfg.name
+                    ),
+                }
+            } else if o.expired() {
+                return false;
+            }
+        }
         let (errors, last) = self.link.state_errors();
         if errors > self.state_errors {
             self.state_errors = errors;
@@ -162,6 +191,7 @@ impl LinkRun {
             self.was_up = l.up;
             self.ever_up |= l.up;
         }
+        true
     }
 
     /// The peer answered probes once and does not now: next hops across the link cannot be

@@ -19,6 +19,7 @@ mod logging;
 mod metrics;
 mod mka;
 mod notify;
+mod offers;
 mod reload;
 mod run;
 mod selftest;

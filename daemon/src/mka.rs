@@ -136,6 +136,11 @@ impl MkaRun {
         d
     }
 
+    /// Whether a peer is live (the CA holds).
+    pub fn live(&self) -> bool {
+        self.kay.live()
+    }
+
     /// Asks for a new SAK now; refused when the peer is the key server.
     pub fn request_rekey(&mut self) -> Result<(), &'static str> {
         self.kay.request_rekey()

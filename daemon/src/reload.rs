@@ -86,6 +86,13 @@ async fn reload_links(
             links.push(kept.swap_remove(i));
             continue;
         }
+        if crate::offers::given_up(l, state_dir) {
+            warn!(
+                "reload: link {}: the offer expired with nobody come; not started",
+                l.name
+            );
+            continue;
+        }
         match LinkRun::start(handle, l, state_dir, flows).await {
             Ok(run) => links.push(run),
             Err(e) => warn!("reload: link {}: {e}", l.name),

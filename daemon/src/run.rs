@@ -231,6 +231,13 @@ impl<'p> Daemon<'p> {
         let flows = crate::links::flow_spec(config.flows.as_ref(), exporter.as_ref());
         let mut links: Vec<LinkRun> = Vec::new();
         for l in &config.links {
+            if crate::offers::given_up(l, &config.state_dir) {
+                warn!(
+                    "link {}: the offer expired with nobody come; not started (remove it, or offer again)",
+                    l.name
+                );
+                continue;
+            }
             match LinkRun::start(&handle, l, &config.state_dir, flows.as_ref()).await {
                 Ok(run) => links.push(run),
                 Err(e) => {
@@ -655,8 +662,18 @@ impl<'p> Daemon<'p> {
                 ),
             }
         }
-        for run in self.links.iter_mut() {
-            run.tick();
+        let mut i = 0;
+        while i < self.links.len() {
+            if self.links[i].tick() {
+                i += 1;
+                continue;
+            }
+            let run = self.links.remove(i);
+            warn!(
+                "link {}: the offer expired with nobody come; the link is given up (remove it, or offer again)",
+                run.cfg.name
+            );
+            run.stop(false);
         }
         // BFD events dropped on a full queue: the sessions' own state says what was missed.
         if let Some(views) = self.bfd.as_ref().map(|b| b.views().0) {

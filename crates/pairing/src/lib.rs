@@ -104,6 +104,19 @@ impl Secret {
         out
     }
 
+    /// A link's tunnel subnet, a /30 of 169.254.0.0/16 (as the clouds use for BGP peering)
+    /// drawn from the secret; `attempt` draws another where that one is taken. Never the
+    /// first /30 nor 169.254.169.252/30 (beside the clouds' metadata address).
+    pub fn tunnel(&self, attempt: u32) -> (Ipv4Addr, Ipv4Addr) {
+        let d: [u8; 2] = self.derive(format!("tunnel {attempt}").as_bytes());
+        let mut block = u16::from_be_bytes(d) % (1 << 14);
+        if block == 0 || block == (169 << 6 | 63) {
+            block = 1;
+        }
+        let base = u32::from_be_bytes([169, 254, 0, 0]) | u32::from(block) << 2;
+        (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+    }
+
     fn check_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive::<32>(b"key check"))
     }
@@ -406,6 +419,41 @@ impl Offer {
     }
 }
 
+/// The fuzz target's body, shared with the corpus replay under `cargo test`.
+pub mod fuzzing {
+    use super::*;
+
+    /// Arbitrary input as a pasted key, then as a key's octets with a check value that
+    /// matches (so that the parser behind the check is reached: the fuzzer cannot forge
+    /// HMACs); an offer that decodes must encode to a key that decodes to the same offer.
+    pub fn keys(data: &[u8]) {
+        let _ = Offer::decode(&String::from_utf8_lossy(data), 0);
+        if data.len() < 42 {
+            return;
+        }
+        let mut signed = data.to_vec();
+        signed[0] = VERSION;
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(&signed[10..42]);
+        let tag = hmac::sign(&Secret(secret).check_key(), &signed);
+        signed.extend_from_slice(&tag.as_ref()[..CHECK_LEN]);
+        let key = format!("{PREFIX}{}", base64url(&signed));
+        if let Ok(o) = Offer::decode(&key, 0) {
+            let again = o.encode().expect("a decoded offer encodes");
+            assert_eq!(Offer::decode(&again, 0).as_ref(), Ok(&o), "round trip");
+            let _ = o.config(
+                Side::Accepter,
+                &Local {
+                    interface: "il0",
+                    cak_file: "k.cak",
+                    bgp: true,
+                    import: &[],
+                },
+            );
+        }
+    }
+}
+
 fn put_ip(b: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => {
@@ -697,6 +745,23 @@ mod tests {
         assert!(!c.contains("[[neighbor]]"), "{c}");
         // The CAK never appears.
         assert!(!a.contains(&hex(&o.keys().cak)) && !b.contains(&hex(&o.keys().cak)));
+    }
+
+    #[test]
+    fn tunnels_are_link_local_slash_30s() {
+        let s = Secret::from_bytes([1; 32]);
+        let mut seen = std::collections::BTreeSet::new();
+        for attempt in 0..50 {
+            let (a, b) = s.tunnel(attempt);
+            let (ao, bo) = (a.octets(), b.octets());
+            assert_eq!(&ao[..2], &[169, 254]);
+            assert_eq!(ao[3] % 4, 1, "{a}");
+            assert_eq!(u32::from(b), u32::from(a) + 1);
+            assert_ne!(ao[2..], [169, 253], "{a}");
+            assert_ne!(bo[2..], [0, 2], "{b}");
+            seen.insert(a);
+        }
+        assert!(seen.len() > 45, "{}", seen.len());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
+#[path = "interlinkctl/pairing.rs"]
+mod pairing;
+
 const DEFAULT_SOCKET: &str = "/run/interlink/control.sock";
 
 const HELP: &str = "\
@@ -26,11 +29,33 @@ commands:
   reload                                  read the configuration again, apply what changed
   neighbor ADDRESS reset|shutdown|enable  bounce, stop or start a BGP session
   link NAME rekey                         a new SAK now (MKA, when this side is key server)
+  link offer NAME --underlay ADDR[:PORT] --peer ADDR[:PORT] [--peer-asn ASN]
+       [--expires 24h] [--cipher-suite gcm-aes-xpn-256] [--interface IF] [--import PREFIX]...
+                                          offer a link to another site: writes it (pending)
+                                          and prints the activation key to hand over
+  link accept KEY [--name NAME] [--interface IF]
+                                          accept a link another site offered: writes it, with
+                                          its CAK file, and reloads
 
 options:
-  --socket PATH   the daemon's control socket (default /run/interlink/control.sock)
+  --socket PATH   the daemon's control socket (default: the configuration's, else
+                  /run/interlink/control.sock)
+  --config FILE   the configuration link offer and accept write beside (default
+                  /etc/interlink/interlink.toml; they need root)
   --json          print the daemon's answer as JSON, for scripts
 ";
+
+/// The options of `link offer` and `link accept`.
+const PAIRING_OPTIONS: [&str; 8] = [
+    "--underlay",
+    "--peer",
+    "--peer-asn",
+    "--expires",
+    "--cipher-suite",
+    "--interface",
+    "--import",
+    "--name",
+];
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -38,15 +63,29 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut words = Vec::new();
     let mut top = None;
+    let mut config = None;
+    let mut socket_given = false;
+    let mut opts: Vec<(String, String)> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--config" => match args.next() {
+                Some(p) => config = Some(p),
+                None => return usage("--config needs a path"),
+            },
+            o if PAIRING_OPTIONS.contains(&o) => match args.next() {
+                Some(v) => opts.push((o.to_owned(), v)),
+                None => return usage(&format!("{o} needs a value")),
+            },
             "--top" => match args.next() {
                 Some(n) => top = Some(n),
                 None => return usage("--top needs a number"),
             },
             "--socket" => match args.next() {
-                Some(p) => socket = p,
+                Some(p) => {
+                    socket = p;
+                    socket_given = true;
+                }
                 None => return usage("--socket needs a path"),
             },
             "-h" | "--help" | "help" => {
@@ -65,6 +104,23 @@ fn main() -> ExitCode {
             return usage(&format!("--top {n}: a number of flows from 1 to 1000"));
         }
         words.push(n);
+    }
+    if let ["link", "offer" | "accept", _] = words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        let config = config.unwrap_or_else(|| interlink_config::DEFAULT_PATH.to_owned());
+        return pair(
+            &words,
+            &opts,
+            config.as_ref(),
+            socket_given.then_some(socket),
+        );
+    }
+    if !opts.is_empty() || config.is_some() {
+        return usage("--config and the link options go with link offer and link accept");
     }
     if let Err(e) = check(&words) {
         return usage(&e);
@@ -94,6 +150,101 @@ fn main() -> ExitCode {
         print!("{}", render(&words, data));
     }
     ExitCode::SUCCESS
+}
+
+/// `link offer` and `link accept`: the files written, then the daemon reloaded.
+fn pair(
+    words: &[String],
+    opts: &[(String, String)],
+    config: &std::path::Path,
+    socket: Option<String>,
+) -> ExitCode {
+    let one = |name: &str| {
+        opts.iter()
+            .rev()
+            .find(|(o, _)| o == name)
+            .map(|(_, v)| v.clone())
+    };
+    let allowed: &[&str] = if words[1] == "offer" {
+        &PAIRING_OPTIONS[..7]
+    } else {
+        &["--name", "--interface"]
+    };
+    if let Some((o, _)) = opts.iter().find(|(o, _)| !allowed.contains(&o.as_str())) {
+        return usage(&format!("{o} does not go with link {}", words[1]));
+    }
+    let done = if words[1] == "offer" {
+        let (Some(underlay), Some(peer)) = (one("--underlay"), one("--peer")) else {
+            return usage("link offer needs --underlay ADDR and --peer ADDR");
+        };
+        let peer_asn = match one("--peer-asn").map(|a| a.parse::<u32>()) {
+            None => None,
+            Some(Ok(a)) if a > 0 => Some(a),
+            Some(_) => return usage("--peer-asn: an AS number, 1 to 4294967295"),
+        };
+        let expires = match one("--expires").map(|e| interlink_config::parse_duration(&e)) {
+            None => std::time::Duration::from_secs(24 * 3600),
+            Some(Ok(d)) if d >= std::time::Duration::from_secs(1) => d,
+            Some(_) => return usage("--expires: a duration such as \"24h\" or \"30m\""),
+        };
+        pairing::offer(
+            config,
+            pairing::OfferArgs {
+                name: words[2].clone(),
+                underlay,
+                peer,
+                peer_asn,
+                expires,
+                suite: one("--cipher-suite").unwrap_or_else(|| "gcm-aes-xpn-256".into()),
+                interface: one("--interface"),
+                import: opts
+                    .iter()
+                    .filter(|(o, _)| o == "--import")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            },
+        )
+    } else {
+        pairing::accept(
+            config,
+            pairing::AcceptArgs {
+                key: words[2].clone(),
+                name: one("--name"),
+                interface: one("--interface"),
+            },
+        )
+    };
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("interlinkctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(key) = &done.key {
+        println!("{key}");
+    }
+    for n in &done.notes {
+        eprintln!("interlinkctl: {n}");
+    }
+    let socket = socket.unwrap_or_else(|| done.config.control_socket.display().to_string());
+    match ask(&socket, "reload") {
+        Ok(a) if a["ok"] == Value::Bool(true) => {
+            eprintln!("interlinkctl: interlinkd reloaded");
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!(
+                "interlinkctl: the files are written, but interlinkd refused the reload: {}",
+                a["error"].as_str().unwrap_or("no reason given")
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("interlinkctl: the files are written; {e}: the link comes up when interlinkd starts");
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn usage(why: &str) -> ExitCode {
@@ -229,6 +380,12 @@ fn render(words: &[String], data: &Value) -> String {
                         cell(&mka["latest_key"]["key_number"]),
                         cell(&mka["latest_key"]["an"]),
                     )
+                };
+                // An offered link: pending, available or expired first.
+                let mka = match l["pairing"]["status"].as_str() {
+                    Some(st) if mka == "-" => st.to_owned(),
+                    Some(st) => format!("{st}: {mka}"),
+                    None => mka,
                 };
                 vec![
                     cell(&l["name"]),

@@ -1,0 +1,269 @@
+//! Activation keys end to end: two gateways that know nothing of each other (a router, their
+//! networks, a control socket; no link) are paired by two commands, `interlinkctl link offer`
+//! on site A and `interlinkctl link accept KEY` on site B. The link comes up keyed by MKA from
+//! the derived CAK, BGP runs across it, host A pings host B, and A's link turns from pending to
+//! available. Keys that are malformed, altered, used twice or expired are refused with a clear
+//! message, and an offer nobody accepts is given up when it expires. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interlink_testkit as netns;
+use netns::Lab;
+
+fn ctl_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_interlinkctl")
+}
+
+/// Gateway `side`'s configuration directory: its base configuration and state directory.
+fn base(lab: &Lab, side: &str, asn: u32, network: &str) -> PathBuf {
+    let dir = lab.dir.join(side);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let router_id = if side == "a" {
+        "192.0.2.1"
+    } else {
+        "192.0.2.2"
+    };
+    std::fs::write(
+        dir.join("interlink.toml"),
+        format!(
+            "[daemon]\nstate_dir = \"state\"\n\n[router]\nasn = {asn}\nrouter_id = \"{router_id}\"\n\n\
+             [bgp]\nnetworks = [\"{network}\"]\n\n[control]\nsocket = \"ctl.sock\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// interlinkctl in gateway `ns` with `--config`: (exit status, stdout, stderr).
+fn ctl(lab: &Lab, ns: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let cfg = dir.join("interlink.toml");
+    let mut full = vec![ctl_bin(), "--config", cfg.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let out = lab.try_exec(ns, &full);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn show_links(lab: &Lab, ns: &str, dir: &Path) -> serde_json::Value {
+    let sock = dir.join("ctl.sock");
+    let out = lab.try_exec(
+        ns,
+        &[
+            ctl_bin(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "--json",
+            "show",
+            "links",
+        ],
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn pairing_status(links: &serde_json::Value, name: &str) -> Option<String> {
+    links.as_array()?.iter().find(|l| l["name"] == name)?["pairing"]["status"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn two_sites_pair_with_one_key() {
+    if !netns::require_root() {
+        return;
+    }
+    let mut lab = Lab::new("pairing");
+    lab.two_sites();
+    let a = base(&lab, "a", 65001, "10.1.0.0/24");
+    let b = base(&lab, "b", 65002, "10.2.0.0/24");
+    let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
+    for (side, dir) in [("ga", &a), ("gb", &b)] {
+        let cfg = dir.join("interlink.toml");
+        lab.spawn(side, bin, &["--config", cfg.to_str().unwrap()]);
+    }
+    for (side, dir) in [("ga", &a), ("gb", &b)] {
+        lab.wait_for(
+            &format!("{side}'s control socket"),
+            Duration::from_secs(10),
+            || dir.join("ctl.sock").exists(),
+        );
+    }
+
+    // Site A offers; the key is all it prints on stdout.
+    let (code, key, err) = ctl(
+        &lab,
+        "ga",
+        &a,
+        &[
+            "link",
+            "offer",
+            "site-b",
+            "--underlay",
+            "192.0.2.1",
+            "--peer",
+            "192.0.2.2",
+            "--peer-asn",
+            "65002",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_owned();
+    assert!(
+        key.starts_with("ilk1-") && !key.contains(char::is_whitespace),
+        "{key}"
+    );
+    assert!(
+        err.contains("link site-b offered") && err.contains("interlinkd reloaded"),
+        "{err}"
+    );
+    lab.wait_for("A's link pending", Duration::from_secs(10), || {
+        pairing_status(&show_links(&lab, "ga", &a), "site-b").as_deref() == Some("pending")
+    });
+
+    // Refusals on B before the real accept: not a key, malformed, altered.
+    for (bad, want) in [
+        ("hello".to_owned(), "not an interlink activation key"),
+        ("ilk1-@@@".to_owned(), "malformed"),
+        (
+            {
+                let mut k = key.clone().into_bytes();
+                let i = k.len() / 2;
+                k[i] = if k[i] == b'A' { b'B' } else { b'A' };
+                String::from_utf8(k).unwrap()
+            },
+            "altered or damaged",
+        ),
+    ] {
+        let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", &bad]);
+        assert_eq!(code, 1, "{bad}: {err}");
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+    assert!(!b.join("interlink.d").join("site-b.toml").exists());
+
+    // Site B accepts.
+    let accepted = std::time::Instant::now();
+    let (code, out, err) = ctl(&lab, "gb", &b, &["link", "accept", &key]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("link site-b accepted") && err.contains("BGP with AS 65001"),
+        "{err}"
+    );
+
+    // The CAK files: the same on both sides, 0600, never printed.
+    use std::os::unix::fs::PermissionsExt;
+    let cak_a = std::fs::read_to_string(a.join("keys/site-b.cak")).unwrap();
+    let cak_b = std::fs::read_to_string(b.join("keys/site-b.cak")).unwrap();
+    assert_eq!(cak_a, cak_b);
+    assert_eq!(cak_a.trim().len(), 64);
+    for dir in [&a, &b] {
+        let mode = std::fs::metadata(dir.join("keys/site-b.cak"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(!key.contains(cak_a.trim()) && !err.contains(cak_a.trim()));
+
+    // The link comes up, BGP across it, and host A reaches host B.
+    lab.wait_for(
+        "BGP across the paired link",
+        Duration::from_secs(30),
+        || lab.log("ga").contains("established") && lab.log("gb").contains("established"),
+    );
+    lab.wait_for("host B from host A", Duration::from_secs(20), || {
+        lab.try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
+            .status
+            .success()
+    });
+    lab.wait_for("A's link available", Duration::from_secs(10), || {
+        pairing_status(&show_links(&lab, "ga", &a), "site-b").as_deref() == Some("available")
+    });
+    let log = lab.log("ga");
+    assert!(
+        log.contains("link site-b: available: the other site accepted the offer"),
+        "{log}"
+    );
+    eprintln!(
+        "paired: host B answered host A {:?} after the accept",
+        accepted.elapsed()
+    );
+    let links_b = show_links(&lab, "gb", &b);
+    assert_eq!(links_b[0]["mka"]["live"], true, "{links_b}");
+    assert!(links_b[0]["pairing"].is_null(), "{links_b}");
+
+    // Used twice: refused.
+    let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", &key]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("accepted already") && err.contains("single use"),
+        "{err}"
+    );
+
+    // An offer nobody accepts in time: its key is refused once expired, and site A gives
+    // the pending link up.
+    let (code, late_key, err) = ctl(
+        &lab,
+        "ga",
+        &a,
+        &[
+            "link",
+            "offer",
+            "late",
+            "--underlay",
+            "192.0.2.1:61450",
+            "--peer",
+            "192.0.2.2:61450",
+            "--expires",
+            "1s",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no BGP over the link"), "{err}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", late_key.trim()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("expired"), "{err}");
+    lab.wait_for(
+        "A to give the late offer up",
+        Duration::from_secs(5),
+        || {
+            lab.log("ga")
+                .contains("link late: the offer expired with nobody come")
+        },
+    );
+    assert_eq!(
+        pairing_status(&show_links(&lab, "ga", &a), "late").as_deref(),
+        Some("expired")
+    );
+
+    // A key for another site: refused by that site's accept (B is not 192.0.2.9).
+    let (code, other, _) = ctl(
+        &lab,
+        "ga",
+        &a,
+        &[
+            "link",
+            "offer",
+            "elsewhere",
+            "--underlay",
+            "192.0.2.1:61460",
+            "--peer",
+            "192.0.2.9",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", other.trim()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("an address this machine does not have"),
+        "{err}"
+    );
+
+    for side in ["ga", "gb"] {
+        let (status, log) = lab.stop(side);
+        assert_eq!(status, Some(0), "{log}");
+    }
+}
