@@ -24,31 +24,47 @@ _interlinkctl() {
     local i cmd=() 
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --socket) ((i++)) ;;
+            --socket | --config | --underlay | --peer | --peer-asn | --expires | --cipher-suite | \
+                --interface | --import | --name) ((i++)) ;;
             --json) ;;
             *) cmd+=("${words[i]}") ;;
         esac
     done
-    if [[ $prev == --socket ]]; then
-        _filedir
-        return
-    fi
+    case $prev in
+        --socket | --config) _filedir; return ;;
+        --cipher-suite)
+            COMPREPLY=($(compgen -W 'gcm-aes-128 gcm-aes-256 gcm-aes-xpn-128 gcm-aes-xpn-256' -- "$cur"))
+            return
+            ;;
+        --underlay | --peer | --peer-asn | --expires | --interface | --import | --name) return ;;
+    esac
     case ${#cmd[@]} in
         0)
-            COMPREPLY=($(compgen -W 'status show reload neighbor link --socket --json' -- "$cur"))
+            COMPREPLY=($(compgen -W 'status show reload neighbor link --socket --config --json' -- "$cur"))
             ;;
         1)
             case ${cmd[0]} in
                 show) COMPREPLY=($(compgen -W 'links neighbors routes fib bfd flows' -- "$cur")) ;;
                 neighbor) COMPREPLY=($(compgen -W "$(_interlinkctl_names neighbors)" -- "$cur")) ;;
-                link) COMPREPLY=($(compgen -W "$(_interlinkctl_names links)" -- "$cur")) ;;
+                link) COMPREPLY=($(compgen -W "offer accept $(_interlinkctl_names links)" -- "$cur")) ;;
             esac
             ;;
         2)
             case ${cmd[0]} in
                 neighbor) COMPREPLY=($(compgen -W 'reset shutdown enable' -- "$cur")) ;;
-                link) COMPREPLY=($(compgen -W 'rekey' -- "$cur")) ;;
+                link)
+                    case ${cmd[1]} in
+                        offer | accept) ;;
+                        *) COMPREPLY=($(compgen -W 'rekey' -- "$cur")) ;;
+                    esac
+                    ;;
                 show) [[ ${cmd[1]} == flows ]] && COMPREPLY=($(compgen -W '--top' -- "$cur")) ;;
+            esac
+            ;;
+        *)
+            case "${cmd[0]} ${cmd[1]}" in
+                "link offer") COMPREPLY=($(compgen -W '--underlay --peer --peer-asn --expires --cipher-suite --interface --import' -- "$cur")) ;;
+                "link accept") COMPREPLY=($(compgen -W '--name --interface' -- "$cur")) ;;
             esac
             ;;
     esac

@@ -187,7 +187,8 @@ fn the_debian_package_installs_checks_and_purges_cleanly() {
                   words=(\"${COMP_WORDS[@]}\"); cword=$COMP_CWORD; }; \
                   . /usr/share/bash-completion/completions/interlinkctl; \
                   COMP_WORDS=(interlinkctl show ''); COMP_CWORD=2; _interlinkctl; echo \"${COMPREPLY[*]}\"; \
-                  COMP_WORDS=(interlinkctl --json neighbor 10.0.0.1 ''); COMP_CWORD=4; _interlinkctl; echo \"${COMPREPLY[*]}\"";
+                  COMP_WORDS=(interlinkctl --json neighbor 10.0.0.1 ''); COMP_CWORD=4; _interlinkctl; echo \"${COMPREPLY[*]}\"; \
+                  COMP_WORDS=(interlinkctl link offer x --underlay 192.0.2.1 --p); COMP_CWORD=6; _interlinkctl; echo \"${COMPREPLY[*]}\"";
     let b = run("bash", &["-c", script]);
     let lines = String::from_utf8_lossy(&b.stdout).into_owned();
     let mut lines = lines.lines();
@@ -198,6 +199,7 @@ fn the_debian_package_installs_checks_and_purges_cleanly() {
         text(&b)
     );
     assert_eq!(lines.next(), Some("reset shutdown enable"), "{}", text(&b));
+    assert_eq!(lines.next(), Some("--peer --peer-asn"), "{}", text(&b));
 
     // Purged: every file gone, the state directory too.
     let p = run("dpkg", &["--purge", "interlink"]);
