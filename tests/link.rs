@@ -1724,21 +1724,17 @@ fn a_tun_deleted_under_the_daemon_takes_the_link_down_and_back() {
     assert!(log.contains("il0"), "{log}");
 }
 
-/// MKA over UDP with `queues` on each side: gateway A's transmit queues go out on lanes
-/// (UDP ports 61440, 61441, ...) as far as gateway B says in its probes it receives on them,
-/// each read there by a receive worker of its own, all validating under one SA (its PN state
-/// shared): a TCP transfer of eight streams crosses with nothing dropped.
-fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u16> {
-    let mut lab = Lab::new(test);
-    lab.two_sites();
+/// Both gateways with MKA (XPN-256) on `wire` and `queues` (A's, B's): several transmit
+/// queues send PNs out of order, so both sides have a window (as the peer's must be).
+fn start_mka_queues(lab: &mut Lab, wire: Wire, queues: (usize, usize)) {
     lab.secret("a.cak", CAK);
     lab.secret("b.cak", CAK);
     for (side, q) in [("a", queues.0), ("b", queues.1)] {
         let keys = format!("ckn = \"696e7465726c696e6b\"\ncak_file = \"{side}.cak\"\n");
         let cfg = mka_config(
-            &lab,
+            lab,
             side,
-            Wire::Udp,
+            wire,
             "gcm-aes-xpn-256",
             &keys,
             "replay_window = 1024\n",
@@ -1748,8 +1744,18 @@ fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u
             &format!("probe_interval = \"200ms\"\nqueues = {q}\n"),
         );
         std::fs::write(&cfg, text).unwrap();
-        spawn_gateway(&mut lab, side, &cfg);
+        spawn_gateway(lab, side, &cfg);
     }
+}
+
+/// MKA over UDP with `queues` on each side: gateway A's transmit queues go out on lanes
+/// (UDP ports 61440, 61441, ...) as far as gateway B says in its probes it receives on them,
+/// each read there by a receive worker of its own, all validating under one SA (its PN state
+/// shared): a TCP transfer of eight streams crosses with nothing dropped.
+fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u16> {
+    let mut lab = Lab::new(test);
+    lab.two_sites();
+    start_mka_queues(&mut lab, Wire::Udp, queues);
     route_across(&lab);
     ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
     // Probes have gone both ways: each side knows the other's lanes.
@@ -1821,26 +1827,7 @@ fn ethernet_mka_validates_on_helpers() {
     }
     let mut lab = Lab::new("eth-helpers");
     lab.two_sites();
-    lab.secret("a.cak", CAK);
-    lab.secret("b.cak", CAK);
-    for side in ["a", "b"] {
-        let keys = format!("ckn = \"696e7465726c696e6b\"\ncak_file = \"{side}.cak\"\n");
-        // The peer's transmit queues send out of order: a window, as on both sides.
-        let cfg = mka_config(
-            &lab,
-            side,
-            Wire::Ethernet,
-            "gcm-aes-xpn-256",
-            &keys,
-            "replay_window = 1024\n",
-        );
-        let text = std::fs::read_to_string(&cfg).unwrap().replace(
-            "probe_interval = \"200ms\"\n",
-            "probe_interval = \"200ms\"\nqueues = 3\n",
-        );
-        std::fs::write(&cfg, text).unwrap();
-        spawn_gateway(&mut lab, side, &cfg);
-    }
+    start_mka_queues(&mut lab, Wire::Ethernet, (3, 3));
     route_across(&lab);
     ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
     for side in ["ga", "gb"] {

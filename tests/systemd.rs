@@ -75,6 +75,34 @@ fn the_unit_verifies_cleanly() {
     }
 }
 
+/// interlinkd with `--config cfg` in namespace "gw" as daemon `name`, under exactly the
+/// capabilities `caps` (bounding, inheritable and ambient, as the unit's settings make them)
+/// and `groups` (setpriv's --groups=GID or --clear-groups), with no new privileges.
+fn spawn_with_caps(
+    lab: &mut interlink_testkit::Lab,
+    name: &str,
+    caps: &str,
+    groups: &str,
+    cfg: &Path,
+) {
+    lab.spawn_in(
+        name,
+        "gw",
+        Path::new("setpriv"),
+        &[
+            &format!("--bounding-set={caps}"),
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            groups,
+            "--no-new-privs",
+            "--",
+            env!("CARGO_BIN_EXE_interlinkd"),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+}
+
 /// The capabilities a unit file (or drop-in) grants: its AmbientCapabilities, as setpriv
 /// takes them ("+net_admin,+net_bind_service").
 fn ambient_caps(file: &str) -> Vec<String> {
@@ -160,22 +188,7 @@ fn the_control_socket_under_the_units_capabilities() {
         } else {
             "--clear-groups".to_owned()
         };
-        lab.spawn_in(
-            "gw",
-            "gw",
-            Path::new("setpriv"),
-            &[
-                &format!("--bounding-set={caps}"),
-                &format!("--inh-caps={caps}"),
-                &format!("--ambient-caps={caps}"),
-                &groups,
-                "--no-new-privs",
-                "--",
-                env!("CARGO_BIN_EXE_interlinkd"),
-                "--config",
-                cfg.to_str().unwrap(),
-            ],
-        );
+        spawn_with_caps(&mut lab, "gw", &caps, &groups, &cfg);
         let sock = lab.dir.join("ctl.sock");
         lab.wait_for(
             "the control socket",
@@ -237,22 +250,7 @@ fn an_ethernet_link_needs_the_drop_in() {
     assert_eq!(dropin, ["+net_raw"]);
     for (name, caps) in [("unit", unit.clone()), ("dropin", [unit, dropin].concat())] {
         let caps = format!("-all,{}", caps.join(","));
-        lab.spawn_in(
-            name,
-            "gw",
-            Path::new("setpriv"),
-            &[
-                &format!("--bounding-set={caps}"),
-                &format!("--inh-caps={caps}"),
-                &format!("--ambient-caps={caps}"),
-                "--clear-groups",
-                "--no-new-privs",
-                "--",
-                env!("CARGO_BIN_EXE_interlinkd"),
-                "--config",
-                cfg.to_str().unwrap(),
-            ],
-        );
+        spawn_with_caps(&mut lab, name, &caps, "--clear-groups", &cfg);
         if name == "unit" {
             lab.wait_for("the refusal", std::time::Duration::from_secs(10), || {
                 lab.log(name).contains("packet socket on wan")
