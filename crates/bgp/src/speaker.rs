@@ -408,7 +408,7 @@ impl Speaker {
         let mut out = Out(Vec::new());
         match input {
             Input::Peer(id, e) => self.peer_event(now, id, e, &mut out),
-            Input::Reconfigure(new) => self.reconfigure(*new, &mut out),
+            Input::Reconfigure(new) => self.reconfigure(now, *new, &mut out),
             Input::Unreachable(nets) => {
                 let changes = self.rib.set_unreachable(nets);
                 if !changes.is_empty() {
@@ -664,63 +664,10 @@ impl Speaker {
                 }
                 // The limits hold before the UPDATE is applied: one that would cross them
                 // reaches neither the Loc-RIB, the kernel nor another peer.
-                if let Some(i) = p
-                    .cfg
-                    .import
-                    .as_ref()
-                    .filter(|i| i.max_prefixes.is_some() || i.max_received.is_some())
-                {
+                if let Some(l) = p.cfg.import.as_ref().and_then(Limits::of) {
                     let accepted = accepted_after(&self.rib, id, &u);
                     let received = p.adj_in.as_ref().map(|a| adj_in_after(a, &raw));
-                    let limits = [
-                        (i.max_prefixes, Some(accepted), "prefixes"),
-                        (
-                            i.max_received,
-                            received,
-                            "prefixes received (before import policy)",
-                        ),
-                    ];
-                    for afi in [Afi::Ipv4, Afi::Ipv6] {
-                        let over = limits.iter().find_map(|(max, counts, what)| {
-                            let (max, count) = ((*max)?, (*counts)?[afi]);
-                            (count as u64 > u64::from(max)).then_some((max, count, *what))
-                        });
-                        let crossed = over.is_some() && !p.over_limit[afi];
-                        p.over_limit[afi] = over.is_some();
-                        let Some((max, count, what)) = over else {
-                            continue;
-                        };
-                        let family = afi.name();
-                        if i.warn_only {
-                            if crossed {
-                                out.warn(format!(
-                                    "bgp: {address}: {count} {family} {what}, over the limit of {max}"
-                                ));
-                            }
-                            continue;
-                        }
-                        if crossed {
-                            out.warn(format!(
-                                "bgp: {address}: {count} {family} {what}, over the limit of {max}: \
-                                 tearing the session down for {} s",
-                                i.max_prefixes_restart.as_secs()
-                            ));
-                            // RFC 4486 §4: AFI, SAFI and the upper bound.
-                            let mut data = afi.number().to_be_bytes().to_vec();
-                            data.push(1);
-                            data.extend_from_slice(&max.to_be_bytes());
-                            out.peer(
-                                id,
-                                PeerCmd::Reset(Notification::new(
-                                    code::CEASE,
-                                    code::CEASE_MAX_PREFIXES,
-                                    &data,
-                                )),
-                            );
-                            // Held down, then started again by the restart timer.
-                            out.peer(id, PeerCmd::Stop(String::new()));
-                            p.restart_at = Some(now + i.max_prefixes_restart);
-                        }
+                    if !within_limits(p, id, l, accepted, received, now, out) {
                         // Not applied: the session is going down.
                         return;
                     }
@@ -759,7 +706,7 @@ impl Speaker {
     /// A reload: neighbors removed go (Cease/Peer De-configured), new ones start, changed
     /// sessions restart; a policy change alone is applied softly (route refresh for import,
     /// the Adj-RIB-Out re-sent for export); networks are added and withdrawn.
-    fn reconfigure(&mut self, new: SpeakerConfig, out: &mut Out) {
+    fn reconfigure(&mut self, now: Instant, new: SpeakerConfig, out: &mut Out) {
         // Our AS, identifier or port: every session starts again.
         let all = new.local_as != self.cfg.local_as
             || new.router_id != self.cfg.router_id
@@ -846,7 +793,7 @@ impl Speaker {
             }
         }
         for id in soft {
-            changes.extend(self.reimport(id));
+            changes.extend(self.reimport(now, id, out));
         }
         let old_cfg = std::mem::replace(&mut self.cfg, new);
         for n in self.cfg.neighbors.clone() {
@@ -951,8 +898,10 @@ impl Speaker {
     }
 
     /// Soft reconfiguration: the peer's routes as import policy takes them now, from its
-    /// Adj-RIB-In, into the RIB (what it no longer takes is withdrawn).
-    fn reimport(&mut self, id: PeerId) -> Vec<Change> {
+    /// Adj-RIB-In, into the RIB (what it no longer takes is withdrawn). A policy that lets
+    /// more through than max_prefixes meets the limit as an UPDATE would: the session ends
+    /// (or, with "warn", a warning), and nothing of the new policy is applied.
+    fn reimport(&mut self, now: Instant, id: PeerId, out: &mut Out) -> Vec<Change> {
         let local_as = self.cfg.local_as;
         let Some(p) = self.peers.get(&id) else {
             return Vec::new();
@@ -972,15 +921,33 @@ impl Speaker {
             groups[at].1.push(prefix);
         }
         let (policy, ebgp) = (p.cfg.import.clone(), p.ebgp);
+        let imported: Vec<policy::Imported> = groups
+            .into_iter()
+            .map(|(attrs, announced)| {
+                let u = update::Update {
+                    announced,
+                    attrs: Some(attrs),
+                    ..update::Update::default()
+                };
+                policy::import(&u, policy.as_ref(), ebgp, local_as)
+            })
+            .collect();
+        // Every route the peer has comes through here: what policy takes is its whole set.
+        let mut accepted = PerFamily::<usize>::default();
+        for i in &imported {
+            for pr in &i.update.announced {
+                accepted[pr.afi()] += 1;
+            }
+        }
+        let limits = policy.as_ref().and_then(Limits::of);
+        if let (Some(l), Some(p)) = (limits, self.peers.get_mut(&id)) {
+            if !within_limits(p, id, l, accepted, None, now, out) {
+                return Vec::new();
+            }
+        }
         let mut changes = Vec::new();
-        for (attrs, announced) in groups {
-            let u = update::Update {
-                announced,
-                attrs: Some(attrs),
-                ..update::Update::default()
-            };
-            let imported = policy::import(&u, policy.as_ref(), ebgp, local_as);
-            changes.extend(self.rib.apply(id, &imported.update));
+        for i in imported {
+            changes.extend(self.rib.apply(id, &i.update));
         }
         changes
     }
@@ -1300,6 +1267,96 @@ fn adj_in_for(n: &Neighbor) -> Option<AdjIn> {
 }
 
 /// The Adj-RIB-In's counts once the UPDATE `u` (before policy) is applied to it.
+/// A neighbor's import limits, copied out of its policy.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_prefixes: Option<u32>,
+    max_received: Option<u32>,
+    warn_only: bool,
+    max_prefixes_restart: Duration,
+}
+
+impl Limits {
+    /// None without a limit.
+    fn of(i: &policy::ImportPolicy) -> Option<Limits> {
+        (i.max_prefixes.is_some() || i.max_received.is_some()).then_some(Limits {
+            max_prefixes: i.max_prefixes,
+            max_received: i.max_received,
+            warn_only: i.warn_only,
+            max_prefixes_restart: i.max_prefixes_restart,
+        })
+    }
+}
+
+/// A peer's import limits (max_prefixes after policy, max_received before it) against the
+/// counts it would have: a limit crossed is warned of once, and, unless the action is "warn",
+/// ends the session (Cease, Maximum Number of Prefixes Reached, RFC 4486 §4, with AFI, SAFI
+/// and the bound) and holds it down for `max_prefixes_restart`. False when what was counted
+/// must not be applied (the session is going down).
+fn within_limits(
+    p: &mut PeerState,
+    id: PeerId,
+    i: Limits,
+    accepted: PerFamily<usize>,
+    received: Option<PerFamily<usize>>,
+    now: Instant,
+    out: &mut Out,
+) -> bool {
+    let address = p.cfg.address;
+    let limits = [
+        (i.max_prefixes, Some(accepted), "prefixes"),
+        (
+            i.max_received,
+            received,
+            "prefixes received (before import policy)",
+        ),
+    ];
+    for afi in [Afi::Ipv4, Afi::Ipv6] {
+        let over = limits.iter().find_map(|(max, counts, what)| {
+            let (max, count) = ((*max)?, (*counts)?[afi]);
+            (count as u64 > u64::from(max)).then_some((max, count, *what))
+        });
+        let crossed = over.is_some() && !p.over_limit[afi];
+        p.over_limit[afi] = over.is_some();
+        let Some((max, count, what)) = over else {
+            continue;
+        };
+        let family = afi.name();
+        if i.warn_only {
+            if crossed {
+                out.warn(format!(
+                    "bgp: {address}: {count} {family} {what}, over the limit of {max}"
+                ));
+            }
+            continue;
+        }
+        if crossed {
+            out.warn(format!(
+                "bgp: {address}: {count} {family} {what}, over the limit of {max}: \
+                 tearing the session down for {} s",
+                i.max_prefixes_restart.as_secs()
+            ));
+            // RFC 4486 §4: AFI, SAFI and the upper bound.
+            let mut data = afi.number().to_be_bytes().to_vec();
+            data.push(1);
+            data.extend_from_slice(&max.to_be_bytes());
+            out.peer(
+                id,
+                PeerCmd::Reset(Notification::new(
+                    code::CEASE,
+                    code::CEASE_MAX_PREFIXES,
+                    &data,
+                )),
+            );
+            // Held down, then started again by the restart timer.
+            out.peer(id, PeerCmd::Stop(String::new()));
+            p.restart_at = Some(now + i.max_prefixes_restart);
+        }
+        return false;
+    }
+    true
+}
+
 fn adj_in_after(a: &AdjIn, u: &update::Update) -> PerFamily<usize> {
     let mut counts = a.counts();
     let announced: HashSet<&Nlri> = u.announced.iter().collect();

@@ -847,6 +847,59 @@ fn soft_reconfiguration_applies_a_new_import_policy_without_the_peer() {
     assert_eq!((v.accepted.ipv4, v.received.unwrap().ipv4), (3, 4));
 }
 
+/// A new import policy applied softly meets max_prefixes as an UPDATE would: one that lets
+/// more of the kept routes through than the limit ends the session (Cease, max prefixes) and
+/// puts none of them in; with the action "warn", a warning and the routes.
+#[test]
+fn a_soft_reimport_over_max_prefixes_ends_the_session_and_applies_nothing() {
+    for warn_only in [false, true] {
+        let mut b = neighbor("10.0.0.2", 65001);
+        let mut i = accept_one();
+        i.soft_reconfiguration = true;
+        i.max_received = Some(100);
+        i.max_prefixes = Some(2);
+        i.warn_only = warn_only;
+        b.import = Some(i.clone());
+        let (mut r, _) = Run::new(config(vec![b.clone()]));
+        let id = r.id("10.0.0.2");
+        r.peer("10.0.0.2", up(65001, None));
+        r.updates("10.0.0.2", announce(&prefixes(0..4), 65001, "10.0.0.2"));
+        assert_eq!(view(&r, "10.0.0.2").accepted.ipv4, 1);
+        // Now all four would be taken: over the limit of two.
+        let mut wide = i;
+        wide.prefixes = (0..4)
+            .map(|k| PrefixFilter {
+                prefix: prefixes(k..k + 1)[0],
+                ge: 24,
+                le: 24,
+            })
+            .collect();
+        b.import = Some(wide);
+        let out =
+            r.s.handle(r.now, Input::Reconfigure(Box::new(config(vec![b]))));
+        assert!(
+            warnings(&out)
+                .iter()
+                .any(|w| w.contains("4 IPv4 prefixes, over the limit of 2")),
+            "{out:?}"
+        );
+        let (ann, _) = best(&out);
+        if warn_only {
+            assert_eq!(ann.len(), 3, "{out:?}");
+            assert!(cmds(&out, id).is_empty(), "{out:?}");
+        } else {
+            assert!(ann.is_empty(), "applied: {ann:?}");
+            match cmds(&out, id).as_slice() {
+                [PeerCmd::Reset(n), PeerCmd::Stop(_)] => {
+                    assert_eq!((n.code, n.subcode), (code::CEASE, code::CEASE_MAX_PREFIXES));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(r.s.next_timer(), Some(r.now + Duration::from_secs(30)));
+        }
+    }
+}
+
 /// A session with a large table goes down: its routes leave a chunk per turn (the speaker
 /// asks to be called again at once), so no turn carries a whole table's changes; a new
 /// session of the same peer first ends what is left.
