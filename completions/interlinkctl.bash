@@ -46,7 +46,7 @@ _interlinkctl() {
             case ${cmd[0]} in
                 show) COMPREPLY=($(compgen -W 'links neighbors routes fib bfd flows' -- "$cur")) ;;
                 neighbor) COMPREPLY=($(compgen -W "$(_interlinkctl_names neighbors)" -- "$cur")) ;;
-                link) COMPREPLY=($(compgen -W "offer accept $(_interlinkctl_names links)" -- "$cur")) ;;
+                link) COMPREPLY=($(compgen -W "offer accept remove $(_interlinkctl_names links)" -- "$cur")) ;;
             esac
             ;;
         2)
@@ -55,6 +55,7 @@ _interlinkctl() {
                 link)
                     case ${cmd[1]} in
                         offer | accept) ;;
+                        remove) COMPREPLY=($(compgen -W "$(_interlinkctl_names links)" -- "$cur")) ;;
                         *) COMPREPLY=($(compgen -W 'rekey' -- "$cur")) ;;
                     esac
                     ;;

@@ -3,7 +3,8 @@
 //! on site A and `interlinkctl link accept KEY` on site B. The link comes up keyed by MKA from
 //! the derived CAK, BGP runs across it, host A pings host B, and A's link turns from pending to
 //! available. Keys that are malformed, altered, used twice or expired are refused with a clear
-//! message, and an offer nobody accepts is given up when it expires. Needs root.
+//! message, an offer nobody accepts is given up when it expires, and `link remove` takes a
+//! paired link away on each side. Needs root.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -261,6 +262,39 @@ fn two_sites_pair_with_one_key() {
         err.contains("an address this machine does not have"),
         "{err}"
     );
+
+    // Removed on both sides: files gone, the link and its interface with them; the key
+    // stays used. A link the configuration holds otherwise is not interlinkctl's to remove.
+    for (ns, dir) in [("ga", &a), ("gb", &b)] {
+        let (code, _, err) = ctl(&lab, ns, dir, &["link", "remove", "site-b"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("link site-b removed"), "{err}");
+        assert!(!dir.join("keys/site-b.cak").exists());
+        lab.wait_for("the link gone", Duration::from_secs(10), || {
+            pairing_status(&show_links(&lab, ns, dir), "site-b").is_none()
+                && !lab
+                    .try_exec(ns, &["ip", "link", "show", "il-site-b"])
+                    .status
+                    .success()
+        });
+        let (code, _, err) = ctl(&lab, ns, dir, &["link", "remove", "site-b"]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("no link site-b written by link offer"),
+            "{err}"
+        );
+    }
+    let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", &key]);
+    assert_eq!(code, 1);
+    assert!(err.contains("accepted already"), "{err}");
+    std::fs::write(
+        a.join("interlink.d/mine.toml"),
+        "[[route]]\nprefix = \"10.9.0.0/16\"\ntype = \"blackhole\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = ctl(&lab, "ga", &a, &["link", "remove", "mine"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("was not written by link offer"), "{err}");
 
     for side in ["ga", "gb"] {
         let (status, log) = lab.stop(side);

@@ -365,8 +365,8 @@ impl Offer {
             Side::Offerer => format!(
                 "# Link {name}, offered with `interlinkctl link offer` (offer {id}): pending until\n\
                  # the other site accepts the key and its MKA peer is live, then available. Not\n\
-                 # accepted by {expires} (Unix time), it is given up. To withdraw the offer,\n\
-                 # remove this file and {cak} and reload.\n",
+                 # accepted by {expires} (Unix time), it is given up. To withdraw it:\n\
+                 # interlinkctl link remove {name} (this file and {cak} go).\n",
                 name = self.name,
                 id = self.id(),
                 expires = self.expires,
@@ -374,7 +374,7 @@ impl Offer {
             ),
             Side::Accepter => format!(
                 "# Link {name}, accepted with `interlinkctl link accept` (offer {id}).\n\
-                 # To remove it, remove this file and {cak} and reload.\n",
+                 # To remove it: interlinkctl link remove {name} (this file and {cak} go).\n",
                 name = self.name,
                 id = self.id(),
                 cak = local.cak_file,

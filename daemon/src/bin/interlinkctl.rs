@@ -36,6 +36,7 @@ commands:
   link accept KEY [--name NAME] [--interface IF]
                                           accept a link another site offered: writes it, with
                                           its CAK file, and reloads
+  link remove NAME                        remove a link offer or accept wrote, and reload
 
 options:
   --socket PATH   the daemon's control socket (default: the configuration's, else
@@ -105,12 +106,14 @@ fn main() -> ExitCode {
         }
         words.push(n);
     }
-    if let ["link", "offer" | "accept", _] = words
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    // (`link NAME rekey` stays a rekey, whatever the link is called.)
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let pairing = match w.as_slice() {
+        ["link", "offer" | "accept" | "remove", "rekey"] => !opts.is_empty() || config.is_some(),
+        ["link", "offer" | "accept" | "remove", _] => true,
+        _ => false,
+    };
+    if pairing {
         let config = config.unwrap_or_else(|| interlink_config::DEFAULT_PATH.to_owned());
         return pair(
             &words,
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
         );
     }
     if !opts.is_empty() || config.is_some() {
-        return usage("--config and the link options go with link offer and link accept");
+        return usage("--config and the link options go with link offer, accept and remove");
     }
     if let Err(e) = check(&words) {
         return usage(&e);
@@ -165,15 +168,17 @@ fn pair(
             .find(|(o, _)| o == name)
             .map(|(_, v)| v.clone())
     };
-    let allowed: &[&str] = if words[1] == "offer" {
-        &PAIRING_OPTIONS[..7]
-    } else {
-        &["--name", "--interface"]
+    let allowed: &[&str] = match words[1].as_str() {
+        "offer" => &PAIRING_OPTIONS[..7],
+        "accept" => &["--name", "--interface"],
+        _ => &[],
     };
     if let Some((o, _)) = opts.iter().find(|(o, _)| !allowed.contains(&o.as_str())) {
         return usage(&format!("{o} does not go with link {}", words[1]));
     }
-    let done = if words[1] == "offer" {
+    let done = if words[1] == "remove" {
+        pairing::remove(config, &words[2])
+    } else if words[1] == "offer" {
         let (Some(underlay), Some(peer)) = (one("--underlay"), one("--peer")) else {
             return usage("link offer needs --underlay ADDR and --peer ADDR");
         };

@@ -352,6 +352,56 @@ pub fn accept(config: &Path, a: AcceptArgs) -> Result<Done, String> {
     })
 }
 
+/// `link remove NAME`: a link that `link offer` or `link accept` wrote goes (its
+/// `interlink.d` file and its CAK file; a key accepted stays recorded as used). Links of the
+/// main configuration, or files written by hand, are refused: they are the operator's to
+/// edit.
+pub fn remove(config: &Path, name: &str) -> Result<Done, String> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    if !valid_name(name) {
+        return Err(format!(
+            "link name {name:?}: 1 to 32 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    let toml_path = dir.join(DROPIN_DIR).join(format!("{name}.toml"));
+    let text = fs::read_to_string(&toml_path).map_err(|_| {
+        format!(
+            "no link {name} written by link offer or link accept ({} is not there)",
+            toml_path.display()
+        )
+    })?;
+    let first = text.lines().next().unwrap_or_default();
+    if !(first.starts_with(&format!("# Link {name}, offered with"))
+        || first.starts_with(&format!("# Link {name}, accepted with")))
+    {
+        return Err(format!(
+            "{} was not written by link offer or link accept: edit it yourself",
+            toml_path.display()
+        ));
+    }
+    let cak_path = dir.join("keys").join(format!("{name}.cak"));
+    fs::remove_file(&toml_path)
+        .map_err(|e| format!("cannot remove {}: {e}", toml_path.display()))?;
+    let _ = fs::remove_file(&cak_path);
+    let config_now = load(config)?;
+    let _ = fs::remove_file(
+        config_now
+            .state_dir
+            .join("pairing")
+            .join("offered")
+            .join(name),
+    );
+    Ok(Done {
+        key: None,
+        notes: vec![format!(
+            "link {name} removed ({} and {})",
+            toml_path.display(),
+            cak_path.display()
+        )],
+        config: config_now,
+    })
+}
+
 /// Where an accepted key is recorded, by its offer's identity.
 fn accepted_record(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("pairing").join("accepted").join(id)
