@@ -205,16 +205,16 @@ impl RxWorker {
         let mut helpers = self.helpers.take();
         while self.shared.running() {
             self.take_cmds(peer, helpers.as_mut());
-            // With helpers, the socket is read only while a batch may go out to them.
-            let sock = match &helpers {
-                Some(h) if !h.has_room() => self.wake.fd(),
-                _ => sock,
-            };
-            let Ok([readable, woken]) =
-                idle.wait([sock, self.wake.fd()], 1000, &self.shared.busy_poll_us)
+            // With helpers, the socket is waited on only while a batch may go out to them;
+            // otherwise only for a helper's wake.
+            let room = helpers.as_ref().is_none_or(Helpers::has_room);
+            let first = if room { sock } else { self.wake.fd() };
+            let Ok([ready, woken]) =
+                idle.wait([first, self.wake.fd()], 1000, &self.shared.busy_poll_us)
             else {
                 break;
             };
+            let readable = room && ready;
             if woken {
                 self.wake.drain();
             }
