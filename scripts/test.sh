@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need: iproute2, ping, tcpdump, tshark and iperf3 for the network
 # namespace tests, bird2, frr, gobgpd and openbgpd for BGP interop, prometheus for promtool
 # (the lab's metrics), systemd for systemd-analyze (the unit), nfdump for nfcapd and nfdump
-# (the IPFIX collector the flow logs are read by), lintian and binutils for the Debian package.
+# (the IPFIX collector the flow logs are read by), lintian and binutils for the Debian package,
+# nftables for a firewall that blocks a lane.
 bootstrap iproute2 iputils-ping tcpdump tshark iperf3 bird2 frr gobgpd openbgpd prometheus systemd \
-    nfdump lintian binutils
+    nfdump lintian binutils nftables
 
 cargo test --workspace --locked
 # The RustCrypto backend alone: the build that compiles no C.

@@ -1752,9 +1752,28 @@ fn start_mka_queues(lab: &mut Lab, wire: Wire, queues: (usize, usize)) {
 /// (UDP ports 61440, 61441, ...) as far as gateway B says in its probes it receives on them,
 /// each read there by a receive worker of its own, all validating under one SA (its PN state
 /// shared): a TCP transfer of eight streams crosses with nothing dropped.
-fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u16> {
+fn mka_lanes(
+    test: &str,
+    queues: (usize, usize),
+    block: Option<u16>,
+) -> std::collections::BTreeSet<u16> {
     let mut lab = Lab::new(test);
     lab.two_sites();
+    // A firewall on gateway B that passes the first port only.
+    if let Some(port) = block {
+        lab.exec("gb", &["nft", "add", "table", "inet", "fw"]);
+        lab.exec(
+            "gb",
+            &[
+                "nft",
+                "add chain inet fw in { type filter hook input priority 0; }",
+            ],
+        );
+        lab.exec(
+            "gb",
+            &["nft", &format!("add rule inet fw in udp dport {port} drop")],
+        );
+    }
     start_mka_queues(&mut lab, Wire::Udp, queues);
     route_across(&lab);
     ping_until(&lab, "ha", "10.2.0.2", Duration::from_secs(20));
@@ -1771,9 +1790,10 @@ fn mka_lanes(test: &str, queues: (usize, usize)) -> std::collections::BTreeSet<u
     let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(received > 1_000_000, "{received} octets");
     let frames = lab.stop_capture("cap-lanes");
+    // The lanes that carry data (probes, small, go on every lane).
     let ports: std::collections::BTreeSet<u16> = frames
         .iter()
-        .filter(|f| f.len() > 38 && f[12..14] == [0x08, 0x00] && f[23] == 17)
+        .filter(|f| f.len() > 200 && f[12..14] == [0x08, 0x00] && f[23] == 17)
         .map(|f| u16::from_be_bytes([f[34], f[35]]))
         .collect();
     let (_, out, _) = ctl(&lab, "b", &["--json", "show", "links"]);
@@ -1802,8 +1822,23 @@ fn udp_mka_spreads_over_lanes() {
     if !netns::require_root() {
         return;
     }
-    let ports = mka_lanes("lanes2", (2, 2));
+    let ports = mka_lanes("lanes2", (2, 2), None);
     assert_eq!(ports, [61440, 61441].into_iter().collect());
+}
+
+/// A lane whose port a firewall on the peer drops is never used: the peer says in its
+/// probes that only lane 0 passes our probes, and every queue sends there; nothing is lost.
+#[test]
+fn udp_mka_leaves_a_lane_a_firewall_blocks() {
+    if !netns::require_root() {
+        return;
+    }
+    if !netns::have("nft") {
+        eprintln!("skipped: nft is not installed");
+        return;
+    }
+    let ports = mka_lanes("lanesfw", (2, 2), Some(61441));
+    assert_eq!(ports, [61440].into_iter().collect());
 }
 
 #[test]
@@ -1812,7 +1847,7 @@ fn udp_mka_uses_only_the_lanes_the_peer_has() {
         return;
     }
     // Gateway B receives on one lane: A's two queues both send on it.
-    let ports = mka_lanes("lanes21", (2, 1));
+    let ports = mka_lanes("lanes21", (2, 1), None);
     assert_eq!(ports, [61440].into_iter().collect());
 }
 

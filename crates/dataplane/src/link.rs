@@ -208,9 +208,12 @@ struct Shared {
     tx: Vec<Published>,
     /// One per receive worker.
     rx: Vec<Published>,
-    /// Lanes the peer receives on, from its probes: transmit queue q sends on lane
-    /// q mod min(ours, its).
+    /// Our lanes the peer receives our probes on, from its probes: transmit queue q sends
+    /// on lane q mod min(ours, that).
     peer_lanes: std::sync::atomic::AtomicUsize,
+    /// When a probe request of the peer last came on each of our lanes (ns of the epoch; 0:
+    /// never): the lanes we say work, in our probes.
+    lane_seen: Vec<AtomicU64>,
     /// The lowest acceptable PN of the receive SA on each AN (0: none), published by the
     /// receive worker once per batch: MKA reports it and watches it for PN exhaustion.
     rx_lowest_pn: [AtomicU64; 4],
@@ -297,6 +300,25 @@ impl ControlTx {
 impl Shared {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// How many of our lanes, from lane 0 on, the peer's probes came through within the dead
+    /// interval: the lanes the peer may send on (lane 0 always, the link's own). A lane a
+    /// firewall blocks is never used, and one that stops passing probes is left within the
+    /// dead interval.
+    fn working_lanes(&self) -> u8 {
+        let (now, dead) = (self.now_ns(), self.dead_interval.as_nanos() as u64);
+        let alive = |t: &AtomicU64| {
+            let t = t.load(Ordering::Relaxed);
+            t != 0 && now.saturating_sub(t) <= dead
+        };
+        let n = 1 + self
+            .lane_seen
+            .iter()
+            .skip(1)
+            .take_while(|t| alive(t))
+            .count();
+        n.min(usize::from(u8::MAX)) as u8
     }
 }
 
@@ -477,6 +499,7 @@ impl Link {
             tx: (0..queues).map(|_| Published::default()).collect(),
             rx: (0..lanes).map(|_| Published::default()).collect(),
             peer_lanes: std::sync::atomic::AtomicUsize::new(1),
+            lane_seen: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
             rx_lowest_pn: Default::default(),
             liveness: Mutex::new((Liveness::default(), None)),
             dead_interval: spec.probe_interval * 3,

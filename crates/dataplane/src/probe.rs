@@ -6,8 +6,10 @@
 //! EtherType 0x88B5 (IEEE 802 local experimental 1)
 //! kind(1): 1 request, 2 reply | lanes(1) | reserved(2) | sequence(4) | sender's timestamp in ns(8)
 //! ```
-//! `lanes` is how many underlay lanes (UDP socket pairs, see `link`) the sender receives on;
-//! 0 from a version that did not say, which means one.
+//! `lanes` is how many of the sender's underlay lanes (UDP socket pairs, see `link`), from
+//! lane 0 on, the receiver's probe requests have come through lately: the lanes the receiver
+//! may send on. Requests go on every lane (the reply on lane 0 alone); 0 from a version that
+//! did not say, which means one.
 //! A reply echoes the request's sequence and timestamp, so the RTT is measured on the clock of
 //! the side that asked.
 

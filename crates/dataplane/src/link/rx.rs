@@ -352,7 +352,17 @@ impl RxWorker {
                 self.shared
                     .peer_lanes
                     .store(usize::from(Probe::lanes(body)), Ordering::Relaxed);
-                self.probe(Probe::parse(body), counters)
+                let probe = Probe::parse(body);
+                if let (Some(Probe::Request { .. }), Some(seen)) =
+                    (probe, self.shared.lane_seen.get(self.lane))
+                {
+                    seen.store(self.shared.now_ns().max(1), Ordering::Relaxed);
+                }
+                // The requests on lanes other than 0 only say that the lane works: one
+                // reply an interval, on lane 0, measures the RTT.
+                if self.lane == 0 || !matches!(probe, Some(Probe::Request { .. })) {
+                    self.probe(probe, counters)
+                }
             }
             _ => counters.link.not_ip += 1,
         }

@@ -119,11 +119,22 @@ impl TxWorker {
                 next_probe = Instant::now() + interval;
             }
             for p in probes.drain(..) {
-                if self.send_probe(&mut control, p, &mut counters) {
+                if self.send_probe(&mut control, p, 0, &mut counters) {
                     match p {
                         Probe::Request { .. } => counters.link.probes_sent += 1,
                         Probe::Reply { .. } => counters.link.probe_replies_sent += 1,
                     }
+                }
+                // A request goes on every lane too: the peer uses a lane only once our
+                // probes come through it (a firewall may pass the first port alone, or the
+                // peer have fewer lanes). What fails there is not counted: a lane the peer
+                // does not take is not a link that drops.
+                if matches!(p, Probe::Request { .. }) {
+                    let mut quiet = Counters::default();
+                    for lane in 1..self.socks.len() {
+                        self.send_probe(&mut control, p, lane, &mut quiet);
+                    }
+                    counters.secy_tx.merge(&quiet.secy_tx);
                 }
             }
 
@@ -326,9 +337,10 @@ impl TxWorker {
         }
     }
 
-    /// The socket of this worker's lane: queue q on lane q mod the lanes both ends have (the
-    /// peer says how many in its probes; one until it has). A flow keeps its queue (the
-    /// kernel picks it by flow hash) and so its lane: its packets stay in order.
+    /// The socket of this worker's lane: queue q on lane q mod the lanes usable (ours, as
+    /// far as the peer says in its probes that ours come through; one until it has). A flow
+    /// keeps its queue (the kernel picks it by flow hash) and so its lane: its packets stay
+    /// in order.
     fn lane(&self) -> std::os::fd::RawFd {
         let usable = self
             .socks
@@ -338,8 +350,15 @@ impl TxWorker {
         self.socks[self.queue % usable].as_raw_fd()
     }
 
-    /// Protects and sends one probe (on lane 0); false if it could not go out.
-    fn send_probe(&self, buf: &mut [u8], probe: Probe, counters: &mut Counters) -> bool {
+    /// Protects and sends one probe on `lane`, saying which of the peer's lanes work; false
+    /// if it could not go out.
+    fn send_probe(
+        &self,
+        buf: &mut [u8],
+        probe: Probe,
+        lane: usize,
+        counters: &mut Counters,
+    ) -> bool {
         let hdr = self.secy.header_len();
         let user_len = 2 + PROBE_LEN;
         if buf.len() < hdr + user_len + ICV_LEN {
@@ -348,7 +367,10 @@ impl TxWorker {
         buf[..ADDRS_LEN].copy_from_slice(&self.addrs);
         buf[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_PROBE.to_be_bytes());
         probe.emit(&mut buf[hdr + 2..hdr + user_len]);
-        Probe::set_lanes(&mut buf[hdr + 2..hdr + user_len], self.socks.len() as u8);
+        Probe::set_lanes(
+            &mut buf[hdr + 2..hdr + user_len],
+            self.shared.working_lanes(),
+        );
         let Ok(p) = self.secy.protect(&mut counters.secy_tx, buf, user_len) else {
             return false;
         };
@@ -356,7 +378,7 @@ impl TxWorker {
         let before = counters.link.underlay_tx_packets;
         send_all(
             &mut mmsg,
-            self.socks[0].as_raw_fd(),
+            self.socks[lane].as_raw_fd(),
             &[&buf[self.wire.offset()..p.len]],
             counters,
         );
