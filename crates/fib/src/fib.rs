@@ -776,6 +776,12 @@ impl Fib {
         };
         match (s.desired, s.kernel) {
             (None, Kernel::Absent | Kernel::Foreign) => true,
+            // Through the object the route maps to (see `next_request`).
+            (Some(d), Kernel::Via(k))
+                if self.objects.of(d).is_some() && self.objects.of(d) == self.objects.of(k) =>
+            {
+                true
+            }
             (Some(d), Kernel::Ours(k) | Kernel::Via(k)) => {
                 self.routes.get(d).satisfied_by(self.routes.get(k))
             }
@@ -876,8 +882,20 @@ impl Fib {
                 // The ack queues the prefix again if there is more to do.
                 continue;
             }
+            // A protected route the kernel has through the very object the route maps to is
+            // as the FIB would make it (the backup lives in the object): so after a restart,
+            // once the object adopted for its primary has taken the backup on.
+            let via_same_object = match (slot.desired, slot.kernel) {
+                (Some(d), Kernel::Via(k)) if matches!(self.routes.get(d), Route::Protected(_)) => {
+                    let kernel_obj = self.objects.of(k);
+                    kernel_obj.is_some()
+                        && Self::object_for(&mut self.objects, &mut self.routes, d) == kernel_obj
+                }
+                _ => false,
+            };
             let routes = &self.routes;
             let op = match (slot.desired, slot.kernel) {
+                (Some(_), Kernel::Via(_)) if via_same_object => None,
                 (Some(d), Kernel::Ours(k) | Kernel::Via(k))
                     if routes.get(d).satisfied_by(routes.get(k)) =>
                 {
@@ -2290,6 +2308,67 @@ mod tests {
         fib.set(nth(30), Some(&via("192.0.2.2")));
         let objs = object_ops(&run(&mut fib));
         assert!(objs.len() == 1 && ![7, 500, 501, 502].contains(&objs[0].1));
+    }
+
+    /// After a restart, routes that BGP wants protected again take over the object the
+    /// kernel kept for their primary, backup and all: no route is rewritten, and a failure of
+    /// the primary switches them all in one request, as before the restart.
+    #[test]
+    fn a_restart_keeps_protected_routes_on_their_object() {
+        let mut fib = with_objects();
+        let hop = |g: &str, i| NextHop {
+            ifindex: Some(i),
+            ..NextHop::via(g.parse().unwrap())
+        };
+        fib.adopt_nexthop(
+            &KernelNexthop {
+                id: 500,
+                protocol: 77,
+                hop: Some(hop("192.0.2.1", 3)),
+                group: None,
+            },
+            true,
+        );
+        for i in 0..100 {
+            let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
+            kr.nh_id = Some(500);
+            kr.route = None;
+            fib.adopt(&kr, true);
+        }
+        for i in 0..100 {
+            fib.set(nth(i), Some(&protected("192.0.2.1", "198.51.100.1")));
+        }
+        let work = run(&mut fib);
+        assert!(
+            work.is_empty(),
+            "rewritten: {} requests, first {:?}",
+            work.len(),
+            work.first()
+        );
+        assert_eq!(fib.sweep_stale(), 0);
+        assert!(run(&mut fib).is_empty(), "the object stays");
+        assert!((0..100).all(|i| fib.in_sync(&nth(i))));
+        // PIC as before the restart: one switch of object 500 to the backup.
+        assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
+        match fib.next_request() {
+            Some(Work::Nexthop {
+                op: Op::Replace,
+                id: 500,
+                hop,
+                seq,
+            }) => {
+                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
+                fib.ack(seq, 0, None);
+            }
+            w => panic!("{w:?}"),
+        }
+        // A route wanting the primary unprotected gets an object of its own.
+        fib.set(nth(200), Some(&via("192.0.2.1")));
+        let objs = object_ops(&run(&mut fib));
+        assert!(
+            objs.len() == 1 && objs[0].0 == Op::Add && objs[0].1 != 500,
+            "{objs:?}"
+        );
     }
 
     /// An interface going down takes its objects and their routes, silently: a dump of the

@@ -88,6 +88,9 @@ pub(crate) struct Obj {
     pub failed: bool,
     /// Adopted at start: kept until the sweep, whoever uses it.
     pub stale: bool,
+    /// Adopted at start and not yet taken by a route a source wants: the first one that
+    /// wants its next hop protected takes it with its backup (see `Objects::for_key`).
+    pub unclaimed: bool,
     /// Queued for a request (an add or a delete, decided when it goes).
     pub queued: bool,
     /// To be deleted, with the routes through it: the routes' own deletes are not sent.
@@ -128,6 +131,7 @@ impl Obj {
             state,
             failed: false,
             stale: false,
+            unclaimed: false,
             queued: false,
             doomed: false,
             flushed: false,
@@ -268,7 +272,28 @@ impl Objects {
     fn for_key(&mut self, hop: &NextHop, backup: Option<&NextHop>, member: bool) -> u32 {
         let key = (hop.clone(), backup.cloned(), member);
         if let Some(&o) = self.by_hop.get(&key) {
+            self.get_mut(o).unclaimed = false;
             return o;
+        }
+        // After a restart, the object the kernel kept for `hop` was adopted without its
+        // backup (the kernel knows only the next hop in use). The first route that wants
+        // `hop` protected takes it over, backup and all: the routes the kernel already has
+        // through it stay as they are, instead of each moving to a new object, and a
+        // failure of `hop` switches them in one request again. (Routes wanting `hop`
+        // unprotected later get an object of their own, as they would have before.)
+        if let (Some(b), false) = (backup, member) {
+            let plain = (hop.clone(), None, false);
+            if let Some(&o) = self.by_hop.get(&plain) {
+                let obj = self.get(o);
+                if obj.unclaimed && !obj.on_backup && obj.group.is_empty() {
+                    self.by_hop.remove(&plain);
+                    let obj = self.get_mut(o);
+                    obj.unclaimed = false;
+                    obj.backup = Some(b.clone());
+                    self.by_hop.insert(key, o);
+                    return o;
+                }
+            }
         }
         let id = self.fresh_id();
         let mut obj = Obj::new(id, key.0, key.1, State::Absent);
@@ -374,6 +399,7 @@ impl Objects {
         };
         let mut obj = Obj::new(id, hop, None, State::Present);
         obj.stale = stale;
+        obj.unclaimed = stale && !member;
         obj.member = member;
         Some(self.insert(obj))
     }
