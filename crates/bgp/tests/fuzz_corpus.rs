@@ -1,33 +1,22 @@
-//! Replays the fuzz corpus through the fuzz target's code under `cargo test`, so CI checks
-//! every input the fuzzer found interesting, without cargo-fuzz or a nightly compiler.
-
-use std::path::Path;
+//! Replays the fuzz corpus through the fuzz target's code under `cargo test` (see
+//! `interlink_testkit::replay_corpus`).
 
 #[test]
 fn corpus_replays_without_panic() {
-    replay("messages", interlink_bgp::fuzzing::messages);
+    interlink_testkit::replay_corpus(
+        env!("CARGO_MANIFEST_DIR"),
+        "messages",
+        20,
+        interlink_bgp::fuzzing::messages,
+    );
 }
 
 #[test]
 fn speaker_corpus_replays_without_panic() {
-    replay("speaker", interlink_bgp::fuzzing::speaker);
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| run(&data));
-        assert!(result.is_ok(), "{} panicked", path.display());
-        n += 1;
-    }
-    assert!(
-        n >= 20,
-        "the corpus in {} has only {n} inputs",
-        dir.display()
+    interlink_testkit::replay_corpus(
+        env!("CARGO_MANIFEST_DIR"),
+        "speaker",
+        20,
+        interlink_bgp::fuzzing::speaker,
     );
 }

@@ -1,25 +1,8 @@
 //! Replays the fuzz corpora through the fuzz targets' code under `cargo test`, so CI checks
 //! every input the fuzzer found interesting, without cargo-fuzz or a nightly compiler.
 
-use std::path::Path;
-
 fn replay(target: &str, run: fn(&[u8]), at_least: usize) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| run(&data));
-        assert!(result.is_ok(), "{} failed", path.display());
-        n += 1;
-    }
-    assert!(
-        n >= at_least,
-        "the corpus in {} has only {n} inputs",
-        dir.display()
-    );
+    interlink_testkit::replay_corpus(env!("CARGO_MANIFEST_DIR"), target, at_least, run);
 }
 
 #[test]

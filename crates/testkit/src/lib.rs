@@ -590,3 +590,29 @@ pub fn birdc(sock: &Path, args: &[&str]) -> String {
     all.extend_from_slice(args);
     String::from_utf8_lossy(&sh(&all).stdout).into_owned()
 }
+
+/// Replays a fuzz target's corpus (`CRATE/fuzz/corpus/TARGET`) through `run`, the target's
+/// code, under `cargo test`: CI checks every input the fuzzer found interesting, without
+/// cargo-fuzz or a nightly compiler. Fails on an input that panics, and on a corpus of fewer
+/// than `at_least` inputs (a lost or truncated corpus).
+pub fn replay_corpus(
+    crate_dir: &str,
+    target: &str,
+    at_least: usize,
+    run: impl Fn(&[u8]) + std::panic::RefUnwindSafe,
+) {
+    let dir = Path::new(crate_dir).join("fuzz/corpus").join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let result = std::panic::catch_unwind(|| run(&data));
+        assert!(result.is_ok(), "{} panicked", path.display());
+        n += 1;
+    }
+    assert!(
+        n >= at_least,
+        "the corpus in {} has only {n} inputs",
+        dir.display()
+    );
+}
