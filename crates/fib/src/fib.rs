@@ -2254,42 +2254,57 @@ mod tests {
         assert_eq!(route_ops(&work), [(Op::Add, Some(id2))]);
     }
 
+    /// A nexthop object of ours, as a dump after a restart lists it.
+    fn adopted_object(id: u32, gateway: &str, ifindex: u32) -> KernelNexthop {
+        KernelNexthop {
+            id,
+            protocol: 77,
+            hop: Some(NextHop {
+                ifindex: Some(ifindex),
+                ..NextHop::via(gateway.parse().unwrap())
+            }),
+            group: None,
+        }
+    }
+
+    /// Routes `nth(i)` of ours through object `object(i)`, adopted at start; as with
+    /// `nexthop_compat_mode` off, the kernel lists the id alone.
+    fn adopt_routes_via(
+        fib: &mut Fib,
+        range: std::ops::Range<u32>,
+        object: impl Fn(u32) -> u32,
+    ) {
+        for i in range {
+            let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
+            kr.nh_id = Some(object(i));
+            kr.route = None;
+            fib.adopt(&kr, true);
+        }
+    }
+
     /// After a restart: objects and the routes through them adopted, kept without a request
     /// where wanted again, and the rest swept with one delete of their object; an object of
     /// ours of another shape goes at the sweep.
     #[test]
     fn restart_adopts_objects_and_sweeps_unwanted_ones_whole() {
         let mut fib = with_objects();
-        let hop = |g: &str, i| NextHop {
-            ifindex: Some(i),
-            ..NextHop::via(g.parse().unwrap())
-        };
-        let nh = |id, hop: Option<NextHop>| KernelNexthop {
-            id,
-            protocol: 77,
-            hop,
-            group: None,
-        };
-        fib.adopt_nexthop(&nh(500, Some(hop("192.0.2.1", 3))), true);
-        fib.adopt_nexthop(&nh(501, Some(hop("198.51.100.1", 4))), true);
-        fib.adopt_nexthop(&nh(502, None), true);
+        fib.adopt_nexthop(&adopted_object(500, "192.0.2.1", 3), true);
+        fib.adopt_nexthop(&adopted_object(501, "198.51.100.1", 4), true);
         fib.adopt_nexthop(
             &KernelNexthop {
-                id: 7,
-                protocol: 3,
-                hop: Some(hop("192.0.2.7", 3)),
-
-                group: None,
+                hop: None,
+                ..adopted_object(502, "192.0.2.1", 3)
             },
             true,
         );
-        for i in 0..20 {
-            let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
-            kr.nh_id = Some(if i < 10 { 500 } else { 501 });
-            // As with `nexthop_compat_mode` off: the id alone.
-            kr.route = None;
-            fib.adopt(&kr, true);
-        }
+        fib.adopt_nexthop(
+            &KernelNexthop {
+                protocol: 3,
+                ..adopted_object(7, "192.0.2.7", 3)
+            },
+            true,
+        );
+        adopt_routes_via(&mut fib, 0..20, |i| if i < 10 { 500 } else { 501 });
         assert_eq!(fib.stale(), 20);
         assert_eq!(fib.stats().installed.ipv4, 20);
         // The first ten wanted again, as they are.
@@ -2316,25 +2331,8 @@ mod tests {
     #[test]
     fn a_restart_keeps_protected_routes_on_their_object() {
         let mut fib = with_objects();
-        let hop = |g: &str, i| NextHop {
-            ifindex: Some(i),
-            ..NextHop::via(g.parse().unwrap())
-        };
-        fib.adopt_nexthop(
-            &KernelNexthop {
-                id: 500,
-                protocol: 77,
-                hop: Some(hop("192.0.2.1", 3)),
-                group: None,
-            },
-            true,
-        );
-        for i in 0..100 {
-            let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
-            kr.nh_id = Some(500);
-            kr.route = None;
-            fib.adopt(&kr, true);
-        }
+        fib.adopt_nexthop(&adopted_object(500, "192.0.2.1", 3), true);
+        adopt_routes_via(&mut fib, 0..100, |_| 500);
         for i in 0..100 {
             fib.set(nth(i), Some(&protected("192.0.2.1", "198.51.100.1")));
         }
