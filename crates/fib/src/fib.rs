@@ -2269,11 +2269,7 @@ mod tests {
 
     /// Routes `nth(i)` of ours through object `object(i)`, adopted at start; as with
     /// `nexthop_compat_mode` off, the kernel lists the id alone.
-    fn adopt_routes_via(
-        fib: &mut Fib,
-        range: std::ops::Range<u32>,
-        object: impl Fn(u32) -> u32,
-    ) {
+    fn adopt_routes_via(fib: &mut Fib, range: std::ops::Range<u32>, object: impl Fn(u32) -> u32) {
         for i in range {
             let mut kr = kernel(&nth(i).to_string(), 77, via("192.0.2.1"));
             kr.nh_id = Some(object(i));
