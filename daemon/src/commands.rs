@@ -94,10 +94,7 @@ fn links(ctl: &Ctl<'_>) -> Value {
             let l = &run.link;
             let c = l.counters();
             let live = l.liveness();
-            let transport = match &run.cfg.transport {
-                Transport::Udp { remote, .. } => format!("udp {remote}"),
-                Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
-            };
+            let transport = transport_text(&run.cfg.transport);
             let mka = run.mka.as_ref().map(|m| m.view(&run.link));
             // Static keys: where their PNs are kept, how far transmission is reserved.
             let pn_state = matches!(run.cfg.macsec.keying, Keying::Static(_)).then(|| {
@@ -146,10 +143,7 @@ fn links(ctl: &Ctl<'_>) -> Value {
             list.push(json!({
                 "name": l.name,
                 "interface": l.interface,
-                "transport": match &l.transport {
-                    Transport::Udp { remote, .. } => format!("udp {remote}"),
-                    Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
-                },
+                "transport": transport_text(&l.transport),
                 "cipher_suite": l.macsec.cipher_suite.to_string(),
                 "keying": "mka",
                 "up": false,
@@ -158,6 +152,14 @@ fn links(ctl: &Ctl<'_>) -> Value {
         }
     }
     Value::Array(list)
+}
+
+/// A link's transport as `show links` says it: "udp REMOTE" or "ethernet UNDERLAY".
+fn transport_text(t: &Transport) -> String {
+    match t {
+        Transport::Udp { remote, .. } => format!("udp {remote}"),
+        Transport::Ethernet { underlay, .. } => format!("ethernet {underlay}"),
+    }
 }
 
 /// The BFD sessions: state, the peer's, the last diagnostic, timers, counters.

@@ -391,15 +391,12 @@ impl Link {
             ..TxConfig::new(sci)
         };
         let mut tx_secy = TxSecY::new(spec.suite, spec.backend, tx_cfg)?;
-        // Over several lanes the frames of one SA arrive out of order by as much as one
-        // receive worker lags another (a stall of a few milliseconds on a busy machine is
-        // thousands of PNs): the replay window is then at least LANES_WINDOW, all of it
-        // tracked exactly (no PN is accepted twice inside it).
-        // Over UDP with MKA the window is that wide whatever our lanes: the peer's queues
-        // may be more than its lanes towards us, and its queues send out of order. On
-        // Ethernet with several queues, helpers validate batches side by side (see
-        // `rx::Helpers`): frames are validated out of order by as many batches as are in
-        // flight.
+        // Frames of one SA are validated out of order by as much as one receive worker lags
+        // another (a stall of a few milliseconds on a busy machine is thousands of PNs):
+        // over UDP with MKA (our lanes, and the peer's queues, which may be more than its
+        // lanes towards us), and on Ethernet with helpers validating batches side by side
+        // (see `rx::Helpers`). The window is then at least LANES_WINDOW, all of it tracked
+        // exactly (no PN is accepted twice inside it).
         let mut rx_cfg = spec.rx;
         let validators = match wire.framing {
             Framing::Ethernet if spec.keys.is_none() && spec.queues > 1 => spec.queues,

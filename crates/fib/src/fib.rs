@@ -584,6 +584,18 @@ impl Fib {
         }
     }
 
+    /// Whether the kernel has protected route `d` through the very object `d` maps to (its
+    /// backup lives in the object, which the kernel's route does not show): after a
+    /// restart, once the object adopted for the primary has taken the backup on. Maps `d`
+    /// to its object.
+    fn via_own_object(objects: &mut Objects, routes: &mut Routes, d: RouteId, k: RouteId) -> bool {
+        if !matches!(routes.get(d), Route::Protected(_)) {
+            return false;
+        }
+        let kernel_obj = objects.of(k);
+        kernel_obj.is_some() && Self::object_for(objects, routes, d) == kernel_obj
+    }
+
     /// The object route `d` can go through: the one it is mapped to, or the one of its next
     /// hop (made, absent from the kernel, if there is none). None: the route carries its
     /// next hops (no objects, a shape objects do not take, a gateway in no connected network).
@@ -882,22 +894,14 @@ impl Fib {
                 // The ack queues the prefix again if there is more to do.
                 continue;
             }
-            // A protected route the kernel has through the very object the route maps to is
-            // as the FIB would make it (the backup lives in the object): so after a restart,
-            // once the object adopted for its primary has taken the backup on.
-            let via_same_object = match (slot.desired, slot.kernel) {
-                (Some(d), Kernel::Via(k)) if matches!(self.routes.get(d), Route::Protected(_)) => {
-                    let kernel_obj = self.objects.of(k);
-                    kernel_obj.is_some()
-                        && Self::object_for(&mut self.objects, &mut self.routes, d) == kernel_obj
-                }
-                _ => false,
-            };
-            let routes = &self.routes;
             let op = match (slot.desired, slot.kernel) {
-                (Some(_), Kernel::Via(_)) if via_same_object => None,
                 (Some(d), Kernel::Ours(k) | Kernel::Via(k))
-                    if routes.get(d).satisfied_by(routes.get(k)) =>
+                    if self.routes.get(d).satisfied_by(self.routes.get(k)) =>
+                {
+                    None
+                }
+                (Some(d), Kernel::Via(k))
+                    if Self::via_own_object(&mut self.objects, &mut self.routes, d, k) =>
                 {
                     None
                 }
@@ -2254,6 +2258,22 @@ mod tests {
         assert_eq!(route_ops(&work), [(Op::Add, Some(id2))]);
     }
 
+    /// The next request, which must switch an object (a replace), acked: its id and hop.
+    fn acked_switch(fib: &mut Fib) -> (u32, NextHop) {
+        match fib.next_request() {
+            Some(Work::Nexthop {
+                op: Op::Replace,
+                id,
+                hop,
+                seq,
+            }) => {
+                fib.ack(seq, 0, None);
+                (id, hop)
+            }
+            w => panic!("a switch: {w:?}"),
+        }
+    }
+
     /// A nexthop object of ours, as a dump after a restart lists it.
     fn adopted_object(id: u32, gateway: &str, ifindex: u32) -> KernelNexthop {
         KernelNexthop {
@@ -2344,18 +2364,9 @@ mod tests {
         assert!((0..100).all(|i| fib.in_sync(&nth(i))));
         // PIC as before the restart: one switch of object 500 to the backup.
         assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
-        match fib.next_request() {
-            Some(Work::Nexthop {
-                op: Op::Replace,
-                id: 500,
-                hop,
-                seq,
-            }) => {
-                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
-                fib.ack(seq, 0, None);
-            }
-            w => panic!("{w:?}"),
-        }
+        let (id, hop) = acked_switch(&mut fib);
+        assert_eq!(id, 500);
+        assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
         // A route wanting the primary unprotected gets an object of its own.
         fib.set(nth(200), Some(&via("192.0.2.1")));
         let objs = object_ops(&run(&mut fib));
@@ -2482,20 +2493,11 @@ mod tests {
         }
         assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
         assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 0, "once");
-        match fib.next_request() {
-            Some(Work::Nexthop {
-                op: Op::Replace,
-                id: i,
-                hop,
-                seq,
-            }) => {
-                assert_eq!(i, id);
-                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
-                assert_eq!(hop.ifindex, Some(4));
-                fib.ack(seq, 0, None);
-            }
-            w => panic!("the switch goes first: {w:?}"),
-        }
+        // The switch goes first.
+        let (i, hop) = acked_switch(&mut fib);
+        assert_eq!(i, id);
+        assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(hop.ifindex, Some(4));
         run(&mut fib);
         // The sources catch up: the routes go through the backup's own object, route by
         // route, and the protected object goes.
@@ -2529,33 +2531,13 @@ mod tests {
         // Failed over while its add (with the primary) is in flight.
         assert_eq!(fib.fail_over("192.0.2.1".parse().unwrap()), 1);
         fib.ack(seq, 0, None);
-        match fib.next_request() {
-            Some(Work::Nexthop {
-                op: Op::Replace,
-                hop,
-                seq,
-                ..
-            }) => {
-                assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
-                fib.ack(seq, 0, None);
-            }
-            w => panic!("{w:?}"),
-        }
+        let (_, hop) = acked_switch(&mut fib);
+        assert_eq!(hop.gateway, Some("198.51.100.1".parse().unwrap()));
         run(&mut fib);
         // Another prefix wanted through the primary: back to it.
         fib.set(nth(1), Some(&protected("192.0.2.1", "198.51.100.1")));
-        match fib.next_request() {
-            Some(Work::Nexthop {
-                op: Op::Replace,
-                hop,
-                seq,
-                ..
-            }) => {
-                assert_eq!(hop.gateway, Some("192.0.2.1".parse().unwrap()));
-                fib.ack(seq, 0, None);
-            }
-            w => panic!("{w:?}"),
-        }
+        let (_, hop) = acked_switch(&mut fib);
+        assert_eq!(hop.gateway, Some("192.0.2.1".parse().unwrap()));
         run(&mut fib);
         // A refused switch.
         fib.fail_over("192.0.2.1".parse().unwrap());
