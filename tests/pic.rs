@@ -43,6 +43,9 @@ address = "10.0.1.2"
 remote_asn = 64513
 hold_time = 3
 import = { prefixes = ["198.18.0.0/16 le 24"], local_pref = 100 }
+
+[control]
+socket = "ctl.sock"
 "#;
 
 fn nexthops(lab: &Lab) -> Vec<String> {
@@ -59,6 +62,27 @@ fn routes(lab: &Lab) -> Vec<String> {
         .lines()
         .map(|l| l.trim_end().to_owned())
         .collect()
+}
+
+fn ctl(lab: &Lab, args: &[&str]) -> Option<serde_json::Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let sock = lab.dir.join("ctl.sock");
+    let (code, out, _) = netns::interlinkctl(env!("CARGO_BIN_EXE_interlinkctl"), &sock, &all);
+    (code == 0)
+        .then(|| serde_json::from_str(&out).ok())
+        .flatten()
+}
+
+/// How many IPv4 prefixes interlinkd has taken from B (its backups' source).
+fn accepted_from_b(lab: &Lab) -> Option<u64> {
+    let n = ctl(lab, &["show", "neighbors"])?;
+    n.as_array()?.iter().find(|v| v["address"] == "10.0.1.2")?["accepted"]["ipv4"].as_u64()
+}
+
+/// No route request outstanding: the kernel holds what BGP chose.
+fn in_sync(lab: &Lab) -> bool {
+    ctl(lab, &["status"]).is_some_and(|s| s["fib_in_sync"] == true)
 }
 
 /// One ping to 198.18.0.1 from the gateway, answered within half a second.
@@ -104,17 +128,23 @@ fn a_silent_peer_s_routes_move_to_their_backup_in_one_switch() {
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     lab.spawn_in("gw", "gw", bin, &["--config", cfg.to_str().unwrap()]);
 
-    // Every route through one object: A, with B as its backup.
-    lab.wait_for("the routes through A", Duration::from_secs(30), || {
-        let r = routes(&lab);
-        r.len() == N as usize
-            && r.iter()
-                .all(|l| l.contains(" nhid ") && l.contains("via 10.0.0.2 dev eth0"))
-            && lab.log("gw").contains("10.0.1.2 (AS 64513) established")
-            && nexthops(&lab).len() == 1
-    });
-    // The backups came with B's table: give the last of them time to reach the kernel.
-    std::thread::sleep(Duration::from_millis(500));
+    // Every route through one object: A, with B as its backup. The backups come with B's
+    // table, which can arrive well after its session is up (a loaded machine took more than
+    // 0.8 s): until then the routes go through A's unprotected object, which is the same
+    // next hop to `ip`. So wait for all of B's routes accepted and the FIB in sync with them.
+    lab.wait_for(
+        "the routes through A, protected by B",
+        Duration::from_secs(30),
+        || {
+            let r = routes(&lab);
+            r.len() == N as usize
+                && r.iter()
+                    .all(|l| l.contains(" nhid ") && l.contains("via 10.0.0.2 dev eth0"))
+                && accepted_from_b(&lab) == Some(u64::from(N))
+                && in_sync(&lab)
+                && nexthops(&lab).len() == 1
+        },
+    );
     let before = nexthops(&lab);
     assert_eq!(before.len(), 1, "{before:?}");
     let id = before[0].split_whitespace().nth(1).unwrap().to_owned();
