@@ -26,7 +26,8 @@ pub fn mkpdu(data: &[u8]) {
 /// Two ports' KaYs driven by arbitrary bytes: which keychains they hold, which of their
 /// MKPDUs arrive (dropped, delayed, duplicated, replayed: every one authentic, so that the
 /// state machines behind the ICV are what is exercised), timer ticks, traffic, rekey requests
-/// and keychain reloads. The data plane is modelled as the daemon drives it: PNs reported
+/// keychain reloads, and CAKs distributed by the first CA's key server (the member puts each
+/// it takes first in its keychain, as a replaced CAK is). The data plane is modelled as the daemon drives it: PNs reported
 /// before every input, SAs installed as asked. Two invariants are asserted:
 ///
 /// - once the wire has been quiet and loss-free for ten seconds at the end (every MKPDU
@@ -71,6 +72,7 @@ pub fn kay_pair(data: &[u8]) {
         xpn: false,
         rekey_interval: Some(Duration::from_secs(30)),
         pn_threshold: 1 << 20,
+        take_cak: true,
     };
 
     /// One port as the daemon and its data plane see it.
@@ -83,6 +85,9 @@ pub fn kay_pair(data: &[u8]) {
         tx_an: Option<u8>,
         /// Keys whose CAK this side took out of its keychain.
         removed: Vec<Ki>,
+        /// Its keychain, and the CAKs distributed to it, not yet put in.
+        chain: Vec<CaKey>,
+        took: Vec<CaKey>,
     }
     impl Side {
         fn pns(&self) -> PnStatus {
@@ -108,6 +113,8 @@ pub fn kay_pair(data: &[u8]) {
             tx_sa: Default::default(),
             tx_an: None,
             removed: Vec::new(),
+            chain: chain(bits),
+            took: Vec::new(),
         })
     };
     let (Ok(a), Ok(b)) = (side(1, chains & 7), side(2, (chains >> 3) & 7)) else {
@@ -153,7 +160,35 @@ pub fn kay_pair(data: &[u8]) {
                     assert_eq!(held, Some(ki), "UseTx of an AN that holds another key");
                     s[i].tx_an = Some(an & 3);
                 }
+                Action::Cak { key, .. } => s[i].took.push(key),
                 Action::Live { .. } | Action::Principal(_) => {}
+            }
+        }
+    }
+
+    // A CAK a side took goes first in its keychain (at most three entries).
+    fn put_in(
+        s: &mut [Side; 2],
+        now: Instant,
+        wire: &mut [Vec<Vec<u8>>; 2],
+        sent: &mut [Vec<Vec<u8>>; 2],
+    ) {
+        for i in 0..2 {
+            for k in std::mem::take(&mut s[i].took) {
+                if s[i].chain.iter().any(|c| c.ckn == k.ckn) {
+                    continue;
+                }
+                s[i].chain.insert(0, k);
+                s[i].chain.truncate(3);
+                let before: Vec<Ki> = s[i].kay.keys();
+                let chain = s[i].chain.clone();
+                let Ok(acts) = s[i].kay.set_keys(chain, now) else {
+                    continue;
+                };
+                let after = s[i].kay.keys();
+                s[i].removed
+                    .extend(before.into_iter().filter(|k| !after.contains(k)));
+                apply(s, i, acts, wire, sent);
             }
         }
     }
@@ -162,6 +197,7 @@ pub fn kay_pair(data: &[u8]) {
         ops = rest;
         let arg = ops.first().copied().unwrap_or(0);
         let i = usize::from(op & 1);
+        put_in(&mut s, now, &mut wire, &mut sent);
         // The daemon reports the data plane's PNs before every input.
         for x in s.iter_mut() {
             let pns = x.pns();
@@ -227,11 +263,20 @@ pub fn kay_pair(data: &[u8]) {
             6 => {
                 let _ = s[i].kay.request_rekey();
             }
+            // Side i distributes a CAK in its first CA (if it is its key server).
+            _ if arg & 8 != 0 => {
+                ops = ops.get(1..).unwrap_or(&[]);
+                let k = key(4 + (arg >> 4) % 4);
+                if let Ok(acts) = s[i].kay.distribute_cak(0, now, &k) {
+                    apply(&mut s, i, acts, &mut wire, &mut sent);
+                }
+            }
             // Side i reloads with another keychain.
             _ => {
                 ops = ops.get(1..).unwrap_or(&[]);
                 let before: Vec<Ki> = s[i].kay.keys();
-                let Ok(acts) = s[i].kay.set_keys(chain(arg & 7), now) else {
+                s[i].chain = chain(arg & 7);
+                let Ok(acts) = s[i].kay.set_keys(s[i].chain.clone(), now) else {
                     return;
                 };
                 let after = s[i].kay.keys();
@@ -245,6 +290,7 @@ pub fn kay_pair(data: &[u8]) {
     // hellos go both ways.
     for _ in 0..20 {
         now += Duration::from_millis(500);
+        put_in(&mut s, now, &mut wire, &mut sent);
         for j in 0..2 {
             let pns = s[j].pns();
             s[j].kay.set_pns(pns);

@@ -39,10 +39,13 @@ pub enum Action {
     Live { ca: usize, live: bool },
     /// The port now transmits under the CA of this keychain entry (None: no CA is live).
     Principal(Option<usize>),
+    /// The key server of keychain entry `ca`'s CA distributed a new CAK (see
+    /// `participant::Config::take_cak`).
+    Cak { ca: usize, key: CaKey },
 }
 
 /// One keychain entry.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaKey {
     pub ckn: Vec<u8>,
     pub cak: Secret,
@@ -157,6 +160,37 @@ impl Kay {
     /// Whether some CA has a live peer.
     pub fn live(&self) -> bool {
         self.cas.iter().any(|c| c.p.live())
+    }
+
+    /// Whether we are the key server of keychain entry `ca`'s CA.
+    pub fn is_key_server_of(&self, ca: usize) -> bool {
+        self.cas.get(ca).is_some_and(|c| c.p.is_key_server())
+    }
+
+    /// Whether keychain entry `ca`'s CA carries the port: it is the principal, the port
+    /// transmits with its latest key, and so does every live peer.
+    pub fn settled(&self, ca: usize) -> bool {
+        self.principal == Some(ca)
+            && self.cas[ca].p.settled()
+            && self.tx_on.is_some()
+            && self.tx_on == self.cas[ca].p.latest().map(|(ki, _, _)| ki)
+    }
+
+    /// Has keychain entry `ca`'s CA hand `key` to its members while we are its key server
+    /// (see `Participant::distribute_cak`).
+    pub fn distribute_cak(
+        &mut self,
+        ca: usize,
+        now: Instant,
+        key: &CaKey,
+    ) -> Result<Vec<Action>, KeyError> {
+        let Some(c) = self.cas.get_mut(ca) else {
+            return Ok(Vec::new());
+        };
+        let acts = c.p.distribute_cak(now, &key.ckn, &key.cak)?;
+        let mut out = Vec::new();
+        self.absorb(ca, acts, &mut out);
+        Ok(out)
     }
 
     /// Whether we are the key server of the principal CA.
@@ -290,6 +324,10 @@ impl Kay {
                     }
                 }
                 participant::Action::Live(live) => out.push(Action::Live { ca: i, live }),
+                participant::Action::Cak { ckn, cak } => out.push(Action::Cak {
+                    ca: i,
+                    key: CaKey { ckn, cak },
+                }),
             }
         }
     }
@@ -354,6 +392,7 @@ mod tests {
             xpn: false,
             rekey_interval: None,
             pn_threshold: 0xc000_0000,
+            take_cak: false,
         };
         let keys = vec![CaKey {
             ckn: vec![1; 16],

@@ -16,6 +16,10 @@ pub enum KeyError {
     KeyLength(usize),
     #[error("a CKN of {0} octets: 1 to 32")]
     CknLength(usize),
+    #[error(
+        "a distributed CAK must be as long as the CA's own ({0} octets) and have a CKN of its own"
+    )]
+    DistributedCak(usize),
     #[error("the wrapped SAK does not unwrap under this KEK (wrong CAK, or altered)")]
     Unwrap,
     #[error("the AES backend failed")]

@@ -1,6 +1,6 @@
 //! MKPDUs (IEEE 802.1X-2020 §11.11): EAPOL (version 3, packet type 5, EAPOL-MKA) carrying the
 //! Basic Parameter Set, then Live and Potential Peer Lists, MACsec SAK Use, Distributed SAK,
-//! XPN, and the ICV Indicator before the 16-octet ICV. Decoding never panics: anything
+//! Distributed CAK, XPN, and the ICV Indicator before the 16-octet ICV. Decoding never panics: anything
 //! malformed is an error naming what, for the caller to drop the MKPDU and count it. Nothing
 //! decoded here may be acted on before `keys::verify_icv` has accepted the ICV.
 
@@ -22,6 +22,7 @@ const LIVE_PEERS: u8 = 1;
 const POTENTIAL_PEERS: u8 = 2;
 const SAK_USE: u8 = 3;
 const DISTRIBUTED_SAK: u8 = 4;
+const DISTRIBUTED_CAK: u8 = 5;
 const XPN: u8 = 8;
 const ICV_INDICATOR: u8 = 255;
 
@@ -105,6 +106,34 @@ pub struct DistributedSak {
     pub wrapped: Vec<u8>,
 }
 
+/// The Distributed CAK parameter set (§11.11.1, Figure 11-12): a CAK, AES-key-wrapped under
+/// the KEK of the CA it travels in, followed by the new CA's CKN. The set does not say where
+/// the wrapped key ends: its CAK has the length of the CA's own (the same MKA algorithm), so
+/// the participant, which knows that length, splits it (`split`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistributedCak {
+    pub body: Vec<u8>,
+}
+
+/// The shortest and longest Distributed CAK bodies: a wrapped 128-bit CAK and a 1-octet CKN,
+/// a wrapped 256-bit CAK and a 32-octet CKN.
+const CAK_BODY: std::ops::RangeInclusive<usize> = 25..=72;
+
+impl DistributedCak {
+    pub fn new(wrapped: &[u8], ckn: &[u8]) -> DistributedCak {
+        DistributedCak {
+            body: [wrapped, ckn].concat(),
+        }
+    }
+
+    /// The wrapped CAK and the CKN, for a CAK of `cak_len` octets; None if the rest is not a
+    /// CKN of 1 to 32 octets.
+    pub fn split(&self, cak_len: usize) -> Option<(&[u8], &[u8])> {
+        let (wrapped, ckn) = self.body.split_at_checked(cak_len + 8)?;
+        (1..=32).contains(&ckn.len()).then_some((wrapped, ckn))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mkpdu {
     pub basic: Option<Basic>,
@@ -114,6 +143,7 @@ pub struct Mkpdu {
     pub key_server_ssci: u8,
     pub sak_use: Option<SakUse>,
     pub distributed_sak: Option<DistributedSak>,
+    pub distributed_cak: Option<DistributedCak>,
     /// XPN: the high 32 bits of the latest and old keys' lowest acceptable PNs.
     pub xpn: Option<(u32, u32)>,
     /// Parameter set types not understood, skipped (§11.11.3).
@@ -264,6 +294,12 @@ pub fn decode(eapol: &[u8]) -> Result<Parsed<'_>, MkpduError> {
                     wrapped: wrapped.to_vec(),
                 });
             }
+            DISTRIBUTED_CAK => {
+                if !CAK_BODY.contains(&blen) {
+                    return Err(MkpduError::Malformed(kind));
+                }
+                m.distributed_cak = Some(DistributedCak { body: v.to_vec() });
+            }
             XPN => {
                 if blen != 8 {
                     return Err(MkpduError::Malformed(kind));
@@ -366,6 +402,14 @@ pub fn encode(m: &Mkpdu, icv: impl FnOnce(&[u8]) -> [u8; ICV_LEN]) -> Result<Vec
             out.extend_from_slice(&cs.to_be_bytes());
         }
         out.extend_from_slice(&d.wrapped);
+    }
+    if let Some(d) = &m.distributed_cak {
+        if !CAK_BODY.contains(&d.body.len()) {
+            return Err(MkpduError::Malformed(DISTRIBUTED_CAK));
+        }
+        set_header(&mut out, DISTRIBUTED_CAK, 0, 0, d.body.len());
+        out.extend_from_slice(&d.body);
+        pad(&mut out);
     }
     if let Some((latest, old)) = m.xpn {
         set_header(&mut out, XPN, 0, 0, 8);

@@ -23,14 +23,19 @@
 //!   order and carries its own SSCI.
 //! - A peer that reappears with a new MI and the SCI of a known one has restarted: the old
 //!   MI is forgotten at once rather than after MKA Life Time, so that a new SAK follows.
+//! - CAK distribution (§9.8): the key server may be given a new CAK and CKN to hand the CA's
+//!   members, wrapped under the KEK in a Distributed CAK parameter set in each MKPDU until
+//!   told to stop; a member that takes distributed CAKs (`Config::take_cak`) passes each new
+//!   one from its key server on once. What to do with it (a CA of its own, kept where) is the
+//!   caller's.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::keys::{ick, kek, random_sak, unwrap_sak, verify_icv, wrap_sak, KeyError, Secret};
 use crate::mkpdu::{
-    decode, encode, Basic, DistributedSak, Ki, Mi, Mkpdu, SakUse, SakUseKeys, ALGORITHM_AGILITY,
-    ETHERTYPE_EAPOL, ICV_LEN, MKA_VERSION,
+    decode, encode, Basic, DistributedCak, DistributedSak, Ki, Mi, Mkpdu, SakUse, SakUseKeys,
+    ALGORITHM_AGILITY, ETHERTYPE_EAPOL, ICV_LEN, MKA_VERSION,
 };
 
 pub const HELLO: Duration = Duration::from_secs(2);
@@ -54,6 +59,9 @@ pub struct Config {
     pub rekey_interval: Option<Duration>,
     /// Distribute a new SAK once a PN in use under the latest key passes this.
     pub pn_threshold: u64,
+    /// Take a CAK the key server distributes (passed on as [`Action::Cak`]); otherwise one
+    /// is ignored, and counted once per CKN (`unwanted_cak`).
+    pub take_cak: bool,
 }
 
 /// The XPN parameters of a SAK: its salt, and the SSCI of each member's SCI.
@@ -139,6 +147,9 @@ pub enum Action {
     InstallTx(NewSa),
     /// A peer became live (true) or the last live peer went (false).
     Live(bool),
+    /// The key server distributed a new CAK, named `ckn` (taken only with
+    /// `Config::take_cak`; each CKN once).
+    Cak { ckn: Vec<u8>, cak: Secret },
 }
 
 /// Why an MKPDU was dropped, for the counters and the log.
@@ -157,6 +168,8 @@ pub enum Drop {
     OwnSci,
     /// A Distributed SAK that does not unwrap under our KEK.
     BadSak,
+    /// A Distributed CAK that does not unwrap under our KEK, or whose CKN is malformed.
+    BadCak,
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +244,12 @@ pub struct Participant {
     principal: bool,
     /// The SAK distributed last, wrapped, re-sent in every MKPDU until all use it.
     distributing: Option<DistributedSak>,
+    /// A CAK to distribute while we are key server, wrapped, with its CKN: re-sent in every
+    /// MKPDU (one may be lost) until `stop_distributing_cak`.
+    cak_out: Option<DistributedCak>,
+    /// The CKN of the last CAK taken from (or refused of) the key server: each is passed on
+    /// once.
+    cak_in: Option<Vec<u8>>,
     next_kn: u32,
     next_hello: Instant,
     last_rekey: Instant,
@@ -262,6 +281,8 @@ impl Participant {
             pns: PnStatus::default(),
             principal: true,
             distributing: None,
+            cak_out: None,
+            cak_in: None,
             next_kn: 1,
             next_hello: now,
             last_rekey: now,
@@ -320,6 +341,74 @@ impl Participant {
     /// Whether the CAK is this one (a reload keeps a participant whose key is unchanged).
     pub fn has_cak(&self, cak: &Secret) -> bool {
         self.cfg.cak.as_bytes() == cak.as_bytes()
+    }
+
+    /// Whether the CA's latest key is in use all round: we transmit with it, and so does
+    /// every live peer (its SAK Use says so).
+    pub fn settled(&self) -> bool {
+        self.live()
+            && self.latest.as_ref().is_some_and(|k| {
+                k.tx && self
+                    .peers
+                    .values()
+                    .filter(|p| p.live)
+                    .all(|p| p.tx_latest == Some(k.ki))
+            })
+    }
+
+    /// Hands `cak`, named `ckn`, to the CA's members whenever we are its key server, from
+    /// now until `stop_distributing_cak` (§9.8). It must be as long as the CA's own CAK (the
+    /// parameter set does not carry its length) and have a CKN of its own. Sent at once if
+    /// we are the key server now.
+    pub fn distribute_cak(
+        &mut self,
+        now: Instant,
+        ckn: &[u8],
+        cak: &Secret,
+    ) -> Result<Vec<Action>, KeyError> {
+        if !(1..=32).contains(&ckn.len()) {
+            return Err(KeyError::CknLength(ckn.len()));
+        }
+        if cak.len() != self.cfg.cak.len() || ckn == self.cfg.ckn {
+            return Err(KeyError::DistributedCak(self.cfg.cak.len()));
+        }
+        self.cak_out = Some(DistributedCak::new(&wrap_sak(&self.kek, cak)?, ckn));
+        let mut out = Vec::new();
+        if self.is_key_server() {
+            self.send(now, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Stops sending the CAK given to `distribute_cak`.
+    pub fn stop_distributing_cak(&mut self) {
+        self.cak_out = None;
+    }
+
+    /// A Distributed CAK from the key server: passed on once per CKN, if we take them.
+    fn take_cak(&mut self, d: &DistributedCak, out: &mut Vec<Action>) {
+        let Some((wrapped, ckn)) = d.split(self.cfg.cak.len()) else {
+            self.drop(Drop::BadCak);
+            return;
+        };
+        if ckn == self.cfg.ckn || self.cak_in.as_deref() == Some(ckn) {
+            return;
+        }
+        if !self.cfg.take_cak {
+            self.cak_in = Some(ckn.to_vec());
+            *self.drops.entry("unwanted_cak").or_default() += 1;
+            return;
+        }
+        match unwrap_sak(&self.kek, wrapped) {
+            Ok(cak) => {
+                self.cak_in = Some(ckn.to_vec());
+                out.push(Action::Cak {
+                    ckn: ckn.to_vec(),
+                    cak,
+                });
+            }
+            Err(_) => self.drop(Drop::BadCak),
+        }
     }
 
     /// Asks the key server (us, if we are) for a new SAK.
@@ -425,6 +514,7 @@ impl Participant {
             Drop::Replay => "replay",
             Drop::Own => "own",
             Drop::BadSak => "bad_sak",
+            Drop::BadCak => "bad_cak",
             Drop::OwnSci => "own_sci",
         };
         *self.drops.entry(key).or_default() += 1;
@@ -607,8 +697,14 @@ impl Participant {
                 }
             }
         }
+        // A CAK from the key server (§9.8), under the KEK as a SAK is.
+        if let (Some(d), Some(ks)) = (&m.distributed_cak, self.key_server()) {
+            if ks == b.mi {
+                self.take_cak(d, &mut out);
+            }
+        }
         self.step(now, &mut out);
-        if is_new || became_live || !out.is_empty() {
+        if is_new || became_live || out.iter().any(|a| !matches!(a, Action::Cak { .. })) {
             self.send(now, &mut out);
         }
         out
@@ -795,6 +891,7 @@ impl Participant {
             key_server_ssci,
             sak_use,
             distributed_sak: if ks { self.distributing.clone() } else { None },
+            distributed_cak: if ks { self.cak_out.clone() } else { None },
             xpn,
             unknown: vec![],
         };

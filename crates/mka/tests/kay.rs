@@ -9,7 +9,7 @@ use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::{Ki, MKA_GROUP};
 use interlink_mka::participant::{Config, NewSa};
 
-fn template(sci_last: u8) -> Config {
+fn template(sci_last: u8, take_cak: bool) -> Config {
     Config {
         cak: Secret::new(vec![0; 16]).unwrap(),
         ckn: vec![0],
@@ -20,6 +20,7 @@ fn template(sci_last: u8) -> Config {
         xpn: false,
         rekey_interval: None,
         pn_threshold: 0xc000_0000,
+        take_cak,
     }
 }
 
@@ -41,6 +42,8 @@ struct Side {
     principal: Vec<Option<usize>>,
     /// Receive keys removed.
     removed: Vec<Ki>,
+    /// CAKs distributed to it, by keychain entry.
+    caks: Vec<(usize, CaKey)>,
 }
 
 struct Pair {
@@ -53,19 +56,24 @@ struct Pair {
 
 impl Pair {
     fn new(a: Vec<CaKey>, b: Vec<CaKey>) -> Pair {
+        Pair::taking_caks(a, b, false)
+    }
+
+    fn taking_caks(a: Vec<CaKey>, b: Vec<CaKey>, take: bool) -> Pair {
         let now = Instant::now();
         let side = |sci: u8, keys| {
             let mut addrs = [0u8; 12];
             addrs[..6].copy_from_slice(&MKA_GROUP);
             addrs[6..].copy_from_slice(&[2, 0, 0, 0, 0, sci]);
             Side {
-                kay: Kay::new(template(sci), keys, now).unwrap(),
+                kay: Kay::new(template(sci, take), keys, now).unwrap(),
                 addrs,
                 rx: [None; 4],
                 tx: None,
                 tx_switches: vec![],
                 principal: vec![],
                 removed: vec![],
+                caks: vec![],
             }
         };
         Pair {
@@ -132,6 +140,7 @@ impl Pair {
                         self.s[from].removed.push(ki);
                     }
                     Action::Principal(p) => self.s[from].principal.push(p),
+                    Action::Cak { ca, key } => self.s[from].caks.push((ca, key)),
                     Action::Live { .. } => {}
                 }
             }
@@ -272,4 +281,89 @@ fn keys_kept_across_a_reload_keep_their_state() {
     p.run(Duration::from_secs(3));
     assert_eq!(p.tx_key(0), k1);
     assert_eq!(p.s[0].tx_switches, [k1]);
+}
+
+#[test]
+fn a_distributed_cak_takes_over_from_the_configured_one_without_a_gap() {
+    // Side 0 has the lower SCI at equal priority: it is the key server.
+    let mut p = Pair::taking_caks(vec![key(1)], vec![key(1)], true);
+    p.run(Duration::from_secs(3));
+    let first = p.tx_key(0);
+    assert!(p.s[0].kay.is_key_server_of(0) && p.s[0].kay.settled(0) && p.s[1].kay.settled(0));
+    // The member cannot distribute one: it is not sent, now or with its hellos.
+    let acts = p.s[1].kay.distribute_cak(0, p.now, &key(8)).unwrap();
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Send(_))),
+        "{acts:?}"
+    );
+    // A CAK of another length, or the CA's own CKN, is refused.
+    assert!(p.s[0]
+        .kay
+        .distribute_cak(
+            0,
+            p.now,
+            &CaKey {
+                ckn: vec![9; 16],
+                cak: Secret::new(vec![9; 16]).unwrap()
+            }
+        )
+        .is_err());
+    assert!(p.s[0]
+        .kay
+        .distribute_cak(
+            0,
+            p.now,
+            &CaKey {
+                ckn: vec![1; 16],
+                cak: Secret::new(vec![9; 32]).unwrap()
+            }
+        )
+        .is_err());
+    // The key server's goes at once, and keeps going with its hellos: the member passes it
+    // on once.
+    let new = key(9);
+    let acts = p.s[0].kay.distribute_cak(0, p.now, &new).unwrap();
+    assert!(matches!(acts[..], [Action::Send(_)]), "{acts:?}");
+    p.apply(0, acts);
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.s[1].caks, vec![(0, new.clone())]);
+    assert!(p.s[0].caks.is_empty());
+    // Both put it first; the port moves to its CA, with no frame under a key the other side
+    // lacks (the harness checks every step).
+    for i in 0..2 {
+        p.set_keys(i, vec![new.clone(), key(1)]);
+    }
+    p.run(Duration::from_secs(3));
+    for i in 0..2 {
+        assert!(p.s[i].kay.settled(0), "side {i}");
+        assert!(!p.s[i].kay.settled(1), "side {i}");
+        assert_eq!(p.s[i].principal.last(), Some(&Some(0)));
+    }
+    let second = p.tx_key(0);
+    assert_ne!(first, second);
+    // The configured CA goes on both sides; the link stays on the new one.
+    for i in 0..2 {
+        p.set_keys(i, vec![new.clone()]);
+    }
+    p.run(Duration::from_secs(10));
+    for i in 0..2 {
+        assert!(p.s[i].kay.settled(0), "side {i}");
+        assert!(
+            p.s[i].removed.contains(&first),
+            "side {i}: {:?}",
+            p.s[i].removed
+        );
+    }
+    assert_eq!(p.tx_key(0), p.tx_key(1));
+}
+
+#[test]
+fn a_member_that_takes_no_cak_ignores_one_and_counts_it_once() {
+    let mut p = Pair::new(vec![key(1)], vec![key(1)]);
+    p.run(Duration::from_secs(3));
+    let acts = p.s[0].kay.distribute_cak(0, p.now, &key(9)).unwrap();
+    p.apply(0, acts);
+    p.run(Duration::from_secs(5));
+    assert!(p.s[1].caks.is_empty());
+    assert_eq!(p.s[1].kay.drops().get("unwanted_cak"), Some(&1));
 }

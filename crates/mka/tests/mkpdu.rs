@@ -2,8 +2,8 @@
 
 use interlink_mka::keys::{ick, icv, verify_icv, Secret};
 use interlink_mka::mkpdu::{
-    decode, encode, Basic, DistributedSak, Ki, Mkpdu, MkpduError, SakUse, SakUseKeys,
-    ALGORITHM_AGILITY, ETHERTYPE_EAPOL, MKA_GROUP, MKA_VERSION,
+    decode, encode, Basic, DistributedCak, DistributedSak, Ki, Mkpdu, MkpduError, SakUse,
+    SakUseKeys, ALGORITHM_AGILITY, ETHERTYPE_EAPOL, MKA_GROUP, MKA_VERSION,
 };
 
 fn basic() -> Basic {
@@ -57,6 +57,8 @@ fn full() -> Mkpdu {
             cipher_suite: Some(0x0080_c200_0001_0004),
             wrapped: vec![9; 40],
         }),
+        // 47 octets: padded to 48.
+        distributed_cak: Some(DistributedCak::new(&[7; 40], b"new-ckn")),
         xpn: Some((0, 1)),
         unknown: vec![],
     }
@@ -166,6 +168,45 @@ fn malformed_mkpdus_are_errors() {
         ..Mkpdu::default()
     };
     assert_eq!(encode(&m, |_| [0; 16]).err(), Some(MkpduError::Ckn(33)));
+}
+
+#[test]
+fn a_distributed_cak_has_its_octets_and_splits_by_the_cas_cak_length() {
+    let d = DistributedCak::new(&[7; 24], b"abc");
+    let m = Mkpdu {
+        basic: Some(basic()),
+        distributed_cak: Some(d.clone()),
+        ..Mkpdu::default()
+    };
+    let frame = encode(&m, |_| [0; 16]).unwrap();
+    // After the Basic Parameter Set (48 octets from offset 4): type 5, length 27, the
+    // wrapped CAK, the CKN, one octet of padding.
+    assert_eq!(&frame[52..56], &[5, 0, 0, 27]);
+    assert_eq!(&frame[56..80], &[7; 24]);
+    assert_eq!(&frame[80..84], b"abc\0");
+    assert_eq!(&frame[84..88], &[255, 0, 0, 16]);
+    assert_eq!(
+        decode(&frame).unwrap().mkpdu.distributed_cak,
+        Some(d.clone())
+    );
+    // A 128-bit CA's wrap is 24 octets; read as a 256-bit CA's, 3 octets are no CKN.
+    assert_eq!(d.split(16), Some((&[7u8; 24][..], &b"abc"[..])));
+    assert_eq!(d.split(32), None);
+    // A body too short for a wrapped key and a CKN, or too long, is malformed.
+    for len in [24, 73] {
+        let bad = Mkpdu {
+            basic: Some(basic()),
+            distributed_cak: Some(DistributedCak { body: vec![1; len] }),
+            ..Mkpdu::default()
+        };
+        assert_eq!(
+            encode(&bad, |_| [0; 16]).err(),
+            Some(MkpduError::Malformed(5))
+        );
+        let mut f = frame.clone();
+        f[55] = len as u8;
+        assert!(decode(&f).is_err(), "{len}");
+    }
 }
 
 #[test]

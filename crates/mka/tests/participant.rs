@@ -19,6 +19,7 @@ fn cfg(sci_last: u8, priority: u8, cak: u8) -> Config {
         xpn: false,
         rekey_interval: None,
         pn_threshold: 0xc000_0000,
+        take_cak: false,
     }
 }
 
@@ -50,6 +51,8 @@ struct Net {
     xpn: Vec<Vec<(bool, u32, Option<XpnParams>)>>,
     /// Per member: the MKPDUs it sent.
     sent: Vec<Vec<Vec<u8>>>,
+    /// Per member: the CAKs distributed to it, as (CKN, CAK).
+    caks: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Net {
@@ -68,6 +71,7 @@ impl Net {
             order: vec![],
             xpn: vec![vec![]; n],
             sent: vec![vec![]; n],
+            caks: vec![vec![]; n],
         }
     }
 
@@ -101,6 +105,9 @@ impl Net {
                         self.xpn[from].push((true, ki.kn, xpn));
                     }
                     Action::Live(l) => self.live[from].push(l),
+                    Action::Cak { ckn, cak } => {
+                        self.caks[from].push((ckn, cak.as_bytes().to_vec()))
+                    }
                 }
             }
         }
@@ -511,4 +518,34 @@ fn mkpdus_with_our_own_sci_are_dropped_and_counted() {
         .installs
         .iter()
         .all(|(rx, tx)| rx.is_empty() && tx.is_empty()));
+}
+
+#[test]
+fn the_key_server_hands_a_cak_to_every_member_once_until_told_to_stop() {
+    let taking = |sci| Config {
+        take_cak: true,
+        ..cfg(sci, 16, 0x11)
+    };
+    let mut net = Net::new(vec![taking(3), taking(1), taking(2)]);
+    net.run(Duration::from_secs(5));
+    assert!(net.members[1].is_key_server());
+    assert!((0..3).all(|i| net.members[i].settled()));
+    let now = net.now;
+    let acts = net.members[1]
+        .distribute_cak(now, b"the-next-ckn", &Secret::new(vec![0x5a; 32]).unwrap())
+        .unwrap();
+    net.actions(1, acts);
+    // Hellos repeat it for a while: each member passes it on once, the key server never.
+    net.run(Duration::from_secs(7));
+    let want = vec![(b"the-next-ckn".to_vec(), vec![0x5a; 32])];
+    assert_eq!(net.caks[0], want);
+    assert_eq!(net.caks[2], want);
+    assert!(net.caks[1].is_empty());
+    // It rides in every MKPDU of the key server's until it stops.
+    let carries = |f: &Vec<u8>| decode(f).unwrap().mkpdu.distributed_cak.is_some();
+    assert!(net.sent[1].last().is_some_and(carries));
+    net.members[1].stop_distributing_cak();
+    net.run(Duration::from_secs(3));
+    assert!(!net.sent[1].last().is_some_and(carries));
+    assert!(net.sent[0].iter().chain(&net.sent[2]).all(|f| !carries(f)));
 }

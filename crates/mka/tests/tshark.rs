@@ -21,6 +21,7 @@ fn cfg(sci_last: u8, xpn: bool) -> Config {
         xpn,
         rekey_interval: None,
         pn_threshold: u64::MAX,
+        take_cak: false,
     }
 }
 
