@@ -2,9 +2,10 @@
 //! networks, a control socket; no link) are paired by two commands, `interlinkctl link offer`
 //! on site A and `interlinkctl link accept KEY` on site B. The link comes up keyed by MKA from
 //! the derived CAK, BGP runs across it, host A pings host B, and A's link turns from pending to
-//! available. Keys that are malformed, altered, used twice or expired are refused with a clear
-//! message, an offer nobody accepts is given up when it expires, and `link remove` takes a
-//! paired link away on each side. Needs root.
+//! available. The CAK derived from the key is then replaced by one only the two gateways know
+//! (MKA CAK distribution), which a restart keeps. Keys that are malformed, altered, used twice
+//! or expired are refused with a clear message, an offer nobody accepts is given up when it
+//! expires, and `link remove` takes a paired link away on each side. Needs root.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -195,6 +196,74 @@ fn two_sites_pair_with_one_key() {
     assert_eq!(links_b[0]["mka"]["live"], true, "{links_b}");
     assert!(links_b[0]["pairing"].is_null(), "{links_b}");
 
+    // The derived CAK is replaced: the same new key written down on both sides (0600), the
+    // configured CA gone from both keychains, traffic still flowing.
+    let toml_b = std::fs::read_to_string(b.join("interlink.d/site-b.toml")).unwrap();
+    assert!(toml_b.contains("replace_cak = true"), "{toml_b}");
+    let configured_ckn = toml_b
+        .lines()
+        .find_map(|l| l.strip_prefix("ckn = \""))
+        .map(|c| c.trim_end_matches('"').to_owned())
+        .unwrap();
+    let replaced = |ns: &str, dir: &Path| {
+        let l = show_links(&lab, ns, dir);
+        let mka = &l[0]["mka"];
+        mka["cak"] == "replaced" && mka["keychain"].as_array().is_some_and(|k| k.len() == 1)
+    };
+    lab.wait_for(
+        "the CAK replaced on both sides",
+        Duration::from_secs(20),
+        || replaced("ga", &a) && replaced("gb", &b),
+    );
+    let stored_a = std::fs::read_to_string(a.join("state/cak/site-b")).unwrap();
+    let stored_b = std::fs::read_to_string(b.join("state/cak/site-b")).unwrap();
+    assert_eq!(stored_a, stored_b);
+    assert!(stored_a.contains("settled yes"), "{stored_a}");
+    assert!(
+        stored_a.contains(&format!("replaces {configured_ckn}")),
+        "{stored_a}"
+    );
+    assert!(!stored_a.contains(cak_a.trim()));
+    let mode = std::fs::metadata(b.join("state/cak/site-b"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let new_ckn = show_links(&lab, "ga", &a)[0]["mka"]["keychain"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_ckn, configured_ckn);
+    assert!(stored_a.contains(&format!("ckn {new_ckn}")), "{stored_a}");
+    for side in ["ga", "gb"] {
+        let log = lab.log(side);
+        assert!(
+            log.contains("link site-b: the new CAK carries the link; the configured one"),
+            "{log}"
+        );
+    }
+    assert!(lab
+        .try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
+        .status
+        .success());
+    // B restarts (killed): it comes back on the replaced CAK alone, which A still has.
+    lab.kill9("gb");
+    let cfg_b = b.join("interlink.toml");
+    lab.spawn("gb", bin, &["--config", cfg_b.to_str().unwrap()]);
+    lab.wait_for(
+        "B back on the replaced CAK",
+        Duration::from_secs(30),
+        || {
+            let l = show_links(&lab, "gb", &b);
+            l[0]["mka"]["live"] == true && l[0]["mka"]["keychain"][0] == new_ckn.as_str()
+        },
+    );
+    lab.wait_for("host B from host A again", Duration::from_secs(30), || {
+        lab.try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
+            .status
+            .success()
+    });
+
     // Used twice: refused.
     let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", &key]);
     assert_eq!(code, 1);
@@ -270,6 +339,7 @@ fn two_sites_pair_with_one_key() {
         assert_eq!(code, 0, "{err}");
         assert!(err.contains("link site-b removed"), "{err}");
         assert!(!dir.join("keys/site-b.cak").exists());
+        assert!(!dir.join("state/cak/site-b").exists());
         lab.wait_for("the link gone", Duration::from_secs(10), || {
             pairing_status(&show_links(&lab, ns, dir), "site-b").is_none()
                 && !lab

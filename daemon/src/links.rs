@@ -89,7 +89,7 @@ impl LinkRun {
         flows: Option<&FlowSpec>,
     ) -> Result<LinkRun, String> {
         let (mut link, reattached) = bring_up(handle, l, state_dir, flows).await?;
-        let mka = crate::mka::start(&mut link, l)
+        let mka = crate::mka::start(&mut link, l, state_dir)
             .transpose()
             .map_err(|e| format!("MKA: {e}"))?;
         let lanes = {

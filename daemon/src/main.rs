@@ -9,6 +9,7 @@ macro_rules! warn {
     ($($arg:tt)*) => { $crate::logging::emit($crate::logging::WARNING, &format!($($arg)*)) };
 }
 
+mod cak;
 mod cleanup;
 mod commands;
 mod control;

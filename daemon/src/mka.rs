@@ -2,6 +2,7 @@
 //! answers applied to the link's SecY. The protocol is in `interlink_mka`; this is wiring.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -13,6 +14,8 @@ use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::Ki;
 use interlink_mka::participant::{Config, NewSa, PnStatus, XpnParams};
+
+use crate::cak::Replacement;
 
 /// Rung when an MKPDU arrives on any link: the main loop then runs MKA at once, and
 /// otherwise only when a KaY's timer is due (no fixed polling).
@@ -41,6 +44,9 @@ pub struct MkaRun {
     /// Transmit SAs switched to, and whether a peer is live: for the metrics.
     pub tx_switches: u64,
     pub live: bool,
+    /// The configured keychain, and with `replace_cak` what replaces it (see `crate::cak`).
+    configured: Vec<CaKey>,
+    replace: Option<Replacement>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -59,17 +65,28 @@ fn keychain(m: &MkaKeys) -> Result<Vec<CaKey>, String> {
         .collect()
 }
 
-/// Starts MKA on `link` if its config keys it so.
-pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> {
+/// Starts MKA on `link` if its config keys it so; a replaced CAK is read from `state_dir`.
+pub fn start(link: &mut Link, l: &LinkConfig, state_dir: &Path) -> Option<Result<MkaRun, String>> {
     let Keying::Mka(m) = &l.macsec.keying else {
         return None;
     };
     let suite = l.macsec.cipher_suite;
-    let keys = match keychain(m) {
+    let configured = match keychain(m) {
         Ok(k) => k,
         Err(e) => return Some(Err(e)),
     };
-    let first = keys.first()?.clone();
+    let first = configured.first()?.clone();
+    let replace = match m
+        .replace_cak
+        .then(|| Replacement::load(state_dir, &l.name, &first))
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
+    let keys = replace
+        .as_ref()
+        .map_or_else(|| configured.clone(), |r| r.keychain(&configured));
     let template = Config {
         cak: first.cak,
         ckn: first.ckn,
@@ -81,6 +98,7 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
         xpn: suite.is_xpn(),
         rekey_interval: m.rekey_interval,
         pn_threshold: m.rekey_pn.unwrap_or(suite.default_rekey_threshold()),
+        take_cak: m.replace_cak,
     };
     let rx = link.take_control_rx(|| WAKE.notify_one())?;
     link.set_pn_alarm(template.pn_threshold);
@@ -100,6 +118,8 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
                 tx_next: HashMap::new(),
                 tx_switches: 0,
                 live: false,
+                configured,
+                replace,
             })
             .map_err(|e| e.to_string()),
     )
@@ -108,7 +128,14 @@ pub fn start(link: &mut Link, l: &LinkConfig) -> Option<Result<MkaRun, String>> 
 impl MkaRun {
     /// A reload: the new keychain; entries unchanged keep their state.
     pub fn set_keys(&mut self, link: &mut Link, m: &MkaKeys) -> Result<(), String> {
-        let keys = keychain(m)?;
+        self.configured = keychain(m)?;
+        let keys = match (&mut self.replace, self.configured.first()) {
+            (Some(r), Some(first)) => {
+                r.reconfigure(first);
+                r.keychain(&self.configured)
+            }
+            _ => self.configured.clone(),
+        };
         let acts = self
             .kay
             .set_keys(keys, Instant::now())
@@ -161,6 +188,7 @@ impl MkaRun {
                 "transmitting": tx,
             })),
             "sak_changes": self.tx_switches,
+            "cak": self.cak_state(),
             "drops": self.drops(link),
         })
     }
@@ -241,8 +269,10 @@ impl MkaRun {
                 .map(|ssci| Some((ssci, x.salt)))
                 .ok_or_else(|| format!("the key server assigned no SSCI to SCI {sci}")),
         };
+        let mut taken = Vec::new();
         for a in actions {
             match a {
+                Action::Cak { ca, key } => taken.push((ca, key)),
                 Action::Send(frame) => {
                     if let Err(e) = link.send_control(&frame) {
                         warn!("mka: link {name}: cannot send an MKPDU: {e}");
@@ -345,5 +375,100 @@ impl MkaRun {
             }
         }
         self.live = self.kay.live();
+        let more = self.replace_step(&name, taken);
+        if !more.is_empty() {
+            self.apply(link, more);
+        }
+    }
+
+    /// `replace_cak` (see `crate::cak`): a CAK the configured CA's key server handed over is
+    /// written down and run; as that key server, one is made, written down and handed over;
+    /// once the new CA carries the link all round, that is written down and the configured CA
+    /// dropped. Returns what the KaY asks for meanwhile.
+    fn replace_step(&mut self, name: &str, taken: Vec<(usize, CaKey)>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let (Some(r), Some(configured)) = (self.replace.as_mut(), self.configured.first()) else {
+            return out;
+        };
+        let now = Instant::now();
+        let configured_ca = self.kay.ckns().position(|c| c == configured.ckn.as_slice());
+        let settled = r.stored.as_ref().is_some_and(|s| s.settled);
+        for (ca, key) in taken {
+            if Some(ca) == configured_ca && !settled {
+                if r.stored.as_ref().map(|s| &s.key.ckn) != Some(&key.ckn) {
+                    r.unwritten = Some(key);
+                }
+            } else {
+                warn!(
+                    "mka: link {name}: a CAK distributed in CKN {} not taken: only the configured CA's is, once",
+                    self.kay.ckns().nth(ca).map(hex).unwrap_or_default()
+                );
+            }
+        }
+        if r.stored.is_none()
+            && r.unwritten.is_none()
+            && configured_ca.is_some_and(|ca| self.kay.is_key_server_of(ca))
+        {
+            match crate::cak::random_key(configured.cak.len()) {
+                Ok(k) => r.unwritten = Some(k),
+                Err(e) => warn!("mka: link {name}: cannot make a CAK: {e}"),
+            }
+        }
+        let mut chain = false;
+        if let Some(key) = r.unwritten.clone() {
+            let ckn = hex(&key.ckn);
+            match r.write(key, false) {
+                Ok(()) => {
+                    log!("mka: link {name}: a new CAK, CKN {ckn}, to replace the configured one: written down, running beside it");
+                    chain = true;
+                }
+                Err(e) => warn!(
+                    "mka: link {name}: the new CAK is not used before it is written down: {e}"
+                ),
+            }
+        }
+        if let Some(s) = r.stored.clone().filter(|s| !s.settled) {
+            let first = self.kay.ckns().next() == Some(s.key.ckn.as_slice());
+            if first && self.kay.settled(0) {
+                match r.write(s.key, true) {
+                    Ok(()) => {
+                        log!(
+                            "mka: link {name}: the new CAK carries the link; the configured one (CKN {}) is no longer accepted",
+                            hex(&configured.ckn)
+                        );
+                        chain = true;
+                    }
+                    Err(e) => warn!("mka: link {name}: the configured CAK stays until this is written down: {e}"),
+                }
+            }
+        }
+        if chain {
+            match self.kay.set_keys(r.keychain(&self.configured), now) {
+                Ok(a) => out.extend(a),
+                Err(e) => warn!("mka: link {name}: keychain not taken: {e}"),
+            }
+        }
+        // As the configured CA's key server, the new CAK goes out (again, after a restart).
+        let configured_ca = self.kay.ckns().position(|c| c == configured.ckn.as_slice());
+        if let (Some(s), Some(ca)) = (&r.stored, configured_ca) {
+            if !s.settled && self.kay.is_key_server_of(ca) && !self.kay.distributes_cak(ca) {
+                match self.kay.distribute_cak(ca, now, &s.key) {
+                    Ok(a) => out.extend(a),
+                    Err(e) => warn!("mka: link {name}: cannot distribute the new CAK: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    /// With `replace_cak`: "configured", "replacing" (the new CAK runs beside it) or
+    /// "replaced".
+    pub fn cak_state(&self) -> Option<&'static str> {
+        let r = self.replace.as_ref()?;
+        Some(match &r.stored {
+            None => "configured",
+            Some(s) if s.settled => "replaced",
+            Some(_) => "replacing",
+        })
     }
 }

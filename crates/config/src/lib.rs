@@ -188,6 +188,11 @@ pub struct MkaKeys {
     pub port: u16,
     pub sci: Option<Sci>,
     pub peer_sci: Option<Sci>,
+    /// Replace the configured CAK, once the link is up, with one only the two gateways know:
+    /// the key server makes it and hands it over in MKA (802.1X CAK distribution), both keep
+    /// it in the state directory, and the configured CAK is no longer accepted. For links
+    /// paired with an activation key, whose CAK derives from a key that was copied around.
+    pub replace_cak: bool,
 }
 
 /// Static SAs: ours to send with, the peer's to receive with.
@@ -308,6 +313,7 @@ struct RawMacsec {
     rekey_pn: Option<Spanned<i64>>,
     key_server_priority: Option<Spanned<i64>>,
     rekey_interval: Option<Spanned<String>>,
+    replace_cak: Option<Spanned<bool>>,
 }
 
 impl Config {
@@ -1045,6 +1051,17 @@ impl Checker<'_, '_> {
             .map(|p| p.map_or(1, |p| p as u16));
         let our_sci = self.sci(&m.sci);
         let peer_sci = self.sci(&m.peer_sci);
+        let replace_cak = m.replace_cak.as_ref().map(|r| (*r.get_ref(), r.span()));
+        if let (Some((true, at)), Some(k)) = (&replace_cak, &keys) {
+            if k.len() > 1 {
+                self.hint(
+                    at.clone(),
+                    "replace_cak with a keychain",
+                    "replace_cak takes one key: ckn and cak_file (the replacement comes first)",
+                );
+                return None;
+            }
+        }
         Some(MkaKeys {
             keys: keys?,
             rekey_pn: rekey_pn?,
@@ -1053,6 +1070,7 @@ impl Checker<'_, '_> {
             port: port?,
             sci: our_sci?,
             peer_sci: peer_sci?,
+            replace_cak: replace_cak.is_some_and(|(r, _)| r),
         })
     }
 
@@ -1076,6 +1094,7 @@ impl Checker<'_, '_> {
                 "rekey_interval",
                 m.rekey_interval.as_ref().map(|f| f.span()),
             ),
+            ("replace_cak", m.replace_cak.as_ref().map(|f| f.span())),
         ];
         for (name, at) in mka_only {
             if let Some(at) = at {

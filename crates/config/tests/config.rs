@@ -889,6 +889,48 @@ fn mka_keychain() {
 }
 
 #[test]
+fn replace_cak_takes_one_mka_key() {
+    let d = keys("mka-replace");
+    d.key("a.cak", "00112233445566778899aabbccddeeff\n", 0o600);
+    d.key("b.cak", "00112233445566778899aabbccddeeff\n", 0o600);
+    let link = |keying: &str, extra: &str| {
+        format!(
+            "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+             local = \"192.0.2.1:61440\"\nremote = \"192.0.2.2:61440\"\n[link.macsec]\n\
+             cipher_suite = \"gcm-aes-128\"\nkeying = \"{keying}\"\n{extra}"
+        )
+    };
+    let mka = |c: &interlink_config::Config| match &c.links[0].macsec.keying {
+        interlink_config::Keying::Mka(m) => m.replace_cak,
+        _ => panic!("mka keying"),
+    };
+    let one = "ckn = \"01\"\ncak_file = \"a.cak\"\n";
+    assert!(!mka(&d.parse(&link("mka", one)).unwrap()));
+    assert!(mka(&d
+        .parse(&link("mka", &format!("{one}replace_cak = true\n")))
+        .unwrap()));
+    let e = d
+        .parse(&link(
+            "mka",
+            "keychain = [ { ckn = \"01\", cak_file = \"a.cak\" }, \
+             { ckn = \"02\", cak_file = \"b.cak\" } ]\nreplace_cak = true\n",
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("replace_cak with a keychain"), "{e:?}");
+    let e = d
+        .parse(&link(
+            "static",
+            "tx_sak_file = \"a.cak\"\nrx_sak_file = \"b.cak\"\nreplace_cak = true\n",
+        ))
+        .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|e| e.contains("replace_cak is for keying \"mka\"")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn neighbors_are_checked_against_links_and_families() {
     let d = keys("bgp-links");
     d.key("a.sak", &"11".repeat(16), 0o600);

@@ -29,9 +29,8 @@
 //! old key resumes where it stopped.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -214,26 +213,12 @@ impl PnFile {
             }
             let _ = writeln!(text, " {}", r.resume);
         }
-        let tmp = self.path.with_extension("pn.tmp");
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| StateError::Io { path: p, source }
-        };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
+        interlink_sys::write_durably(&self.path, text.as_bytes(), 0o600).map_err(|source| {
+            StateError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
         Ok(())
     }
 }

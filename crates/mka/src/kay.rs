@@ -193,6 +193,11 @@ impl Kay {
         Ok(out)
     }
 
+    /// Whether keychain entry `ca`'s CA has a CAK to distribute (`distribute_cak`).
+    pub fn distributes_cak(&self, ca: usize) -> bool {
+        self.cas.get(ca).is_some_and(|c| c.p.distributes_cak())
+    }
+
     /// Whether we are the key server of the principal CA.
     pub fn is_key_server(&self) -> bool {
         self.principal

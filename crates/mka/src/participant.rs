@@ -380,6 +380,11 @@ impl Participant {
         Ok(out)
     }
 
+    /// Whether a CAK given to `distribute_cak` is being sent.
+    pub fn distributes_cak(&self) -> bool {
+        self.cak_out.is_some()
+    }
+
     /// Stops sending the CAK given to `distribute_cak`.
     pub fn stop_distributing_cak(&mut self) {
         self.cak_out = None;
@@ -658,8 +663,11 @@ impl Participant {
             // A peer joined: a new SAK for the CA (§9.8).
             self.rekey_wanted = true;
         }
-        // A SAK from the key server.
-        if let (Some(d), Some(ks)) = (&m.distributed_sak, self.key_server()) {
+        // A SAK from the key server, for the members it lists as live, us among them (a SAK
+        // it distributed before it heard us, after our restart, was for the CA as it was:
+        // with XPN it has no SSCI for us, and a new one follows once it lists us).
+        let lists_us = m.live.iter().any(|(mi, _)| *mi == self.mi);
+        if let (Some(d), Some(ks), true) = (&m.distributed_sak, self.key_server(), lists_us) {
             if ks == b.mi {
                 let ki = Ki {
                     mi: b.mi,

@@ -549,3 +549,28 @@ fn the_key_server_hands_a_cak_to_every_member_once_until_told_to_stop() {
     assert!(!net.sent[1].last().is_some_and(carries));
     assert!(net.sent[0].iter().chain(&net.sent[2]).all(|f| !carries(f)));
 }
+
+#[test]
+fn a_restarted_xpn_member_takes_no_sak_that_gives_it_no_ssci() {
+    // The key server keeps sending the CA's SAK; a member that restarted hears it before the
+    // key server lists its new MI, and that SAK's SSCIs are for the members as they were:
+    // none for this one. It waits for the SAK that follows once it is listed (a transmit SA
+    // without an SSCI cannot be installed: the daemon logged exactly that).
+    let mut net = Net::new(vec![xpn_cfg(1), xpn_cfg(2)]);
+    net.run(Duration::from_secs(3));
+    net.members[1] = Participant::new(xpn_cfg(2), net.now).unwrap();
+    net.xpn[1].clear();
+    net.run(Duration::from_secs(3));
+    let me = [2, 0, 0, 0, 0, 2, 0, 1];
+    assert!(!net.xpn[1].is_empty());
+    for (tx, kn, x) in &net.xpn[1] {
+        let x = x.as_ref().expect("XPN parameters");
+        assert!(
+            x.ssci(&me).is_some(),
+            "key {kn} (transmit {tx}) without our SSCI"
+        );
+    }
+    let (latest, _, tx) = net.members[1].latest().unwrap();
+    assert!(tx);
+    assert_eq!(net.members[0].latest().unwrap().0, latest);
+}

@@ -10,7 +10,9 @@
 //! (HMAC-SHA256 under a third key derived from the secret, truncated to 16 octets) covers the
 //! rest: a key altered or damaged anywhere is refused, and whoever changes a field cannot
 //! make a check value that matches without the secret. The key is a bearer credential, as
-//! the clouds' are: whoever holds it can accept the link, once, until it expires.
+//! the clouds' are: whoever holds it can accept the link, once, until it expires. Once the
+//! link is up, its derived CAK is replaced by one only the two gateways know (`replace_cak`,
+//! MKA CAK distribution), so a copy of the key kept somewhere no longer opens the link.
 //!
 //! Encoding: `ilk1-` and the key's octets in base64url without padding (RFC 4648 §5).
 //! Octets: version (1) | suite | expires (u64, Unix seconds) | secret (32) | offering ASN
@@ -388,9 +390,11 @@ impl Offer {
         if side == Side::Offerer {
             t += &format!("offer_expires = {}\n", self.expires);
         }
+        // The CAK derives from the key, which was copied around: once the link is up it is
+        // replaced by one only the two gateways know (kept in the state directory).
         t += &format!(
             "\n[link.macsec]\ncipher_suite = \"{}\"\nkeying = \"mka\"\nckn = \"{}\"\n\
-             cak_file = \"{}\"\n",
+             cak_file = \"{}\"\nreplace_cak = true\n",
             self.suite_name(),
             self.id(),
             local.cak_file

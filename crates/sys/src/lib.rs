@@ -1,6 +1,7 @@
 //! The few raw system calls that more than one part of interlink makes (the data path's
 //! workers, the FIB's netlink thread), wrapped once: a negative return as the `errno` error,
-//! `poll` for readability, an `eventfd` to wake a thread out of it, an interface's index.
+//! `poll` for readability, an `eventfd` to wake a thread out of it, an interface's index,
+//! and a file written so that a crash leaves the old contents or the new.
 //! Each `unsafe` block here says why it is sound; callers stay in safe Rust.
 
 use std::ffi::CString;
@@ -88,9 +89,59 @@ impl EventFd {
     }
 }
 
+/// Replaces the file at `path` with `contents`, durably: a temporary file of `mode` beside it,
+/// fsync, rename over the old one, fsync of the directory. Either the old contents or the new
+/// survive a crash at any point.
+pub fn write_durably(path: &std::path::Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    // One a crash left keeps its mode when opened again: made anew, it takes `mode`.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_written_durably_replaces_the_old_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("il-sys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state");
+        // A temporary file a crash left, readable by all.
+        std::fs::write(dir.join("state.tmp"), "stale").unwrap();
+        std::fs::set_permissions(
+            dir.join("state.tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        write_durably(&path, b"one", 0o600).unwrap();
+        write_durably(&path, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.join("state.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_eventfd_wakes_poll_and_drains() {

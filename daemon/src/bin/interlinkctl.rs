@@ -379,11 +379,13 @@ fn render(words: &[String], data: &Value) -> String {
                     "-".into()
                 } else {
                     format!(
-                        "{}{} key {} AN {}",
+                        "{}{} key {} AN {}{}",
                         if mka["live"] == Value::Bool(true) { "live" } else { "no peer" },
                         if mka["key_server"] == Value::Bool(true) { ", key server," } else { "," },
                         cell(&mka["latest_key"]["key_number"]),
                         cell(&mka["latest_key"]["an"]),
+                        // replace_cak: where the replacement of the configured CAK stands.
+                        mka["cak"].as_str().map_or(String::new(), |c| format!(", CAK {c}")),
                     )
                 };
                 // An offered link: pending, available or expired first.

@@ -384,13 +384,10 @@ pub fn remove(config: &Path, name: &str) -> Result<Done, String> {
         .map_err(|e| format!("cannot remove {}: {e}", toml_path.display()))?;
     let _ = fs::remove_file(&cak_path);
     let config_now = load(config)?;
-    let _ = fs::remove_file(
-        config_now
-            .state_dir
-            .join("pairing")
-            .join("offered")
-            .join(name),
-    );
+    // Its record of the offer, and the CAK that replaced the derived one.
+    let state = &config_now.state_dir;
+    let _ = fs::remove_file(state.join("pairing").join("offered").join(name));
+    let _ = fs::remove_file(state.join("cak").join(name));
     Ok(Done {
         key: None,
         notes: vec![format!(
