@@ -7,7 +7,6 @@
 
 use interlink_testkit as netns;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -53,20 +52,12 @@ fn scrape(lab: &LabSh) -> String {
     http_get(lab, "gw-a", "127.0.0.1:9477", "/metrics").unwrap()
 }
 
-/// The body of an HTTP/1.1 GET from inside namespace `ns` (the connection closes after it).
-fn http_get(lab: &LabSh, ns: &str, addr: &'static str, path: &str) -> std::io::Result<String> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
-    netns::in_ns(&lab.ns(ns), move || {
-        let mut s = std::net::TcpStream::connect(addr)?;
-        s.write_all(request.as_bytes())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out
-            .split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_owned()))
-    })
-    .join()
-    .unwrap()
+/// The body of an HTTP/1.1 GET from inside namespace `ns`.
+fn http_get(lab: &LabSh, ns: &str, addr: &str, path: &str) -> std::io::Result<String> {
+    let out = netns::http_get(&lab.ns(ns), addr, path)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned()))
 }
 
 fn sample(text: &str, series: &str) -> f64 {

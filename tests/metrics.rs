@@ -3,23 +3,13 @@
 
 use interlink_testkit as netns;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use netns::{in_ns, Lab};
+use netns::Lab;
 
-fn get(lab: &Lab, path: &'static str) -> String {
-    in_ns(&lab.ns("d"), move || {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .join()
-    .unwrap()
+fn get(lab: &Lab, path: &str) -> String {
+    netns::http_get(&lab.ns("d"), "127.0.0.1:9477", path).unwrap()
 }
 
 #[test]

@@ -30,7 +30,8 @@ fn base(lab: &Lab, side: &str, asn: u32, network: &str) -> PathBuf {
         dir.join("interlink.toml"),
         format!(
             "[daemon]\nstate_dir = \"state\"\n\n[router]\nasn = {asn}\nrouter_id = \"{router_id}\"\n\n\
-             [bgp]\nnetworks = [\"{network}\"]\n\n[control]\nsocket = \"ctl.sock\"\n"
+             [bgp]\nnetworks = [\"{network}\"]\n\n[control]\nsocket = \"ctl.sock\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:9477\"\n"
         ),
     )
     .unwrap();
@@ -246,6 +247,18 @@ fn two_sites_pair_with_one_key() {
         .try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
         .status
         .success());
+    // What Prometheus sees of it on A: the offer available, the CAK replaced.
+    let metrics = netns::http_get(&lab.ns("ga"), "127.0.0.1:9477", "/metrics").unwrap();
+    for series in [
+        "interlink_link_pairing{link=\"site-b\",status=\"available\"} 1",
+        "interlink_link_pairing{link=\"site-b\",status=\"pending\"} 0",
+        "interlink_mka_cak_replaced{link=\"site-b\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in:\n{metrics}"
+        );
+    }
     // B restarts (killed): it comes back on the replaced CAK alone, which A still has.
     lab.kill9("gb");
     let cfg_b = b.join("interlink.toml");

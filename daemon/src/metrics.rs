@@ -205,11 +205,15 @@ pub struct LinkView<'a> {
     /// How much of the transmit SA's PN space is used (next PN over the suite's last).
     pub tx_pn_used: Option<f64>,
     pub mka: Option<MkaView>,
+    /// A link offered with `interlinkctl link offer`: pending, available or expired.
+    pub pairing: Option<&'static str>,
 }
 
 /// MKA's state for the metrics.
 pub struct MkaView {
     pub key_server: bool,
+    /// With `replace_cak`: configured, replacing or replaced (see `crate::cak`).
+    pub cak: Option<&'static str>,
     pub drops: std::collections::HashMap<&'static str, u64>,
 }
 
@@ -416,16 +420,57 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
     e.family(
         "interlink_mka_mkpdus_dropped_total",
         "counter",
-        "MKPDUs dropped, by reason: icv (another CAK: alert on it), malformed, replay, other_ckn, bad_sak, own.",
+        "MKPDUs dropped, by reason: icv (another CAK: alert on it), malformed, replay, other_ckn, bad_sak, bad_cak, own, own_sci, queue_full; unwanted_cak counts CAKs distributed to a link without replace_cak (once per CKN).",
     );
     for l in &s.links {
         if let Some(m) = &l.mka {
-            for reason in ["icv", "malformed", "replay", "other_ckn", "bad_sak", "own"] {
+            for reason in [
+                "icv",
+                "malformed",
+                "replay",
+                "other_ckn",
+                "bad_sak",
+                "bad_cak",
+                "own",
+                "own_sci",
+                "queue_full",
+                "unwanted_cak",
+            ] {
                 let n = m.drops.get(reason).copied().unwrap_or(0);
                 e.sample(
                     "interlink_mka_mkpdus_dropped_total",
                     &[("link", l.name), ("reason", reason)],
                     n as f64,
+                );
+            }
+        }
+    }
+    e.family(
+        "interlink_mka_cak_replaced",
+        "gauge",
+        "Links with replace_cak: 1 once the configured CAK is replaced by one only the two gateways know (and no longer accepted).",
+    );
+    for l in &s.links {
+        if let Some(c) = l.mka.as_ref().and_then(|m| m.cak) {
+            e.sample(
+                "interlink_mka_cak_replaced",
+                &[("link", l.name)],
+                f64::from(u8::from(c == "replaced")),
+            );
+        }
+    }
+    e.family(
+        "interlink_link_pairing",
+        "gauge",
+        "Links offered with interlinkctl link offer: 1 for the offer's status (pending, available, expired).",
+    );
+    for l in &s.links {
+        if let Some(now) = l.pairing {
+            for status in ["pending", "available", "expired"] {
+                e.sample(
+                    "interlink_link_pairing",
+                    &[("link", l.name), ("status", status)],
+                    f64::from(u8::from(now == status)),
                 );
             }
         }

@@ -148,6 +148,7 @@ impl MkaRun {
     pub fn metrics(&self, link: &Link) -> crate::metrics::MkaView {
         crate::metrics::MkaView {
             key_server: self.kay.is_key_server(),
+            cak: self.cak_state(),
             drops: self.drops(link),
         }
     }

@@ -613,6 +613,7 @@ impl<'p> Daemon<'p> {
                         .tx_pn()
                         .map(|(_, pn)| pn as f64 / l.cfg.macsec.cipher_suite.max_pn() as f64),
                     mka: l.mka.as_ref().map(|m| m.metrics(&l.link)),
+                    pairing: l.offer.as_ref().map(|o| o.status()),
                 })
                 .collect(),
             fib: &snap,

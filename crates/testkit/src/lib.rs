@@ -544,6 +544,23 @@ pub fn in_ns<T: Send + 'static>(
     })
 }
 
+/// The whole response (status line, headers, body) to an HTTP/1.1 GET of `path` from `addr`,
+/// made from inside namespace `ns` (a full name); the connection closes after it.
+pub fn http_get(ns: &str, addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    let addr = addr.to_owned();
+    in_ns(ns, move || {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .join()
+    .unwrap()
+}
+
 /// Sends raw Ethernet frames out of `ifname` in namespace `ns`, from a thread that enters it.
 pub fn inject(ns: &str, ifname: &str, frames: &[Vec<u8>]) {
     let ifname = std::ffi::CString::new(ifname).unwrap();
