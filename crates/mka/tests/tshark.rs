@@ -1,6 +1,6 @@
 //! The MKPDUs two participants exchange, written as Ethernet frames (DA 01:80:C2:00:00:03,
-//! EtherType 888E) to a pcap, dissect in tshark as EAPOL-MKA with their parameter sets and
-//! without a malformed-packet warning. Skipped, with a note, where tshark is not installed
+//! EtherType 888E) to a pcap, dissect in tshark as EAPOL-MKA with their parameter sets (a
+//! Distributed CAK among them) and without a malformed-packet warning. Skipped, with a note, where tshark is not installed
 //! (`./scripts/test.sh` installs it).
 
 use std::time::{Duration, Instant};
@@ -69,8 +69,13 @@ fn dissect(xpn: bool) {
     let mut frames = Vec::new();
     // Run the pair for a few seconds, capturing every MKPDU as a frame on the wire.
     let mut pending: Vec<(usize, Vec<Action>)> = Vec::new();
-    for _ in 0..40 {
+    for i in 0..40 {
         now += Duration::from_millis(100);
+        if i == 20 {
+            // The key server hands a new CAK over (replace_cak).
+            let cak = Secret::new(vec![0x22; 16]).unwrap();
+            pending.push((0, a.distribute_cak(now, &[0xcd; 16], &cak).unwrap()));
+        }
         pending.push((0, a.on_timer(now)));
         pending.push((1, b.on_timer(now)));
         while let Some((from, acts)) = pending.pop() {
@@ -121,8 +126,12 @@ fn dissect(xpn: bool) {
             "_ws.expert",
             "-e",
             "mka.key_server_ssci",
+            "-e",
+            "mka.aes_key_wrap_cak",
             "-E",
             "separator=,",
+            "-E",
+            "aggregator=;",
         ])
         .output()
         .expect("tshark");
@@ -138,11 +147,22 @@ fn dissect(xpn: bool) {
     let ckn = "ab".repeat(16);
     let mut with_sak = 0;
     let mut with_ssci = 0;
+    let mut with_cak = 0;
     for l in &lines {
         let f: Vec<&str> = l.split(',').collect();
         assert_eq!(f[0], "5", "not EAPOL-MKA: {l}");
         assert_eq!(f[1], "3", "MKA version: {l}");
-        assert_eq!(f[2].replace(':', ""), ckn, "CKN: {l}");
+        // The Basic Parameter Set's CKN; a Distributed CAK's follows it.
+        let ckns: Vec<String> = f[2].split(';').map(|c| c.replace(':', "")).collect();
+        assert_eq!(ckns[0], ckn, "CKN: {l}");
+        if f.get(7).is_some_and(|w| !w.is_empty()) {
+            assert_eq!(
+                ckns.get(1).map(String::as_str),
+                Some(&*"cd".repeat(16)),
+                "{l}"
+            );
+            with_cak += 1;
+        }
         if !f[3].is_empty() {
             with_sak += 1;
         }
@@ -159,6 +179,7 @@ fn dissect(xpn: bool) {
         }
     }
     assert!(with_sak >= 1, "no Distributed SAK dissected:\n{text}");
+    assert!(with_cak >= 1, "no Distributed CAK dissected:\n{text}");
     if xpn {
         assert!(with_ssci >= 1, "no key server SSCI dissected:\n{text}");
     } else {
