@@ -297,28 +297,16 @@ fn a_distributed_cak_takes_over_from_the_configured_one_without_a_gap() {
         "{acts:?}"
     );
     // A CAK of another length, or the CA's own CKN, is refused.
-    assert!(p.s[0]
-        .kay
-        .distribute_cak(
-            0,
-            p.now,
-            &CaKey {
-                ckn: vec![9; 16],
-                cak: Secret::new(vec![9; 16]).unwrap()
-            }
-        )
-        .is_err());
-    assert!(p.s[0]
-        .kay
-        .distribute_cak(
-            0,
-            p.now,
-            &CaKey {
-                ckn: vec![1; 16],
-                cak: Secret::new(vec![9; 32]).unwrap()
-            }
-        )
-        .is_err());
+    for (ckn, len) in [(9, 16), (1, 32)] {
+        let bad = CaKey {
+            ckn: vec![ckn; 16],
+            cak: Secret::new(vec![9; len]).unwrap(),
+        };
+        assert!(
+            p.s[0].kay.distribute_cak(0, p.now, &bad).is_err(),
+            "{ckn} {len}"
+        );
+    }
     // The key server's goes at once, and keeps going with its hellos: the member passes it
     // on once.
     let new = key(9);
