@@ -25,7 +25,7 @@ _interlinkctl() {
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
             --socket | --config | --underlay | --peer | --peer-asn | --expires | --cipher-suite | \
-                --interface | --import | --name) ((i++)) ;;
+                --interface | --import | --ipv6 | --name) ((i++)) ;;
             --json) ;;
             *) cmd+=("${words[i]}") ;;
         esac
@@ -36,6 +36,7 @@ _interlinkctl() {
             COMPREPLY=($(compgen -W 'gcm-aes-128 gcm-aes-256 gcm-aes-xpn-128 gcm-aes-xpn-256' -- "$cur"))
             return
             ;;
+        --ipv6) COMPREPLY=($(compgen -W 'auto' -- "$cur")); return ;;
         --underlay | --peer | --peer-asn | --expires | --interface | --import | --name) return ;;
     esac
     case ${#cmd[@]} in
@@ -64,7 +65,7 @@ _interlinkctl() {
             ;;
         *)
             case "${cmd[0]} ${cmd[1]}" in
-                "link offer") COMPREPLY=($(compgen -W '--underlay --peer --peer-asn --expires --cipher-suite --interface --import' -- "$cur")) ;;
+                "link offer") COMPREPLY=($(compgen -W '--underlay --peer --peer-asn --expires --cipher-suite --interface --import --ipv6' -- "$cur")) ;;
                 "link accept") COMPREPLY=($(compgen -W '--name --interface' -- "$cur")) ;;
             esac
             ;;

@@ -18,7 +18,9 @@ fn ctl_bin() -> &'static str {
 }
 
 /// Gateway `side`'s configuration directory: its base configuration and state directory.
-fn base(lab: &Lab, side: &str, asn: u32, network: &str) -> PathBuf {
+fn base(lab: &Lab, side: &str, asn: u32, networks: &[&str]) -> PathBuf {
+    let networks: Vec<String> = networks.iter().map(|n| format!("\"{n}\"")).collect();
+    let networks = networks.join(", ");
     let dir = lab.dir.join(side);
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let router_id = if side == "a" {
@@ -30,7 +32,7 @@ fn base(lab: &Lab, side: &str, asn: u32, network: &str) -> PathBuf {
         dir.join("interlink.toml"),
         format!(
             "[daemon]\nstate_dir = \"state\"\n\n[router]\nasn = {asn}\nrouter_id = \"{router_id}\"\n\n\
-             [bgp]\nnetworks = [\"{network}\"]\n\n[control]\nsocket = \"ctl.sock\"\n\n\
+             [bgp]\nnetworks = [{networks}]\n\n[control]\nsocket = \"ctl.sock\"\n\n\
              [metrics]\nlisten = \"127.0.0.1:9477\"\n"
         ),
     )
@@ -80,8 +82,8 @@ fn two_sites_pair_with_one_key() {
     }
     let mut lab = Lab::new("pairing");
     lab.two_sites();
-    let a = base(&lab, "a", 65001, "10.1.0.0/24");
-    let b = base(&lab, "b", 65002, "10.2.0.0/24");
+    let a = base(&lab, "a", 65001, &["10.1.0.0/24", "fd01::/64"]);
+    let b = base(&lab, "b", 65002, &["10.2.0.0/24", "fd02::/64"]);
     let bin = Path::new(env!("CARGO_BIN_EXE_interlinkd"));
     for (side, dir) in [("ga", &a), ("gb", &b)] {
         let cfg = dir.join("interlink.toml");
@@ -110,6 +112,8 @@ fn two_sites_pair_with_one_key() {
             "192.0.2.2",
             "--peer-asn",
             "65002",
+            "--ipv6",
+            "auto",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -181,6 +185,19 @@ fn two_sites_pair_with_one_key() {
             .status
             .success()
     });
+    // IPv6 too: its own tunnel (a unique local /125) and BGP session across the link.
+    lab.wait_for(
+        "host B from host A over IPv6",
+        Duration::from_secs(20),
+        || {
+            lab.try_exec("ha", &["ping", "-6", "-c", "1", "-W", "1", "fd02::2"])
+                .status
+                .success()
+        },
+    );
+    let toml_a = std::fs::read_to_string(a.join("interlink.d/site-b.toml")).unwrap();
+    assert!(toml_a.contains("/125\"]"), "{toml_a}");
+    assert_eq!(toml_a.matches("[[neighbor]]").count(), 2, "{toml_a}");
     lab.wait_for("A's link available", Duration::from_secs(10), || {
         pairing_status(&show_links(&lab, "ga", &a), "site-b").as_deref() == Some("available")
     });

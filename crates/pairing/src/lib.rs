@@ -18,9 +18,11 @@
 //! Octets: version (1) | suite | expires (u64, Unix seconds) | secret (32) | offering ASN
 //! (u32, 0: no BGP) | accepting ASN (u32) | tunnel prefix length | offering tunnel address (4)
 //! | accepting tunnel address (4) | offering endpoint | accepting endpoint | name (length and
-//! octets) | networks (count, then family, length and address each) | check value (16).
-//! An endpoint is the family (4 or 6), the address and the port (u16). Integers are big
-//! endian.
+//! octets) | networks (count, then family, length and address each) | [version 2: IPv6
+//! tunnel prefix length | offering IPv6 tunnel address (16) | accepting one (16)] | check
+//! value (16). An endpoint is the family (4 or 6), the address and the port (u16). Integers
+//! are big endian. A key without an IPv6 tunnel is of version 1, so that an interlink that
+//! knows only version 1 still takes it.
 //!
 //! Sans IO but for the random secret: the caller writes the files and reloads.
 
@@ -37,7 +39,9 @@ pub const MAX_NETWORKS: usize = 32;
 pub const MAX_NAME: usize = 32;
 /// The longest key accepted, in characters (longer is refused before it is decoded).
 pub const MAX_KEY_LEN: usize = 2048;
+/// Keys without an IPv6 tunnel, and with one.
 const VERSION: u8 = 1;
+const VERSION_IPV6: u8 = 2;
 const CHECK_LEN: usize = 16;
 const SALT: &[u8] = b"interlink pairing v1";
 
@@ -119,6 +123,20 @@ impl Secret {
         (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
     }
 
+    /// A link's IPv6 tunnel subnet, a /125 of a unique local /64 (RFC 4193: fd00::/8 and a
+    /// 40-bit global ID, here drawn from the secret, subnet 0), as AWS gives IPv6 BGP peering
+    /// a /125; `attempt` draws another. The two ends are its first two addresses.
+    pub fn tunnel6(&self, attempt: u32) -> (Ipv6Addr, Ipv6Addr) {
+        let id: [u8; 5] = self.derive(format!("tunnel6 {attempt}").as_bytes());
+        let mut o = [0u8; 16];
+        o[0] = 0xfd;
+        o[1..6].copy_from_slice(&id);
+        o[15] = 1;
+        let a = Ipv6Addr::from(o);
+        o[15] = 2;
+        (a, Ipv6Addr::from(o))
+    }
+
     fn check_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive::<32>(b"key check"))
     }
@@ -147,6 +165,16 @@ pub struct Offer {
     pub accepter: SocketAddr,
     /// The offering site's networks: what the accepting site takes from it over BGP.
     pub networks: Vec<(IpAddr, u8)>,
+    /// An IPv6 tunnel too (and a second BGP session, for IPv6, across it), if offered.
+    pub tunnel6: Option<Tunnel6>,
+}
+
+/// A link's IPv6 tunnel subnet: its prefix length and each side's address in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel6 {
+    pub prefix_len: u8,
+    pub offerer: Ipv6Addr,
+    pub accepter: Ipv6Addr,
 }
 
 /// What MKA runs on, derived from the secret on both sides.
@@ -209,8 +237,12 @@ impl Offer {
         if usize::from(self.suite) >= SUITES.len() {
             return Err(KeyError::Malformed("the cipher suite"));
         }
-        let mut b = Vec::with_capacity(160);
-        b.push(VERSION);
+        let mut b = Vec::with_capacity(200);
+        b.push(if self.tunnel6.is_some() {
+            VERSION_IPV6
+        } else {
+            VERSION
+        });
         b.push(self.suite);
         b.extend_from_slice(&self.expires.to_be_bytes());
         b.extend_from_slice(&self.secret.0);
@@ -230,6 +262,14 @@ impl Offer {
             put_ip(&mut b, *ip);
             b.push(*len);
         }
+        if let Some(t) = &self.tunnel6 {
+            if !(64..=127).contains(&t.prefix_len) {
+                return Err(KeyError::Malformed("the IPv6 tunnel prefix length"));
+            }
+            b.push(t.prefix_len);
+            b.extend_from_slice(&t.offerer.octets());
+            b.extend_from_slice(&t.accepter.octets());
+        }
         let tag = hmac::sign(&self.secret.check_key(), &b);
         b.extend_from_slice(&tag.as_ref()[..CHECK_LEN]);
         Ok(format!("{PREFIX}{}", base64url(&b)))
@@ -248,7 +288,7 @@ impl Offer {
         if b.len() < 42 + CHECK_LEN {
             return Err(KeyError::Malformed("too short"));
         }
-        if b[0] != VERSION {
+        if b[0] != VERSION && b[0] != VERSION_IPV6 {
             return Err(KeyError::UnknownVersion(b[0]));
         }
         let mut secret = [0u8; 32];
@@ -295,6 +335,21 @@ impl Offer {
             }
             networks.push((ip, len));
         }
+        let tunnel6 = if b[0] == VERSION_IPV6 {
+            let prefix_len = r.u8()?;
+            if !(64..=127).contains(&prefix_len) {
+                return Err(KeyError::Malformed("the IPv6 tunnel prefix length"));
+            }
+            let offerer = Ipv6Addr::from(r.array::<16>()?);
+            let accepter = Ipv6Addr::from(r.array::<16>()?);
+            Some(Tunnel6 {
+                prefix_len,
+                offerer,
+                accepter,
+            })
+        } else {
+            None
+        };
         if r.at != signed.len() {
             return Err(KeyError::Malformed("octets after the networks"));
         }
@@ -314,6 +369,7 @@ impl Offer {
             offerer,
             accepter,
             networks,
+            tunnel6,
         })
     }
 }
@@ -347,6 +403,11 @@ impl Offer {
     /// The `interlink.d/NAME.toml` of `side`: the link, keyed by MKA from the derived CAK and
     /// CKN, and a BGP neighbor across it where both sites run BGP.
     pub fn config(&self, side: Side, local: &Local<'_>) -> String {
+        let (me6, peer6) = match (side, self.tunnel6) {
+            (_, None) => (None, None),
+            (Side::Offerer, Some(t)) => (Some((t.offerer, t.prefix_len)), Some(t.accepter)),
+            (Side::Accepter, Some(t)) => (Some((t.accepter, t.prefix_len)), Some(t.offerer)),
+        };
         let (me, peer, tunnel, peer_tunnel, peer_asn) = match side {
             Side::Offerer => (
                 self.offerer,
@@ -382,8 +443,9 @@ impl Offer {
                 cak = local.cak_file,
             ),
         };
+        let v6 = me6.map_or(String::new(), |(a, l)| format!(", \"{a}/{l}\""));
         t += &format!(
-            "[[link]]\nname = \"{}\"\ninterface = \"{}\"\naddresses = [\"{tunnel}/{}\"]\n\
+            "[[link]]\nname = \"{}\"\ninterface = \"{}\"\naddresses = [\"{tunnel}/{}\"{v6}]\n\
              transport = \"udp\"\nlocal = \"{me}\"\nremote = \"{peer}\"\n",
             self.name, local.interface, self.prefix_len
         );
@@ -400,26 +462,48 @@ impl Offer {
             local.cak_file
         );
         if local.bgp && self.offerer_asn != 0 && self.accepter_asn != 0 {
-            let import: Vec<String> = match (side, local.import.is_empty()) {
-                (_, false) => local.import.to_vec(),
-                (Side::Offerer, true) => vec!["0.0.0.0/0 le 32".into()],
-                (Side::Accepter, true) => self
-                    .networks
-                    .iter()
-                    .filter(|(ip, _)| ip.is_ipv4())
-                    .map(|(ip, len)| format!("{ip}/{len}"))
-                    .collect(),
-            };
-            let import: Vec<String> = import.iter().map(|p| format!("\"{p}\"")).collect();
-            t += &format!(
-                "\n[[neighbor]]\naddress = \"{peer_tunnel}\"\nremote_asn = {peer_asn}\nlink = \"{}\"\n\
-                 import = {{ prefixes = [{}], max_prefixes = {MAX_PREFIXES} }}\n\
-                 export = {{ networks = true }}\n",
-                self.name,
-                import.join(", ")
-            );
+            // One session per family, across that family's tunnel address, as the clouds
+            // peer; each takes its own family of the import list.
+            let sessions = std::iter::once(IpAddr::V4(peer_tunnel)).chain(peer6.map(IpAddr::V6));
+            for neighbor in sessions {
+                t += &self.neighbor(side, local, neighbor, peer_asn);
+            }
         }
         t
+    }
+
+    /// The `[[neighbor]]` across the link at `address`, importing that family: what the
+    /// operator gave, else anything on the offering side and the offering site's networks
+    /// on the accepting side.
+    fn neighbor(&self, side: Side, local: &Local<'_>, address: IpAddr, asn: u32) -> String {
+        let v4 = address.is_ipv4();
+        let import: Vec<String> = match (side, local.import.is_empty()) {
+            (_, false) => local
+                .import
+                .iter()
+                .filter(|p| {
+                    let addr = p.split(['/', ' ']).next().unwrap_or_default();
+                    addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4() == v4)
+                })
+                .cloned()
+                .collect(),
+            (Side::Offerer, true) if v4 => vec!["0.0.0.0/0 le 32".into()],
+            (Side::Offerer, true) => vec!["::/0 le 128".into()],
+            (Side::Accepter, true) => self
+                .networks
+                .iter()
+                .filter(|(ip, _)| ip.is_ipv4() == v4)
+                .map(|(ip, len)| format!("{ip}/{len}"))
+                .collect(),
+        };
+        let import: Vec<String> = import.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "\n[[neighbor]]\naddress = \"{address}\"\nremote_asn = {asn}\nlink = \"{}\"\n\
+             import = {{ prefixes = [{}], max_prefixes = {MAX_PREFIXES} }}\n\
+             export = {{ networks = true }}\n",
+            self.name,
+            import.join(", ")
+        )
     }
 }
 
@@ -436,7 +520,11 @@ pub mod fuzzing {
             return;
         }
         let mut signed = data.to_vec();
-        signed[0] = VERSION;
+        signed[0] = if data[0] & 1 == 0 {
+            VERSION
+        } else {
+            VERSION_IPV6
+        };
         let mut secret = [0u8; 32];
         secret.copy_from_slice(&signed[10..42]);
         let tag = hmac::sign(&Secret(secret).check_key(), &signed);
@@ -575,7 +663,104 @@ mod tests {
                 ("10.10.0.0".parse().unwrap(), 16),
                 ("2001:db8:10::".parse().unwrap(), 48),
             ],
+            tunnel6: None,
         }
+    }
+
+    fn offer6() -> Offer {
+        let (offerer, accepter) = Secret::from_bytes([7; 32]).tunnel6(0);
+        Offer {
+            tunnel6: Some(Tunnel6 {
+                prefix_len: 125,
+                offerer,
+                accepter,
+            }),
+            ..offer()
+        }
+    }
+
+    #[test]
+    fn a_key_with_an_ipv6_tunnel_is_of_version_2_and_round_trips() {
+        let o = offer6();
+        let k = o.encode().unwrap();
+        let raw = unbase64url(&k[PREFIX.len()..]).unwrap();
+        assert_eq!(raw[0], 2);
+        assert_eq!(
+            unbase64url(&offer().encode().unwrap()[PREFIX.len()..]).unwrap()[0],
+            1
+        );
+        assert_eq!(Offer::decode(&k, 0).unwrap(), o);
+        // A prefix length outside 64 to 127 is refused both ways.
+        let mut bad = o.clone();
+        bad.tunnel6 = bad.tunnel6.map(|t| Tunnel6 {
+            prefix_len: 128,
+            ..t
+        });
+        assert!(bad.encode().is_err());
+    }
+
+    #[test]
+    fn ipv6_tunnels_are_unique_local_slash_125s() {
+        let s = Secret::from_bytes([1; 32]);
+        let mut seen = std::collections::BTreeSet::new();
+        for attempt in 0..50 {
+            let (a, b) = s.tunnel6(attempt);
+            let (ao, bo) = (a.octets(), b.octets());
+            assert_eq!(ao[0], 0xfd, "{a}");
+            assert_eq!(ao[6..15], [0; 9], "{a}");
+            assert_eq!((ao[15], bo[15]), (1, 2));
+            assert_eq!(ao[..15], bo[..15]);
+            seen.insert(a);
+        }
+        assert_eq!(seen.len(), 50);
+    }
+
+    #[test]
+    fn an_ipv6_tunnel_gets_an_address_and_a_session_of_its_own() {
+        let o = offer6();
+        let t = o.tunnel6.unwrap();
+        let local = Local {
+            interface: "il-site-b",
+            cak_file: "keys/site-b.cak",
+            bgp: true,
+            import: &[],
+        };
+        let a = o.config(Side::Offerer, &local);
+        assert!(
+            a.contains(&format!(
+                "addresses = [\"169.254.12.1/30\", \"{}/125\"]",
+                t.offerer
+            )),
+            "{a}"
+        );
+        assert!(
+            a.contains(&format!("address = \"{}\"\nremote_asn = 65020", t.accepter)),
+            "{a}"
+        );
+        assert!(a.contains("prefixes = [\"::/0 le 128\"]"), "{a}");
+        assert!(a.contains("prefixes = [\"0.0.0.0/0 le 32\"]"), "{a}");
+        let b = o.config(Side::Accepter, &local);
+        assert!(
+            b.contains(&format!("address = \"{}\"\nremote_asn = 65010", t.offerer)),
+            "{b}"
+        );
+        // Each session imports its own family of the offering site's networks.
+        assert!(b.contains("prefixes = [\"10.10.0.0/16\"]"), "{b}");
+        assert!(b.contains("prefixes = [\"2001:db8:10::/48\"]"), "{b}");
+        // An operator's import list is split by family too.
+        let import = [
+            "10.0.0.0/8 le 24".to_owned(),
+            "2001:db8::/32 le 64".to_owned(),
+        ];
+        let c = o.config(
+            Side::Offerer,
+            &Local {
+                import: &import,
+                ..local
+            },
+        );
+        assert!(c.contains("prefixes = [\"10.0.0.0/8 le 24\"]"), "{c}");
+        assert!(c.contains("prefixes = [\"2001:db8::/32 le 64\"]"), "{c}");
     }
 
     #[test]
@@ -670,10 +855,10 @@ mod tests {
             Err(KeyError::Malformed(_))
         ));
         let mut raw = unbase64url(&k[PREFIX.len()..]).unwrap();
-        raw[0] = 2;
+        raw[0] = 3;
         assert_eq!(
             Offer::decode(&format!("{PREFIX}{}", base64url(&raw)), 0),
-            Err(KeyError::UnknownVersion(2))
+            Err(KeyError::UnknownVersion(3))
         );
         // The messages say what to do.
         assert!(KeyError::Altered.to_string().contains("copy it again"));

@@ -31,8 +31,9 @@ commands:
   link NAME rekey                         a new SAK now (MKA, when this side is key server)
   link offer NAME --underlay ADDR[:PORT] --peer ADDR[:PORT] [--peer-asn ASN]
        [--expires 24h] [--cipher-suite gcm-aes-xpn-256] [--interface IF] [--import PREFIX]...
-                                          offer a link to another site: writes it (pending)
-                                          and prints the activation key to hand over
+       [--ipv6 auto|PREFIX]               offer a link to another site: writes it (pending)
+                                          and prints the activation key to hand over; with
+                                          --ipv6, an IPv6 tunnel and BGP session too
   link accept KEY [--name NAME] [--interface IF]
                                           accept a link another site offered: writes it, with
                                           its CAK file, and reloads
@@ -47,7 +48,7 @@ options:
 ";
 
 /// The options of `link offer` and `link accept`.
-const PAIRING_OPTIONS: [&str; 8] = [
+const PAIRING_OPTIONS: [&str; 9] = [
     "--underlay",
     "--peer",
     "--peer-asn",
@@ -55,6 +56,7 @@ const PAIRING_OPTIONS: [&str; 8] = [
     "--cipher-suite",
     "--interface",
     "--import",
+    "--ipv6",
     "--name",
 ];
 
@@ -169,7 +171,7 @@ fn pair(
             .map(|(_, v)| v.clone())
     };
     let allowed: &[&str] = match words[1].as_str() {
-        "offer" => &PAIRING_OPTIONS[..7],
+        "offer" => &PAIRING_OPTIONS[..8],
         "accept" => &["--name", "--interface"],
         _ => &[],
     };
@@ -202,6 +204,7 @@ fn pair(
                 expires,
                 suite: one("--cipher-suite").unwrap_or_else(|| "gcm-aes-xpn-256".into()),
                 interface: one("--interface"),
+                ipv6: one("--ipv6"),
                 import: opts
                     .iter()
                     .filter(|(o, _)| o == "--import")

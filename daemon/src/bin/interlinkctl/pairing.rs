@@ -7,13 +7,15 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use interlink_config::{Config, DEFAULT_UDP_PORT, DROPIN_DIR};
-use interlink_pairing::{hex, valid_name, Local, Offer, Secret, Side, MAX_NETWORKS, SUITES};
+use interlink_pairing::{
+    hex, valid_name, Local, Offer, Secret, Side, Tunnel6, MAX_NETWORKS, SUITES,
+};
 
 /// `link offer NAME ...`.
 pub struct OfferArgs {
@@ -25,6 +27,9 @@ pub struct OfferArgs {
     pub suite: String,
     pub interface: Option<String>,
     pub import: Vec<String>,
+    /// An IPv6 tunnel too: "auto" (a unique local /125) or a prefix of 64 to 126 bits
+    /// whose first two addresses the sites take.
+    pub ipv6: Option<String>,
 }
 
 /// `link accept KEY ...`.
@@ -136,11 +141,60 @@ fn write_link(config: &Path, name: &str, cak: &[u8], toml: &str) -> Result<Confi
     })
 }
 
-/// Whether two IPv4 subnets overlap.
-fn overlaps(a: Ipv4Addr, a_len: u8, b: Ipv4Addr, b_len: u8) -> bool {
-    let len = a_len.min(b_len).min(32);
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    u32::from(a) & mask == u32::from(b) & mask
+/// Whether two subnets overlap (never, of two families).
+fn overlaps(a: IpAddr, a_len: u8, b: IpAddr, b_len: u8) -> bool {
+    let bits = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => (u128::from(u32::from(v)), 32u8),
+        IpAddr::V6(v) => (u128::from(v), 128u8),
+    };
+    let ((a, width), (b, width_b)) = (bits(a), bits(b));
+    if width != width_b {
+        return false;
+    }
+    let shift = u32::from(width - a_len.min(b_len).min(width));
+    a.checked_shr(shift).unwrap_or(0) == b.checked_shr(shift).unwrap_or(0)
+}
+
+/// The IPv6 tunnel `--ipv6` asks for, clear of every subnet in `taken`.
+fn tunnel6(
+    asked: Option<&str>,
+    secret: &Secret,
+    taken: &[(IpAddr, u8)],
+) -> Result<Option<Tunnel6>, String> {
+    let free = |a: Ipv6Addr, len: u8| !taken.iter().any(|(t, l)| overlaps(a.into(), len, *t, *l));
+    let (offerer, accepter, prefix_len) = match asked {
+        None => return Ok(None),
+        Some("auto") => {
+            let (a, b) = (0..64)
+                .map(|i| secret.tunnel6(i))
+                .find(|(a, _)| free(*a, 125))
+                .ok_or("no free /125 of fd00::/8 for the link")?;
+            (a, b, 125)
+        }
+        Some(p) => {
+            let bad = || {
+                format!("--ipv6 {p}: auto, or an IPv6 prefix of 64 to 126 bits such as 2001:db8:1::/125")
+            };
+            let (addr, len) = p.split_once('/').ok_or_else(bad)?;
+            let (base, len) = (
+                addr.parse::<Ipv6Addr>().map_err(|_| bad())?,
+                len.parse::<u8>().map_err(|_| bad())?,
+            );
+            if !(64..=126).contains(&len) || u128::from(base) << len != 0 {
+                return Err(bad());
+            }
+            if !free(base, len) {
+                return Err(format!("--ipv6 {p}: another link of this site uses it"));
+            }
+            let first = u128::from(base);
+            (Ipv6Addr::from(first + 1), Ipv6Addr::from(first + 2), len)
+        }
+    };
+    Ok(Some(Tunnel6 {
+        prefix_len,
+        offerer,
+        accepter,
+    }))
 }
 
 pub fn offer(config: &Path, a: OfferArgs) -> Result<Done, String> {
@@ -204,20 +258,18 @@ pub fn offer(config: &Path, a: OfferArgs) -> Result<Done, String> {
         ));
     }
     let secret = Secret::random().map_err(|_| "no random numbers from the system")?;
-    // A /30 no link of this site uses yet.
-    let taken: Vec<(Ipv4Addr, u8)> = cfg
+    // A /30 (and a /125) no link of this site uses yet.
+    let taken: Vec<(IpAddr, u8)> = cfg
         .links
         .iter()
         .flat_map(|l| &l.addresses)
-        .filter_map(|a| match a.addr {
-            IpAddr::V4(v4) => Some((v4, a.prefix_len)),
-            IpAddr::V6(_) => None,
-        })
+        .map(|a| (a.addr, a.prefix_len))
         .collect();
     let (offerer_tunnel, accepter_tunnel) = (0..64)
         .map(|i| secret.tunnel(i))
-        .find(|(t, _)| !taken.iter().any(|(a, l)| overlaps(*t, 30, *a, *l)))
+        .find(|(t, _)| !taken.iter().any(|(a, l)| overlaps((*t).into(), 30, *a, *l)))
         .ok_or("no free /30 in 169.254.0.0/16 for the link")?;
+    let tunnel6 = tunnel6(a.ipv6.as_deref(), &secret, &taken)?;
     let o = Offer {
         name: a.name.clone(),
         suite,
@@ -231,6 +283,7 @@ pub fn offer(config: &Path, a: OfferArgs) -> Result<Done, String> {
         offerer: underlay,
         accepter: peer,
         networks,
+        tunnel6,
     };
     let key = o.encode().map_err(|e| e.to_string())?;
     let cak_file = format!("keys/{}.cak", a.name);
@@ -244,8 +297,11 @@ pub fn offer(config: &Path, a: OfferArgs) -> Result<Done, String> {
         },
     );
     let config_now = write_link(config, &a.name, &o.keys().cak, &toml)?;
+    let v6 = o.tunnel6.map_or(String::new(), |t| {
+        format!(" and {}/{} to {}", t.offerer, t.prefix_len, t.accepter)
+    });
     let mut notes = vec![format!(
-        "link {} offered: {interface} {offerer_tunnel}/30 to {accepter_tunnel}, {underlay} to {peer}, {}; pending until the other site accepts (interlinkctl link accept KEY), expires in {}",
+        "link {} offered: {interface} {offerer_tunnel}/30 to {accepter_tunnel}{v6}, {underlay} to {peer}, {}; pending until the other site accepts (interlinkctl link accept KEY), expires in {}",
         a.name,
         o.suite_name(),
         humantime(a.expires)
@@ -332,10 +388,14 @@ pub fn accept(config: &Path, a: AcceptArgs) -> Result<Done, String> {
     fs::write(&record, format!("link {name}, at Unix time {}\n", now()))
         .map_err(|e| format!("cannot record the key as used in {}: {e}", record.display()))?;
     let notes = vec![format!(
-        "link {name} accepted: {interface} {}/{} to {}, {} to {}, {}{}",
+        "link {name} accepted: {interface} {}/{} to {}{}, {} to {}, {}{}",
         o.accepter_tunnel,
         o.prefix_len,
         o.offerer_tunnel,
+        o.tunnel6.map_or(String::new(), |t| format!(
+            " and {}/{} to {}",
+            t.accepter, t.prefix_len, t.offerer
+        )),
         o.accepter,
         o.offerer,
         o.suite_name(),
@@ -410,5 +470,59 @@ fn humantime(d: Duration) -> String {
         s if s % 3600 == 0 && s >= 3600 => format!("{}h", s / 3600),
         s if s % 60 == 0 && s >= 60 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn subnets_overlap_within_their_family_only() {
+        assert!(overlaps(ip("169.254.1.1"), 30, ip("169.254.1.2"), 30));
+        assert!(!overlaps(ip("169.254.1.1"), 30, ip("169.254.1.5"), 30));
+        assert!(overlaps(ip("10.0.0.0"), 8, ip("10.9.9.9"), 32));
+        assert!(overlaps(ip("fd00::1"), 125, ip("fd00::6"), 125));
+        assert!(!overlaps(ip("fd00::1"), 125, ip("fd00::9"), 125));
+        assert!(overlaps(ip("::"), 0, ip("fd00::9"), 125));
+        assert!(!overlaps(ip("0.0.0.0"), 0, ip("fd00::9"), 125));
+    }
+
+    #[test]
+    fn ipv6_tunnels_as_asked_and_clear_of_the_links() {
+        let secret = Secret::from_bytes([3; 32]);
+        assert_eq!(tunnel6(None, &secret, &[]), Ok(None));
+        let auto = tunnel6(Some("auto"), &secret, &[]).unwrap().unwrap();
+        assert_eq!(auto.prefix_len, 125);
+        // The first draw taken by a link: the next one.
+        let taken = [(IpAddr::V6(auto.offerer), 64)];
+        let next = tunnel6(Some("auto"), &secret, &taken).unwrap().unwrap();
+        assert_ne!(next.offerer, auto.offerer);
+        let given = tunnel6(Some("2001:db8:1::8/125"), &secret, &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(given.offerer, "2001:db8:1::9".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(given.accepter, "2001:db8:1::a".parse::<Ipv6Addr>().unwrap());
+        for bad in [
+            "2001:db8:1::9/125",
+            "2001:db8::/127",
+            "2001:db8::/48",
+            "10.0.0.0/30",
+            "x",
+        ] {
+            let e = tunnel6(Some(bad), &secret, &[]).unwrap_err();
+            assert!(e.contains("--ipv6"), "{bad}: {e}");
+        }
+        let e = tunnel6(
+            Some("2001:db8:1::8/125"),
+            &secret,
+            &[(ip("2001:db8:1::"), 64)],
+        )
+        .unwrap_err();
+        assert!(e.contains("another link"), "{e}");
     }
 }
