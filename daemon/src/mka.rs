@@ -47,6 +47,8 @@ pub struct MkaRun {
     /// The configured keychain, and with `replace_cak` what replaces it (see `crate::cak`).
     configured: Vec<CaKey>,
     replace: Option<Replacement>,
+    /// The CKN of the CA that protects the link, as last logged.
+    principal: Option<String>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -120,6 +122,7 @@ pub fn start(link: &mut Link, l: &LinkConfig, state_dir: &Path) -> Option<Result
                 live: false,
                 configured,
                 replace,
+                principal: None,
             })
             .map_err(|e| e.to_string()),
     )
@@ -368,11 +371,18 @@ impl MkaRun {
                         warn!("mka: link {name}: no live peer (CKN {ckn})")
                     }
                 }
-                Action::Principal(Some(ca)) if self.kay.ckns().count() > 1 => {
-                    let ckn = self.kay.ckns().nth(ca).map(hex).unwrap_or_default();
-                    log!("mka: link {name}: the keys of CKN {ckn} protect the link")
+                Action::Principal(ca) => {
+                    // The principal's index moves when the keychain changes around it: only
+                    // another CA is news.
+                    let ckn = ca.and_then(|ca| self.kay.ckns().nth(ca)).map(hex);
+                    if ckn.is_some() && ckn != self.principal && self.kay.ckns().count() > 1 {
+                        log!(
+                            "mka: link {name}: the keys of CKN {} protect the link",
+                            ckn.as_deref().unwrap_or_default()
+                        )
+                    }
+                    self.principal = ckn;
                 }
-                Action::Principal(_) => {}
             }
         }
         self.live = self.kay.live();
