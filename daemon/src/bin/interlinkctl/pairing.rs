@@ -155,6 +155,31 @@ fn overlaps(a: IpAddr, a_len: u8, b: IpAddr, b_len: u8) -> bool {
     a.checked_shr(shift).unwrap_or(0) == b.checked_shr(shift).unwrap_or(0)
 }
 
+/// The subnets of the site's links' addresses, with the link each is on.
+fn link_subnets(cfg: &Config) -> Vec<(IpAddr, u8, &str)> {
+    cfg.links
+        .iter()
+        .flat_map(|l| {
+            l.addresses
+                .iter()
+                .map(|a| (a.addr, a.prefix_len, l.name.as_str()))
+        })
+        .collect()
+}
+
+/// The first of `wanted` (address and prefix length) that overlaps a subnet in `taken`,
+/// said as an error.
+fn clash(wanted: &[(IpAddr, u8)], taken: &[(IpAddr, u8, &str)]) -> Result<(), String> {
+    for (w, wl) in wanted {
+        if let Some((a, l, link)) = taken.iter().find(|(a, l, _)| overlaps(*w, *wl, *a, *l)) {
+            return Err(format!(
+                "the key's tunnel {w}/{wl} overlaps link {link}'s {a}/{l} here: remove that link, or ask the offering site for another key"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The IPv6 tunnel `--ipv6` asks for, clear of every subnet in `taken`.
 fn tunnel6(
     asked: Option<&str>,
@@ -259,11 +284,9 @@ pub fn offer(config: &Path, a: OfferArgs) -> Result<Done, String> {
     }
     let secret = Secret::random().map_err(|_| "no random numbers from the system")?;
     // A /30 (and a /125) no link of this site uses yet.
-    let taken: Vec<(IpAddr, u8)> = cfg
-        .links
-        .iter()
-        .flat_map(|l| &l.addresses)
-        .map(|a| (a.addr, a.prefix_len))
+    let taken: Vec<(IpAddr, u8)> = link_subnets(&cfg)
+        .into_iter()
+        .map(|(a, l, _)| (a, l))
         .collect();
     let (offerer_tunnel, accepter_tunnel) = (0..64)
         .map(|i| secret.tunnel(i))
@@ -347,6 +370,10 @@ pub fn accept(config: &Path, a: AcceptArgs) -> Result<Done, String> {
             o.accepter.ip()
         ));
     }
+    // The offering site chose the tunnel subnets clear of its own links only.
+    let mut wanted = vec![(IpAddr::V4(o.accepter_tunnel), o.prefix_len)];
+    wanted.extend(o.tunnel6.map(|t| (IpAddr::V6(t.accepter), t.prefix_len)));
+    clash(&wanted, &link_subnets(&cfg))?;
     let bgp = o.offerer_asn != 0 && o.accepter_asn != 0;
     if bgp {
         match &cfg.router {
@@ -490,6 +517,23 @@ mod tests {
         assert!(!overlaps(ip("fd00::1"), 125, ip("fd00::9"), 125));
         assert!(overlaps(ip("::"), 0, ip("fd00::9"), 125));
         assert!(!overlaps(ip("0.0.0.0"), 0, ip("fd00::9"), 125));
+    }
+
+    #[test]
+    fn an_accepted_tunnel_that_clashes_with_a_link_here_is_refused() {
+        let taken = [
+            (ip("169.254.7.1"), 30, "old"),
+            (ip("fd12:3456:789a::1"), 64, "old6"),
+        ];
+        assert!(clash(&[(ip("169.254.8.2"), 30)], &taken).is_ok());
+        let e = clash(&[(ip("169.254.7.2"), 30)], &taken).unwrap_err();
+        assert!(e.contains("overlaps link old's 169.254.7.1/30"), "{e}");
+        let e = clash(
+            &[(ip("169.254.8.2"), 30), (ip("fd12:3456:789a::2"), 125)],
+            &taken,
+        )
+        .unwrap_err();
+        assert!(e.contains("link old6"), "{e}");
     }
 
     #[test]
