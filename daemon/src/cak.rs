@@ -20,7 +20,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use interlink_mka::kay::CaKey;
+use std::time::Instant;
+
+use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::{random_sak, Secret};
 
 /// Where a link's replaced CAK is kept.
@@ -174,6 +176,94 @@ impl Replacement {
     }
 }
 
+impl Replacement {
+    /// A turn of the KaY's: a CAK the configured CA's key server handed over (`taken`) is
+    /// written down and run; as that key server, one is made, written down and handed over;
+    /// once the new CA carries the link all round, that is written down and the configured
+    /// CA dropped. Returns what the KaY asks for meanwhile.
+    pub(crate) fn step(
+        &mut self,
+        kay: &mut Kay,
+        chain: &[CaKey],
+        taken: Vec<(usize, CaKey)>,
+        now: Instant,
+        name: &str,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(configured) = chain.first() else {
+            return out;
+        };
+        let configured_ca = kay.ckns().position(|c| c == configured.ckn.as_slice());
+        let settled = self.stored.as_ref().is_some_and(|s| s.settled);
+        for (ca, key) in taken {
+            if Some(ca) == configured_ca && !settled {
+                if self.stored.as_ref().map(|s| &s.key.ckn) != Some(&key.ckn) {
+                    self.unwritten = Some(key);
+                }
+            } else {
+                warn!(
+                    "mka: link {name}: a CAK distributed in CKN {} not taken: only the configured CA's is, once",
+                    kay.ckns().nth(ca).map(hex).unwrap_or_default()
+                );
+            }
+        }
+        if self.stored.is_none()
+            && self.unwritten.is_none()
+            && configured_ca.is_some_and(|ca| kay.is_key_server_of(ca))
+        {
+            match random_key(configured.cak.len()) {
+                Ok(k) => self.unwritten = Some(k),
+                Err(e) => warn!("mka: link {name}: cannot make a CAK: {e}"),
+            }
+        }
+        let mut rechain = false;
+        if let Some(key) = self.unwritten.clone() {
+            let ckn = hex(&key.ckn);
+            match self.write(key, false) {
+                Ok(()) => {
+                    log!("mka: link {name}: a new CAK, CKN {ckn}, to replace the configured one: written down, running beside it");
+                    rechain = true;
+                }
+                Err(e) => warn!(
+                    "mka: link {name}: the new CAK is not used before it is written down: {e}"
+                ),
+            }
+        }
+        if let Some(s) = self.stored.clone().filter(|s| !s.settled) {
+            let first = kay.ckns().next() == Some(s.key.ckn.as_slice());
+            if first && kay.settled(0) {
+                match self.write(s.key, true) {
+                    Ok(()) => {
+                        log!(
+                            "mka: link {name}: the new CAK carries the link; the configured one (CKN {}) is no longer accepted",
+                            hex(&configured.ckn)
+                        );
+                        rechain = true;
+                    }
+                    Err(e) => warn!("mka: link {name}: the configured CAK stays until this is written down: {e}"),
+                }
+            }
+        }
+        if rechain {
+            match kay.set_keys(self.keychain(chain), now) {
+                Ok(a) => out.extend(a),
+                Err(e) => warn!("mka: link {name}: keychain not taken: {e}"),
+            }
+        }
+        // As the configured CA's key server, the new CAK goes out (again, after a restart).
+        let configured_ca = kay.ckns().position(|c| c == configured.ckn.as_slice());
+        if let (Some(s), Some(ca)) = (&self.stored, configured_ca) {
+            if !s.settled && kay.is_key_server_of(ca) && !kay.distributes_cak(ca) {
+                match kay.distribute_cak(ca, now, &s.key) {
+                    Ok(a) => out.extend(a),
+                    Err(e) => warn!("mka: link {name}: cannot distribute the new CAK: {e}"),
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A fresh CAK of `len` octets and a CKN of 16, both random.
 pub(crate) fn random_key(len: usize) -> Result<CaKey, String> {
     let cak = random_sak(len).map_err(|e| e.to_string())?;
@@ -225,6 +315,158 @@ mod tests {
         let r = Replacement::load(&d, "l", &key(3)).unwrap();
         assert_eq!(r.stored, None);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Two gateways' KaYs with their replacements, on a fake clock and a wire that delivers
+    /// at once; one (or both) can crash after any number of MKPDUs delivered: it starts
+    /// again from what its state directory holds, and what was in flight is lost.
+    struct Gw {
+        dir: PathBuf,
+        sci: u8,
+        kay: Kay,
+        r: Replacement,
+    }
+
+    fn configured() -> [CaKey; 1] {
+        [key(1)]
+    }
+
+    impl Gw {
+        fn start(dir: &Path, sci: u8, now: Instant) -> Gw {
+            let template = interlink_mka::participant::Config {
+                cak: Secret::new(vec![0; 16]).unwrap(),
+                ckn: vec![0],
+                sci: [2, 0, 0, 0, 0, sci, 0, 1],
+                priority: 16,
+                sak_len: 32,
+                cipher_suite: Some(0x0080_c200_0001_0004),
+                xpn: true,
+                rekey_interval: None,
+                pn_threshold: 1 << 62,
+                take_cak: true,
+            };
+            let r = Replacement::load(dir, "l", &configured()[0]).unwrap();
+            let kay = Kay::new(template, r.keychain(&configured()), now).unwrap();
+            Gw {
+                dir: dir.to_owned(),
+                sci,
+                kay,
+                r,
+            }
+        }
+
+        fn addrs(&self) -> [u8; 12] {
+            let mut a = [0u8; 12];
+            a[..6].copy_from_slice(&interlink_mka::mkpdu::MKA_GROUP);
+            a[6..].copy_from_slice(&[2, 0, 0, 0, 0, self.sci]);
+            a
+        }
+    }
+
+    struct Net {
+        now: Instant,
+        gw: [Gw; 2],
+        delivered: usize,
+        /// Crash side 0, 1 or (2) both once this many MKPDUs have been delivered.
+        crash: Option<(usize, usize)>,
+    }
+
+    impl Net {
+        fn deliver(&mut self, from: usize, acts: Vec<Action>) {
+            let mut queue = vec![(from, acts)];
+            'turns: while let Some((i, acts)) = queue.pop() {
+                let mut taken = Vec::new();
+                for a in acts {
+                    match a {
+                        Action::Send(f) => {
+                            let addrs = self.gw[i].addrs();
+                            let out = self.gw[1 - i].kay.on_mkpdu(self.now, &addrs, &f);
+                            self.delivered += 1;
+                            queue.push((1 - i, out));
+                            if let Some((victim, at)) = self.crash.filter(|c| c.1 == self.delivered)
+                            {
+                                let _ = at;
+                                self.crash = None;
+                                let victims: Vec<usize> = [0, 1]
+                                    .into_iter()
+                                    .filter(|v| victim == 2 || *v == victim)
+                                    .collect();
+                                for &v in &victims {
+                                    let (dir, sci) = (self.gw[v].dir.clone(), self.gw[v].sci);
+                                    self.gw[v] = Gw::start(&dir, sci, self.now);
+                                }
+                                // What a crashed side had yet to do is lost with it.
+                                queue.retain(|(s, _)| !victims.contains(s));
+                                if victims.contains(&i) {
+                                    continue 'turns;
+                                }
+                            }
+                        }
+                        Action::Cak { ca, key } => taken.push((ca, key)),
+                        _ => {}
+                    }
+                }
+                let g = &mut self.gw[i];
+                let more = g.r.step(&mut g.kay, &configured(), taken, self.now, "l");
+                if !more.is_empty() {
+                    queue.push((i, more));
+                }
+            }
+        }
+
+        fn run(&mut self, ticks: usize) {
+            for _ in 0..ticks {
+                self.now += std::time::Duration::from_millis(100);
+                for i in 0..2 {
+                    if self.gw[i].kay.next_timer().is_some_and(|t| t <= self.now) {
+                        let acts = self.gw[i].kay.on_timer(self.now);
+                        self.deliver(i, acts);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_at_any_step_still_ends_on_one_replaced_cak_on_both_sides() {
+        // How many MKPDUs a replacement without a crash takes.
+        let mut whole = 0;
+        for victim in [0, 1, 2] {
+            for at in 0..40 {
+                let d = dir(&format!("crash-{victim}-{at}"));
+                let now = Instant::now();
+                let mut net = Net {
+                    now,
+                    gw: [
+                        Gw::start(&d.join("a"), 1, now),
+                        Gw::start(&d.join("b"), 2, now),
+                    ],
+                    delivered: 0,
+                    crash: (at > 0).then_some((victim, at)),
+                };
+                net.run(150);
+                if at == 0 {
+                    whole = whole.max(net.delivered);
+                }
+                let [a, b] = &net.gw;
+                let (sa, sb) = (a.r.stored.clone(), b.r.stored.clone());
+                let sa =
+                    sa.unwrap_or_else(|| panic!("side 0, crash {victim} at {at}: nothing stored"));
+                assert_eq!(Some(&sa), sb.as_ref(), "crash {victim} at {at}");
+                assert!(sa.settled, "crash {victim} at {at}");
+                for g in [a, b] {
+                    assert_eq!(g.kay.ckns().collect::<Vec<_>>(), [sa.key.ckn.as_slice()]);
+                    assert!(g.kay.settled(0), "crash {victim} at {at}: side {}", g.sci);
+                    // What runs is what a restart would read.
+                    let on_disk = Replacement::load(&g.dir, "l", &configured()[0]).unwrap();
+                    assert_eq!(on_disk.stored.as_ref(), Some(&sa));
+                }
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        }
+        // The crashes fell before, during and after the replacement (28 MKPDUs in all, the
+        // replacement in the first few).
+        assert!((10..40).contains(&whole), "{whole} MKPDUs");
     }
 
     #[test]

@@ -397,79 +397,10 @@ impl MkaRun {
     /// once the new CA carries the link all round, that is written down and the configured CA
     /// dropped. Returns what the KaY asks for meanwhile.
     fn replace_step(&mut self, name: &str, taken: Vec<(usize, CaKey)>) -> Vec<Action> {
-        let mut out = Vec::new();
-        let (Some(r), Some(configured)) = (self.replace.as_mut(), self.configured.first()) else {
-            return out;
-        };
-        let now = Instant::now();
-        let configured_ca = self.kay.ckns().position(|c| c == configured.ckn.as_slice());
-        let settled = r.stored.as_ref().is_some_and(|s| s.settled);
-        for (ca, key) in taken {
-            if Some(ca) == configured_ca && !settled {
-                if r.stored.as_ref().map(|s| &s.key.ckn) != Some(&key.ckn) {
-                    r.unwritten = Some(key);
-                }
-            } else {
-                warn!(
-                    "mka: link {name}: a CAK distributed in CKN {} not taken: only the configured CA's is, once",
-                    self.kay.ckns().nth(ca).map(hex).unwrap_or_default()
-                );
-            }
+        match &mut self.replace {
+            Some(r) => r.step(&mut self.kay, &self.configured, taken, Instant::now(), name),
+            None => Vec::new(),
         }
-        if r.stored.is_none()
-            && r.unwritten.is_none()
-            && configured_ca.is_some_and(|ca| self.kay.is_key_server_of(ca))
-        {
-            match crate::cak::random_key(configured.cak.len()) {
-                Ok(k) => r.unwritten = Some(k),
-                Err(e) => warn!("mka: link {name}: cannot make a CAK: {e}"),
-            }
-        }
-        let mut chain = false;
-        if let Some(key) = r.unwritten.clone() {
-            let ckn = hex(&key.ckn);
-            match r.write(key, false) {
-                Ok(()) => {
-                    log!("mka: link {name}: a new CAK, CKN {ckn}, to replace the configured one: written down, running beside it");
-                    chain = true;
-                }
-                Err(e) => warn!(
-                    "mka: link {name}: the new CAK is not used before it is written down: {e}"
-                ),
-            }
-        }
-        if let Some(s) = r.stored.clone().filter(|s| !s.settled) {
-            let first = self.kay.ckns().next() == Some(s.key.ckn.as_slice());
-            if first && self.kay.settled(0) {
-                match r.write(s.key, true) {
-                    Ok(()) => {
-                        log!(
-                            "mka: link {name}: the new CAK carries the link; the configured one (CKN {}) is no longer accepted",
-                            hex(&configured.ckn)
-                        );
-                        chain = true;
-                    }
-                    Err(e) => warn!("mka: link {name}: the configured CAK stays until this is written down: {e}"),
-                }
-            }
-        }
-        if chain {
-            match self.kay.set_keys(r.keychain(&self.configured), now) {
-                Ok(a) => out.extend(a),
-                Err(e) => warn!("mka: link {name}: keychain not taken: {e}"),
-            }
-        }
-        // As the configured CA's key server, the new CAK goes out (again, after a restart).
-        let configured_ca = self.kay.ckns().position(|c| c == configured.ckn.as_slice());
-        if let (Some(s), Some(ca)) = (&r.stored, configured_ca) {
-            if !s.settled && self.kay.is_key_server_of(ca) && !self.kay.distributes_cak(ca) {
-                match self.kay.distribute_cak(ca, now, &s.key) {
-                    Ok(a) => out.extend(a),
-                    Err(e) => warn!("mka: link {name}: cannot distribute the new CAK: {e}"),
-                }
-            }
-        }
-        out
     }
 
     /// With `replace_cak`: "configured", "replacing" (the new CAK runs beside it) or
