@@ -236,7 +236,7 @@ fn two_sites_pair_with_one_key() {
     let stored_a = std::fs::read_to_string(a.join("state/cak/site-b")).unwrap();
     let stored_b = std::fs::read_to_string(b.join("state/cak/site-b")).unwrap();
     assert_eq!(stored_a, stored_b);
-    assert!(stored_a.contains("settled yes"), "{stored_a}");
+    assert!(!stored_a.contains("next_"), "{stored_a}");
     assert!(
         stored_a.contains(&format!("replaces {configured_ckn}")),
         "{stored_a}"
@@ -252,11 +252,16 @@ fn two_sites_pair_with_one_key() {
         .unwrap()
         .to_owned();
     assert_ne!(new_ckn, configured_ckn);
-    assert!(stored_a.contains(&format!("ckn {new_ckn}")), "{stored_a}");
+    assert!(
+        stored_a.contains(&format!("base_ckn {new_ckn}")),
+        "{stored_a}"
+    );
     for side in ["ga", "gb"] {
         let log = lab.log(side);
         assert!(
-            log.contains("link site-b: the new CAK carries the link; the configured one"),
+            log.contains(&format!(
+                "link site-b: the CAK of CKN {new_ckn} carries the link; CKN {configured_ckn} is no longer accepted"
+            )),
             "{log}"
         );
     }

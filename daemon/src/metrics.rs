@@ -455,7 +455,7 @@ pub fn render(s: &Snapshot<'_>) -> Vec<MetricFamily> {
             e.sample(
                 "interlink_mka_cak_replaced",
                 &[("link", l.name)],
-                f64::from(u8::from(c == "replaced")),
+                f64::from(u8::from(matches!(c, "replaced" | "rotating"))),
             );
         }
     }

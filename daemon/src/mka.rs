@@ -80,7 +80,7 @@ pub fn start(link: &mut Link, l: &LinkConfig, state_dir: &Path) -> Option<Result
     let first = configured.first()?.clone();
     let replace = match m
         .replace_cak
-        .then(|| Replacement::load(state_dir, &l.name, &first))
+        .then(|| Replacement::load(state_dir, &l.name, &first, m.cak_lifetime))
         .transpose()
     {
         Ok(r) => r,
@@ -134,7 +134,7 @@ impl MkaRun {
         self.configured = keychain(m)?;
         let keys = match (&mut self.replace, self.configured.first()) {
             (Some(r), Some(first)) => {
-                r.reconfigure(first);
+                r.reconfigure(first, m.cak_lifetime);
                 r.keychain(&self.configured)
             }
             _ => self.configured.clone(),
@@ -398,19 +398,21 @@ impl MkaRun {
     /// dropped. Returns what the KaY asks for meanwhile.
     fn replace_step(&mut self, name: &str, taken: Vec<(usize, CaKey)>) -> Vec<Action> {
         match &mut self.replace {
-            Some(r) => r.step(&mut self.kay, &self.configured, taken, Instant::now(), name),
+            Some(r) => r.step(
+                &mut self.kay,
+                &self.configured,
+                taken,
+                Instant::now(),
+                crate::cak::unix_now(),
+                name,
+            ),
             None => Vec::new(),
         }
     }
 
-    /// With `replace_cak`: "configured", "replacing" (the new CAK runs beside it) or
-    /// "replaced".
+    /// With `replace_cak`: configured, replacing, replaced or rotating (see
+    /// `Replacement::state`).
     pub fn cak_state(&self) -> Option<&'static str> {
-        let r = self.replace.as_ref()?;
-        Some(match &r.stored {
-            None => "configured",
-            Some(s) if s.settled => "replaced",
-            Some(_) => "replacing",
-        })
+        self.replace.as_ref().map(Replacement::state)
     }
 }

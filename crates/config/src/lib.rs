@@ -193,6 +193,8 @@ pub struct MkaKeys {
     /// it in the state directory, and the configured CAK is no longer accepted. For links
     /// paired with an activation key, whose CAK derives from a key that was copied around.
     pub replace_cak: bool,
+    /// With `replace_cak`: replace the replaced CAK again once it is this old.
+    pub cak_lifetime: Option<Duration>,
 }
 
 /// Static SAs: ours to send with, the peer's to receive with.
@@ -314,6 +316,7 @@ struct RawMacsec {
     key_server_priority: Option<Spanned<i64>>,
     rekey_interval: Option<Spanned<String>>,
     replace_cak: Option<Spanned<bool>>,
+    cak_lifetime: Option<Spanned<String>>,
 }
 
 impl Config {
@@ -1062,6 +1065,32 @@ impl Checker<'_, '_> {
                 return None;
             }
         }
+        let cak_lifetime = match &m.cak_lifetime {
+            None => Some(None),
+            Some(l) if !replace_cak.as_ref().is_some_and(|(r, _)| *r) => {
+                self.hint(
+                    l.span(),
+                    "cak_lifetime without replace_cak",
+                    "replace_cak = true: only a CAK the gateways made is replaced as it ages",
+                );
+                None
+            }
+            Some(l) => match parse_duration(l.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(60) => Some(Some(d)),
+                Ok(_) => {
+                    self.hint(
+                        l.span(),
+                        "cak_lifetime is too short",
+                        "at least \"1m\"; \"30d\", say",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.hint(l.span(), e, "a duration such as \"30d\" or \"720h\"");
+                    None
+                }
+            },
+        };
         Some(MkaKeys {
             keys: keys?,
             rekey_pn: rekey_pn?,
@@ -1071,6 +1100,7 @@ impl Checker<'_, '_> {
             sci: our_sci?,
             peer_sci: peer_sci?,
             replace_cak: replace_cak.is_some_and(|(r, _)| r),
+            cak_lifetime: cak_lifetime?,
         })
     }
 
@@ -1095,6 +1125,7 @@ impl Checker<'_, '_> {
                 m.rekey_interval.as_ref().map(|f| f.span()),
             ),
             ("replace_cak", m.replace_cak.as_ref().map(|f| f.span())),
+            ("cak_lifetime", m.cak_lifetime.as_ref().map(|f| f.span())),
         ];
         for (name, at) in mka_only {
             if let Some(at) = at {

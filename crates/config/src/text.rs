@@ -24,6 +24,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => 1_000_000,
         "m" => 60_000_000,
         "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
         _ => return Err(format!("duration {s:?} has an unknown unit {unit:?}")),
     };
     n.checked_mul(unit_us)

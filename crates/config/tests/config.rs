@@ -928,6 +928,32 @@ fn replace_cak_takes_one_mka_key() {
             .any(|e| e.contains("replace_cak is for keying \"mka\"")),
         "{e:?}"
     );
+    // cak_lifetime: with replace_cak only, at least a minute, in days too.
+    let lifetime = |c: &interlink_config::Config| match &c.links[0].macsec.keying {
+        interlink_config::Keying::Mka(m) => m.cak_lifetime,
+        _ => panic!("mka keying"),
+    };
+    let c = d
+        .parse(&link(
+            "mka",
+            &format!("{one}replace_cak = true\ncak_lifetime = \"30d\"\n"),
+        ))
+        .unwrap();
+    assert_eq!(
+        lifetime(&c),
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    let e = d
+        .parse(&link("mka", &format!("{one}cak_lifetime = \"30d\"\n")))
+        .unwrap_err();
+    assert!(e[0].contains("cak_lifetime without replace_cak"), "{e:?}");
+    let e = d
+        .parse(&link(
+            "mka",
+            &format!("{one}replace_cak = true\ncak_lifetime = \"10s\"\n"),
+        ))
+        .unwrap_err();
+    assert!(e[0].contains("cak_lifetime is too short"), "{e:?}");
 }
 
 #[test]
