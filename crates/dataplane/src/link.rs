@@ -978,6 +978,11 @@ impl Wire {
         match &spec.underlay {
             Underlay::Udp { local, remote } => {
                 // Static keys keep one lane: their receive PN reservation assumes one worker.
+                // When the traffic slows it lowers the durable limit to just above the highest
+                // PN accepted; a second worker could accept a PN above that (under the limit
+                // it read before) between the reading and the write, and a restart would then
+                // accept that PN again. Several workers need a quiescent point (every worker
+                // past the batch it was validating) before any lowering.
                 let lanes = if spec.keys.is_some() {
                     1
                 } else {
