@@ -18,9 +18,13 @@ use crate::translate::{speaker_config, static_route};
 fn in_place_changes(a: &LinkConfig, b: &LinkConfig) -> Option<InPlace> {
     let mut b2 = b.clone();
     b2.busy_poll = a.busy_poll;
+    // A new keychain, or a new cak_lifetime, goes to the running KaY.
     let keychain = match (&a.macsec.keying, &mut b2.macsec.keying) {
-        (Keying::Mka(ka), Keying::Mka(kb)) if ka.keys != kb.keys => {
+        (Keying::Mka(ka), Keying::Mka(kb))
+            if ka.keys != kb.keys || ka.cak_lifetime != kb.cak_lifetime =>
+        {
             kb.keys = ka.keys.clone();
+            kb.cak_lifetime = ka.cak_lifetime;
             true
         }
         _ => false,
@@ -231,4 +235,41 @@ pub async fn reload(ctl: &mut Ctl<'_>) -> Result<Vec<String>, String> {
     *ctl.config = applied;
     log!("reload: done");
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(extra: &str) -> LinkConfig {
+        let dir = std::env::temp_dir().join(format!("il-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.cak", "b.cak"] {
+            std::fs::write(dir.join(f), "00112233445566778899aabbccddeeff\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let text = format!(
+            "[[link]]\nname = \"l\"\ninterface = \"il0\"\ntransport = \"udp\"\n\
+             local = \"192.0.2.1\"\nremote = \"192.0.2.2\"\n[link.macsec]\n\
+             cipher_suite = \"gcm-aes-128\"\nkeying = \"mka\"\n{extra}"
+        );
+        let c =
+            interlink_config::Config::parse(std::path::Path::new("t.toml"), &text, &dir).unwrap();
+        c.links[0].clone()
+    }
+
+    #[test]
+    fn keys_and_the_cak_lifetime_change_in_place_the_rest_restarts_the_link() {
+        let base = "ckn = \"01\"\ncak_file = \"a.cak\"\nreplace_cak = true\n";
+        let a = link(base);
+        assert!(in_place_changes(&a, &a).is_some_and(|c| !c.keychain));
+        let longer = link(&format!("{base}cak_lifetime = \"30d\"\n"));
+        assert!(in_place_changes(&a, &longer).is_some_and(|c| c.keychain));
+        let other_key = link("ckn = \"02\"\ncak_file = \"b.cak\"\nreplace_cak = true\n");
+        assert!(in_place_changes(&a, &other_key).is_some_and(|c| c.keychain));
+        // replace_cak itself changes what the KaY takes: the link restarts.
+        let plain = link("ckn = \"01\"\ncak_file = \"a.cak\"\n");
+        assert!(in_place_changes(&a, &plain).is_none());
+    }
 }
