@@ -57,7 +57,7 @@ _interlinkctl() {
                     case ${cmd[1]} in
                         offer | accept) ;;
                         remove) COMPREPLY=($(compgen -W "$(_interlinkctl_names links)" -- "$cur")) ;;
-                        *) COMPREPLY=($(compgen -W 'rekey' -- "$cur")) ;;
+                        *) COMPREPLY=($(compgen -W 'rekey replace-cak' -- "$cur")) ;;
                     esac
                     ;;
                 show) [[ ${cmd[1]} == flows ]] && COMPREPLY=($(compgen -W '--top' -- "$cur")) ;;

@@ -298,6 +298,40 @@ fn two_sites_pair_with_one_key() {
             .status
             .success()
     });
+    // The operator replaces the CAK again now, on the key server's side; the other side
+    // says that it is not the one to ask.
+    let replace = |ns: &str, dir: &Path| {
+        let sock = dir.join("ctl.sock");
+        netns::interlinkctl(ctl_bin(), &sock, &["link", "site-b", "replace-cak"])
+    };
+    let (ks, other) = match replace("ga", &a) {
+        (0, _, _) => (("ga", &a), ("gb", &b)),
+        (_, _, err) => {
+            assert!(err.contains("the peer is the key server"), "{err}");
+            let (code, out, err) = replace("gb", &b);
+            assert_eq!(code, 0, "{out}{err}");
+            (("gb", &b), ("ga", &a))
+        }
+    };
+    let on_a_third = |ns: &str, dir: &Path| {
+        let l = show_links(&lab, ns, dir);
+        let chain = &l[0]["mka"]["keychain"];
+        l[0]["mka"]["cak"] == "replaced"
+            && chain.as_array().is_some_and(|k| k.len() == 1)
+            && chain[0] != new_ckn.as_str()
+    };
+    lab.wait_for("a third CAK on both sides", Duration::from_secs(20), || {
+        on_a_third(ks.0, ks.1) && on_a_third(other.0, other.1)
+    });
+    lab.wait_for(
+        "host B from host A on the third CAK",
+        Duration::from_secs(10),
+        || {
+            lab.try_exec("ha", &["ping", "-c", "1", "-W", "1", "10.2.0.2"])
+                .status
+                .success()
+        },
+    );
 
     // Used twice: refused.
     let (code, _, err) = ctl(&lab, "gb", &b, &["link", "accept", &key]);

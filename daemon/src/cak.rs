@@ -65,6 +65,8 @@ pub(crate) struct Replacement {
     /// A key the key server handed over, not yet written down (the write failed): tried
     /// again each turn, and not used before it succeeds.
     taken: Option<CaKey>,
+    /// `interlinkctl link NAME replace-cak`: bring the next key in now, whatever its age.
+    now_asked: bool,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -172,6 +174,7 @@ impl Replacement {
             lifetime,
             stored,
             taken: None,
+            now_asked: false,
         })
     }
 
@@ -200,6 +203,29 @@ impl Replacement {
             (None, Some(_)) => "replacing",
             (Some(_), None) => "replaced",
             (Some(_), Some(_)) => "rotating",
+        }
+    }
+
+    /// Asks for the next key now (the operator's `replace-cak`): refused while one is being
+    /// brought in, and where the peer is the key server of the CA in use (it makes the keys).
+    pub(crate) fn replace_now(&mut self, kay: &Kay, configured: &[CaKey]) -> Result<(), String> {
+        if self.stored.next.is_some() {
+            return Err("a new CAK is being brought in already".into());
+        }
+        let under = match (&self.stored.base, configured.first()) {
+            (Some((k, _)), _) => k.ckn.clone(),
+            (None, Some(k)) => k.ckn.clone(),
+            (None, None) => return Err("no CAK configured".into()),
+        };
+        match kay.ckns().position(|c| c == under.as_slice()) {
+            Some(ca) if kay.is_key_server_of(ca) => {
+                self.now_asked = true;
+                Ok(())
+            }
+            Some(_) => {
+                Err("the peer is the key server: it makes the CAKs (run replace-cak there)".into())
+            }
+            None => Err("no live peer".into()),
         }
     }
 
@@ -281,12 +307,13 @@ impl Replacement {
         }
         let mut rechain = false;
         // A key handed over, or one to make as the key server.
-        let due = match &self.stored.base {
-            None => true,
-            Some((_, since)) => self
-                .lifetime
-                .is_some_and(|l| unix >= since.saturating_add(l.as_secs())),
-        };
+        let due = self.now_asked
+            || match &self.stored.base {
+                None => true,
+                Some((_, since)) => self
+                    .lifetime
+                    .is_some_and(|l| unix >= since.saturating_add(l.as_secs())),
+            };
         let made = (self.taken.is_none()
             && self.stored.next.is_none()
             && due
@@ -310,6 +337,7 @@ impl Replacement {
             match self.write(stored) {
                 Ok(()) => {
                     self.taken = None;
+                    self.now_asked = false;
                     log!(
                         "mka: link {name}: a new CAK, CKN {ckn}, to replace CKN {}: written down, running beside it",
                         hex(&under_ckn)
@@ -677,5 +705,35 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&d);
             }
         }
+    }
+
+    #[test]
+    fn the_operator_replaces_the_cak_now_on_the_key_servers_side() {
+        let d = dir("now");
+        let mut net = Net::new(&d, None, None);
+        net.run(30);
+        let first = net.agreed("the first replacement");
+        // Side 0 has the lower SCI: the key server. Side 1 is told to ask there.
+        let e = net.gw[1]
+            .r
+            .replace_now(&net.gw[1].kay, &configured())
+            .unwrap_err();
+        assert!(e.contains("the peer is the key server"), "{e}");
+        let g = &mut net.gw[0];
+        g.r.replace_now(&g.kay, &configured()).unwrap();
+        net.run(1);
+        let g = &mut net.gw[0];
+        // While it comes in, another is refused; once in, a new base on both sides.
+        if g.r.stored.next.is_some() {
+            let e = g.r.replace_now(&g.kay, &configured()).unwrap_err();
+            assert!(e.contains("being brought in"), "{e}");
+        }
+        net.run(30);
+        let second = net.agreed("after replace-cak");
+        assert_ne!(second, first);
+        // Asked once, done once.
+        net.run(100);
+        assert_eq!(net.agreed("later"), second);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

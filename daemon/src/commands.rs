@@ -31,7 +31,8 @@ use crate::ctl::Ctl;
 
 pub const USAGE: &str = "status | show links | show neighbors | show routes [PREFIX] | show fib \
                          | show bfd | show flows [N] \
-                         | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey";
+                         | reload | neighbor ADDRESS reset|shutdown|enable | link NAME rekey \
+                         | link NAME replace-cak";
 
 /// Answers one command line.
 pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
@@ -58,6 +59,7 @@ pub async fn answer(line: &str, ctl: &mut Ctl<'_>) -> Value {
         },
         ["neighbor", addr, op @ ("reset" | "shutdown" | "enable")] => neighbor(ctl, addr, op).await,
         ["link", name, "rekey"] => rekey(ctl, name),
+        ["link", name, "replace-cak"] => replace_cak(ctl, name),
         [] => error(format!("no command; commands: {USAGE}")),
         _ => error(format!("unknown command {line:?}; commands: {USAGE}")),
     }
@@ -416,6 +418,19 @@ async fn neighbor(ctl: &Ctl<'_>, addr: &str, op: &str) -> Value {
         Ok(Ok(())) => ok(json!({ "neighbor": address.to_string() })),
         Ok(Err(e)) => error(e),
         Err(_) => error("the BGP speaker is not running"),
+    }
+}
+
+fn replace_cak(ctl: &mut Ctl<'_>, name: &str) -> Value {
+    let Some(run) = ctl.links.iter_mut().find(|l| l.cfg.name == name) else {
+        return error(format!("no link named {name:?}"));
+    };
+    let Some(m) = run.mka.as_mut() else {
+        return error(format!("link {name} is keyed statically: it has no CAK"));
+    };
+    match m.replace_cak_now() {
+        Ok(()) => ok(json!({ "link": name })),
+        Err(e) => error(format!("link {name}: {e}")),
     }
 }
 

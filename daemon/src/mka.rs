@@ -410,6 +410,17 @@ impl MkaRun {
         }
     }
 
+    /// `interlinkctl link NAME replace-cak`: the next CAK now (see `Replacement::replace_now`);
+    /// MKA runs at once.
+    pub fn replace_cak_now(&mut self) -> Result<(), String> {
+        let Some(r) = self.replace.as_mut() else {
+            return Err("the link does not replace its CAK (replace_cak = true)".into());
+        };
+        r.replace_now(&self.kay, &self.configured)?;
+        WAKE.notify_one();
+        Ok(())
+    }
+
     /// With `replace_cak`: configured, replacing, replaced or rotating (see
     /// `Replacement::state`).
     pub fn cak_state(&self) -> Option<&'static str> {

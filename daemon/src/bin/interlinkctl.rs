@@ -29,6 +29,8 @@ commands:
   reload                                  read the configuration again, apply what changed
   neighbor ADDRESS reset|shutdown|enable  bounce, stop or start a BGP session
   link NAME rekey                         a new SAK now (MKA, when this side is key server)
+  link NAME replace-cak                   a new CAK now (replace_cak, when this side is key
+                                          server): the one in use is then refused
   link offer NAME --underlay ADDR[:PORT] --peer ADDR[:PORT] [--peer-asn ASN]
        [--expires 24h] [--cipher-suite gcm-aes-xpn-256] [--interface IF] [--import PREFIX]...
        [--ipv6 auto|PREFIX]               offer a link to another site: writes it (pending)
@@ -108,10 +110,12 @@ fn main() -> ExitCode {
         }
         words.push(n);
     }
-    // (`link NAME rekey` stays a rekey, whatever the link is called.)
+    // (`link NAME rekey` stays a rekey, whatever the link is called; so does replace-cak.)
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let pairing = match w.as_slice() {
-        ["link", "offer" | "accept" | "remove", "rekey"] => !opts.is_empty() || config.is_some(),
+        ["link", "offer" | "accept" | "remove", "rekey" | "replace-cak"] => {
+            !opts.is_empty() || config.is_some()
+        }
         ["link", "offer" | "accept" | "remove", _] => true,
         _ => false,
     };
@@ -269,7 +273,7 @@ fn check(w: &[String]) -> Result<(), String> {
         ["show", "flows", _] => Ok(()),
         ["show", "routes"] | ["show", "routes", _] => Ok(()),
         ["neighbor", _, "reset" | "shutdown" | "enable"] => Ok(()),
-        ["link", _, "rekey"] => Ok(()),
+        ["link", _, "rekey" | "replace-cak"] => Ok(()),
         [] => Err("no command".into()),
         _ => Err(format!("unknown command: {}", w.join(" "))),
     }
