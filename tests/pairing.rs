@@ -300,15 +300,15 @@ fn two_sites_pair_with_one_key() {
     });
     // The operator replaces the CAK again now, on the key server's side; the other side
     // says that it is not the one to ask.
-    let replace = |ns: &str, dir: &Path| {
+    let replace = |dir: &Path| {
         let sock = dir.join("ctl.sock");
         netns::interlinkctl(ctl_bin(), &sock, &["link", "site-b", "replace-cak"])
     };
-    let (ks, other) = match replace("ga", &a) {
+    let (ks, other) = match replace(&a) {
         (0, _, _) => (("ga", &a), ("gb", &b)),
         (_, _, err) => {
             assert!(err.contains("the peer is the key server"), "{err}");
-            let (code, out, err) = replace("gb", &b);
+            let (code, out, err) = replace(&b);
             assert_eq!(code, 0, "{out}{err}");
             (("gb", &b), ("ga", &a))
         }
