@@ -323,6 +323,16 @@ fn two_sites_pair_with_one_key() {
     lab.wait_for("a third CAK on both sides", Duration::from_secs(20), || {
         on_a_third(ks.0, ks.1) && on_a_third(other.0, other.1)
     });
+    // The table says it too.
+    let (code, table, err) =
+        netns::interlinkctl(ctl_bin(), &a.join("ctl.sock"), &["show", "links"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("site-b") && l.ends_with(", CAK replaced")),
+        "{table}"
+    );
     lab.wait_for(
         "host B from host A on the third CAK",
         Duration::from_secs(10),

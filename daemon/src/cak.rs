@@ -736,4 +736,37 @@ mod tests {
         assert_eq!(net.agreed("later"), second);
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    #[test]
+    fn any_file_is_answered_without_a_panic() {
+        // The state directory is ours, but a damaged disk or a careless edit can put
+        // anything there: every prefix of a good file, every octet changed, and noise.
+        let cak = "01".repeat(16);
+        let good = format!(
+            "replaces 01\nbase_ckn 02\nbase_cak {cak}\nbase_since 5\nnext_ckn 03\nnext_cak {cak}\n"
+        );
+        assert!(parse(&good).is_ok());
+        for cut in 0..good.len() {
+            let _ = parse(&good[..cut]);
+        }
+        for i in 0..good.len() {
+            for v in [b' ', b'\n', b'0', b'z', b'_', 0xff] {
+                let mut b = good.clone().into_bytes();
+                b[i] = v;
+                let _ = parse(&String::from_utf8_lossy(&b));
+            }
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400 {
+            let noise: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b" abcdefnrstx_0123456789\n"[(x % 24) as usize] as char
+                })
+                .collect();
+            let _ = parse(&noise);
+        }
+    }
 }
