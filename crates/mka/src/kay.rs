@@ -171,9 +171,9 @@ impl Kay {
     /// transmits with its latest key, and so does every live peer.
     pub fn settled(&self, ca: usize) -> bool {
         self.principal == Some(ca)
-            && self.cas[ca].p.settled()
-            && self.tx_on.is_some()
-            && self.tx_on == self.cas[ca].p.latest().map(|(ki, _, _)| ki)
+            && self.cas.get(ca).is_some_and(|c| {
+                c.p.settled() && self.tx_on.is_some() && self.tx_on == c.p.latest().map(|k| k.0)
+            })
     }
 
     /// Has keychain entry `ca`'s CA hand `key` to its members while we are its key server
