@@ -190,6 +190,14 @@ fn hosts_reach_each_other(suite: &str, wire: Wire, ans: (u8, u8), queues: usize,
     if let Wire::Ethernet = wire {
         dissects_as_macsec(&lab.dir.join("cap-wan.pcap"), ans.0);
     }
+    // Static keys over UDP with several queues (and a replay window) open a lane per queue,
+    // each with its receive worker reserving PNs from one shared request.
+    if queues > 1 && matches!(wire, Wire::Udp) {
+        for side in ["ga", "gb"] {
+            let log = lab.log(side);
+            assert!(log.contains(&format!("{queues} lanes")), "{log}");
+        }
+    }
     // The tunnel addresses answer too: the gateways reach each other across the link.
     ping(&lab, "ga", "169.254.0.2");
     ping(&lab, "ga", "fd00::2");
@@ -1295,8 +1303,9 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
     let mut lab = Lab::new("pnrestart");
     lab.two_sites();
     keys(&lab, suite);
-    start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 1);
-    lab.capture("cap-wan", "ga", "wan", "udp port 61440");
+    // Two queues and lanes: both lanes' receive workers reserve PNs.
+    start_gateways(&mut lab, suite, Wire::Udp, (0, 0), 2);
+    lab.capture("cap-wan", "ga", "wan", "udp portrange 61440-61441");
     ping(&lab, "ha", "10.2.0.2");
 
     let (status, log) = lab.stop("ga");
@@ -1388,6 +1397,15 @@ fn a_static_key_never_repeats_a_pn_across_restarts() {
         "replayed frames not refused:\n{log_b}"
     );
 
+    // Both lanes carried A's frames (probe requests go on every lane).
+    let lane1 = captured
+        .iter()
+        .filter(|f| {
+            f.len() > 38 && f[26..30] == [192, 0, 2, 1] && f[36..38] == 61441u16.to_be_bytes()
+        })
+        .count();
+    assert!(lane1 > 0, "nothing from A on lane 1");
+    assert!(lab.log("ga").contains("2 lanes"), "{}", lab.log("ga"));
     let seen = sci_an_pn_from_a(&captured);
     assert!(seen.len() > 40, "only {} frames from A", seen.len());
     let mut sorted = seen.clone();

@@ -143,6 +143,19 @@ pub struct LinkSpec {
     pub flows: Option<crate::flows::FlowSpec>,
 }
 
+impl LinkSpec {
+    /// UDP lanes (socket pairs, each read by a receive worker): one per queue with MKA; with
+    /// static keys one per queue where the configuration takes PNs out of order (a replay
+    /// window), else one. Ethernet has one socket.
+    fn lanes(&self) -> usize {
+        match (&self.underlay, &self.keys) {
+            (Underlay::Udp { .. }, None) => self.queues.max(1),
+            (Underlay::Udp { .. }, Some(_)) if self.rx.replay_window > 0 => self.queues.max(1),
+            _ => 1,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("{what}: {source}")]
@@ -403,7 +416,7 @@ impl Link {
             _ => 0,
         };
         let mka_udp = wire.framing == Framing::Udp && spec.keys.is_none();
-        if mka_udp || validators > 0 {
+        if mka_udp || validators > 0 || spec.lanes() > 1 {
             rx_cfg.replay_window = rx_cfg.replay_window.max(LANES_WINDOW);
         }
         let mut rx_secy = RxSecY::new(spec.suite, spec.backend, rx_cfg);
@@ -441,6 +454,7 @@ impl Link {
             let reserve = Arc::new(Reserve::new(
                 rx_lowest - 1,
                 ceiling.saturating_sub(block / 2),
+                spec.lanes(),
             ));
             persister = Some(Persister {
                 file,
@@ -450,6 +464,9 @@ impl Link {
                 tx_an: keys.tx_an,
                 block,
                 reserve,
+                rx: rx_secy.clone(),
+                rx_sci: peer_sci,
+                rx_an: keys.rx_an,
             });
         }
 
@@ -607,13 +624,13 @@ impl Link {
                 tx_cmds: tx_cmds[0].clone(),
                 tx_wake: tx_wakes[0].clone(),
                 control: control_tx.clone(),
-                // Static keys have one lane: their reservation assumes one receive worker.
+                // Static keys: every lane's worker reserves, from one shared request (see
+                // `pnstate::Persister` for how a lower limit stays safe with several).
                 reserve: spec
                     .keys
                     .as_ref()
                     .zip(shared.reserve.clone())
-                    .filter(|_| lane == 0)
-                    .map(|(k, r)| rx::RxReserve::new(r, k.rx_an)),
+                    .map(|(k, r)| rx::RxReserve::new(r, k.rx_an, lane)),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -977,17 +994,7 @@ impl Wire {
     fn open(spec: &LinkSpec) -> Result<Wire, LinkError> {
         match &spec.underlay {
             Underlay::Udp { local, remote } => {
-                // Static keys keep one lane: their receive PN reservation assumes one worker.
-                // When the traffic slows it lowers the durable limit to just above the highest
-                // PN accepted; a second worker could accept a PN above that (under the limit
-                // it read before) between the reading and the write, and a restart would then
-                // accept that PN again. Several workers need a quiescent point (every worker
-                // past the batch it was validating) before any lowering.
-                let lanes = if spec.keys.is_some() {
-                    1
-                } else {
-                    spec.queues.max(1)
-                };
+                let lanes = spec.lanes();
                 let mut wire = Wire::udp(*local, *remote)?;
                 for i in 1..lanes {
                     let port = |a: &SocketAddr| {

@@ -300,14 +300,22 @@ struct Wants {
 pub struct Reserve {
     wants: Mutex<Wants>,
     cv: Condvar,
-    /// The receive limit that is durable: frames up to it may be accepted.
+    /// The receive limit frames may be accepted up to: what the file holds, or lower while
+    /// a lower one is on its way there (never higher).
     rx_durable: AtomicU64,
+    /// The receive limit last asked for (`Wants::rx_want`), readable without the lock: every
+    /// receive worker sets the SA's limit from the same request (see `rx::RxReserve`).
+    rx_requested: AtomicU64,
+    /// Per receive worker (lane), how many times it has applied the limits after a batch: a
+    /// lower limit goes to the file only once every worker has done so twice since it was
+    /// asked for, so that none is still validating under the higher one (see `Persister`).
+    rx_ticks: Vec<AtomicU64>,
     /// The transmit SA's next PN passed this: time to reserve the next block.
     tx_low_water: AtomicU64,
 }
 
 impl Reserve {
-    pub(crate) fn new(rx_durable: u64, tx_low_water: u64) -> Reserve {
+    pub(crate) fn new(rx_durable: u64, tx_low_water: u64, lanes: usize) -> Reserve {
         Reserve {
             wants: Mutex::new(Wants {
                 rx_want: rx_durable,
@@ -315,6 +323,8 @@ impl Reserve {
             }),
             cv: Condvar::new(),
             rx_durable: AtomicU64::new(rx_durable),
+            rx_requested: AtomicU64::new(rx_durable),
+            rx_ticks: (0..lanes.max(1)).map(|_| AtomicU64::new(0)).collect(),
             tx_low_water: AtomicU64::new(tx_low_water),
         }
     }
@@ -339,11 +349,31 @@ impl Reserve {
         self.rx_durable.load(Ordering::Acquire)
     }
 
+    /// The receive limit last asked for, by any worker.
+    pub(crate) fn rx_requested(&self) -> u64 {
+        self.rx_requested.load(Ordering::Acquire)
+    }
+
+    /// Receive worker `lane` has applied the limits after a batch.
+    pub(crate) fn ticked(&self, lane: usize) {
+        if let Some(t) = self.rx_ticks.get(lane) {
+            t.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn ticks(&self) -> Vec<u64> {
+        self.rx_ticks
+            .iter()
+            .map(|t| t.load(Ordering::Acquire))
+            .collect()
+    }
+
     /// Asks for the receive limit `limit`, without waiting.
     pub(crate) fn request_rx(&self, limit: u64) {
         if let Ok(mut w) = self.wants.lock() {
             if limit != w.rx_want {
                 w.rx_want = limit;
+                self.rx_requested.store(limit, Ordering::Release);
                 self.cv.notify_all();
             }
         }
@@ -358,6 +388,7 @@ impl Reserve {
         };
         if limit != w.rx_want {
             w.rx_want = limit;
+            self.rx_requested.store(limit, Ordering::Release);
             self.cv.notify_all();
         }
         let errors = w.errors;
@@ -403,24 +434,53 @@ pub(crate) struct Persister {
     pub(crate) tx_an: interlink_macsec::An,
     pub(crate) block: u64,
     pub(crate) reserve: std::sync::Arc<Reserve>,
+    /// A clone of the link's receive SecY (it shares the SAs), the peer's SCI and the static
+    /// key's AN: the highest PN accepted, read before a lower limit is written.
+    pub(crate) rx: interlink_macsec::RxSecY,
+    pub(crate) rx_sci: interlink_macsec::Sci,
+    pub(crate) rx_an: interlink_macsec::An,
 }
 
 impl Persister {
+    /// The highest PN the static key's receive SA has accepted (0: none, or the SA on its AN
+    /// is another's).
+    fn rx_accepted(&self) -> u64 {
+        self.rx
+            .sc(self.rx_sci)
+            .and_then(|sc| sc.sa(self.rx_an))
+            .filter(|sa| sa.limit() != u64::MAX)
+            .map_or(0, |sa| sa.next_pn().saturating_sub(1))
+    }
+
+    /// Writes the reservations as the workers ask. A higher receive limit is written at
+    /// once. A lower one (the traffic slowed) takes effect in memory at once, but goes to
+    /// the file only once every receive worker has applied the limits twice since (so none
+    /// is still validating a batch under the higher one), and then no lower than the
+    /// highest PN accepted by then: the file never says less than a PN some worker accepted.
     pub(crate) fn run(mut self) {
         let max = self.tx.suite().max_pn();
         let r = self.reserve.clone();
+        // What the file holds, and the workers' ticks when the limit last went down.
+        let mut file_rx = r.rx_durable();
+        let mut lowering: Option<Vec<u64>> = None;
         loop {
             let Ok(mut w) = r.wants.lock() else { return };
             // Wait for work: a poke, a receive limit wanted, the stop; every 100 ms the
-            // transmit SA is looked at anyway.
+            // transmit SA is looked at anyway, every 5 ms while a lower limit waits.
             let rx_durable = r.rx_durable();
             let idle = |w: &Wants| {
                 w.stop.is_none()
                     && !w.poke
-                    && (w.rx_want == rx_durable || w.retry_at.is_some_and(|t| Instant::now() < t))
+                    && ((w.rx_want == rx_durable && w.rx_want == file_rx && lowering.is_none())
+                        || w.retry_at.is_some_and(|t| Instant::now() < t))
             };
             if idle(&w) {
                 w = match r.cv.wait_timeout(w, Duration::from_millis(100)) {
+                    Ok((w, _)) => w,
+                    Err(_) => return,
+                };
+            } else if lowering.is_some() && w.stop.is_none() && !w.poke {
+                w = match r.cv.wait_timeout(w, Duration::from_millis(5)) {
                     Ok((w, _)) => w,
                     Err(_) => return,
                 };
@@ -434,10 +494,12 @@ impl Persister {
                     .tx
                     .sa(self.tx_an)
                     .map_or(u64::MAX, |sa| sa.next_pn().unwrap_or(u64::MAX));
+                // Every worker gone: what the SA accepted is exact.
                 let rx_next = match rx_next {
-                    0 => rx_durable.saturating_add(1),
+                    0 => file_rx.saturating_add(1),
                     n => n,
-                };
+                }
+                .max(self.rx_accepted().saturating_add(1));
                 self.file.set(Direction::Tx, &self.tx_key, tx_next.max(1));
                 self.file.set(Direction::Rx, &self.rx_key, rx_next.max(1));
                 if let Err(e) = self.file.save() {
@@ -463,7 +525,37 @@ impl Persister {
             let next = sa.next_pn().unwrap_or(max);
             let tx_new = (ceiling < max && next.saturating_add(self.block / 2) > ceiling)
                 .then(|| ceiling.saturating_add(self.block).min(max));
-            let rx_new = (rx_want != rx_durable).then_some(rx_want);
+            let mut rx_new = None;
+            if rx_want >= file_rx {
+                // Higher than the file (or back to it): written at once.
+                lowering = None;
+                if rx_want != file_rx {
+                    rx_new = Some(rx_want);
+                } else if r.rx_durable() != file_rx {
+                    r.rx_durable.store(file_rx, Ordering::Release);
+                    r.cv.notify_all();
+                }
+            } else {
+                // Lower than the file: in memory now (workers waiting for a limit within the
+                // file's go on), on disk once the workers are past the higher one.
+                let mem = r.rx_durable();
+                if rx_want != mem {
+                    r.rx_durable.store(rx_want, Ordering::Release);
+                    r.cv.notify_all();
+                }
+                if rx_want < mem || lowering.is_none() {
+                    lowering = Some(r.ticks());
+                }
+                let quiet = lowering.as_ref().is_some_and(|from| {
+                    r.ticks()
+                        .iter()
+                        .zip(from)
+                        .all(|(now, then)| *now >= then + 2)
+                });
+                if quiet {
+                    rx_new = Some(rx_want.max(self.rx_accepted()));
+                }
+            }
             if tx_new.is_none() && rx_new.is_none() {
                 continue;
             }
@@ -486,6 +578,8 @@ impl Persister {
                     }
                     if let Some(l) = rx_new {
                         r.rx_durable.store(l, Ordering::Release);
+                        file_rx = l;
+                        lowering = None;
                     }
                     w.retry_at = None;
                 }
@@ -498,7 +592,7 @@ impl Persister {
                     }
                     if rx_new.is_some() {
                         self.file
-                            .set(Direction::Rx, &self.rx_key, rx_durable.saturating_add(1));
+                            .set(Direction::Rx, &self.rx_key, file_rx.saturating_add(1));
                     }
                     w.errors += 1;
                     w.last_error = Some(e.to_string());

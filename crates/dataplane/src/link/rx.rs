@@ -97,14 +97,15 @@ pub(super) struct RxWorker {
 /// about 200 ms at the rate seen (at least [`MIN_RX_MARGIN`]), so that the state file is
 /// written a few times a second at most and a frame rarely waits for a write; when the
 /// traffic slows, the limit comes back down to the margin, so that after a crash the peer's
-/// frames are refused for no longer than about that margin.
+/// frames are refused for no longer than about that margin. Each receive worker (one per
+/// lane) has one; they share the SA, its limit and the request (`Reserve::rx_requested`),
+/// so that a worker that has been idle does not set the limit from a request of its own
+/// that the traffic on another lane has outgrown.
 pub(super) struct RxReserve {
     reserve: Arc<Reserve>,
     an: An,
+    lane: usize,
     margin: u64,
-    /// The limit last asked for. The SA accepts up to the lower of it and what is durable:
-    /// asking for a lower limit binds at once, a higher one once it is written.
-    requested: u64,
     /// The next PN and the time at the start of the rate's window.
     window: (u64, Instant),
 }
@@ -114,28 +115,29 @@ pub(super) struct RxReserve {
 const MIN_RX_MARGIN: u64 = 4;
 
 impl RxReserve {
-    pub(super) fn new(reserve: Arc<Reserve>, an: An) -> RxReserve {
-        let requested = reserve.rx_durable();
+    pub(super) fn new(reserve: Arc<Reserve>, an: An, lane: usize) -> RxReserve {
         RxReserve {
             reserve,
             an,
+            lane,
             margin: MIN_RX_MARGIN,
-            requested,
             window: (0, Instant::now()),
         }
     }
 
-    /// What the SA may accept now.
+    /// What the SA may accept now: the lower of the limit last asked for and what is
+    /// durable (asking for a lower limit binds at once, a higher one once it is written).
     fn allowed(&self) -> u64 {
-        self.requested.min(self.reserve.rx_durable())
+        self.reserve.rx_requested().min(self.reserve.rx_durable())
     }
 
-    /// For a valid frame above the limit: asks for a limit above it and waits for it to be
-    /// durable (a write of the state file).
+    /// For a valid frame above the limit: asks for a limit above it (unless another lane
+    /// asked for more already) and waits for it to be durable (a write of the state file).
     fn reserve_for(&mut self, pn: u64) -> u64 {
-        self.requested = pn.saturating_add(self.margin);
-        self.reserve
-            .reserve_rx(self.requested, pn, Duration::from_secs(1));
+        let limit = pn
+            .saturating_add(self.margin)
+            .max(self.reserve.rx_requested());
+        self.reserve.reserve_rx(limit, pn, Duration::from_secs(1));
         self.allowed()
     }
 
@@ -144,6 +146,9 @@ impl RxReserve {
     /// traffic has slowed. Only the SA with a limit is the static key's: one installed over
     /// it since (a rotation) is not reserved here.
     fn tick(&mut self, secy: &mut RxSecY, peer: Sci) {
+        // Past the batch it was validating: a lower limit may go to the file once every
+        // worker has come here twice since (see `pnstate::Persister`).
+        self.reserve.ticked(self.lane);
         let Some(sa) = secy.sc(peer).and_then(|sc| sc.sa(self.an)) else {
             return;
         };
@@ -164,8 +169,7 @@ impl RxReserve {
         let allowed = self.allowed();
         let near = next.saturating_add(self.margin / 2) > allowed;
         let far = allowed > target.saturating_add(3 * self.margin);
-        if (near && target > self.requested) || far {
-            self.requested = target;
+        if (near && target > self.reserve.rx_requested()) || far {
             self.reserve.request_rx(target);
         }
         let allowed = self.allowed();
@@ -264,9 +268,10 @@ impl RxWorker {
         }
         self.shared.rx[self.lane].publish(&counters);
         if let Some(r) = &self.reserve {
+            // Every lane's worker leaves the SA's next PN (shared): the highest stands.
             self.shared
                 .rx_next_pn
-                .store(r.next_pn(&self.secy, peer), Ordering::Release);
+                .fetch_max(r.next_pn(&self.secy, peer), Ordering::AcqRel);
         }
         if let Some(f) = &mut self.flows {
             f.stop();
@@ -760,5 +765,326 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+    }
+
+    /// A static key's receive side on two lanes, with its persister running: the frames'
+    /// sender, the SecY, the reservation, the state file and the persister's thread.
+    struct StaticRx {
+        tx: TxSecY,
+        rx: RxSecY,
+        sci: Sci,
+        an: An,
+        reserve: Arc<crate::pnstate::Reserve>,
+        dir: std::path::PathBuf,
+        path: std::path::PathBuf,
+        rx_key: crate::pnstate::KeyId,
+        persister: std::thread::JoinHandle<()>,
+    }
+
+    impl StaticRx {
+        fn new(name: &str) -> StaticRx {
+            use crate::pnstate::{key_id, Direction, Persister, PnFile, Reserve};
+            let suite = CipherSuite::GcmAes128;
+            let sak = [5u8; 16];
+            let key = SaKey {
+                sak: &sak,
+                xpn: None,
+            };
+            let sci = Sci::new([2, 0, 0, 0, 0, 1], 1);
+            let an = An::new(0).unwrap();
+            let mut tx = TxSecY::new(suite, Backend::default(), TxConfig::new(sci)).unwrap();
+            tx.install_sa(an, &key, 1).unwrap();
+            tx.set_encoding_sa(an).unwrap();
+            let mut rx = RxSecY::new(
+                suite,
+                Backend::default(),
+                RxConfig {
+                    validate_frames: ValidateFrames::Strict,
+                    replay_protect: true,
+                    replay_window: 1 << 16,
+                },
+            );
+            rx.add_sc(sci).unwrap();
+            rx.install_sa(sci, an, &key, 1).unwrap();
+            rx.set_pn_limit(sci, an, 0).unwrap();
+            let dir = std::env::temp_dir().join(format!("il-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("l.pn");
+            let ids = crate::link::SaKeys {
+                sak: interlink_macsec::Sak::new(sak.to_vec()),
+                xpn: None,
+            };
+            let rx_key = key_id(suite, &ids);
+            let mut file = PnFile::load(&path).unwrap();
+            file.set(Direction::Rx, &rx_key, 1);
+            file.save().unwrap();
+            let reserve = Arc::new(Reserve::new(0, u64::MAX, 2));
+            let persister = Persister {
+                file,
+                tx_key: [1; 32],
+                rx_key,
+                tx: tx.clone(),
+                tx_an: an,
+                block: 1 << 20,
+                reserve: reserve.clone(),
+                rx: rx.clone(),
+                rx_sci: sci,
+                rx_an: an,
+            };
+            let persister = std::thread::spawn(move || persister.run());
+            StaticRx {
+                tx,
+                rx,
+                sci,
+                an,
+                reserve,
+                dir,
+                path,
+                rx_key,
+                persister,
+            }
+        }
+
+        /// The next `n` frames the sender protects.
+        fn frames(&mut self, n: usize) -> Vec<Vec<u8>> {
+            let hdr = self.tx.header_len();
+            let mut stats = TxStats::default();
+            (0..n)
+                .map(|_| {
+                    let mut f = vec![0u8; hdr + 2 + 60 + ICV_LEN];
+                    f[..ADDRS_LEN].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+                    f[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+                    let p = self.tx.protect(&mut stats, &mut f, 2 + 60).unwrap();
+                    f.truncate(p.len);
+                    f
+                })
+                .collect()
+        }
+
+        /// Where the state file says the receive SA resumes.
+        fn resume(&self) -> u64 {
+            crate::pnstate::PnFile::load(&self.path)
+                .unwrap()
+                .resume(crate::pnstate::Direction::Rx, &self.rx_key)
+        }
+
+        /// Stops the persister with `next` the exact next PN; the file's resume then.
+        fn stop(self, next: u64) -> u64 {
+            self.reserve.stop(next);
+            let (path, rx_key, dir) = (self.path.clone(), self.rx_key, self.dir.clone());
+            self.persister.join().unwrap();
+            let resume = crate::pnstate::PnFile::load(&path)
+                .unwrap()
+                .resume(crate::pnstate::Direction::Rx, &rx_key);
+            let _ = std::fs::remove_dir_all(&dir);
+            resume
+        }
+    }
+
+    /// Validates `frames` on one lane; the highest PN accepted.
+    fn accept(secy: &mut RxSecY, res: &mut RxReserve, frames: &mut [Vec<u8>]) -> u64 {
+        let mut counters = Counters::default();
+        let mut highest = 0;
+        for f in frames {
+            let v = validate(secy, Some(&mut *res), None, 0, f, &mut counters);
+            assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
+            highest = highest.max(u64::from(u32::from_be_bytes(f[16..20].try_into().unwrap())));
+        }
+        highest
+    }
+
+    /// The race a lower limit has with a second lane, forced: lane 0 asks for a lower limit
+    /// (from the highest PN it saw), and lane 1, whose SA limit is still the higher one,
+    /// accepts PNs above it before the lanes tick again. The file must not go below them.
+    #[test]
+    fn a_lower_limit_waits_for_every_lane_and_covers_what_they_accepted() {
+        let mut s = StaticRx::new("lower");
+        let mut lane1 = RxReserve::new(s.reserve.clone(), s.an, 1);
+        let mut rx1 = s.rx.clone();
+        // Lane 1 accepts PNs 1 to 100: the limit rises a margin past 100, is written, and
+        // lane 1's SA takes it.
+        let mut first = s.frames(100);
+        assert_eq!(accept(&mut rx1, &mut lane1, &mut first), 100);
+        lane1.tick(&mut rx1, s.sci);
+        std::thread::sleep(Duration::from_millis(50));
+        lane1.tick(&mut rx1, s.sci);
+        let high = s.resume();
+        assert!(high > 104, "{high}");
+        // Lane 0 asks for 60, as a worker that last read PN 56 would; the persister has
+        // had the time to act on it.
+        s.reserve.request_rx(60);
+        std::thread::sleep(Duration::from_millis(50));
+        // Lane 1, not yet ticked, accepts 101 to 103 under its limit.
+        let mut more = s.frames(3);
+        assert_eq!(accept(&mut rx1, &mut lane1, &mut more), 103);
+        std::thread::sleep(Duration::from_millis(50));
+        // Nothing lower went to the file before every lane ticked twice...
+        assert_eq!(
+            s.resume(),
+            high,
+            "the file went below what lane 1 may accept"
+        );
+        for _ in 0..2 {
+            s.reserve.ticked(0);
+            s.reserve.ticked(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // ...and then no lower than what was accepted: 104, not 61.
+        assert_eq!(s.resume(), 104);
+        assert_eq!(s.stop(104), 104);
+    }
+
+    /// Two receive workers of one static key, each on a lane of its own, and the persister;
+    /// the traffic comes in bursts and pauses, so the reservation rises and is lowered again
+    /// and again. At every moment the state file says to resume above every PN either
+    /// worker has accepted: a crash at any time would accept none twice.
+    #[test]
+    fn two_lanes_never_leave_an_accepted_pn_above_the_file() {
+        use crate::pnstate::{key_id, Direction, Persister, PnFile, Reserve};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        let suite = CipherSuite::GcmAes128;
+        let sak = [5u8; 16];
+        let key = SaKey {
+            sak: &sak,
+            xpn: None,
+        };
+        let sci = Sci::new([2, 0, 0, 0, 0, 1], 1);
+        let an = An::new(0).unwrap();
+        let mut tx = TxSecY::new(suite, Backend::default(), TxConfig::new(sci)).unwrap();
+        tx.install_sa(an, &key, 1).unwrap();
+        tx.set_encoding_sa(an).unwrap();
+        let mut rx = RxSecY::new(
+            suite,
+            Backend::default(),
+            RxConfig {
+                validate_frames: ValidateFrames::Strict,
+                replay_protect: true,
+                replay_window: 1 << 16,
+            },
+        );
+        rx.add_sc(sci).unwrap();
+        rx.install_sa(sci, an, &key, 1).unwrap();
+        rx.set_pn_limit(sci, an, 0).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("il-lanes-pn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.pn");
+        let ids = crate::link::SaKeys {
+            sak: interlink_macsec::Sak::new(sak.to_vec()),
+            xpn: None,
+        };
+        let rx_key = key_id(suite, &ids);
+        let mut file = PnFile::load(&path).unwrap();
+        file.set(Direction::Rx, &rx_key, 1);
+        file.save().unwrap();
+        let reserve = Arc::new(Reserve::new(0, u64::MAX, 2));
+        let persister = Persister {
+            file,
+            tx_key: [1; 32],
+            rx_key,
+            tx: tx.clone(),
+            tx_an: an,
+            block: 1 << 20,
+            reserve: reserve.clone(),
+            rx: rx.clone(),
+            rx_sci: sci,
+            rx_an: an,
+        };
+        let persister = std::thread::spawn(move || persister.run());
+
+        // 12 bursts of 64 batches, each burst's batches dealt to the two lanes in turn.
+        let hdr = tx.header_len();
+        let mut stats = TxStats::default();
+        let mut lanes: [Vec<Vec<Vec<u8>>>; 2] = [Vec::new(), Vec::new()];
+        for b in 0..12 * 64 {
+            let batch = (0..BATCH)
+                .map(|_| {
+                    let mut f = vec![0u8; hdr + 2 + 60 + ICV_LEN];
+                    f[..ADDRS_LEN].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+                    f[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+                    let p = tx.protect(&mut stats, &mut f, 2 + 60).unwrap();
+                    f.truncate(p.len);
+                    f
+                })
+                .collect();
+            lanes[b % 2].push(batch);
+        }
+        let accepted = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let (accepted, done, path) = (accepted.clone(), done.clone(), path.clone());
+            std::thread::spawn(move || {
+                let (mut checks, mut lowered, mut last) = (0, 0, 0);
+                while !done.load(Ordering::Acquire) {
+                    let a = accepted.load(Ordering::SeqCst);
+                    let resume = PnFile::load(&path).unwrap().resume(Direction::Rx, &rx_key);
+                    assert!(
+                        resume > a,
+                        "the file resumes at {resume}, PN {a} was accepted"
+                    );
+                    if resume < last {
+                        lowered += 1;
+                    }
+                    last = resume;
+                    checks += 1;
+                }
+                (checks, lowered)
+            })
+        };
+        let pause = Arc::new(std::sync::Barrier::new(2));
+        let workers: Vec<_> = lanes
+            .into_iter()
+            .enumerate()
+            .map(|(lane, batches)| {
+                let (mut secy, accepted, pause) = (rx.clone(), accepted.clone(), pause.clone());
+                let mut res = RxReserve::new(reserve.clone(), an, lane);
+                std::thread::spawn(move || {
+                    let mut counters = Counters::default();
+                    let mut valid = 0;
+                    for (i, mut batch) in batches.into_iter().enumerate() {
+                        for f in &mut batch {
+                            let v = validate(&mut secy, Some(&mut res), None, 0, f, &mut counters);
+                            if matches!(v, Verdict::Valid { .. }) {
+                                let pn = u32::from_be_bytes(f[16..20].try_into().unwrap());
+                                accepted.fetch_max(u64::from(pn), Ordering::SeqCst);
+                                valid += 1;
+                            }
+                        }
+                        res.tick(&mut secy, sci);
+                        // A pause after each burst (32 batches a lane), both lanes idle
+                        // and ticking as idle workers do: the rate drops, and the limit is
+                        // lowered (the race of a lowering with a busy lane is forced in
+                        // the test above).
+                        if i % 32 == 31 {
+                            pause.wait();
+                            for _ in 0..8 {
+                                std::thread::sleep(Duration::from_millis(40));
+                                res.tick(&mut secy, sci);
+                            }
+                            pause.wait();
+                        }
+                    }
+                    valid
+                })
+            })
+            .collect();
+        let valid: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        done.store(true, Ordering::Release);
+        let (checks, lowered) = checker.join().unwrap();
+        // Every frame got through, the limit went down between the bursts, and the file
+        // was read all along.
+        assert_eq!(valid, 12 * 64 * BATCH);
+        eprintln!("{checks} checks of the file, the limit lowered {lowered} times");
+        assert!(lowered >= 5, "the limit was lowered {lowered} times");
+        assert!(checks > 100, "{checks} checks");
+        // At the stop, the exact next PN.
+        reserve.stop(accepted.load(Ordering::SeqCst) + 1);
+        persister.join().unwrap();
+        let resume = PnFile::load(&path).unwrap().resume(Direction::Rx, &rx_key);
+        assert_eq!(resume, accepted.load(Ordering::SeqCst) + 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
