@@ -397,6 +397,13 @@ impl Reserve {
             if left.is_zero() {
                 break;
             }
+            // Another lane may have asked for a lower limit meanwhile (it read the PNs
+            // before this frame): a frame waiting here asks again.
+            if w.rx_want < needed {
+                w.rx_want = limit.max(needed);
+                self.rx_requested.store(w.rx_want, Ordering::Release);
+                self.cv.notify_all();
+            }
             w = match self.cv.wait_timeout(w, left) {
                 Ok((w, _)) => w,
                 Err(_) => return self.rx_durable(),
