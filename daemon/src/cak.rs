@@ -25,8 +25,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use interlink_config::parse_hex;
 use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::{random_sak, Secret};
+use interlink_pairing::hex;
 
 /// Where a link's replaced CAK is kept.
 pub(crate) fn path(state_dir: &Path, link: &str) -> PathBuf {
@@ -69,23 +71,6 @@ pub(crate) struct Replacement {
     now_asked: bool,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 128 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// The file's contents, a line each: `replaces HEX` (the configured CKN), then `base_ckn
 /// HEX`, `base_cak HEX` and `base_since SECONDS` if there is a base, `next_ckn HEX` and
 /// `next_cak HEX` if there is a next key.
@@ -97,7 +82,7 @@ fn parse(text: &str) -> Result<(Stored, Vec<u8>), String> {
     };
     let bytes = |name: &str| -> Result<Option<Vec<u8>>, String> {
         field(name)
-            .map(|v| unhex(v).ok_or_else(|| format!("{name} is not hex")))
+            .map(|v| parse_hex(v).map_err(|_| format!("{name} is not hex")))
             .transpose()
     };
     let replaces = bytes("replaces")?.ok_or("no replaces line")?;
@@ -135,13 +120,6 @@ fn parse(text: &str) -> Result<(Stored, Vec<u8>), String> {
         }
     }
     Ok((Stored { base, next }, replaces))
-}
-
-/// Now, in Unix seconds.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Replacement {

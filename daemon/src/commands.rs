@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::control::{error, ok};
+use crate::mka::MkaRun;
 
 /// Client questions the speaker was too far behind to take (its command queue full).
 pub static SPEAKER_BUSY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -422,28 +423,32 @@ async fn neighbor(ctl: &Ctl<'_>, addr: &str, op: &str) -> Value {
 }
 
 fn replace_cak(ctl: &mut Ctl<'_>, name: &str) -> Value {
-    let Some(run) = ctl.links.iter_mut().find(|l| l.cfg.name == name) else {
-        return error(format!("no link named {name:?}"));
-    };
-    let Some(m) = run.mka.as_mut() else {
-        return error(format!("link {name} is keyed statically: it has no CAK"));
-    };
-    match m.replace_cak_now() {
-        Ok(()) => ok(json!({ "link": name })),
-        Err(e) => error(format!("link {name}: {e}")),
-    }
+    on_mka(ctl, name, "it has no CAK", MkaRun::replace_cak_now)
 }
 
 fn rekey(ctl: &mut Ctl<'_>, name: &str) -> Value {
+    on_mka(
+        ctl,
+        name,
+        "a new SAK goes in its key files, then reload",
+        |m| m.request_rekey().map_err(String::from),
+    )
+}
+
+/// `act` on link `name`'s MKA; a statically keyed link is refused with `instead`.
+fn on_mka(
+    ctl: &mut Ctl<'_>,
+    name: &str,
+    instead: &str,
+    act: impl FnOnce(&mut MkaRun) -> Result<(), String>,
+) -> Value {
     let Some(run) = ctl.links.iter_mut().find(|l| l.cfg.name == name) else {
         return error(format!("no link named {name:?}"));
     };
     let Some(m) = run.mka.as_mut() else {
-        return error(format!(
-            "link {name} is keyed statically: a new SAK goes in its key files, then reload"
-        ));
+        return error(format!("link {name} is keyed statically: {instead}"));
     };
-    match m.request_rekey() {
+    match act(m) {
         Ok(()) => ok(json!({ "link": name })),
         Err(e) => error(format!("link {name}: {e}")),
     }

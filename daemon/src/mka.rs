@@ -14,6 +14,7 @@ use interlink_mka::kay::{Action, CaKey, Kay};
 use interlink_mka::keys::Secret;
 use interlink_mka::mkpdu::Ki;
 use interlink_mka::participant::{Config, NewSa, PnStatus, XpnParams};
+use interlink_pairing::hex;
 
 use crate::cak::Replacement;
 
@@ -49,10 +50,6 @@ pub struct MkaRun {
     replace: Option<Replacement>,
     /// The CKN of the CA that protects the link, as last logged.
     principal: Option<String>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn keychain(m: &MkaKeys) -> Result<Vec<CaKey>, String> {
@@ -403,7 +400,7 @@ impl MkaRun {
                 &self.configured,
                 taken,
                 Instant::now(),
-                crate::cak::unix_now(),
+                crate::offers::now(),
                 name,
             ),
             None => Vec::new(),

@@ -31,7 +31,7 @@ use error::Diagnostics;
 pub use error::{Error, Errors};
 pub use fib::{Fib, OnShutdown, StaticRoute, StaticTarget};
 pub use flows::Flows;
-pub use text::{parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
+pub use text::{hex as parse_hex, parse_bandwidth, parse_duration, parse_mac, IfAddr, MacAddr};
 
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/interlink/interlink.toml";

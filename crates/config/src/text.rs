@@ -125,7 +125,7 @@ impl FromStr for IfAddr {
 }
 
 /// Hex digits, possibly separated by whitespace, to octets.
-pub(crate) fn hex(s: &str) -> Result<Vec<u8>, String> {
+pub fn hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if digits.len() % 2 != 0 {
         return Err("an odd number of hex digits".into());

@@ -688,20 +688,16 @@ mod tests {
         assert_eq!(frames(&[0], &[0], 0).count(), 0);
     }
 
-    /// Ten batches of frames, validated by three helpers, come back in the order they were
-    /// read, every frame valid and each once: whichever helper finishes first, delivery
-    /// keeps the order of the wire.
-    #[test]
-    fn helpers_hand_back_batches_in_the_order_they_were_read() {
-        let suite = CipherSuite::GcmAesXpn128;
-        let key = SaKey {
-            sak: &[7; 16],
-            xpn: Some((1, [9; 12])),
-        };
-        let sci = Sci::new([2, 0, 0, 0, 0, 1], 1);
+    /// The SCI the tests' frames are sent from.
+    const SENDER: Sci = Sci::new([2, 0, 0, 0, 0, 1], 1);
+
+    /// A sender and a receiver of [`SENDER`]'s frames under `key` on AN 0, the receiver
+    /// with a replay window of `window`. The key is made for the test and has never sent,
+    /// so its SAs start at PN 1 (a real key resumes above every PN it used).
+    fn secy_pair(suite: CipherSuite, key: &SaKey<'_>, window: u32) -> (TxSecY, RxSecY) {
         let an = An::new(0).unwrap();
-        let mut tx = TxSecY::new(suite, Backend::default(), TxConfig::new(sci)).unwrap();
-        tx.install_sa(an, &key, 1).unwrap();
+        let mut tx = TxSecY::new(suite, Backend::default(), TxConfig::new(SENDER)).unwrap();
+        tx.install_sa(an, key, 1).unwrap();
         tx.set_encoding_sa(an).unwrap();
         let mut rx = RxSecY::new(
             suite,
@@ -709,28 +705,42 @@ mod tests {
             RxConfig {
                 validate_frames: ValidateFrames::Strict,
                 replay_protect: true,
-                replay_window: 1024,
+                replay_window: window,
             },
         );
-        rx.add_sc(sci).unwrap();
-        rx.install_sa(sci, an, &key, 1).unwrap();
+        rx.add_sc(SENDER).unwrap();
+        rx.install_sa(SENDER, an, key, 1).unwrap();
+        (tx, rx)
+    }
+
+    /// The next frame `tx` protects: an IPv4 packet of 60 octets carrying `tag` first.
+    fn protect(tx: &mut TxSecY, tag: u32) -> Vec<u8> {
+        let hdr = tx.header_len();
+        let mut f = vec![0u8; hdr + 2 + 60 + ICV_LEN];
+        f[..ADDRS_LEN].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        f[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        f[hdr + 2..hdr + 6].copy_from_slice(&tag.to_be_bytes());
+        let p = tx.protect(&mut TxStats::default(), &mut f, 2 + 60).unwrap();
+        f.truncate(p.len);
+        f
+    }
+
+    /// Ten batches of frames, validated by three helpers, come back in the order they were
+    /// read, every frame valid and each once: whichever helper finishes first, delivery
+    /// keeps the order of the wire.
+    #[test]
+    fn helpers_hand_back_batches_in_the_order_they_were_read() {
+        let key = SaKey {
+            sak: &[7; 16],
+            xpn: Some((1, [9; 12])),
+        };
+        let (mut tx, rx) = secy_pair(CipherSuite::GcmAesXpn128, &key, 1024);
 
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         let source = UdpSocket::bind("127.0.0.1:0").unwrap();
         source.connect(sink.local_addr().unwrap()).unwrap();
         const FRAMES: u32 = 10 * BATCH as u32;
-        let hdr = tx.header_len();
-        let mut stats = TxStats::default();
-        let mut wire = Vec::new();
-        for i in 0..FRAMES {
-            let mut f = vec![0u8; hdr + 2 + 60 + ICV_LEN];
-            f[..ADDRS_LEN].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-            f[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            f[hdr + 2..hdr + 6].copy_from_slice(&i.to_be_bytes());
-            let p = tx.protect(&mut stats, &mut f, 2 + 60).unwrap();
-            f.truncate(p.len);
-            wire.push(f);
-        }
+        let wire: Vec<Vec<u8>> = (0..FRAMES).map(|i| protect(&mut tx, i)).collect();
         // A batch's worth at a time, as the socket's buffer holds.
         let mut to_send = wire.chunks(BATCH);
 
@@ -790,22 +800,8 @@ mod tests {
                 sak: &sak,
                 xpn: None,
             };
-            let sci = Sci::new([2, 0, 0, 0, 0, 1], 1);
-            let an = An::new(0).unwrap();
-            let mut tx = TxSecY::new(suite, Backend::default(), TxConfig::new(sci)).unwrap();
-            tx.install_sa(an, &key, 1).unwrap();
-            tx.set_encoding_sa(an).unwrap();
-            let mut rx = RxSecY::new(
-                suite,
-                Backend::default(),
-                RxConfig {
-                    validate_frames: ValidateFrames::Strict,
-                    replay_protect: true,
-                    replay_window: 1 << 16,
-                },
-            );
-            rx.add_sc(sci).unwrap();
-            rx.install_sa(sci, an, &key, 1).unwrap();
+            let (tx, mut rx) = secy_pair(suite, &key, 1 << 16);
+            let (sci, an) = (SENDER, An::new(0).unwrap());
             rx.set_pn_limit(sci, an, 0).unwrap();
             let dir = std::env::temp_dir().join(format!("il-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -848,18 +844,7 @@ mod tests {
 
         /// The next `n` frames the sender protects.
         fn frames(&mut self, n: usize) -> Vec<Vec<u8>> {
-            let hdr = self.tx.header_len();
-            let mut stats = TxStats::default();
-            (0..n)
-                .map(|_| {
-                    let mut f = vec![0u8; hdr + 2 + 60 + ICV_LEN];
-                    f[..ADDRS_LEN].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-                    f[hdr..hdr + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-                    let p = self.tx.protect(&mut stats, &mut f, 2 + 60).unwrap();
-                    f.truncate(p.len);
-                    f
-                })
-                .collect()
+            (0..n as u32).map(|i| protect(&mut self.tx, i)).collect()
         }
 
         /// Where the state file says the receive SA resumes.
